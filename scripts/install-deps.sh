@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs, with apt-get, every Debian 12 package dpnetback needs to build, test and run its
+# demo, and only the ones that are missing. Safe to run again. Groups:
+#   build  compilers, CMake, DPDK, the Xen libraries, spdlog, CLI11, toml++, JSON, systemd
+#   test   GoogleTest, clang's libFuzzer runtime, clang-format, iproute2, promtool, valgrind
+#   e2e    QEMU, the Xen hypervisor and tools, a kernel and busybox for the Xen lab
+# Usage: scripts/install-deps.sh [build] [test] [e2e]   (default: build test)
+set -euo pipefail
+
+groups=("$@")
+[ ${#groups[@]} -gt 0 ] || groups=(build test)
+
+pkgs_build=(build-essential g++ cmake ninja-build pkg-config git
+  libdpdk-dev dpdk libxen-dev libspdlog-dev libfmt-dev libcli11-dev
+  libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev libnuma-dev python3)
+pkgs_test=(googletest libgtest-dev libgmock-dev clang libclang-rt-14-dev clang-format
+  clang-tidy iproute2 procps valgrind)
+pkgs_e2e=(qemu-system-x86 xen-hypervisor-4.17-amd64 xen-utils-4.17 linux-image-amd64
+  busybox-static cpio kmod xz-utils)
+
+want=()
+for g in "${groups[@]}"; do
+  case "$g" in
+    build) want+=("${pkgs_build[@]}") ;;
+    test) want+=("${pkgs_test[@]}") ;;
+    e2e) want+=("${pkgs_e2e[@]}") ;;
+    *) echo "install-deps: unknown group '$g' (build, test, e2e)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#want[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
