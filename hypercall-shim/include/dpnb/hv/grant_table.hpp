@@ -82,6 +82,8 @@ public:
     // GNTST_okay. On failure returns an empty mapping and sets `status[i]` for each request
     // (the failing ones get the reason; the others GNTST_okay or GNTST_general_error when
     // the implementation could not tell). `status.size()` must equal `reqs.size()`.
+    // Every request of one batch has the same `writable` (gntdev maps a batch with one
+    // protection); the Xen implementation refuses a mixed batch (GNTST_general_error).
     virtual GrantMapping map(std::span<const GrantMapRequest> reqs,
                              std::span<std::int16_t> status) = 0;
 

@@ -64,7 +64,10 @@ struct TranslationTableView {
             return nullptr;
         }
         const std::uint64_t addr = entries[ref].addr; // stable while our count is held
-        return dma_base + addr;
+        // Integer arithmetic: with real Xen dma_base is null and addr a virtual address, and
+        // adding an offset to a null pointer is undefined.
+        return reinterpret_cast<std::byte*>(reinterpret_cast<std::uintptr_t>(dma_base) +
+                                            static_cast<std::uintptr_t>(addr));
     }
 
     void release(GrantRef ref) const noexcept {
@@ -78,6 +81,8 @@ struct TranslationTableView {
     }
 };
 
+class PersistentGrantTable; // dpnb/hv/persistent_grant_table.hpp
+
 // The backend's handle on one guest's table. Closing it (destruction) requires every
 // acquired entry to be released first; the implementation checks and reports leaks.
 class TranslationTable {
@@ -87,6 +92,11 @@ public:
     virtual DomId guest() const = 0;
     // Entries currently valid (the guest's registered pool size).
     virtual std::uint32_t valid_entries() const = 0;
+    // Stock Xen has no translation table: the backend keeps one itself, filled from the
+    // frontend's static-grant messages on the netif control ring (docs/protocol.md). Such a
+    // table returns itself here so that the control plane can add and remove entries; a
+    // table kept by the hypervisor returns nullptr (only the guest's hypercalls change it).
+    virtual PersistentGrantTable* persistent_grants() noexcept { return nullptr; }
 };
 
 } // namespace dpnb::hv
