@@ -1,0 +1,116 @@
+// The guest-receive response builder: how a frame that landed in a guest's posted RX buffers
+// is described back to the frontend on the RX ring, in Linux netback's layout (xenvif_rx_skb,
+// xenvif_rx_data_slot, xenvif_rx_extra_slot):
+//
+//   ring slot   request used    entry written
+//   k           req_ids[0]      response: first chunk; flags csum/validated, extra_info, more_data
+//   k+1         req_ids[1]      GSO extra-info (only for a GSO frame the frontend negotiated)
+//   k+2..       req_ids[2..]    responses: later chunks; more_data on all but the last
+//
+// Each entry lands in the ring slot of the request it answers (netfront relies on it: an
+// extra-info slot carries no id). Also here: how many requests a frame needs before the
+// engine commits to it, how to split a frame over posted buffers, and error responses for
+// a frame that could not be delivered. Pure functions over caller-provided arrays.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "dpnb/netif/ring.hpp"
+#include "dpnb/netif/wire.hpp"
+
+namespace dpnb::netif {
+
+// What the engine knows about a received frame.
+struct RxFrame {
+    std::uint32_t len = 0;              // bytes
+    bool csum_blank = false;            // checksum field not filled in (Linux CHECKSUM_PARTIAL)
+    bool data_validated = false;        // checksum verified (Linux CHECKSUM_UNNECESSARY)
+    std::uint8_t gso_type = gso::kNone; // gso::kTcpV4 / kTcpV6 for a GSO frame
+    std::uint16_t gso_size = 0;         // MSS of a GSO frame
+};
+
+// What the frontend negotiated (feature-gso-tcpv4 / feature-gso-tcpv6 in its xenstore area).
+struct RxFeatures {
+    bool gso_tcpv4 = false;
+    bool gso_tcpv6 = false;
+};
+
+// Where the data of each posted buffer starts and how many bytes one buffer takes from there.
+// Copy mode: offset 0 (or the XDP headroom), size 4096 - offset. Zero-copy modes: the buffer
+// geometry the NIC queue was given. offset + size must stay within the page.
+struct RxBufferGeometry {
+    std::uint16_t offset = 0;
+    std::uint16_t size = static_cast<std::uint16_t>(kPageSize);
+};
+
+// One request's share of the frame: where in that request's page, and how many bytes.
+struct RxChunk {
+    std::uint16_t offset = 0;
+    std::uint16_t len = 0;
+};
+
+// One RX ring slot to write: a response or, overlaying it, an extra-info slot.
+struct RxEntry {
+    enum class Kind : std::uint8_t { response, extra };
+    Kind kind = Kind::response;
+    RxResponse rsp{};
+    ExtraInfo extra{};
+};
+
+enum class RxBuildError : std::uint8_t {
+    none,
+    empty_frame,        // len == 0: nothing to deliver
+    bad_geometry,       // buffer size 0, or offset + size beyond the page
+    bad_gso,            // GSO type not TCPv4/TCPv6, or GSO size 0
+    gso_not_negotiated, // GSO frame the frontend cannot take: segment it or drop it
+    too_many_slots,     // more chunks than the ring (or the output) can hold
+    request_mismatch,   // req_ids does not match chunks (+1 for the GSO extra)
+    chunk_mismatch,     // a chunk is empty or crosses its page, or chunks do not sum to len
+    output_too_small,   // `out` cannot hold every entry
+    bad_status,         // error responses need a negative NETIF_RSP_* status
+};
+
+const char* to_string(RxBuildError error) noexcept;
+
+// The engine's view of a frame before it consumes any RX request.
+struct RxPlan {
+    RxBuildError error = RxBuildError::none;
+    std::uint32_t data_slots = 0; // requests that receive data
+    bool gso_extra = false;       // one more request carries the GSO extra-info slot
+    std::uint32_t requests = 0;   // data_slots + gso_extra: check this many are posted
+};
+
+// Plans a frame against the buffer geometry and the frontend's features. Fails (with
+// requests == 0) for an empty frame, a bad geometry, a malformed or un-negotiated GSO frame,
+// or a frame needing more requests than the RX ring holds.
+RxPlan plan_rx_frame(const RxFrame& frame, RxBufferGeometry geometry,
+                     const RxFeatures& features) noexcept;
+
+// Splits `len` bytes into chunks of the given geometry (the last one shorter). Returns the
+// number of chunks written, 0 if `out` is too small or the inputs are invalid.
+std::uint32_t rx_layout(std::uint32_t len, RxBufferGeometry geometry,
+                        std::span<RxChunk> out) noexcept;
+
+struct RxBuildResult {
+    RxBuildError error = RxBuildError::none;
+    std::uint32_t entries = 0; // entries written to `out` (== req_ids.size() on success)
+};
+
+// Builds the ring entries for a delivered frame. `req_ids` are the ids of the requests used,
+// in ring order (the GSO extra's request included); `chunks` are the data chunks in order.
+RxBuildResult build_rx_responses(const RxFrame& frame, std::span<const std::uint16_t> req_ids,
+                                 std::span<const RxChunk> chunks, const RxFeatures& features,
+                                 std::span<RxEntry> out) noexcept;
+
+// Answers every request a frame had consumed but could not fill (a failed copy, a NIC
+// error): one response per request, status NETIF_RSP_ERROR or NETIF_RSP_DROPPED, flags 0,
+// so that netfront recycles each buffer as a one-slot packet in error.
+RxBuildResult build_rx_error_responses(std::span<const std::uint16_t> req_ids, std::int16_t status,
+                                       std::span<RxEntry> out) noexcept;
+
+// Writes `entries` at the ring's rsp_prod_pvt, in order. Writes nothing and returns false if
+// the ring has fewer consumed-but-unanswered requests. Call push_responses() afterwards.
+[[nodiscard]] bool put_rx_entries(RxBackRing& ring, std::span<const RxEntry> entries) noexcept;
+
+} // namespace dpnb::netif

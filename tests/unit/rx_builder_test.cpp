@@ -1,0 +1,309 @@
+// RX response builder (dpnb/netif/rx_builder.hpp): planning (requests a frame needs),
+// layout over posted buffers, single and multi-slot responses, checksum flags, GSO extra
+// placement and negotiation, error responses, and the engine-input checks.
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "dpnb/netif/rx_builder.hpp"
+#include "netif_test_ring.hpp"
+
+namespace nf = dpnb::netif;
+using nf::RxBuildError;
+using nf::RxChunk;
+using nf::RxEntry;
+using nf::RxFrame;
+
+namespace {
+
+const nf::RxFeatures kNoGso{};
+const nf::RxFeatures kGso{true, true};
+
+RxFrame frame(std::uint32_t len) {
+    RxFrame f;
+    f.len = len;
+    return f;
+}
+
+RxFrame gso_frame(std::uint32_t len, std::uint8_t type = nf::gso::kTcpV4,
+                  std::uint16_t mss = 1448) {
+    RxFrame f;
+    f.len = len;
+    f.csum_blank = true;
+    f.gso_type = type;
+    f.gso_size = mss;
+    return f;
+}
+
+// --- planning -----------------------------------------------------------------------------
+
+TEST(RxPlan, DataSlotsFollowTheBufferGeometry) {
+    const nf::RxBufferGeometry page{0, 4096};
+    EXPECT_EQ(nf::plan_rx_frame(frame(1), page, kNoGso).requests, 1U);
+    EXPECT_EQ(nf::plan_rx_frame(frame(1514), page, kNoGso).requests, 1U);
+    EXPECT_EQ(nf::plan_rx_frame(frame(4096), page, kNoGso).requests, 1U);
+    EXPECT_EQ(nf::plan_rx_frame(frame(4097), page, kNoGso).requests, 2U);
+    EXPECT_EQ(nf::plan_rx_frame(frame(65535), page, kNoGso).requests, 16U);
+    // XDP headroom style: data starts at 256, 3840 bytes per buffer.
+    const nf::RxBufferGeometry headroom{256, 3840};
+    EXPECT_EQ(nf::plan_rx_frame(frame(3840), headroom, kNoGso).requests, 1U);
+    EXPECT_EQ(nf::plan_rx_frame(frame(3841), headroom, kNoGso).requests, 2U);
+    // Zero-copy with 2 KiB buffers.
+    const nf::RxBufferGeometry half{128, 2048};
+    const auto p = nf::plan_rx_frame(frame(9000), half, kNoGso);
+    EXPECT_EQ(p.error, RxBuildError::none);
+    EXPECT_EQ(p.data_slots, 5U);
+    EXPECT_FALSE(p.gso_extra);
+    EXPECT_EQ(p.requests, 5U);
+}
+
+TEST(RxPlan, GsoTakesOneMoreRequestWhenNegotiated) {
+    const nf::RxBufferGeometry page{0, 4096};
+    auto p = nf::plan_rx_frame(gso_frame(65000), page, kGso);
+    EXPECT_EQ(p.error, RxBuildError::none);
+    EXPECT_EQ(p.data_slots, 16U);
+    EXPECT_TRUE(p.gso_extra);
+    EXPECT_EQ(p.requests, 17U);
+    p = nf::plan_rx_frame(gso_frame(65000, nf::gso::kTcpV6), page, nf::RxFeatures{true, false});
+    EXPECT_EQ(p.error, RxBuildError::gso_not_negotiated);
+    EXPECT_EQ(p.requests, 0U);
+    p = nf::plan_rx_frame(gso_frame(65000, nf::gso::kTcpV4), page, nf::RxFeatures{true, false});
+    EXPECT_EQ(p.requests, 17U);
+    EXPECT_EQ(nf::plan_rx_frame(gso_frame(65000), page, kNoGso).error,
+              RxBuildError::gso_not_negotiated);
+    EXPECT_EQ(nf::plan_rx_frame(gso_frame(65000, 3), page, kGso).error, RxBuildError::bad_gso);
+    EXPECT_EQ(nf::plan_rx_frame(gso_frame(65000, 1, 0), page, kGso).error, RxBuildError::bad_gso);
+}
+
+TEST(RxPlan, RejectsWhatCannotBeDelivered) {
+    EXPECT_EQ(nf::plan_rx_frame(frame(0), {0, 4096}, kNoGso).error, RxBuildError::empty_frame);
+    EXPECT_EQ(nf::plan_rx_frame(frame(100), {0, 0}, kNoGso).error, RxBuildError::bad_geometry);
+    EXPECT_EQ(nf::plan_rx_frame(frame(100), {1, 4096}, kNoGso).error, RxBuildError::bad_geometry);
+    EXPECT_EQ(nf::plan_rx_frame(frame(100), {4096, 1}, kNoGso).error, RxBuildError::bad_geometry);
+    // More requests than the ring has: 257 one-byte buffers, or a huge frame.
+    EXPECT_EQ(nf::plan_rx_frame(frame(257), {0, 1}, kNoGso).error, RxBuildError::too_many_slots);
+    EXPECT_EQ(nf::plan_rx_frame(frame(256), {0, 1}, kNoGso).requests, 256U);
+    EXPECT_EQ(nf::plan_rx_frame(frame(0xFFFFFFFFU), {0, 4096}, kNoGso).error,
+              RxBuildError::too_many_slots);
+}
+
+TEST(RxLayout, SplitsAFrameOverBuffers) {
+    std::array<RxChunk, 8> out{};
+    ASSERT_EQ(nf::rx_layout(9000, {64, 4000}, out), 3U);
+    EXPECT_EQ(out[0].offset, 64);
+    EXPECT_EQ(out[0].len, 4000);
+    EXPECT_EQ(out[1].len, 4000);
+    EXPECT_EQ(out[2].len, 1000);
+    EXPECT_EQ(out[2].offset, 64);
+    EXPECT_EQ(nf::rx_layout(4000, {0, 4000}, out), 1U);
+    EXPECT_EQ(out[0].len, 4000);
+    EXPECT_EQ(nf::rx_layout(9000, {0, 1000}, out), 0U); // needs 9 chunks
+    EXPECT_EQ(nf::rx_layout(0, {0, 4096}, out), 0U);
+    EXPECT_EQ(nf::rx_layout(10, {4000, 200}, out), 0U);
+}
+
+// --- responses ------------------------------------------------------------------------------
+
+TEST(RxBuild, SingleSlotFrame) {
+    std::array<RxEntry, 4> out{};
+    const std::array<std::uint16_t, 1> ids{17};
+    const std::array<RxChunk, 1> chunks{{{0, 1514}}};
+    const auto r = nf::build_rx_responses(frame(1514), ids, chunks, kNoGso, out);
+    ASSERT_EQ(r.error, RxBuildError::none);
+    ASSERT_EQ(r.entries, 1U);
+    EXPECT_EQ(out[0].kind, RxEntry::Kind::response);
+    EXPECT_EQ(out[0].rsp.id, 17);
+    EXPECT_EQ(out[0].rsp.offset, 0);
+    EXPECT_EQ(out[0].rsp.status, 1514);
+    EXPECT_EQ(out[0].rsp.flags, 0);
+}
+
+TEST(RxBuild, ChecksumFlagsAsLinuxSetsThem) {
+    std::array<RxEntry, 1> out{};
+    const std::array<std::uint16_t, 1> ids{1};
+    const std::array<RxChunk, 1> chunks{{{0, 60}}};
+    RxFrame f = frame(60);
+    f.data_validated = true;
+    ASSERT_EQ(nf::build_rx_responses(f, ids, chunks, kNoGso, out).entries, 1U);
+    EXPECT_EQ(out[0].rsp.flags, nf::rxf::kDataValidated);
+    // Partial checksum: blank and validated together (Linux CHECKSUM_PARTIAL).
+    f.data_validated = false;
+    f.csum_blank = true;
+    ASSERT_EQ(nf::build_rx_responses(f, ids, chunks, kNoGso, out).entries, 1U);
+    EXPECT_EQ(out[0].rsp.flags, nf::rxf::kCsumBlank | nf::rxf::kDataValidated);
+    f.data_validated = true;
+    ASSERT_EQ(nf::build_rx_responses(f, ids, chunks, kNoGso, out).entries, 1U);
+    EXPECT_EQ(out[0].rsp.flags, nf::rxf::kCsumBlank | nf::rxf::kDataValidated);
+}
+
+TEST(RxBuild, MultiSlotFrame) {
+    std::array<RxEntry, 4> out{};
+    const std::array<std::uint16_t, 3> ids{5, 6, 7};
+    const std::array<RxChunk, 3> chunks{{{0, 4096}, {0, 4096}, {128, 808}}};
+    RxFrame f = frame(9000);
+    f.data_validated = true;
+    const auto r = nf::build_rx_responses(f, ids, chunks, kNoGso, out);
+    ASSERT_EQ(r.error, RxBuildError::none);
+    ASSERT_EQ(r.entries, 3U);
+    EXPECT_EQ(out[0].rsp.flags, nf::rxf::kDataValidated | nf::rxf::kMoreData);
+    EXPECT_EQ(out[1].rsp.flags, nf::rxf::kMoreData); // checksum flags only on the first
+    EXPECT_EQ(out[2].rsp.flags, 0);
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(out[i].kind, RxEntry::Kind::response);
+        EXPECT_EQ(out[i].rsp.id, ids[i]);
+        EXPECT_EQ(out[i].rsp.offset, chunks[i].offset);
+        EXPECT_EQ(out[i].rsp.status, chunks[i].len);
+    }
+}
+
+TEST(RxBuild, GsoExtraGoesRightAfterTheFirstDataSlot) {
+    std::array<RxEntry, 8> out{};
+    const std::array<std::uint16_t, 4> ids{10, 11, 12, 13};
+    const std::array<RxChunk, 3> chunks{{{0, 4096}, {0, 4096}, {0, 1808}}};
+    const auto r =
+        nf::build_rx_responses(gso_frame(10000, nf::gso::kTcpV6, 1440), ids, chunks, kGso, out);
+    ASSERT_EQ(r.error, RxBuildError::none);
+    ASSERT_EQ(r.entries, 4U);
+    EXPECT_EQ(out[0].kind, RxEntry::Kind::response);
+    EXPECT_EQ(out[0].rsp.id, 10);
+    EXPECT_EQ(out[0].rsp.flags, nf::rxf::kCsumBlank | nf::rxf::kDataValidated |
+                                    nf::rxf::kExtraInfo | nf::rxf::kMoreData);
+    EXPECT_EQ(out[0].rsp.status, 4096);
+    ASSERT_EQ(out[1].kind, RxEntry::Kind::extra);
+    EXPECT_EQ(out[1].extra.type, nf::extra::kGso);
+    EXPECT_EQ(out[1].extra.flags, 0);
+    EXPECT_EQ(out[1].extra.u.gso.type, nf::gso::kTcpV6);
+    EXPECT_EQ(out[1].extra.u.gso.size, 1440);
+    EXPECT_EQ(out[1].extra.u.gso.pad, 0);
+    EXPECT_EQ(out[1].extra.u.gso.features, 0);
+    // Request 11 carried the extra: data chunk 1 goes with request 12, chunk 2 with 13.
+    EXPECT_EQ(out[2].rsp.id, 12);
+    EXPECT_EQ(out[2].rsp.flags, nf::rxf::kMoreData);
+    EXPECT_EQ(out[3].rsp.id, 13);
+    EXPECT_EQ(out[3].rsp.flags, 0);
+    EXPECT_EQ(out[3].rsp.status, 1808);
+}
+
+TEST(RxBuild, GsoSingleChunkFrame) {
+    std::array<RxEntry, 2> out{};
+    const std::array<std::uint16_t, 2> ids{1, 2};
+    const std::array<RxChunk, 1> chunks{{{0, 3000}}};
+    const auto r = nf::build_rx_responses(gso_frame(3000), ids, chunks, kGso, out);
+    ASSERT_EQ(r.entries, 2U);
+    EXPECT_EQ(out[0].rsp.flags & nf::rxf::kMoreData, 0);
+    EXPECT_NE(out[0].rsp.flags & nf::rxf::kExtraInfo, 0);
+    EXPECT_EQ(out[1].kind, RxEntry::Kind::extra);
+}
+
+TEST(RxBuild, GsoFrameRefusedWhenNotNegotiated) {
+    std::array<RxEntry, 4> out{};
+    const std::array<std::uint16_t, 2> ids{1, 2};
+    const std::array<RxChunk, 1> chunks{{{0, 3000}}};
+    EXPECT_EQ(nf::build_rx_responses(gso_frame(3000), ids, chunks, kNoGso, out).error,
+              RxBuildError::gso_not_negotiated);
+    EXPECT_EQ(nf::build_rx_responses(gso_frame(3000, 7), ids, chunks, kGso, out).error,
+              RxBuildError::bad_gso);
+}
+
+TEST(RxBuild, InputChecks) {
+    std::array<RxEntry, 4> out{};
+    const std::array<std::uint16_t, 2> two{1, 2};
+    const std::array<std::uint16_t, 1> one{1};
+    const std::array<RxChunk, 2> chunks{{{0, 100}, {0, 100}}};
+    EXPECT_EQ(nf::build_rx_responses(frame(200), one, chunks, kNoGso, out).error,
+              RxBuildError::request_mismatch);
+    EXPECT_EQ(nf::build_rx_responses(frame(201), two, chunks, kNoGso, out).error,
+              RxBuildError::chunk_mismatch);
+    EXPECT_EQ(nf::build_rx_responses(frame(0), two, chunks, kNoGso, out).error,
+              RxBuildError::empty_frame);
+    EXPECT_EQ(nf::build_rx_responses(frame(200), {}, {}, kNoGso, out).error,
+              RxBuildError::chunk_mismatch);
+    std::array<RxEntry, 1> small{};
+    EXPECT_EQ(nf::build_rx_responses(frame(200), two, chunks, kNoGso, small).error,
+              RxBuildError::output_too_small);
+    const std::array<RxChunk, 2> empty_chunk{{{0, 200}, {0, 0}}};
+    EXPECT_EQ(nf::build_rx_responses(frame(200), two, empty_chunk, kNoGso, out).error,
+              RxBuildError::chunk_mismatch);
+    const std::array<RxChunk, 2> crossing{{{4000, 100}, {0, 100}}};
+    EXPECT_EQ(nf::build_rx_responses(frame(200), two, crossing, kNoGso, out).error,
+              RxBuildError::chunk_mismatch);
+    std::vector<RxChunk> many(257, RxChunk{0, 1});
+    std::vector<std::uint16_t> many_ids(257, 0);
+    std::vector<RxEntry> many_out(257);
+    EXPECT_EQ(nf::build_rx_responses(frame(257), many_ids, many, kNoGso, many_out).error,
+              RxBuildError::too_many_slots);
+}
+
+TEST(RxBuild, ErrorResponses) {
+    std::array<RxEntry, 4> out{};
+    const std::array<std::uint16_t, 3> ids{3, 4, 5};
+    auto r = nf::build_rx_error_responses(ids, nf::rsp::kError, out);
+    ASSERT_EQ(r.error, RxBuildError::none);
+    ASSERT_EQ(r.entries, 3U);
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(out[i].kind, RxEntry::Kind::response);
+        EXPECT_EQ(out[i].rsp.id, ids[i]);
+        EXPECT_EQ(out[i].rsp.status, nf::rsp::kError);
+        EXPECT_EQ(out[i].rsp.flags, 0); // each a one-slot packet: no more_data, no extra
+        EXPECT_EQ(out[i].rsp.offset, 0);
+    }
+    r = nf::build_rx_error_responses(ids, nf::rsp::kDropped, out);
+    EXPECT_EQ(out[2].rsp.status, nf::rsp::kDropped);
+    EXPECT_EQ(nf::build_rx_error_responses(ids, nf::rsp::kOkay, out).error,
+              RxBuildError::bad_status);
+    EXPECT_EQ(nf::build_rx_error_responses(ids, 100, out).error, RxBuildError::bad_status);
+    std::array<RxEntry, 2> small{};
+    EXPECT_EQ(nf::build_rx_error_responses(ids, nf::rsp::kError, small).error,
+              RxBuildError::output_too_small);
+}
+
+TEST(RxBuild, ErrorNamesAreDistinct) {
+    EXPECT_STREQ(nf::to_string(RxBuildError::gso_not_negotiated), "gso_not_negotiated");
+    EXPECT_STREQ(nf::to_string(RxBuildError::none), "none");
+    EXPECT_STRNE(nf::to_string(RxBuildError::bad_gso), nf::to_string(RxBuildError::bad_status));
+}
+
+// --- onto the ring
+// --------------------------------------------------------------------------------
+
+TEST(RxBuild, EntriesLandInTheSlotsOfTheirRequests) {
+    nf::test::RxPair p(0xFFFFFFFEU); // crosses the 2^32 wrap as well
+    for (std::uint16_t i = 0; i < 4; ++i)
+        ASSERT_TRUE(p.front.put_request(nf::RxRequest{static_cast<std::uint16_t>(40 + i), 0,
+                                                      static_cast<nf::GrantRef>(900 + i)}));
+    p.front.push_requests();
+    const auto w = p.back.poll_requests();
+    ASSERT_EQ(w.available, 4U);
+    const nf::RxPlan plan = nf::plan_rx_frame(gso_frame(9000), {0, 4096}, kGso);
+    ASSERT_EQ(plan.requests, 4U);
+    std::array<std::uint16_t, 4> ids{};
+    for (std::uint32_t i = 0; i < plan.requests; ++i)
+        ids[i] = p.back.copy_request(w.cons + i).id;
+    p.back.consume(plan.requests);
+    std::array<RxChunk, 3> chunks{};
+    ASSERT_EQ(nf::rx_layout(9000, {0, 4096}, chunks), 3U);
+    std::array<RxEntry, 4> entries{};
+    const auto r = nf::build_rx_responses(gso_frame(9000), ids, chunks, kGso, entries);
+    ASSERT_EQ(r.entries, 4U);
+    ASSERT_TRUE(nf::put_rx_entries(p.back, entries));
+    EXPECT_FALSE(nf::put_rx_entries(p.back, entries)); // nothing left to answer
+    EXPECT_TRUE(p.back.push_responses());
+
+    // Read back as netfront does: the response in each request's own slot.
+    const auto rw = p.front.poll_responses();
+    ASSERT_EQ(rw.available, 4U);
+    const nf::RxResponse first = p.front.copy_response(rw.cons);
+    EXPECT_EQ(first.id, 40);
+    EXPECT_EQ(first.status, 4096);
+    EXPECT_NE(first.flags & nf::rxf::kExtraInfo, 0);
+    const nf::ExtraInfo gso = p.front.copy_extra(rw.cons + 1);
+    EXPECT_EQ(gso.type, nf::extra::kGso);
+    EXPECT_EQ(gso.u.gso.size, 1448);
+    EXPECT_EQ(p.front.copy_response(rw.cons + 2).id, 42);
+    EXPECT_EQ(p.front.copy_response(rw.cons + 3).id, 43);
+    EXPECT_EQ(p.front.copy_response(rw.cons + 3).status, 9000 - 2 * 4096);
+}
+
+} // namespace
