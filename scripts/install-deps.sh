@@ -2,7 +2,8 @@
 # Installs, with apt-get, every Debian 12 package dpnetback needs to build, test and run its
 # demo, and only the ones that are missing. Safe to run again. Groups:
 #   build  compilers, CMake, DPDK, the Xen libraries, spdlog, CLI11, toml++, JSON, systemd
-#   test   GoogleTest, clang's libFuzzer runtime, clang-format, iproute2, promtool, valgrind
+#   test   GoogleTest, clang's libFuzzer runtime, clang-format, iproute2, promtool, valgrind,
+#          Xen's xenstore-* tools (xenstore-utils, run against the simulated xenstore)
 #   e2e    QEMU, the Xen hypervisor and tools, a kernel and busybox for the Xen lab
 # Usage: scripts/install-deps.sh [build] [test] [e2e]   (default: build test)
 set -euo pipefail
@@ -13,7 +14,7 @@ groups=("$@")
 pkgs_build=(build-essential g++ cmake ninja-build pkg-config git
   libdpdk-dev dpdk libxen-dev libspdlog-dev libfmt-dev libcli11-dev
   libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev libnuma-dev python3)
-pkgs_test=(googletest libgtest-dev libgmock-dev clang libclang-rt-14-dev clang-format
+pkgs_test=(googletest libgtest-dev libgmock-dev clang libclang-rt-14-dev clang-format xenstore-utils
   clang-tidy iproute2 procps valgrind)
 pkgs_e2e=(qemu-system-x86 xen-hypervisor-4.17-amd64 xen-utils-4.17 linux-image-amd64
   busybox-static cpio kmod xz-utils)
