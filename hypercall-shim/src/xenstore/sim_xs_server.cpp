@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <future>
+#include <system_error>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -88,13 +89,18 @@ Result<std::unique_ptr<Server>> Server::start(const std::string& socket_dir,
         return sys_error("epoll_ctl", errno);
     if (Status st = server->open_listener(kDom0); !st) return st.error();
 
-    server->thread_ = std::thread([s = server.get()] {
-        // Signals are for the process's other threads.
-        sigset_t all;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, nullptr);
-        s->loop();
-    });
+    try {
+        server->thread_ = std::thread([s = server.get()] {
+            // Signals are for the process's other threads.
+            sigset_t all;
+            sigfillset(&all);
+            pthread_sigmask(SIG_SETMASK, &all, nullptr);
+            s->loop();
+        });
+    } catch (const std::system_error& e) {
+        return make_error(Errc::io, std::string("cannot start the xenstore thread: ") + e.what(),
+                          e.code().value());
+    }
     return server;
 }
 
@@ -299,6 +305,7 @@ Status Server::introduce(DomId dom, std::string_view name, bool create_home) {
             (void)store_.rm(tree, toolstack, home, undo);
             fire(undo);
             DomainEntry& domain = domains_[dom];
+            epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, domain.listen_fd, nullptr);
             ::close(domain.listen_fd);
             ::unlink(domain.socket_path.c_str());
             domains_.erase(dom);

@@ -1,8 +1,9 @@
-// Hostile and broken clients against the simulated xenstore server, through raw sockets:
-// oversized and garbage headers, malformed payloads, disconnects in the middle of a
-// message, clients that never read, too many connections, random streams. Each test checks
+// Raw xs_wire clients against the simulated xenstore server. Mostly hostile and broken
+// ones: oversized and garbage headers, malformed payloads, disconnects in the middle of a
+// message, clients that never read, too many connections, random streams; each test checks
 // that the offender gets an error or is disconnected, and that everybody else is still
-// served and the tree is still consistent (XS_CONTROL "check").
+// served and the tree is still consistent (XS_CONTROL "check"). Also the dom0-only requests
+// (INTRODUCE, RELEASE, SET_TARGET, ...) and RESET_WATCHES, spoken raw.
 #include <cerrno>
 #include <cstdint>
 #include <random>
@@ -320,6 +321,71 @@ TEST_F(HostileTest, RandomStreamsDoNotHurtTheServer) {
         }
         EXPECT_EQ(answers, sent) << "round " << round;
     }
+    expect_healthy();
+}
+
+TEST_F(HostileTest, PrivilegedDomainRequestsFromDom0) {
+    RawClient dom0(server_->socket_path(0));
+    ASSERT_TRUE(dom0.connected());
+    auto watcher = connect(0);
+    ASSERT_TRUE(watcher);
+    ASSERT_TRUE(watcher->watch("@introduceDomain", "intro"));
+    ASSERT_TRUE(watcher->watch("@releaseDomain", "rel"));
+    (void)events_until(*watcher, "rel"); // both initial firings
+
+    EXPECT_EQ(ask(dom0, XS_IS_DOMAIN_INTRODUCED, z("9")), "OK:" + z("F"));
+    EXPECT_EQ(ask(dom0, XS_IS_DOMAIN_INTRODUCED, z("0")), "OK:" + z("T"));
+    EXPECT_EQ(ask(dom0, XS_INTRODUCE, z("9") + z("-123") + z("4")), "OK:" + z("OK"));
+    EXPECT_EQ(events_until(*watcher, "intro").size(), 0u);
+    EXPECT_EQ(ask(dom0, XS_INTRODUCE, z("9") + z("123") + z("4")), "OK:" + z("OK")); // again
+    EXPECT_EQ(ask(dom0, XS_IS_DOMAIN_INTRODUCED, z("9")), "OK:" + z("T"));
+    EXPECT_EQ(ask(dom0, XS_INTRODUCE, z("0") + z("1") + z("1")), "ERROR:EINVAL");
+    EXPECT_EQ(ask(dom0, XS_INTRODUCE, z("32752") + z("1") + z("1")), "ERROR:EINVAL");
+    EXPECT_EQ(ask(dom0, XS_INTRODUCE, z("9") + z("x") + z("1")), "ERROR:EINVAL");
+    EXPECT_EQ(ask(dom0, XS_INTRODUCE, z("9") + z("1")), "ERROR:EINVAL");
+
+    // Domain 9 acting for domain 5 gets domain 5's rights.
+    auto d9 = connect(9);
+    ASSERT_TRUE(d9);
+    EXPECT_EQ(describe(d9->write(kNoTxn, "/local/domain/5/data/t", "x")), "permission_denied");
+    EXPECT_EQ(ask(dom0, XS_SET_TARGET, z("9") + z("5")), "OK:" + z("OK"));
+    EXPECT_EQ(describe(d9->write(kNoTxn, "/local/domain/5/data/t", "x")), "ok");
+    EXPECT_EQ(ask(dom0, XS_SET_TARGET, z("9") + z("77")), "ERROR:ENOENT");
+
+    EXPECT_EQ(ask(dom0, XS_RESUME, z("9")), "OK:" + z("OK"));
+    EXPECT_EQ(ask(dom0, XS_RESUME, z("77")), "ERROR:ENOENT");
+
+    EXPECT_EQ(ask(dom0, XS_RELEASE, z("9")), "OK:" + z("OK"));
+    EXPECT_EQ(events_until(*watcher, "rel").size(), 0u);
+    EXPECT_EQ(ask(dom0, XS_IS_DOMAIN_INTRODUCED, z("9")), "OK:" + z("F"));
+    EXPECT_EQ(ask(dom0, XS_RELEASE, z("9")), "ERROR:ENOENT");
+    EXPECT_EQ(ask(dom0, XS_RELEASE, z("0")), "ERROR:EINVAL");
+    EXPECT_EQ(describe(d9->read(kNoTxn, "/local/domain/5/data/t")), "closed");
+
+    EXPECT_EQ(ask(dom0, XS_CONTROL, z("help")).rfind("OK:check\n", 0), 0u);
+    EXPECT_EQ(ask(dom0, XS_CONTROL, z("no-such-command")), "ERROR:EINVAL");
+    expect_healthy();
+}
+
+TEST_F(HostileTest, ResetWatchesDropsWatchesAndTransactions) {
+    RawClient c(server_->socket_path(5));
+    ASSERT_TRUE(c.connected());
+    EXPECT_EQ(ask(c, XS_WATCH, z("data") + z("t")), "OK:" + z("OK"));
+    auto initial = c.receive();
+    ASSERT_TRUE(initial);
+    EXPECT_EQ(initial->type, static_cast<std::uint32_t>(XS_WATCH_EVENT));
+    EXPECT_EQ(initial->payload, z("data") + z("t"));
+    std::string started = ask(c, XS_TRANSACTION_START, z(""));
+    ASSERT_EQ(started.rfind("OK:", 0), 0u);
+    auto tx = static_cast<std::uint32_t>(std::stoul(started.substr(3)));
+    EXPECT_EQ(ask(c, XS_READ, z("name"), tx), "OK:guest5");
+    EXPECT_EQ(ask(c, XS_TRANSACTION_START, z(""), tx), "ERROR:EBUSY"); // no nesting
+
+    EXPECT_EQ(ask(c, XS_RESET_WATCHES, z("")), "OK:" + z("OK"));
+    EXPECT_EQ(ask(c, XS_READ, z("name"), tx), "ERROR:ENOENT");
+    EXPECT_EQ(ask(c, XS_UNWATCH, z("data") + z("t")), "ERROR:ENOENT");
+    // No event any more: the next message is the reply to this write.
+    EXPECT_EQ(ask(c, XS_WRITE, z("data/after") + "1"), "OK:" + z("OK"));
     expect_healthy();
 }
 

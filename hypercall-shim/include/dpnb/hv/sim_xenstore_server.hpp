@@ -58,7 +58,9 @@ public:
     XenstoreServer& operator=(const XenstoreServer&) = delete;
 
     // What the toolstack and xenstored do when a domain is created (libxl__domain_make,
-    // XS_INTRODUCE): creates /local/domain/<dom> (owner dom0, readable by <dom>) with name
+    // XS_INTRODUCE): creates /local/domain/<dom> afresh (a stale one is removed first, as
+    // libxl does, so write the domain's device folders after this), owned by dom0 and
+    // readable by <dom>, with name
     // and domid, the folders libxl gives the guest (device, control readable; data, drivers,
     // feature, attr, error, control/shutdown owned by the guest), the socket
     // <dir>/xenstore-<dom>.sock through which that domain's processes connect, and fires

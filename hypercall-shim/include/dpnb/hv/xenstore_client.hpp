@@ -20,6 +20,11 @@
 // may clear the fd before the queue is empty. Events for a watch may still arrive after
 // unwatch() returned; match them by token and ignore unknown ones. Watch events may also be
 // spurious (xenstore's rule), so a handler re-reads the state it cares about.
+//
+// A lost connection (xenstored or the simulated server went away) does not make watch_fd()
+// readable: the next request fails with Errc::closed, and so does read_watch() once
+// libxenstore's reader thread has seen the end of the stream. The connection is not
+// re-established; open a new one.
 #pragma once
 
 #include <memory>
