@@ -183,7 +183,7 @@ const std::vector<Case>& cases() {
     return table;
 }
 
-TEST(HostileFrontend, Table) {
+TEST(HostileTxFrontend, Table) {
     for (const Case& c : cases()) {
         SCOPED_TRACE(c.name);
         HostileRing h;
@@ -214,7 +214,7 @@ TEST(HostileFrontend, Table) {
     }
 }
 
-TEST(HostileFrontend, ProducerMovedBehindConsumer) {
+TEST(HostileTxFrontend, ProducerMovedBehindConsumer) {
     HostileRing h;
     h.chain(2).chain(1).publish();
     auto back = nf::TxBackRing::attach_at(h.page->data(), 0);
@@ -234,7 +234,7 @@ TEST(HostileFrontend, ProducerMovedBehindConsumer) {
 
 // --- no double fetch --------------------------------------------------------------------------
 
-TEST(HostileFrontend, RequestRewrittenAfterItWasRead) {
+TEST(HostileTxFrontend, RequestRewrittenAfterItWasRead) {
     nf::test::TxPair p;
     ASSERT_TRUE(p.front.put_request(txreq(11, 1000, kMore | kExtra, 0, 500)));
     ASSERT_TRUE(p.front.put_extra(gso_extra(nf::gso::kTcpV4, 1448)));
@@ -318,7 +318,7 @@ void expect_same_packet(const nf::TxPacket& a, const nf::TxPacket& b, std::uint3
     }
 }
 
-TEST(HostileFrontend, EverySlotIsReadExactlyOnceEvenWhileTheFrontendRaces) {
+TEST(HostileTxFrontend, EverySlotIsReadExactlyOnceEvenWhileTheFrontendRaces) {
     // Every case of the table plus a few good packets.
     std::vector<std::function<void(HostileRing&)>> builds;
     for (const Case& c : cases())
@@ -394,7 +394,7 @@ nf::TxRequest random_slot(std::mt19937& rng) {
     return r;
 }
 
-TEST(HostileFrontend, RandomRingsAlwaysGetAConsistentVerdict) {
+TEST(HostileTxFrontend, RandomRingsAlwaysGetAConsistentVerdict) {
     std::mt19937 rng(20260211);
     for (int iter = 0; iter < 3000; ++iter) {
         HostileRing h;
