@@ -82,19 +82,24 @@ void XenGrantTable::unmap_batch(void* addr, std::uint32_t count) {
 
 GrantMapping XenGrantTable::map(std::span<const GrantMapRequest> reqs,
                                 std::span<std::int16_t> status) {
-    const std::size_t n = reqs.size();
-    auto fail_all = [&](std::int16_t st) {
+    auto set_all = [&](std::int16_t st) {
         for (auto& s : status)
             s = st;
-        return GrantMapping{};
     };
-    if (status.size() != n || n == 0 || n > kMaxBatch) return fail_all(gntst::kGeneralError);
+    const std::size_t n = reqs.size();
+    if (status.size() != n || n == 0 || n > kMaxBatch) {
+        set_all(gntst::kGeneralError);
+        return {};
+    }
 
     const bool writable = reqs[0].writable;
     domids_.clear();
     refs_.clear();
     for (const GrantMapRequest& r : reqs) {
-        if (r.writable != writable) return fail_all(gntst::kGeneralError); // mixed batch
+        if (r.writable != writable) { // gntdev maps a batch with one protection
+            set_all(gntst::kGeneralError);
+            return {};
+        }
         domids_.push_back(r.dom);
         refs_.push_back(r.ref);
     }
@@ -103,15 +108,14 @@ GrantMapping XenGrantTable::map(std::span<const GrantMapRequest> reqs,
     void* p = map_batch(domids_, refs_, writable, err);
     if (p != nullptr) {
         mapped_.fetch_add(n, std::memory_order_relaxed);
-        fail_all(gntst::kOkay);
+        set_all(gntst::kOkay);
         return GrantMapping{static_cast<std::byte*>(p), static_cast<std::uint32_t>(n), tag()};
     }
-    if (err == EINVAL) {
-        discover_map_status(*this, domids_, refs_, writable, status);
-    } else {
-        fail_all(gntst::kGeneralError); // ENOMEM and friends: not the guest's doing
-    }
-    return GrantMapping{};
+    if (err == EINVAL)
+        discover_map_status(*this, domids_, refs_, writable, status); // Xen refused a grant
+    else
+        set_all(gntst::kGeneralError); // ENOMEM and friends: not the guest's doing
+    return {};
 }
 
 Status XenGrantTable::unmap(GrantMapping& mapping) {

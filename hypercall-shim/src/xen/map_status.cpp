@@ -34,7 +34,7 @@ struct Probe {
     // [first, first + n) is known to fail as a whole.
     void split(std::size_t first, std::size_t n) {
         if (n == 1) {
-            single(first);
+            refused(first);
             return;
         }
         const std::size_t half = n / 2;
@@ -58,7 +58,7 @@ struct Probe {
         }
     }
 
-    // A single grant that failed (as part of a larger batch, or alone).
+    // A single grant whose fate is not known yet.
     void single(std::size_t i) {
         int err = 0;
         if (try_range(i, 1, writable, err)) {
@@ -69,6 +69,11 @@ struct Probe {
             status[i] = gntst::kGeneralError;
             return;
         }
+        refused(i);
+    }
+
+    // A single grant that Xen refused: say why.
+    void refused(std::size_t i) {
         if (writable) {
             int ro_err = 0;
             if (try_range(i, 1, false, ro_err)) {

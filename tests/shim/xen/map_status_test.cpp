@@ -129,6 +129,13 @@ TEST(MapStatus, SingleGrantBatch) {
     Batch b(1);
     discover_map_status(m, b.domids, b.refs, true, b.status);
     EXPECT_EQ(b.status[0], gntst::kPermissionDenied);
+    EXPECT_EQ(m.calls, 1) << "the failed batch was this grant: only the read-only try";
+
+    FakeBatchMapper bad;
+    bad.bad = {100};
+    discover_map_status(bad, b.domids, b.refs, false, b.status);
+    EXPECT_EQ(b.status[0], gntst::kBadGntref);
+    EXPECT_EQ(bad.calls, 0);
 }
 
 } // namespace
