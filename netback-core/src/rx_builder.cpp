@@ -106,7 +106,7 @@ RxPlan plan_rx_frame(const RxFrame& frame, RxBufferGeometry geometry,
     }
     const std::uint64_t data_slots = chunks_for(frame.len, geometry);
     const std::uint64_t requests = data_slots + (gso_extra ? 1U : 0U);
-    if (requests > kRxRingSize) {
+    if (data_slots > kRxMaxDataSlots) {
         plan.error = RxBuildError::too_many_slots;
         return plan;
     }
@@ -139,8 +139,8 @@ RxBuildResult build_rx_responses(const RxFrame& frame, std::span<const std::uint
     if (const RxBuildError e = check_gso(frame, features, gso_extra); e != RxBuildError::none)
         return {e, 0};
     if (chunks.empty()) return {RxBuildError::chunk_mismatch, 0};
+    if (chunks.size() > kRxMaxDataSlots) return {RxBuildError::too_many_slots, 0};
     const std::size_t entries = chunks.size() + (gso_extra ? 1U : 0U);
-    if (entries > kRxRingSize) return {RxBuildError::too_many_slots, 0};
     if (req_ids.size() != entries) return {RxBuildError::request_mismatch, 0};
     if (out.size() < entries) return {RxBuildError::output_too_small, 0};
 

@@ -463,8 +463,7 @@ public:
     // Generous timeout: this only bounds a hang, it does not measure anything.
     bool wait() {
         std::unique_lock<std::mutex> lock(mu_);
-        if (!pending_)
-            ++slept_;
+        if (!pending_) ++slept_;
         const bool woke = cv_.wait_for(lock, std::chrono::seconds(60), [&] { return pending_; });
         pending_ = false;
         return woke;

@@ -82,9 +82,12 @@ TEST(RxPlan, RejectsWhatCannotBeDelivered) {
     EXPECT_EQ(nf::plan_rx_frame(frame(100), {0, 0}, kNoGso).error, RxBuildError::bad_geometry);
     EXPECT_EQ(nf::plan_rx_frame(frame(100), {1, 4096}, kNoGso).error, RxBuildError::bad_geometry);
     EXPECT_EQ(nf::plan_rx_frame(frame(100), {4096, 1}, kNoGso).error, RxBuildError::bad_geometry);
-    // More requests than the ring has: 257 one-byte buffers, or a huge frame.
-    EXPECT_EQ(nf::plan_rx_frame(frame(257), {0, 1}, kNoGso).error, RxBuildError::too_many_slots);
-    EXPECT_EQ(nf::plan_rx_frame(frame(256), {0, 1}, kNoGso).requests, 256U);
+    // More data slots than a frontend must accept (18): netfront would drop the packet.
+    EXPECT_EQ(nf::plan_rx_frame(frame(19), {0, 1}, kNoGso).error, RxBuildError::too_many_slots);
+    EXPECT_EQ(nf::plan_rx_frame(frame(18), {0, 1}, kNoGso).requests, 18U);
+    EXPECT_EQ(nf::plan_rx_frame(gso_frame(18), {0, 1}, kGso).requests, 19U);
+    EXPECT_EQ(nf::plan_rx_frame(gso_frame(65535), {0, 2048}, kGso).error,
+              RxBuildError::too_many_slots);
     EXPECT_EQ(nf::plan_rx_frame(frame(0xFFFFFFFFU), {0, 4096}, kNoGso).error,
               RxBuildError::too_many_slots);
 }
@@ -229,11 +232,14 @@ TEST(RxBuild, InputChecks) {
     const std::array<RxChunk, 2> crossing{{{4000, 100}, {0, 100}}};
     EXPECT_EQ(nf::build_rx_responses(frame(200), two, crossing, kNoGso, out).error,
               RxBuildError::chunk_mismatch);
-    std::vector<RxChunk> many(257, RxChunk{0, 1});
-    std::vector<std::uint16_t> many_ids(257, 0);
-    std::vector<RxEntry> many_out(257);
-    EXPECT_EQ(nf::build_rx_responses(frame(257), many_ids, many, kNoGso, many_out).error,
+    std::vector<RxChunk> many(19, RxChunk{0, 1});
+    std::vector<std::uint16_t> many_ids(19, 0);
+    std::vector<RxEntry> many_out(19);
+    EXPECT_EQ(nf::build_rx_responses(frame(19), many_ids, many, kNoGso, many_out).error,
               RxBuildError::too_many_slots);
+    many.pop_back();
+    many_ids.pop_back();
+    EXPECT_EQ(nf::build_rx_responses(frame(18), many_ids, many, kNoGso, many_out).entries, 18U);
 }
 
 TEST(RxBuild, ErrorResponses) {

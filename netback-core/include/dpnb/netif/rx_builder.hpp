@@ -21,6 +21,11 @@
 
 namespace dpnb::netif {
 
+// Data slots one RX packet may use. XEN_NETIF_NR_SLOTS_MIN is all a frontend must accept,
+// and Linux netfront drops a packet with more ("Too many slots" in xennet_get_responses).
+// Page-sized buffers fit a 64 KiB frame in 16; smaller zero-copy buffers limit the frame.
+inline constexpr std::uint32_t kRxMaxDataSlots = kLegacyMaxSlots;
+
 // What the engine knows about a received frame.
 struct RxFrame {
     std::uint32_t len = 0;              // bytes
@@ -64,7 +69,7 @@ enum class RxBuildError : std::uint8_t {
     bad_geometry,       // buffer size 0, or offset + size beyond the page
     bad_gso,            // GSO type not TCPv4/TCPv6, or GSO size 0
     gso_not_negotiated, // GSO frame the frontend cannot take: segment it or drop it
-    too_many_slots,     // more chunks than the ring (or the output) can hold
+    too_many_slots,     // more than kRxMaxDataSlots data slots
     request_mismatch,   // req_ids does not match chunks (+1 for the GSO extra)
     chunk_mismatch,     // a chunk is empty or crosses its page, or chunks do not sum to len
     output_too_small,   // `out` cannot hold every entry
@@ -83,7 +88,7 @@ struct RxPlan {
 
 // Plans a frame against the buffer geometry and the frontend's features. Fails (with
 // requests == 0) for an empty frame, a bad geometry, a malformed or un-negotiated GSO frame,
-// or a frame needing more requests than the RX ring holds.
+// or a frame needing more than kRxMaxDataSlots data slots (segment or copy it instead).
 RxPlan plan_rx_frame(const RxFrame& frame, RxBufferGeometry geometry,
                      const RxFeatures& features) noexcept;
 

@@ -97,7 +97,8 @@ constexpr unsigned tx_max_frame_len_for_mtu(unsigned mtu) noexcept {
 
 // Control-plane check of configured limits: 18 <= max_slots <= fatal_slots <= kTxMaxSlots,
 // 14 <= max_packet_len <= 65535, max_frame_len 0 or within [14, max_packet_len].
-// The parser itself only clamps fatal_slots into [1, kTxMaxSlots], so any limits give a verdict.
+// The parser itself only clamps fatal_slots into [1, kTxMaxSlots], so any limits give a verdict
+// (a first slot is always read, so max_slots and fatal_slots below 1 act as 1).
 Status validate(const TxLimits& limits);
 
 // --- the packet description -------------------------------------------------------------------
