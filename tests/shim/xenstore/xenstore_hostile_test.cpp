@@ -324,6 +324,35 @@ TEST_F(HostileTest, RandomStreamsDoNotHurtTheServer) {
     expect_healthy();
 }
 
+TEST_F(HostileTest, TooManyWatchesAreRefusedAndOthersKeepWatching) {
+    RawClient evil(server_->socket_path(5));
+    ASSERT_TRUE(evil.connected());
+    int accepted = 0;
+    std::string refusal;
+    for (int i = 0; i < 200 && refusal.empty(); ++i) {
+        ASSERT_TRUE(evil.send_msg(XS_WATCH, 1, z("data") + z("t" + std::to_string(i))));
+        auto reply = evil.receive();
+        ASSERT_TRUE(reply);
+        if (reply->type == XS_ERROR) {
+            refusal = reply->payload;
+        } else {
+            ++accepted;
+            ASSERT_TRUE(evil.receive()); // its initial firing
+        }
+    }
+    EXPECT_EQ(accepted, 128); // xenstored's default per domain
+    EXPECT_EQ(refusal, z("E2BIG"));
+
+    ASSERT_TRUE(server_->introduce_domain(6, "guest6"));
+    auto other = connect(6);
+    ASSERT_TRUE(other);
+    EXPECT_TRUE(other->watch("data", "fine"));
+    auto ev = next_event(*other);
+    ASSERT_TRUE(ev);
+    EXPECT_EQ(ev->token, "fine");
+    expect_healthy();
+}
+
 TEST_F(HostileTest, PrivilegedDomainRequestsFromDom0) {
     RawClient dom0(server_->socket_path(0));
     ASSERT_TRUE(dom0.connected());
