@@ -505,6 +505,40 @@ EffectList<2 * kMaxRuleEffects> Step::writes() const noexcept {
     return out;
 }
 
+std::string describe(const Step& step) {
+    std::string out = to_string(step.from);
+    out += ", ";
+    out += to_string(step.input);
+    out += " -> ";
+    out += to_string(step.to);
+    out += ": ";
+    if (step.effects.empty()) out += "nothing";
+    for (std::size_t i = 0; i < step.effects.size(); ++i) {
+        const Effect& e = step.effects[i];
+        if (i != 0) out += ", ";
+        if (e.action == Action::write_state) {
+            out += "write ";
+            out += to_string(e.state);
+        } else {
+            out += to_string(e.action);
+        }
+    }
+    auto reason = [&out](const Rule* r, const char* prefix) {
+        if (r == nullptr) return;
+        out += prefix;
+        if (r->kind != RuleKind::normal) {
+            out += to_string(r->kind);
+            out += ": ";
+        }
+        out += r->why;
+        out += "]";
+    };
+    reason(step.rule, " [");
+    if (step.replay_rule != nullptr)
+        reason(step.replay_rule, " [then the remembered frontend state: ");
+    return out;
+}
+
 void VifStateMachine::apply(const Rule& r, Step& step) noexcept {
     if (r.hold_for_hotplug && !hotplug_ready_) {
         phase_ = Phase::hotplug_wait;

@@ -347,6 +347,10 @@ struct Pair {
     std::size_t input;
 };
 
+void PrintTo(const Pair& p, std::ostream* os) {
+    *os << nf::to_string(p.phase) << " x " << nf::to_string(input_at(p.input));
+}
+
 std::vector<Pair> frontend_pairs() {
     std::vector<Pair> out;
     for (Phase p : kPhases)
@@ -761,6 +765,26 @@ TEST(XenbusLifecycle, FrontendProtocolErrorClosesTheVif) {
     EXPECT_EQ(describe(bad.effects), "error disconnect >Closing");
     EXPECT_EQ(d.run({Input::frontend_invalid}), ""); // reported once
     EXPECT_EQ(d.run({Input::frontend_closed, Input::frontend_initialising}), ">Closed | >InitWait");
+}
+
+TEST(XenbusLog, DescribesAStepOnOneLine) {
+    nf::VifStateMachine m = machine_in(Phase::connected);
+    EXPECT_EQ(nf::describe(m.on(Input::frontend_closing)),
+              "connected, frontend Closing -> closing: disconnect data path, write Closing "
+              "[the frontend closes (unplug, guest shutdown): disconnect and acknowledge]");
+    EXPECT_EQ(nf::describe(m.on(Input::probe)),
+              "closing, probe -> closing: nothing [unexpected: no connect is in flight]");
+    nf::VifStateMachine fresh;
+    (void)fresh.on(Input::frontend_connected);
+    const std::string line = nf::describe(fresh.on(Input::probe));
+    EXPECT_EQ(line.rfind("unprobed, probe -> connecting: publish features, write InitWait, "
+                         "connect data path [publish the features first",
+                         0),
+              0U)
+        << line;
+    EXPECT_NE(line.find("[then the remembered frontend state: the frontend published its rings"),
+              std::string::npos)
+        << line;
 }
 
 TEST(XenbusLifecycle, UnexpectedEventsAreFlaggedAndChangeNothing) {

@@ -17,7 +17,8 @@
 // Closed) interleaved with actions (publish features, connect / disconnect / reconfigure the
 // data path, report an error, forget the vif) in the order the daemon must perform them.
 //
-// The machine is pure: no xenstore, no clock, no allocation; the daemon performs the effects.
+// The machine is pure: no xenstore, no clock, no allocation (describe(), for logs, aside);
+// the daemon performs the effects.
 #pragma once
 
 #include <array>
@@ -25,6 +26,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
+#include <string>
 #include <type_traits>
 
 namespace dpnb::netif {
@@ -199,6 +201,11 @@ struct Step {
     // The state writes, in order (at most four).
     EffectList<2 * kMaxRuleEffects> writes() const noexcept;
 };
+
+// One line for the control-plane log, e.g. "connected, frontend Closing -> closing:
+// disconnect data path, write Closing [the frontend closes ...]". Allocates; not for the
+// data path.
+std::string describe(const Step& step);
 
 // One vif's machine. Inputs are fed one at a time by the control-plane thread.
 //
