@@ -1,0 +1,152 @@
+// The contract between the control plane and the data plane.
+//
+// The control plane (daemon/control: xenstore, one xenbus state machine per vif) decides
+// WHEN a vif is connected and with WHAT configuration; the data plane (pmd-glue's Engine:
+// DPDK lcores, rings, grants) moves its packets. This interface is all the control plane
+// knows of the data plane, so that it is tested against a fake and the Engine is tested
+// without xenstore. Pure C++: no DPDK, no Xen library.
+//
+// Threading: every method is called from the control-plane thread only. attach() returns
+// once the owning lcore runs the vif; detach() returns once no lcore touches it any more and
+// every grant and port of the vif is released (the control plane may then tell the
+// frontend Closed). The data plane reports what it decides on its own (a vif disabled by a
+// fatal protocol error, a mode fallback) through events(): an fd the control plane polls.
+#pragma once
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dpnb/netif/features.hpp"
+#include "dpnb/netif/wire.hpp"
+#include "dpnb/netif/xs_value.hpp"
+#include "dpnb/util/result.hpp"
+
+namespace dpnb::engine {
+
+// How frames reach the guest's RX buffers (docs/architecture.md, "RX modes").
+enum class RxMode : std::uint8_t {
+    copy,  // NIC writes daemon buffers; one batched grant copy per burst (Linux netback)
+    map,   // the guest buffer is mapped per burst and the NIC writes into it
+    reuse, // translation-table lookup, no per-packet hypercall
+};
+const char* to_string(RxMode mode) noexcept;
+Result<RxMode> parse_rx_mode(std::string_view text);
+
+struct VifId {
+    netif::DomId dom = 0;
+    std::uint32_t handle = 0;
+    auto operator<=>(const VifId&) const = default;
+};
+std::string to_string(const VifId& id); // "vif<dom>.<handle>", as Linux names the netdev
+
+// Everything the data plane needs to run one vif. Immutable once attached.
+struct VifSpec {
+    VifId id;
+    netif::MacAddress mac;                 // the guest's MAC: steering, anti-spoofing
+    RxMode rx_mode = RxMode::copy;         // requested; the data plane may fall back (events)
+    std::string port;                      // the uplink port's configured name
+    std::optional<std::uint16_t> rx_queue; // a dedicated NIC RX queue, if the operator chose one
+    netif::FrontendConfig frontend;        // rings, event channels, negotiated features
+    std::optional<netif::RateLimit> rate;  // toolstack's "rate" (credit-based, as netback)
+    // Re-attach after a daemon restart: take over rings that already carried traffic, at
+    // their shared indices (docs/xenbus.md, "daemon restart").
+    bool resume = false;
+};
+
+enum class VifRunState : std::uint8_t {
+    running,
+    disabled, // a fatal protocol error: the data plane stopped serving it; detach() it
+};
+
+// Counters of one vif, summed over its queues; names and help come from one table.
+#define DPNB_VIF_COUNTERS(X)                                                                       \
+    X(rx_packets, "frames delivered to the guest")                                                 \
+    X(rx_bytes, "bytes delivered to the guest")                                                    \
+    X(tx_packets, "frames sent by the guest")                                                      \
+    X(tx_bytes, "bytes sent by the guest")                                                         \
+    X(rx_drop_no_buffer, "frames for the guest dropped: no RX buffer posted")                      \
+    X(rx_drop_placeholder, "frames that landed in a start-up placeholder buffer")                  \
+    X(rx_drop_error, "frames for the guest dropped: grant or NIC error")                           \
+    X(tx_drop_protocol, "guest packets dropped by the TX parser (see tx_error_*)")                 \
+    X(tx_drop_spoofed, "guest packets dropped: source MAC is not the vif's")                       \
+    X(tx_drop_error, "guest packets dropped: grant or NIC error")                                  \
+    X(grant_copy_ops, "grant copy segments")                                                       \
+    X(grant_map_ops, "grants mapped")                                                              \
+    X(grant_unmap_ops, "grants unmapped")                                                          \
+    X(grant_batches, "batched grant hypercalls")                                                   \
+    X(iott_hits, "RX buffers found in the translation table")                                      \
+    X(iott_misses, "RX buffers not in the translation table (mapped or copied instead)")           \
+    X(daemon_copies, "frames the daemon copied with the CPU or grant copy")                        \
+    X(notify_sent, "event-channel notifications sent to the guest")                                \
+    X(notify_received, "event-channel notifications received from the guest")
+
+struct VifCounters {
+#define DPNB_X(name, help) std::uint64_t name = 0;
+    DPNB_VIF_COUNTERS(DPNB_X)
+#undef DPNB_X
+};
+
+struct CounterInfo {
+    const char* name;
+    const char* help;
+};
+std::span<const CounterInfo> vif_counter_table() noexcept; // declaration order
+// Value of the i-th counter of vif_counter_table().
+std::uint64_t counter_value(const VifCounters& c, std::size_t i) noexcept;
+
+struct VifStatus {
+    VifId id;
+    VifRunState state = VifRunState::running;
+    RxMode rx_mode = RxMode::copy; // in effect (may differ from the requested one)
+    std::string rx_mode_reason;    // why, when it differs
+    std::string port;
+    std::optional<std::uint16_t> rx_queue; // dedicated NIC queue, nullopt when shared
+    unsigned lcore = 0;
+    unsigned queues = 0;
+    std::string disabled_reason; // when state == disabled
+    VifCounters counters;
+    // TX parser failures by reason (netif::tx_error_table() order).
+    std::vector<std::uint64_t> tx_errors;
+};
+
+// What the data plane tells the control plane on its own.
+struct DataPlaneEvent {
+    enum class Kind : std::uint8_t {
+        vif_disabled,  // fatal protocol error: walk the vif to Closing, then detach()
+        mode_fallback, // the requested RX mode could not be kept; `detail` says why
+    };
+    Kind kind;
+    VifId vif;
+    std::string detail;
+};
+
+class DataPlane {
+public:
+    virtual ~DataPlane() = default;
+
+    // Maps the vif's rings, binds its event channels, picks its lcore and NIC queue, and
+    // starts serving it. Errors: Errc::exists (attached), Errc::not_found (no such port),
+    // Errc::busy (no queue left for a dedicated request), Errc::protocol (a ring grant or
+    // port the frontend gave is bad: the control plane answers with Closing).
+    virtual Status attach(const VifSpec& spec) = 0;
+    // Stops serving the vif and releases every grant, mapping and port. Frames in flight
+    // are completed or answered first. Errc::not_found if not attached.
+    virtual Status detach(const VifId& id) = 0;
+    virtual Status set_rx_mode(const VifId& id, RxMode mode) = 0;
+    virtual Status set_rate(const VifId& id, std::optional<netif::RateLimit> rate) = 0;
+
+    virtual std::vector<VifStatus> list() const = 0;
+    virtual Result<VifStatus> status(const VifId& id) const = 0;
+
+    // Readable when events are queued.
+    virtual int events_fd() const = 0;
+    virtual std::optional<DataPlaneEvent> next_event() = 0;
+};
+
+} // namespace dpnb::engine
