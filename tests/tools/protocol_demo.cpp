@@ -55,8 +55,8 @@ void backend_tx_burst(nf::TxBackRing& ring, const Pages& guest, const nf::TxLimi
     while (w.cons != w.prod) {
         const nf::TxParseResult r = nf::parse_tx_packet(ring, w.cons, w.prod, limits, pkt);
         if (r.verdict == nf::TxVerdict::fatal) {
-            std::printf("  backend: fatal %s (%s): vif disabled\n",
-                        nf::to_string(r.error), nf::help(r.error));
+            std::printf("  backend: fatal %s (%s): vif disabled\n", nf::to_string(r.error),
+                        nf::help(r.error));
             vif_disabled = true;
             return;
         }
