@@ -266,8 +266,9 @@ void ServerImpl::serve(Connection& conn) {
         rb.fds.clear();
     }
     rb.reply.nfds = static_cast<std::uint32_t>(rb.fds.size());
+    // A connection that failed to say hello has no business left.
     if (Status sent = proto::send_packet(conn.fd.get(), &rb.reply, sizeof(rb.reply), rb.fds);
-        !sent || (!st && req.op == Op::hello))
+        !sent || conn.role == Role::none)
         close_connection(conn);
 }
 
