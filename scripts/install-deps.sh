@@ -16,8 +16,15 @@ pkgs_build=(build-essential g++ cmake ninja-build pkg-config git
   libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev libnuma-dev python3)
 pkgs_test=(googletest libgtest-dev libgmock-dev clang libclang-rt-14-dev clang-format xenstore-utils
   clang-tidy iproute2 procps valgrind)
-pkgs_e2e=(qemu-system-x86 xen-hypervisor-4.17-amd64 xen-utils-4.17 linux-image-amd64
-  busybox-static cpio kmod xz-utils)
+# e2e (tests/e2e): QEMU runs Xen under TCG; the PV dom0 and domU boot the host's Debian
+# kernel (linux-image-amd64: /boot/vmlinuz-* and its modules); xen-utils-4.17 has xl,
+# oxenstored, xenconsoled and xen-init-dom0 (in /usr/lib/xen-4.17/bin); xenstore-utils the
+# xenstore-* tools used in dom0 and copied into guests; iproute2 ip and ss in dom0;
+# busybox-static, cpio, kmod (modprobe --show-depends), xz-utils build the initramfs images.
+# The hypervisor package only adds files to /boot: its postinst runs update-grub only where
+# /boot/grub exists, and xen-utils' postinst starts nothing unless it runs under Xen 4.17.
+pkgs_e2e=(qemu-system-x86 xen-hypervisor-4.17-amd64 xen-utils-4.17 xenstore-utils
+  linux-image-amd64 busybox-static cpio kmod xz-utils iproute2)
 
 want=()
 for g in "${groups[@]}"; do

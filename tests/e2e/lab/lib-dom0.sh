@@ -1,0 +1,133 @@
+# lib-dom0.sh: what dom0's stage 2 and the dom0 half of every scenario share (bash; sourced).
+#
+# A scenario script runs in dom0 with E2E_NAME (its name), E2E_RESULT (where its verdict
+# goes) and the lab plan's variables (E2E_ROOT, E2E_LAB, E2E_KERNEL, E2E_DOMU_INITRD,
+# E2E_BIN_<name>). It ends with pass or fail, which write the verdict that stage 2 prints as
+# the one line the host collects:
+#     E2E <scenario> PASS|FAIL key=value ...
+# Helpers that must be able to fail the scenario never run in a subshell: they hand values
+# back in variables (E2E_DOMID, REPLY), not on stdout.
+# Guests talk to dom0 through xenstore, under their own /local/domain/<id>/data/e2e/ (a
+# folder the toolstack makes writable by the guest), never through the network under test.
+
+E2E_KV=()
+E2E_GUEST_DOMID=""
+
+now() { date +%s.%N; }
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+log() { echo "E2E-LOG T+$(uptime_s) ${E2E_NAME:-stage2}: $*"; }
+
+# kv KEY VALUE: adds key=value to the summary line (spaces in VALUE become '_').
+kv() {
+  local v=${2// /_}
+  E2E_KV+=("$1=${v:-none}")
+}
+
+result() {
+  local verdict=$1
+  log "verdict $verdict"
+  echo "E2E ${E2E_NAME} ${verdict} ${E2E_KV[*]}" > "${E2E_RESULT:-/dev/stdout}"
+  [ "$verdict" = PASS ]
+  exit $?
+}
+pass() { result PASS; }
+# fail REASON: ends the scenario with FAIL reason=REASON (and every key added so far).
+fail() {
+  log "FAIL: $*"
+  kv reason "$*"
+  result FAIL
+}
+
+# check DESCRIPTION COMMAND...: fails the scenario when COMMAND fails.
+check() {
+  local what=$1
+  shift
+  "$@" || fail "$what"
+}
+
+# guest_error: the error a guest reported (data/e2e/error), if any.
+guest_error() {
+  [ -n "$E2E_GUEST_DOMID" ] || return 1
+  xenstore-read "/local/domain/$E2E_GUEST_DOMID/data/e2e/error" 2>/dev/null
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.3 s until it succeeds; fails
+# the scenario at the deadline, or at once when the watched guest reports an error.
+wait_for() {
+  local secs=$1 what=$2 deadline err
+  shift 2
+  deadline=$((SECONDS + secs))
+  until "$@"; do
+    if err=$(guest_error); then fail "guest: $err (while waiting for $what)"; fi
+    ((SECONDS < deadline)) || fail "timeout ${secs}s: $what"
+    sleep 0.3
+  done
+}
+
+xs_is() { [ "$(xenstore-read "$1" 2>/dev/null)" = "$2" ]; }
+
+# guest_create NAME GUEST_SCRIPT [CONFIG_LINE...]: creates a PV guest running
+# scenarios/GUEST_SCRIPT.guest.sh from the lab's domU initramfs; extra xl.cfg lines (vif=,
+# memory=, ...) come after the defaults and override them. Sets E2E_DOMID.
+guest_create() {
+  local name=$1 script=$2 cfg=/run/e2e/$1.cfg
+  shift 2
+  {
+    echo "name = \"$name\""
+    echo 'type = "pv"'
+    echo "kernel = \"$E2E_KERNEL\""
+    echo "ramdisk = \"$E2E_DOMU_INITRD\""
+    echo "extra = \"console=hvc0 e2e.guest=$script\""
+    echo 'memory = 256'
+    echo 'vcpus = 1'
+    echo 'on_crash = "preserve"'
+    printf '%s\n' "$@"
+  } > "$cfg"
+  echo "$name" >> "/run/e2e/$E2E_NAME.guests"
+  log "xl create $name ($script)"
+  timeout 300 xl create -q "$cfg" || fail "xl create $name"
+  E2E_DOMID=$(xl domid "$name") || fail "no domain id for $name"
+  log "guest $name is domain $E2E_DOMID"
+}
+
+# watch_guest DOMID: wait_for fails early on this guest's data/e2e/error.
+watch_guest() { E2E_GUEST_DOMID=$1; }
+
+guest_key() { echo "/local/domain/$1/data/e2e/$2"; }
+guest_get() { xenstore-read "$(guest_key "$1" "$2")" 2>/dev/null; }
+guest_put() { xenstore-write "$(guest_key "$1" "$2")" "$3"; }
+# guest_wait DOMID KEY SECONDS: waits until the guest wrote KEY; its value in REPLY.
+guest_wait() {
+  wait_for "$3" "guest $1 key $2" xenstore-exists "$(guest_key "$1" "$2")"
+  REPLY=$(guest_get "$1" "$2")
+}
+
+guest_console() { echo "/var/log/xen/console/guest-$1.log"; }
+
+# Busy CPU time of dom0 in clock ticks (user + nice + system + irq + softirq, all vCPUs).
+cpu_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+
+# wait_pid SECONDS DESCRIPTION PID: waits for a background child; its exit status.
+wait_pid() {
+  local secs=$1 what=$2 pid=$3 deadline
+  deadline=$((SECONDS + secs))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      kill "$pid" 2>/dev/null
+      fail "timeout ${secs}s: $what"
+    fi
+    sleep 0.2
+  done
+  wait "$pid"
+}
+
+# tcp_listening PORT: something listens on TCP PORT in dom0.
+tcp_listening() { ss -Hltn "sport = :$1" | grep -q .; }
+
+# bridge_up NAME ADDRESS/PREFIX: a Linux bridge with an address, for vifs of the in-kernel
+# netback (tests/e2e/lab/vif-bridge-lab attaches them).
+bridge_up() {
+  ip link show "$1" >/dev/null 2>&1 || ip link add "$1" type bridge || return 1
+  ip link set "$1" up || return 1
+  ip addr replace "$2" dev "$1"
+}
