@@ -422,9 +422,9 @@ void mini_frontend(const std::string& dir, DomId self, const std::string& name,
 
 // --- the test --------------------------------------------------------------------------------
 
-class AcceptanceTest : public SimFixture {};
+class SimAcceptanceTest : public SimFixture {};
 
-TEST_F(AcceptanceTest, OneBackendTwoGuestsExchangeGrantsEventsAndXenstoreState) {
+TEST_F(SimAcceptanceTest, OneBackendTwoGuestsExchangeGrantsEventsAndXenstoreState) {
     const DomId alice = create("alice", 32);
     const DomId bob = create("bob", 32);
 

@@ -13,7 +13,7 @@
 namespace dpnb::hv::sim::test {
 namespace {
 
-TEST(EmbeddedServer, ServesGuestsAndBackendFromAThread) {
+TEST(SimEmbeddedServer, ServesGuestsAndBackendFromAThread) {
     TempDir dir;
     auto [to_guest, to_harness] = Link::make();
     Child guest([&, &link = to_harness] {
@@ -76,7 +76,7 @@ TEST(EmbeddedServer, ServesGuestsAndBackendFromAThread) {
     EXPECT_TRUE(guest.succeeded());
 }
 
-TEST(EmbeddedServer, ReplacesAStaleSocket) {
+TEST(SimEmbeddedServer, ReplacesAStaleSocket) {
     TempDir dir;
     // A socket file nobody listens on, as a crashed server leaves it.
     const std::string path = dir.path() + "/simhv.sock";
@@ -98,7 +98,7 @@ TEST(EmbeddedServer, ReplacesAStaleSocket) {
     EXPECT_EQ(s->connections, 1U);
 }
 
-TEST(EmbeddedServer, ClientsFailCleanlyWithoutAServer) {
+TEST(SimEmbeddedServer, ClientsFailCleanlyWithoutAServer) {
     TempDir dir;
     SIM_EXPECT_ERRC(Toolstack::connect(dir.path()), Errc::not_found);
     SIM_EXPECT_ERRC(connect_backend(dir.path()), Errc::not_found);

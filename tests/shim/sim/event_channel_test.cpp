@@ -20,7 +20,7 @@ bool nothing_pending(EventChannels& ev) {
     return p.has_value() && !p->has_value();
 }
 
-class EventChannelTest : public SimFixture {
+class SimEventChannelTest : public SimFixture {
 protected:
     void SetUp() override {
         SimFixture::SetUp();
@@ -30,7 +30,7 @@ protected:
     DomId guest_ = kDomIdInvalid;
 };
 
-TEST_F(EventChannelTest, NotifyBothWaysWakesPollAndMasksUntilUnmask) {
+TEST_F(SimEventChannelTest, NotifyBothWaysWakesPollAndMasksUntilUnmask) {
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {
         auto gh = connect_guest(dir(), guest_);
@@ -95,7 +95,7 @@ TEST_F(EventChannelTest, NotifyBothWaysWakesPollAndMasksUntilUnmask) {
     EXPECT_TRUE(guest.succeeded());
 }
 
-TEST_F(EventChannelTest, KickWhileMaskedFiresOnUnmask) {
+TEST_F(SimEventChannelTest, KickWhileMaskedFiresOnUnmask) {
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {
         auto gh = connect_guest(dir(), guest_);
@@ -134,7 +134,7 @@ TEST_F(EventChannelTest, KickWhileMaskedFiresOnUnmask) {
     EXPECT_TRUE(guest.succeeded());
 }
 
-TEST_F(EventChannelTest, RefusalsAndClosedChannels) {
+TEST_F(SimEventChannelTest, RefusalsAndClosedChannels) {
     const DomId other = create("other");
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {

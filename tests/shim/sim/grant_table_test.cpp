@@ -28,7 +28,7 @@ bool has_pattern(const std::byte* page, std::uint32_t seed) {
     return true;
 }
 
-class GrantTableTest : public SimFixture {
+class SimGrantTableTest : public SimFixture {
 protected:
     void SetUp() override {
         SimFixture::SetUp();
@@ -51,7 +51,7 @@ protected:
     DomId guest_ = kDomIdInvalid;
 };
 
-TEST_F(GrantTableTest, MapReadOnlyAndWritableAcrossProcesses) {
+TEST_F(SimGrantTableTest, MapReadOnlyAndWritableAcrossProcesses) {
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {
         auto gh = connect_guest(dir(), guest_);
@@ -107,7 +107,7 @@ TEST_F(GrantTableTest, MapReadOnlyAndWritableAcrossProcesses) {
     EXPECT_TRUE(guest.succeeded());
 }
 
-TEST_F(GrantTableTest, BatchMapOfManyRefsIsContiguousAndInOrder) {
+TEST_F(SimGrantTableTest, BatchMapOfManyRefsIsContiguousAndInOrder) {
     constexpr std::uint32_t kPages = 48;
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {
@@ -154,7 +154,7 @@ TEST_F(GrantTableTest, BatchMapOfManyRefsIsContiguousAndInOrder) {
     EXPECT_TRUE(guest.succeeded());
 }
 
-TEST_F(GrantTableTest, CopyBothDirectionsWithOffsetsAndPerSegmentStatus) {
+TEST_F(SimGrantTableTest, CopyBothDirectionsWithOffsetsAndPerSegmentStatus) {
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {
         auto gh = connect_guest(dir(), guest_);
@@ -225,7 +225,7 @@ TEST_F(GrantTableTest, CopyBothDirectionsWithOffsetsAndPerSegmentStatus) {
 
 // A grant names one domain: another domain's map and copy are refused; that domain (here a
 // driver domain acting as backend) gets it.
-TEST_F(GrantTableTest, GrantForOneDomainIsRefusedToAnother) {
+TEST_F(SimGrantTableTest, GrantForOneDomainIsRefusedToAnother) {
     const DomId driver = create("driver");
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {
@@ -277,7 +277,7 @@ TEST_F(GrantTableTest, GrantForOneDomainIsRefusedToAnother) {
     EXPECT_TRUE(guest.succeeded());
 }
 
-TEST_F(GrantTableTest, RevokedGrantCannotBeMapped) {
+TEST_F(SimGrantTableTest, RevokedGrantCannotBeMapped) {
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {
         auto gh = connect_guest(dir(), guest_);
@@ -308,7 +308,7 @@ TEST_F(GrantTableTest, RevokedGrantCannotBeMapped) {
     EXPECT_TRUE(guest.succeeded());
 }
 
-TEST_F(GrantTableTest, ReadOnlyGrantRefusesWritesAndItsMappingFaults) {
+TEST_F(SimGrantTableTest, ReadOnlyGrantRefusesWritesAndItsMappingFaults) {
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {
         auto gh = connect_guest(dir(), guest_);
@@ -349,7 +349,7 @@ TEST_F(GrantTableTest, ReadOnlyGrantRefusesWritesAndItsMappingFaults) {
     EXPECT_TRUE(guest.succeeded());
 }
 
-TEST_F(GrantTableTest, RefOutOfRangeUnknownDomainAndMalformedBatches) {
+TEST_F(SimGrantTableTest, RefOutOfRangeUnknownDomainAndMalformedBatches) {
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {
         auto gh = connect_guest(dir(), guest_);
@@ -407,7 +407,7 @@ TEST_F(GrantTableTest, RefOutOfRangeUnknownDomainAndMalformedBatches) {
     EXPECT_TRUE(guest.succeeded());
 }
 
-TEST_F(GrantTableTest, SeveralMappingsOfOneGrantKeepItPinnedUntilTheLast) {
+TEST_F(SimGrantTableTest, SeveralMappingsOfOneGrantKeepItPinnedUntilTheLast) {
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {
         auto gh = connect_guest(dir(), guest_);

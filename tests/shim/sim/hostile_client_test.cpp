@@ -75,9 +75,9 @@ proto::Request hello(Role role, std::uint64_t dom) {
     return proto::make_request(Op::hello, static_cast<std::uint64_t>(role), dom);
 }
 
-class HostileClientTest : public SimFixture {};
+class SimHostileClientTest : public SimFixture {};
 
-TEST_F(HostileClientTest, MalformedPacketsCloseOnlyTheirConnection) {
+TEST_F(SimHostileClientTest, MalformedPacketsCloseOnlyTheirConnection) {
     {
         Raw c(dir());
         ASSERT_TRUE(c.connected());
@@ -122,7 +122,7 @@ TEST_F(HostileClientTest, MalformedPacketsCloseOnlyTheirConnection) {
     EXPECT_EQ(stats().domains, 1U);
 }
 
-TEST_F(HostileClientTest, RolesAndArgumentsAreChecked) {
+TEST_F(SimHostileClientTest, RolesAndArgumentsAreChecked) {
     const DomId guest = create("guest");
     {
         Raw c(dir());
@@ -208,7 +208,7 @@ TEST_F(HostileClientTest, RolesAndArgumentsAreChecked) {
 }
 
 // A guest that writes its grant table by hand, as a hostile kernel could.
-TEST_F(HostileClientTest, GarbageGrantEntriesAreRefusedWithXensStatus) {
+TEST_F(SimHostileClientTest, GarbageGrantEntriesAreRefusedWithXensStatus) {
     const DomId guest = create("guest", 16);
     auto [to_guest, to_backend] = Link::make();
     Child hostile([&, &link = to_backend] {

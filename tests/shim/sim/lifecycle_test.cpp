@@ -35,7 +35,7 @@ std::optional<XsWatchEvent> next_event(Xenstore& xs, std::string_view token) {
     }
 }
 
-class LifecycleTest : public SimFixture {};
+class SimLifecycleTest : public SimFixture {};
 
 // A guest that grants `pages` writable pages to dom0, sends the references, and then waits
 // until it is told to go (or is destroyed under its feet).
@@ -65,7 +65,7 @@ std::function<void()> granting_guest(const std::string& dir, DomId dom, std::uin
     };
 }
 
-TEST_F(LifecycleTest, GuestDestroyedWhileBackendMapsItsPages) {
+TEST_F(SimLifecycleTest, GuestDestroyedWhileBackendMapsItsPages) {
     const DomId guest_dom = create("guest");
     auto [to_guest, to_backend] = Link::make();
     Child guest(granting_guest(dir(), guest_dom, 3, to_backend, true));
@@ -140,7 +140,7 @@ TEST_F(LifecycleTest, GuestDestroyedWhileBackendMapsItsPages) {
     EXPECT_TRUE(guest.succeeded());
 }
 
-TEST_F(LifecycleTest, GuestProcessDeathDestroysItsDomain) {
+TEST_F(SimLifecycleTest, GuestProcessDeathDestroysItsDomain) {
     const DomId guest_dom = create("crashing");
     auto [to_guest, to_backend] = Link::make();
     Child guest(granting_guest(dir(), guest_dom, 1, to_backend, false));
@@ -168,7 +168,7 @@ TEST_F(LifecycleTest, GuestProcessDeathDestroysItsDomain) {
     EXPECT_EQ(stats().pinned_grants, 0U);
 }
 
-TEST_F(LifecycleTest, BackendProcessDeathReleasesItsPins) {
+TEST_F(SimLifecycleTest, BackendProcessDeathReleasesItsPins) {
     const DomId guest_dom = create("guest");
     auto [to_backend, from_backend] = Link::make();
     auto [to_guest, from_guest] = Link::make();
@@ -211,7 +211,7 @@ TEST_F(LifecycleTest, BackendProcessDeathReleasesItsPins) {
     EXPECT_EQ(stats().backend_attachments, 0U);
 }
 
-TEST_F(LifecycleTest, DyingGuestWithBuffersInFlightIsFreedAfterRelease) {
+TEST_F(SimLifecycleTest, DyingGuestWithBuffersInFlightIsFreedAfterRelease) {
     const DomId guest_dom = create("guest");
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {

@@ -14,7 +14,7 @@
 namespace dpnb::hv::sim::test {
 namespace {
 
-class TranslationTableTest : public SimFixture {
+class SimTranslationTableTest : public SimFixture {
 protected:
     void SetUp() override {
         SimFixture::SetUp();
@@ -32,7 +32,7 @@ std::uint64_t code(const Status& st) {
 }
 constexpr std::uint64_t kBusy = static_cast<std::uint64_t>(Errc::busy) + 1;
 
-TEST_F(TranslationTableTest, LookupInFlightCountsAndRemoval) {
+TEST_F(SimTranslationTableTest, LookupInFlightCountsAndRemoval) {
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {
         auto gh = connect_guest(dir(), guest_);
@@ -133,7 +133,7 @@ TEST_F(TranslationTableTest, LookupInFlightCountsAndRemoval) {
     EXPECT_EQ((*table)->valid_entries(), 0U);
 }
 
-TEST_F(TranslationTableTest, AddressSubtableIsReadOnlyForTheBackend) {
+TEST_F(SimTranslationTableTest, AddressSubtableIsReadOnlyForTheBackend) {
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {
         auto gh = connect_guest(dir(), guest_);
@@ -168,7 +168,7 @@ TEST_F(TranslationTableTest, AddressSubtableIsReadOnlyForTheBackend) {
     EXPECT_TRUE(guest.succeeded());
 }
 
-TEST_F(TranslationTableTest, GuestHypercallsValidateTheGrant) {
+TEST_F(SimTranslationTableTest, GuestHypercallsValidateTheGrant) {
     const DomId other = create("other");
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {
@@ -200,7 +200,7 @@ TEST_F(TranslationTableTest, GuestHypercallsValidateTheGrant) {
 // as fast as it can while the guest removes and re-adds the entry. The guest stamps the
 // page with the round number before each add and with kRemoved right after each successful
 // removal, so a buffer handed out after its entry was removed would show kRemoved.
-TEST_F(TranslationTableTest, AcquireNeverSucceedsAfterRemoval) {
+TEST_F(SimTranslationTableTest, AcquireNeverSucceedsAfterRemoval) {
     constexpr std::uint64_t kRounds = 300;
     constexpr std::uint64_t kRemoved = ~std::uint64_t{0};
     auto [to_guest, to_backend] = Link::make();

@@ -19,9 +19,9 @@ std::optional<XsWatchEvent> next_event(Xenstore& xs, std::string_view token) {
     }
 }
 
-class XenstoreTest : public SimFixture {};
+class SimXenstoreTest : public SimFixture {};
 
-TEST_F(XenstoreTest, WatchesAndTransactionsAcrossProcesses) {
+TEST_F(SimXenstoreTest, WatchesAndTransactionsAcrossProcesses) {
     const DomId guest_dom = create("guest");
     const std::string home = "/local/domain/" + std::to_string(guest_dom);
     auto [to_guest, to_backend] = Link::make();
