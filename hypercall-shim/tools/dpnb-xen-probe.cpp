@@ -8,11 +8,17 @@
 //          dpnb-xen-probe evtchn --dom <domU> --port <port>
 //          dpnb-xen-probe persistent --dom <domU> --ref <ref> --ref <ref>
 // Exit status 0 when every step did what it should, 1 otherwise; each step prints a line.
+// `evtchn` and `share` wait for the peer's notification (--timeout-ms, 0: do not wait) and
+// fail without it, so the pair checks event delivery both ways. Page dumps show bytes in
+// hex and as text, so that a script can check what the other side wrote.
 #include <poll.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,10 +35,30 @@ int fail(const std::string& step, const Error& e) {
     return 1;
 }
 
+// `n` bytes as text, '.' for what is not printable.
+std::string printable(const std::byte* p, std::size_t n) {
+    std::string s;
+    s.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto c = static_cast<unsigned char>(p[i]);
+        s.push_back(std::isprint(c) != 0 ? static_cast<char>(c) : '.');
+    }
+    return s;
+}
+
+// 32 bytes a row: hex, then the same bytes as text between bars.
 void hexdump(const std::byte* p, std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i)
-        std::printf("%02x%s", static_cast<unsigned>(p[i]),
-                    (i % 32 == 31 || i + 1 == n) ? "\n" : " ");
+    for (std::size_t row = 0; row < n; row += 32) {
+        const std::size_t len = std::min<std::size_t>(32, n - row);
+        for (std::size_t i = 0; i < len; ++i)
+            std::printf("%02x ", static_cast<unsigned>(p[row + i]));
+        std::printf(" |%s|\n", printable(p + row, len).c_str());
+    }
+}
+
+// What `copy --to-guest` writes: byte i of the copy is 'a' + i % 26.
+std::byte pattern_byte(unsigned i) {
+    return static_cast<std::byte>('a' + i % 26);
 }
 
 // Waits up to `timeout_ms` for a port of `ev` to fire; returns it, or nullopt.
@@ -101,7 +127,7 @@ int cmd_copy(const XenOptions& opts, DomId dom, unsigned ref, unsigned offset, u
     std::vector<std::byte> buf(len);
     if (to_guest) {
         for (unsigned i = 0; i < len; ++i)
-            buf[i] = static_cast<std::byte>(i);
+            buf[i] = pattern_byte(i);
     }
     GrantCopySegment seg =
         to_guest
@@ -114,8 +140,8 @@ int cmd_copy(const XenOptions& opts, DomId dom, unsigned ref, unsigned offset, u
         std::printf("FAIL copy: GNTST %d\n", seg.status);
         return 1;
     }
-    std::printf("ok   copied %u bytes %s ref %u at offset %u\n", len, to_guest ? "to" : "from", ref,
-                offset);
+    std::printf("ok   copied %u bytes %s ref %u at offset %u%s\n", len, to_guest ? "to" : "from",
+                ref, offset, to_guest ? " (abc...z repeated)" : "");
     if (!to_guest) hexdump(buf.data(), buf.size());
     return 0;
 }
@@ -126,21 +152,42 @@ int cmd_evtchn(DomId dom, unsigned port, int timeout_ms) {
     auto local = (*ev)->bind_interdomain(dom, port);
     if (!local) return fail("bind_interdomain", local.error());
     std::printf("ok   bound dom %u port %u to local port %u\n", unsigned{dom}, port, *local);
-    auto none = (*ev)->pending();
-    if (!none) return fail("pending", none.error());
-    std::printf("ok   pending() without waiting: %s\n", *none ? "a port" : "none");
-    if (Status st = (*ev)->notify(*local); !st) return fail("notify", st.error());
-    std::printf("ok   notified; waiting %d ms for the peer's answer\n", timeout_ms);
-    auto got = wait_event(**ev, timeout_ms);
-    if (got) {
-        std::printf("ok   event on port %u\n", *got);
-        (void)(*ev)->unmask(*got);
+    // Xen marks a port pending when it binds it (evtchn_bind_interdomain: notifications sent
+    // to the unbound port may have been lost). Linux's evtchn masks a port that fired until
+    // we unmask it, so this first event must be taken and unmasked, or the peer's answer
+    // never reaches us. It may arrive after the ioctl returned (another vCPU's upcall).
+    auto first = wait_event(**ev, std::min(timeout_ms, 10000));
+    if (first && *first == *local) {
+        if (Status st = (*ev)->unmask(*first); !st) return fail("unmask", st.error());
+        std::printf("ok   port %u was pending after the bind, as Xen does; unmasked\n", *first);
+    } else if (first) {
+        std::printf("FAIL event on port %u, not on our port %u\n", *first, *local);
+        return 1;
     } else {
-        std::printf("note no event (does the peer answer notifications?)\n");
+        std::printf("note port %u was not pending after the bind\n", *local);
+    }
+    if (Status st = (*ev)->notify(*local); !st) return fail("notify", st.error());
+    int rc = 0;
+    if (timeout_ms > 0) {
+        std::printf("ok   notified; waiting %d ms for the peer's answer\n", timeout_ms);
+        std::fflush(stdout);
+        auto got = wait_event(**ev, timeout_ms);
+        if (got && *got == *local) {
+            std::printf("ok   event on port %u\n", *got);
+            (void)(*ev)->unmask(*got);
+        } else if (got) {
+            std::printf("FAIL event on port %u, not on our port %u\n", *got, *local);
+            rc = 1;
+        } else {
+            std::printf("FAIL no answer from the peer within %d ms\n", timeout_ms);
+            rc = 1;
+        }
+    } else {
+        std::printf("ok   notified\n");
     }
     if (Status st = (*ev)->unbind(*local); !st) return fail("unbind", st.error());
     std::printf("ok   unbound\n");
-    return 0;
+    return rc;
 }
 
 int cmd_share(const XenGuestOptions& gopts, unsigned pages, int timeout_ms) {
@@ -153,7 +200,7 @@ int cmd_share(const XenGuestOptions& gopts, unsigned pages, int timeout_ms) {
     std::vector<GrantRef> refs;
     for (std::uint32_t i = 0; i < mem->count; ++i) {
         std::snprintf(reinterpret_cast<char*>(mem->page(i)), 64, "dpnb page %u", i);
-        auto ref = (*g)->grant_access(gopts.peer, mem->page(i), false);
+        auto ref = (*g)->grant_access(gopts.peer, mem->page(i), !gopts.share_writable);
         if (!ref) return fail("grant_access", ref.error());
         refs.push_back(*ref);
         std::printf("ok   page %u: ref %u\n", i, *ref);
@@ -162,23 +209,31 @@ int cmd_share(const XenGuestOptions& gopts, unsigned pages, int timeout_ms) {
     if (!ev) return fail("open_event_channels", ev.error());
     auto port = (*ev)->bind_unbound(gopts.peer);
     if (!port) return fail("bind_unbound", port.error());
-    std::printf("ok   unbound port %u for dom %u; waiting %d ms for a notification\n", *port,
-                unsigned{gopts.peer}, timeout_ms);
+    std::printf("ok   unbound port %u for dom %u (%s pages); waiting %d ms for a notification\n",
+                *port, unsigned{gopts.peer}, gopts.share_writable ? "writable" : "read-only",
+                timeout_ms);
     std::fflush(stdout);
-    if (auto got = wait_event(**ev, timeout_ms)) {
-        std::printf("ok   event on port %u; answering\n", *got);
-        (void)(*ev)->unmask(*got);
-        (void)(*ev)->notify(*port);
-    } else {
-        std::printf("note no event\n");
+    int rc = 0;
+    if (timeout_ms > 0) {
+        auto got = wait_event(**ev, timeout_ms);
+        if (got && *got == *port) {
+            (void)(*ev)->unmask(*got);
+            if (Status st = (*ev)->notify(*port); !st) return fail("notify", st.error());
+            std::printf("ok   event on port %u; answered\n", *got);
+        } else {
+            std::printf("FAIL no notification on port %u within %d ms\n", *port, timeout_ms);
+            rc = 1;
+        }
     }
+    // What the backend left in the pages (map --rw writes at 0, copy --to-guest anywhere).
     for (std::uint32_t i = 0; i < mem->count; ++i) {
-        std::printf("page %u now begins: %.32s\n", i, reinterpret_cast<const char*>(mem->page(i)));
+        std::printf("page %u at 0: %s\n", i, printable(mem->page(i), 32).c_str());
+        std::printf("page %u at 64: %s\n", i, printable(mem->page(i) + 64, 32).c_str());
         if (Status st = (*g)->end_access(refs[i]); !st) return fail("end_access", st.error());
     }
     if (Status st = (*g)->free_pages(*mem); !st) return fail("free_pages", st.error());
     std::printf("ok   freed\n");
-    return 0;
+    return rc;
 }
 
 int cmd_persistent(const XenOptions& opts, DomId dom, const std::vector<unsigned>& refs) {
@@ -233,6 +288,7 @@ int main(int argc, char** argv) {
     int timeout_ms = 10000;
     unsigned pages = 1;
     unsigned peer = 0;
+    bool readonly = false;
 
     auto* info = app.add_subcommand("info", "open the backend; state and name of domains");
     info->add_option("--dom", doms, "domains to look up");
@@ -249,11 +305,12 @@ int main(int argc, char** argv) {
     auto* evtchn = app.add_subcommand("evtchn", "bind to a domain's unbound port and notify");
     evtchn->add_option("--dom", dom)->required();
     evtchn->add_option("--port", port)->required();
-    evtchn->add_option("--timeout-ms", timeout_ms);
+    evtchn->add_option("--timeout-ms", timeout_ms, "wait for the answer (0: do not)");
     auto* share = app.add_subcommand("share", "guest side: share pages and an unbound port");
     share->add_option("--peer", peer, "backend domain");
     share->add_option("--pages", pages)->check(CLI::Range(1, 1024));
-    share->add_option("--timeout-ms", timeout_ms);
+    share->add_option("--timeout-ms", timeout_ms, "wait for a notification (0: do not)");
+    share->add_flag("--readonly", readonly, "share the pages read-only");
     auto* persistent = app.add_subcommand("persistent", "persistent-grant table round trip");
     persistent->add_option("--dom", dom)->required();
     persistent->add_option("--ref", refs)->required();
@@ -268,6 +325,7 @@ int main(int argc, char** argv) {
     if (*share) {
         XenGuestOptions g;
         g.peer = static_cast<DomId>(peer);
+        g.share_writable = !readonly;
         g.xenstore_path = opts.xenstore_path;
         return cmd_share(g, pages, timeout_ms);
     }

@@ -6,6 +6,13 @@
 // (Linux 3.12); Linux 6.1's evtchn_read() honours it. A port that fired stays masked until
 // unmask(), which is also the late EOI of Linux's evtchn driver. Closing the handle unbinds
 // every port bound through it.
+//
+// bind_interdomain(): Xen marks the new local port pending at once (evtchn_bind_interdomain:
+// notifications sent to the unbound port may have been lost), so pending() soon returns it,
+// possibly after the call returned (the upcall may land on another vCPU). Treat it as any
+// other kick and unmask() it; a caller that reads it and forgets the unmask never hears
+// from the peer again (seen in the Xen lab, tests/e2e xen-probe). The simulated hypervisor
+// does the same.
 #pragma once
 
 extern "C" { // the Xen libraries' headers have no C++ guards
