@@ -93,11 +93,16 @@ run_scenario() {
   mods_before=$(modules)
   echo "E2E-BEGIN $s T+$(uptime_s) timeout=${to}s"
   t0=$SECONDS
-  # timeout(1) runs the scenario in a process group of its own and signals all of it.
+  # timeout(1) puts itself and the scenario in a process group of its own (its id is
+  # timeout's pid) and signals all of it at the deadline; what the scenario left running
+  # (a daemon, a listener) is ended with the group once it returns.
   E2E_NAME=$s E2E_RESULT=$res timeout -k 10 "$to" \
     bash -c '. "$E2E_ROOT/lab/lib-dom0.sh" && . "$1"' scenario "$E2E_ROOT/scenarios/$s.sh" \
-    </dev/null
+    </dev/null &
+  local group=$!
+  wait "$group"
   rc=$?
+  kill -TERM -- "-$group" 2>/dev/null && sleep 1 && kill -KILL -- "-$group" 2>/dev/null
   secs=$((SECONDS - t0))
   if [ -s "$res" ]; then
     verdict=$(head -n 1 "$res")

@@ -77,7 +77,7 @@ guest_create() {
     echo 'type = "pv"'
     echo "kernel = \"$E2E_KERNEL\""
     echo "ramdisk = \"$E2E_DOMU_INITRD\""
-    echo "extra = \"console=hvc0 e2e.guest=$script\""
+    echo "extra = \"console=hvc0 loglevel=5 e2e.guest=$script\""
     echo 'memory = 256'
     echo 'vcpus = 1'
     echo 'on_crash = "preserve"'
