@@ -77,6 +77,7 @@ TEST_F(SimLifecycleTest, GuestDestroyedWhileBackendMapsItsPages) {
     SIM_ASSERT_OK(xs);
     SIM_ASSERT_OK((*xs)->watch("@releaseDomain", "release"));
     ASSERT_TRUE(next_event(**xs, "release").has_value()) << "the watch fires when registered";
+    const int fds_connected = count_open_fds();
 
     {
         auto gt = (*be)->open_grant_table();
@@ -132,6 +133,9 @@ TEST_F(SimLifecycleTest, GuestDestroyedWhileBackendMapsItsPages) {
     SIM_ASSERT_OK(state);
     EXPECT_FALSE(state->exists);
     EXPECT_EQ(s.backend_attachments, 0U) << "our process let go of the guest";
+    // Learning that the domain is gone dropped what the backend held of it (its memory,
+    // grant table, active table and ledger), while the backend itself lives on.
+    EXPECT_EQ(count_open_fds(), fds_connected) << "descriptors of the dead guest leaked";
 
     xs->reset();
     be->reset();
