@@ -15,6 +15,10 @@ echo "== build (ASan+UBSan)"
 cmake -S . -B build/asan -G Ninja -DDPNB_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/asan -j "$jobs"
 
+echo "== build (release: what the demo and the benchmarks run)"
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build/release -j "$jobs"
+
 echo "== build (libFuzzer, clang)"
 CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DDPNB_FUZZ=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
