@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "ctrl_ring.hpp"
 #include "dpnb/netif/features.hpp"
 #include "queue.hpp"
 
@@ -374,7 +375,9 @@ Result<BackendFeatures> Netfront::read_backend_features() {
           std::pair{nkey::kFeatureIpv6CsumOffload, &f.ipv6_csum_offload},
           std::pair{nkey::kFeatureSplitEventChannels, &f.split_event_channels},
           std::pair{nkey::kFeatureXdpHeadroom, &f.xdp_headroom},
-          std::pair{key::kFeatureRxBufferOffset, &f.rx_buffer_offset}})
+          std::pair{key::kFeatureRxBufferOffset, &f.rx_buffer_offset},
+          std::pair{nkey::kFeatureCtrlRing, &f.ctrl_ring},
+          std::pair{nkey::kFeatureStaticGrants, &f.static_grants}})
         if (Status st = read_bool(key, *out); !st) return st.error();
     auto mq = xs_->read(hv::kNoTxn, be_path_ + "/" + std::string(nkey::kMultiQueueMaxQueues));
     if (mq) {
@@ -396,7 +399,8 @@ Status Netfront::write_keys() {
         for (std::string_view k :
              {nkey::kMultiQueueNumQueues, nkey::kTxRingRef, nkey::kRxRingRef, nkey::kEventChannel,
               nkey::kEventChannelTx, nkey::kEventChannelRx, key::kFeatureRxBufferOffset,
-              key::kRxBufferSize})
+              key::kRxBufferSize, nkey::kFeatureStaticGrants, nkey::kCtrlRingRef,
+              nkey::kEventChannelCtrl})
             if (Status st = ignore_missing(xs_->rm(t, fe + std::string(k))); !st) return st;
         auto names = xs_->directory(t, fe_path_);
         if (!names) return names.error();
@@ -443,6 +447,15 @@ Status Netfront::write_keys() {
         };
         for (const auto& [k, v] : flags)
             if (Status st = w(fe, k, netif::format_bool(v)); !st) return st;
+        if (ctrl_) { // docs/protocol.md: opt in to static grants
+            if (Status st = w(fe, nkey::kFeatureStaticGrants, "1"); !st) return st;
+            if (Status st = w(fe, nkey::kCtrlRingRef, netif::format_unsigned(ctrl_->ring_ref()));
+                !st)
+                return st;
+            if (Status st = w(fe, nkey::kEventChannelCtrl, netif::format_unsigned(ctrl_->port()));
+                !st)
+                return st;
+        }
         if (use_buffer_offset_) {
             if (Status st = w(fe, key::kFeatureRxBufferOffset, "1"); !st) return st;
             if (Status st =
@@ -510,6 +523,19 @@ Status Netfront::connect() {
         pool_->set_target_pages(target);
     }
 
+    if (options_.rx_mode == RxMode::reuse) {
+        if (features_.static_grants && features_.ctrl_ring) {
+            // Stock Xen: the backend keeps a persistent-grant table filled over the control
+            // ring. It starts empty with every connection.
+            ctrl_ = std::make_unique<CtrlRing>(*this);
+            if (Status st = ctrl_->setup(); !st) return st;
+            pool_->set_registrar(ctrl_.get());
+        } else {
+            if (!iott_) iott_ = std::make_unique<IottRegistrar>(hv_, backend_);
+            pool_->set_registrar(iott_.get());
+        }
+    }
+
     broken_ = false; // a reconnect clears it (talk_to_netback)
     const bool split = options_.split_event_channels && features_.split_event_channels;
     for (unsigned i = 0; i < nq; ++i) {
@@ -525,10 +551,10 @@ Status Netfront::connect() {
     if (Status st = switch_state(XenbusState::connected); !st) return st;
     state_ = LinkState::connecting;
     counters_.add(Counter::connects);
-    spdlog::info("netfront {}: connected, {} queue(s), {} event channels, {} RX, {}-byte "
+    spdlog::info("netfront {}: connected, {} queue(s), {} event channels, {} RX{}, {}-byte "
                  "buffers",
                  fe_path_, nq, split ? "split" : "single", to_string(options_.rx_mode),
-                 buffer_size);
+                 ctrl_ ? " (static grants)" : "", buffer_size);
     return ok();
 }
 
@@ -537,6 +563,15 @@ void Netfront::disconnect() {
     for (auto& q : queues_)
         q->teardown();
     queues_.clear();
+    if (ctrl_) {
+        // The backend's persistent-grant table ends with the connection (docs/protocol.md).
+        if (pool_) {
+            pool_->forget_registrations();
+            pool_->set_registrar(nullptr);
+        }
+        ctrl_->teardown();
+        ctrl_.reset();
+    }
     if (pool_) pool_->release_all();
     fired_.clear();
     counters_.add(Counter::disconnects);
@@ -592,6 +627,7 @@ Status Netfront::poll(std::chrono::milliseconds timeout, const Handlers& handler
         fired_.push_back(**port);
         counters_.add(Counter::events);
     }
+    if (ctrl_) ctrl_->process();
     if (!queues_.empty()) {
         run_queues(handlers);
     } else {

@@ -25,28 +25,30 @@ Queue::~Queue() {
 
 Status Queue::setup(bool split) {
     hv::GuestHypervisor& hv = nf_.hv_;
-    auto rings = hv.alloc_pages(2);
-    if (!rings) return std::move(rings).error();
-    ring_pages_ = *rings;
+    for (std::byte*& page : ring_pages_) { // one allocation each: gntalloc frees whole ones
+        auto p = hv.alloc_pages(1);
+        if (!p) return std::move(p).error();
+        page = p->base;
+    }
     auto tx_pages = hv.alloc_pages(kRingSize);
     if (!tx_pages) return std::move(tx_pages).error();
     tx_pages_ = *tx_pages;
 
-    auto tx = netif::TxFrontRing::init(ring_pages_.page(0));
+    auto tx = netif::TxFrontRing::init(ring_pages_[0]);
     if (!tx) return std::move(tx).error();
     tx_ = *tx;
-    auto rx = netif::RxFrontRing::init(ring_pages_.page(1));
+    auto rx = netif::RxFrontRing::init(ring_pages_[1]);
     if (!rx) return std::move(rx).error();
     rx_ = *rx;
-    std::memset(ring_pages_.page(0) + sizeof(netif::SharedRingHeader), 0,
+    std::memset(ring_pages_[0] + sizeof(netif::SharedRingHeader), 0,
                 hv::kPageSize - sizeof(netif::SharedRingHeader));
-    std::memset(ring_pages_.page(1) + sizeof(netif::SharedRingHeader), 0,
+    std::memset(ring_pages_[1] + sizeof(netif::SharedRingHeader), 0,
                 hv::kPageSize - sizeof(netif::SharedRingHeader));
 
-    auto tx_ref = hv.grant_access(nf_.backend_, ring_pages_.page(0), false);
+    auto tx_ref = hv.grant_access(nf_.backend_, ring_pages_[0], false);
     if (!tx_ref) return std::move(tx_ref).error();
     tx_ring_ref_ = *tx_ref;
-    auto rx_ref = hv.grant_access(nf_.backend_, ring_pages_.page(1), false);
+    auto rx_ref = hv.grant_access(nf_.backend_, ring_pages_[1], false);
     if (!rx_ref) return std::move(rx_ref).error();
     rx_ring_ref_ = *rx_ref;
 
@@ -124,19 +126,17 @@ void Queue::teardown() {
     // The rings: xennet_end_access frees them once the backend has unmapped them.
     for (std::uint32_t i = 0; i < 2; ++i) {
         hv::GrantRef& ref = i == 0 ? tx_ring_ref_ : rx_ring_ref_;
-        if (ref == hv::kGrantRefInvalid) {
-            if (ring_pages_.base != nullptr) (void)hv.free_pages({ring_pages_.page(i), 1});
-            continue;
-        }
-        if (Status st = hv.end_access(ref); st) {
-            (void)hv.free_pages({ring_pages_.page(i), 1});
+        std::byte*& page = ring_pages_[i];
+        if (page == nullptr) continue;
+        if (ref == hv::kGrantRefInvalid || hv.end_access(ref)) {
+            (void)hv.free_pages({page, 1});
         } else {
-            nf_.deferred_.push_back({ref, ring_pages_.page(i), kNoBuffer});
+            nf_.deferred_.push_back({ref, page, kNoBuffer});
             nf_.counters_.add(Counter::grants_deferred);
         }
         ref = hv::kGrantRefInvalid;
+        page = nullptr;
     }
-    ring_pages_ = {};
     tx_ = {};
     rx_ = {};
     if (tx_pages_.base != nullptr) {
@@ -543,7 +543,7 @@ void Queue::refill() {
                 break;
             }
             slot.buf = *buf;
-            slot.gref = pool.registered_gref(*buf);
+            slot.gref = pool.page_gref(*buf);        // reuse mode: the page's own grant
             if (slot.gref == hv::kGrantRefInvalid) { // a grant for this post only
                 RxBuffer& b = pool.buffer(*buf);
                 auto gref = nf_.hv_.grant_access(nf_.backend_, b.page, false);

@@ -85,8 +85,8 @@ private:
     Netfront& nf_;
     unsigned index_;
 
-    hv::GuestPages ring_pages_{}; // [0] TX ring, [1] RX ring
-    hv::GuestPages tx_pages_{};   // one page per TX id
+    std::array<std::byte*, 2> ring_pages_{}; // TX ring, RX ring
+    hv::GuestPages tx_pages_{};              // one page per TX id
     hv::GrantRef tx_ring_ref_ = hv::kGrantRefInvalid;
     hv::GrantRef rx_ring_ref_ = hv::kGrantRefInvalid;
     hv::EvtchnPort tx_port_ = 0;

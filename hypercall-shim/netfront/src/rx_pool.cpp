@@ -1,6 +1,6 @@
-// The RX buffer pool: pages joining (grant + iott_add in reuse mode), buffers handed out and
-// coming back, the stack's hold FIFO, and pages leaving (iott_remove, retried while the
-// backend has a buffer in flight; end of access; free).
+// The RX buffer pool: pages joining (a grant and a registration in reuse mode), buffers
+// handed out and coming back, the stack's hold FIFO, and pages leaving (the registration
+// removed, retried while the backend has a buffer in flight; end of access; free).
 #include "dpnb/netfront/rx_pool.hpp"
 
 #include <spdlog/spdlog.h>
@@ -8,6 +8,24 @@
 #include <algorithm>
 
 namespace dpnb::netfront {
+
+using Outcome = PageRegistrar::Outcome;
+
+Outcome IottRegistrar::add(hv::GrantRef ref) {
+    Status st = hv_.iott_add(backend_, ref);
+    if (st) return Outcome::done;
+    spdlog::debug("netfront: iott_add of grant {}: {}", ref, st.error().describe());
+    return Outcome::failed;
+}
+
+Outcome IottRegistrar::remove(hv::GrantRef ref) {
+    Status st = hv_.iott_remove(backend_, ref);
+    if (st) return Outcome::done;
+    if (st.error().code == Errc::busy) return Outcome::busy;
+    if (st.error().code != Errc::not_found)
+        spdlog::warn("netfront: iott_remove of grant {}: {}", ref, st.error().describe());
+    return Outcome::failed; // not in the table (any more)
+}
 
 RxBufferPool::RxBufferPool(hv::GuestHypervisor& hv, const RxPoolConfig& config, Counters& counters)
     : hv_(hv), config_(config), counters_(counters) {
@@ -27,9 +45,37 @@ RxBufferPool::~RxBufferPool() {
                      leaked);
 }
 
-hv::GrantRef RxBufferPool::registered_gref(BufferId id) const {
-    const Page& p = pages_[buffers_[id].page_index];
-    return p.registered ? p.gref : hv::kGrantRefInvalid;
+hv::GrantRef RxBufferPool::page_gref(BufferId id) const {
+    return pages_[buffers_[id].page_index].gref;
+}
+
+bool RxBufferPool::registered(BufferId id) const {
+    return pages_[buffers_[id].page_index].reg == Reg::registered;
+}
+
+void RxBufferPool::forget_registrations() {
+    for (Page& p : pages_)
+        p.reg = Reg::none;
+    completions_.clear();
+    if (registrar_ != nullptr) registrar_->collect(completions_); // drop late answers
+    completions_.clear();
+}
+
+void RxBufferPool::apply_add(Page& p, Outcome o) {
+    switch (o) {
+    case Outcome::done:
+        p.reg = Reg::registered;
+        break;
+    case Outcome::pending:
+        p.reg = Reg::adding;
+        break;
+    case Outcome::busy:
+    case Outcome::failed:
+        // Refused (no table, table full): the page still serves, by grant copy.
+        p.reg = Reg::none;
+        counters_.add(Counter::pool_register_failures);
+        break;
+    }
 }
 
 Result<std::uint32_t> RxBufferPool::add_page() {
@@ -43,22 +89,7 @@ Result<std::uint32_t> RxBufferPool::add_page() {
             (void)hv_.free_pages(*mem);
             return std::move(gref).error();
         }
-        if (Status st = hv_.iott_add(config_.backend, *gref); st) {
-            page.gref = *gref;
-            page.registered = true;
-        } else {
-            // No translation table (stock Xen) or a refusal: the page still serves, with a
-            // grant per post like copy mode.
-            counters_.add(Counter::pool_register_failures);
-            spdlog::debug("netfront: iott_add of grant {} failed: {}", *gref,
-                          st.error().describe());
-            if (Status end = hv_.end_access(*gref); !end) {
-                // Cannot happen for a grant nobody was told about; keep the page out of use.
-                spdlog::error("netfront: ending unused grant {}: {}", *gref,
-                              end.error().describe());
-                return end.error();
-            }
-        }
+        page.gref = *gref;
     }
     page.state = PageState::active;
     page.fresh = true;
@@ -73,6 +104,7 @@ Result<std::uint32_t> RxBufferPool::add_page() {
         pages_.push_back(page);
         buffers_.resize(buffers_.size() + per_page());
     }
+    if (page.gref != hv::kGrantRefInvalid) page_of_gref_[page.gref] = index;
     for (std::uint32_t k = 0; k < per_page(); ++k) {
         RxBuffer& b = buffers_[index * per_page() + k];
         b = RxBuffer{};
@@ -87,6 +119,8 @@ Result<std::uint32_t> RxBufferPool::add_page() {
     ++active_;
     ++idle_pages_;
     counters_.add(Counter::pool_pages_added);
+    if (config_.reuse && registrar_ != nullptr)
+        apply_add(pages_[index], registrar_->add(pages_[index].gref));
     return index;
 }
 
@@ -103,12 +137,12 @@ Result<BufferId> RxBufferPool::take() {
     if (p.out++ == 0) --idle_pages_;
     counters_.add(Counter::rx_posts);
     if (config_.reuse) {
-        if (!p.registered)
-            counters_.add(Counter::unregistered_posts);
-        else if (p.fresh)
+        if (p.fresh)
             counters_.add(Counter::reuse_misses);
-        else
+        else if (p.reg == Reg::registered)
             counters_.add(Counter::reuse_hits);
+        else
+            counters_.add(Counter::unregistered_posts);
     }
     p.fresh = false;
     return id;
@@ -166,23 +200,24 @@ void RxBufferPool::drop_free_buffers_of(std::uint32_t page) {
     std::erase_if(free_, [&](BufferId id) { return id >= first && id < last; });
 }
 
-bool RxBufferPool::try_remove_entry(Page& p) {
-    if (!p.registered) return true;
-    Status st = hv_.iott_remove(config_.backend, p.gref);
-    if (st) {
-        p.registered = false;
-        return true;
+void RxBufferPool::request_removal(Page& p) {
+    if (p.reg != Reg::registered) return; // none, or an answer is pending
+    if (registrar_ == nullptr) {
+        p.reg = Reg::none;
+        return;
     }
-    if (st.error().code == Errc::busy) {
+    switch (registrar_->remove(p.gref)) {
+    case Outcome::done:
+    case Outcome::failed:
+        p.reg = Reg::none;
+        break;
+    case Outcome::pending:
+        p.reg = Reg::removing;
+        break;
+    case Outcome::busy:
         counters_.add(Counter::pool_removals_refused);
-        return false;
+        break;
     }
-    if (st.error().code == Errc::not_found) { // already gone (the table went away)
-        p.registered = false;
-        return true;
-    }
-    spdlog::warn("netfront: iott_remove of grant {}: {}", p.gref, st.error().describe());
-    return false;
 }
 
 void RxBufferPool::retire(std::uint32_t page) {
@@ -194,19 +229,20 @@ void RxBufferPool::retire(std::uint32_t page) {
     p.state = PageState::retiring;
     retiring_.push_back(page);
     // Tried at once: refused while the backend has one of the page's buffers in flight.
-    (void)try_remove_entry(p);
+    request_removal(p);
     try_finish(page);
 }
 
 void RxBufferPool::try_finish(std::uint32_t page) {
     Page& p = pages_[page];
-    if (p.state != PageState::retiring || p.out != 0 || p.registered) return;
+    if (p.state != PageState::retiring || p.out != 0 || p.reg != Reg::none) return;
     if (p.gref != hv::kGrantRefInvalid) {
         Status st = hv_.end_access(p.gref);
         if (!st) {
             if (st.error().code == Errc::busy) counters_.add(Counter::grants_deferred);
             return; // retried by maintain()
         }
+        page_of_gref_.erase(p.gref);
         p.gref = hv::kGrantRefInvalid;
     }
     if (Status st = hv_.free_pages(hv::GuestPages{p.mem, 1}); !st)
@@ -218,11 +254,31 @@ void RxBufferPool::try_finish(std::uint32_t page) {
 }
 
 void RxBufferPool::maintain() {
+    if (registrar_ != nullptr) {
+        completions_.clear();
+        registrar_->collect(completions_);
+        for (const PageRegistrar::Completion& c : completions_) {
+            auto it = page_of_gref_.find(c.ref);
+            if (it == page_of_gref_.end()) continue;
+            Page& p = pages_[it->second];
+            if (c.add && p.reg == Reg::adding) {
+                apply_add(p, c.outcome);
+                if (p.state == PageState::retiring) request_removal(p);
+            } else if (!c.add && p.reg == Reg::removing) {
+                if (c.outcome == Outcome::busy) {
+                    p.reg = Reg::registered; // retried below
+                    counters_.add(Counter::pool_removals_refused);
+                } else {
+                    p.reg = Reg::none;
+                }
+            }
+            if (p.state == PageState::retiring) try_finish(it->second);
+        }
+    }
     if (!retiring_.empty()) {
         const std::vector<std::uint32_t> pending = retiring_; // try_finish() edits the list
         for (std::uint32_t page : pending) {
-            Page& p = pages_[page];
-            if (p.registered && !try_remove_entry(p)) continue;
+            request_removal(pages_[page]);
             try_finish(page);
         }
     }
@@ -264,7 +320,7 @@ PoolStats RxBufferPool::stats() const {
         ++s.pages;
         s.active_pages += p.state == PageState::active;
         s.retiring_pages += p.state == PageState::retiring;
-        s.registered_pages += p.registered;
+        s.registered_pages += p.reg == Reg::registered || p.reg == Reg::removing;
         s.buffers_out += p.out;
     }
     s.buffers_free = static_cast<std::uint32_t>(free_.size());

@@ -246,8 +246,9 @@ public:
                 if (!cmd) return; // the test went away
                 if (*cmd == kStats) {
                     const ReflectorStats s = (*r)->stats();
-                    for (std::uint64_t v : {s.frames, s.zero_copy, s.grant_copied, s.dropped,
-                                            std::uint64_t{s.connected_vifs}, s.in_flight})
+                    for (std::uint64_t v :
+                         {s.frames, s.zero_copy, s.grant_copied, s.dropped,
+                          std::uint64_t{s.connected_vifs}, s.in_flight, s.static_entries})
                         child_link.send(v);
                 } else if (*cmd == kDetach) {
                     (*r)->detach_all();
@@ -270,7 +271,7 @@ public:
     std::optional<ReflectorStats> stats() {
         if (!link_.send(kStats)) return std::nullopt;
         ReflectorStats s;
-        std::uint64_t v[6];
+        std::uint64_t v[7];
         for (auto& x : v) {
             auto got = link_.recv();
             if (!got) return std::nullopt;
@@ -282,6 +283,7 @@ public:
         s.dropped = v[3];
         s.connected_vifs = static_cast<std::uint32_t>(v[4]);
         s.in_flight = v[5];
+        s.static_entries = v[6];
         return s;
     }
     bool command(Cmd c) { return link_.send(c) && link_.recv().has_value(); }

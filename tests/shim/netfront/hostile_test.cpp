@@ -13,7 +13,12 @@ struct HostileCase {
     bool fatal;
     bool half;
     const char* name;
+    bool static_grants = false; // reuse mode through the control ring
 };
+
+void PrintTo(const HostileCase& c, std::ostream* os) {
+    *os << c.name;
+}
 
 class Hostile : public NetfrontFixture, public ::testing::WithParamInterface<HostileCase> {};
 
@@ -22,6 +27,7 @@ TEST_P(Hostile, CountedNeverFatalToTheGuest) {
     ReflectorOptions ro;
     ro.mischief = c.mischief;
     ro.mischief_at = 5;
+    ro.static_grants = c.static_grants;
     ReflectorProcess backend(dir(), ro);
     ASSERT_TRUE(backend.ready());
     const hv::DomId dom = create_guest("hostile");
@@ -29,6 +35,7 @@ TEST_P(Hostile, CountedNeverFatalToTheGuest) {
     auto [test_end, guest_end] = Link::make();
     NetfrontOptions opts;
     opts.half_page_buffers = c.half;
+    if (c.static_grants) opts.rx_mode = RxMode::reuse;
     Child guest = run_guest(dir(), dom, opts, [&](Netfront& nf, hv::GuestHypervisor&) {
         Traffic t(nf);
         const Counters& k = nf.counters();
@@ -98,7 +105,10 @@ INSTANTIATE_TEST_SUITE_P(
                     "rx_prod_overflow"},
         HostileCase{Mischief::tx_bad_id, Counter::tx_bad_response, true, false, "tx_bad_id"},
         HostileCase{Mischief::rx_keep_mapping, Counter::grant_still_in_use, true, false,
-                    "rx_keep_mapping"}),
+                    "rx_keep_mapping"},
+        // Static grants end for the connection; frames go on, by grant copy.
+        HostileCase{Mischief::ctrl_bad_id, Counter::ctrl_errors, false, false, "ctrl_bad_id",
+                    true}),
     [](const auto& tp) { return std::string(tp.param.name); });
 
 } // namespace

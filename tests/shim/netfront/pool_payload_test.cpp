@@ -1,12 +1,21 @@
 // Unit tests without processes: the RX buffer pool over a scripted GuestHypervisor (hits,
 // misses, half pages, the hold FIFO, shrinking, refused removals, failed registrations,
 // grants the backend still holds), the verifiable payload, and the counter table.
+#include <cstddef>
+#include <cstdint>
+
+extern "C" { // Xen's headers need the fixed-width types first
+#include <xen/grant_table.h>
+#include <xen/io/netif.h>
+}
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <map>
 #include <set>
 
+#include "dpnb/netfront/ctrl_ring.hpp"
 #include "dpnb/netfront/payload.hpp"
 #include "dpnb/netfront/rx_pool.hpp"
 
@@ -75,6 +84,16 @@ private:
     hv::GrantRef next_ = 8;
 };
 
+// A pool in reuse mode that registers through the (scripted) translation table.
+struct ReusePool {
+    ReusePool(ScriptedGuest& g, Counters& k, const RxPoolConfig& c)
+        : registrar(g, 0), pool(g, c, k) {
+        pool.set_registrar(&registrar);
+    }
+    IottRegistrar registrar;
+    RxBufferPool pool;
+};
+
 RxPoolConfig reuse_config(std::uint16_t size = 4096, std::uint32_t target = 0,
                           std::uint32_t hold = 0) {
     RxPoolConfig c;
@@ -88,13 +107,15 @@ RxPoolConfig reuse_config(std::uint16_t size = 4096, std::uint32_t target = 0,
 TEST(RxPool, FullPagesMissThenHit) {
     ScriptedGuest g;
     Counters k;
-    RxBufferPool pool(g, reuse_config(), k);
+    ReusePool rp(g, k, reuse_config());
+    RxBufferPool& pool = rp.pool;
     std::vector<BufferId> ids;
     for (int i = 0; i < 3; ++i) {
         auto id = pool.take();
         ASSERT_TRUE(id.has_value());
         ids.push_back(*id);
-        EXPECT_NE(pool.registered_gref(*id), hv::kGrantRefInvalid);
+        EXPECT_NE(pool.page_gref(*id), hv::kGrantRefInvalid);
+        EXPECT_TRUE(pool.registered(*id));
     }
     EXPECT_EQ(k[Counter::reuse_misses], 3U);
     EXPECT_EQ(k[Counter::reuse_hits], 0U);
@@ -111,14 +132,15 @@ TEST(RxPool, FullPagesMissThenHit) {
 TEST(RxPool, HalfPagesShareAPageAndItsGrant) {
     ScriptedGuest g;
     Counters k;
-    RxBufferPool pool(g, reuse_config(2048), k);
+    ReusePool rp(g, k, reuse_config(2048));
+    RxBufferPool& pool = rp.pool;
     auto a = pool.take(), b = pool.take();
     ASSERT_TRUE(a && b);
     EXPECT_EQ(pool.buffer(*a).page, pool.buffer(*b).page);
     EXPECT_EQ(pool.buffer(*a).offset, 0);
     EXPECT_EQ(pool.buffer(*b).offset, 2048);
     EXPECT_EQ(pool.buffer(*a).size, 2048);
-    EXPECT_EQ(pool.registered_gref(*a), pool.registered_gref(*b));
+    EXPECT_EQ(pool.page_gref(*a), pool.page_gref(*b));
     EXPECT_EQ(k[Counter::reuse_misses], 1U); // one page joined ...
     EXPECT_EQ(k[Counter::reuse_hits], 1U);   // ... and served two posts
     EXPECT_EQ(g.pages(), 1U);
@@ -127,7 +149,8 @@ TEST(RxPool, HalfPagesShareAPageAndItsGrant) {
 TEST(RxPool, HoldKeepsTheNewestFrames) {
     ScriptedGuest g;
     Counters k;
-    RxBufferPool pool(g, reuse_config(4096, 0, 2), k);
+    ReusePool rp(g, k, reuse_config(4096, 0, 2));
+    RxBufferPool& pool = rp.pool;
     std::vector<BufferId> ids;
     for (int i = 0; i < 3; ++i)
         ids.push_back(*pool.take());
@@ -147,7 +170,8 @@ TEST(RxPool, HoldKeepsTheNewestFrames) {
 TEST(RxPool, ShrinksOnItsOwnOnlyByIdlePages) {
     ScriptedGuest g;
     Counters k;
-    RxBufferPool pool(g, reuse_config(4096, 2), k);
+    ReusePool rp(g, k, reuse_config(4096, 2));
+    RxBufferPool& pool = rp.pool;
     std::vector<BufferId> ids;
     for (int i = 0; i < 4; ++i)
         ids.push_back(*pool.take());
@@ -166,13 +190,14 @@ TEST(RxPool, ShrinksOnItsOwnOnlyByIdlePages) {
 TEST(RxPool, LoweringTheTargetRetiresPagesRemovalRefusedWhileInFlight) {
     ScriptedGuest g;
     Counters k;
-    RxBufferPool pool(g, reuse_config(4096, 4), k);
+    ReusePool rp(g, k, reuse_config(4096, 4));
+    RxBufferPool& pool = rp.pool;
     std::vector<BufferId> ids;
     for (int i = 0; i < 4; ++i)
         ids.push_back(*pool.take());
     // The backend has two of the posted buffers in flight.
-    g.in_flight.insert(pool.registered_gref(ids[0]));
-    g.in_flight.insert(pool.registered_gref(ids[1]));
+    g.in_flight.insert(pool.page_gref(ids[0]));
+    g.in_flight.insert(pool.page_gref(ids[1]));
     pool.set_target_pages(0);
     PoolStats s = pool.stats();
     EXPECT_EQ(s.active_pages, 0U);
@@ -198,27 +223,86 @@ TEST(RxPool, LoweringTheTargetRetiresPagesRemovalRefusedWhileInFlight) {
     EXPECT_EQ(k[Counter::reuse_misses], 5U);
 }
 
-TEST(RxPool, RefusedRegistrationFallsBackToPerPostGrants) {
+TEST(RxPool, RefusedRegistrationServesThePageByGrantCopy) {
     ScriptedGuest g;
     g.refuse_add = true;
     Counters k;
-    RxBufferPool pool(g, reuse_config(), k);
+    ReusePool rp(g, k, reuse_config());
+    RxBufferPool& pool = rp.pool;
     auto id = pool.take();
     ASSERT_TRUE(id.has_value());
-    EXPECT_EQ(pool.registered_gref(*id), hv::kGrantRefInvalid);
+    EXPECT_NE(pool.page_gref(*id), hv::kGrantRefInvalid); // posted with the page's grant
+    EXPECT_FALSE(pool.registered(*id));
     EXPECT_EQ(k[Counter::pool_register_failures], 1U);
-    EXPECT_EQ(k[Counter::unregistered_posts], 1U);
-    EXPECT_EQ(k[Counter::reuse_misses], 0U);
-    EXPECT_EQ(g.granted(), 0U); // the unused grant was ended
+    EXPECT_EQ(k[Counter::reuse_misses], 1U);
+    pool.give_back(*id);
+    ASSERT_TRUE(pool.take().has_value());
+    EXPECT_EQ(k[Counter::unregistered_posts], 1U); // not a hit: the backend copies
+    EXPECT_EQ(k[Counter::reuse_hits], 0U);
+    EXPECT_EQ(g.granted(), 1U);
+    EXPECT_EQ(g.registered(), 0U);
+}
+
+// A registrar whose answers come later (the control ring).
+class LateRegistrar final : public PageRegistrar {
+public:
+    Outcome add(hv::GrantRef ref) override {
+        asked.push_back({ref, true, Outcome::pending});
+        return Outcome::pending;
+    }
+    Outcome remove(hv::GrantRef ref) override {
+        asked.push_back({ref, false, Outcome::pending});
+        return Outcome::pending;
+    }
+    void collect(std::vector<Completion>& out) override {
+        out.insert(out.end(), answers.begin(), answers.end());
+        answers.clear();
+    }
+    std::vector<Completion> asked, answers;
+};
+
+TEST(RxPool, LateRegistrationsAndRefusedRemovalsAreFollowedUp) {
+    using Outcome = PageRegistrar::Outcome;
+    ScriptedGuest g;
+    Counters k;
+    LateRegistrar late;
+    RxBufferPool pool(g, reuse_config(4096, 4), k);
+    pool.set_registrar(&late);
+    auto a = pool.take(), b = pool.take();
+    ASSERT_TRUE(a && b);
+    ASSERT_EQ(late.asked.size(), 2U);
+    EXPECT_FALSE(pool.registered(*a)); // asked, not answered: served by grant copy meanwhile
+    late.answers = {{pool.page_gref(*a), true, Outcome::done},
+                    {pool.page_gref(*b), true, Outcome::failed}};
+    pool.maintain();
+    EXPECT_TRUE(pool.registered(*a));
+    EXPECT_FALSE(pool.registered(*b));
+    EXPECT_EQ(k[Counter::pool_register_failures], 1U);
+    pool.give_back(*a);
+    pool.give_back(*b);
+    pool.set_target_pages(0); // both pages retire; only `a` needs a removal
+    ASSERT_EQ(late.asked.size(), 3U);
+    EXPECT_FALSE(late.asked[2].add);
+    EXPECT_EQ(pool.stats().retiring_pages, 1U); // `b` went at once
+    late.answers = {{late.asked[2].ref, false, Outcome::busy}};
+    pool.maintain(); // refused (in flight): asked again
+    EXPECT_EQ(k[Counter::pool_removals_refused], 1U);
+    ASSERT_EQ(late.asked.size(), 4U);
+    late.answers = {{late.asked[3].ref, false, Outcome::done}};
+    pool.maintain();
+    EXPECT_EQ(pool.stats().pages, 0U);
+    EXPECT_EQ(g.pages(), 0U);
+    EXPECT_EQ(g.granted(), 0U);
 }
 
 TEST(RxPool, PageWhoseGrantIsStillHeldIsFreedLater) {
     ScriptedGuest g;
     Counters k;
-    RxBufferPool pool(g, reuse_config(), k);
+    ReusePool rp(g, k, reuse_config());
+    RxBufferPool& pool = rp.pool;
     auto id = pool.take();
     ASSERT_TRUE(id.has_value());
-    const hv::GrantRef ref = pool.registered_gref(*id);
+    const hv::GrantRef ref = pool.page_gref(*id);
     pool.give_back(*id);
     g.hold_grant(ref); // e.g. the backend still maps the page
     pool.release_all();
@@ -239,7 +323,7 @@ TEST(RxPool, CopyModeNeverRegisters) {
     RxBufferPool pool(g, c, k);
     auto id = pool.take();
     ASSERT_TRUE(id.has_value());
-    EXPECT_EQ(pool.registered_gref(*id), hv::kGrantRefInvalid);
+    EXPECT_EQ(pool.page_gref(*id), hv::kGrantRefInvalid); // the queue grants per post
     EXPECT_EQ(g.registered(), 0U);
     EXPECT_EQ(k[Counter::reuse_misses] + k[Counter::reuse_hits], 0U);
     EXPECT_EQ(k[Counter::rx_posts], 1U);
@@ -276,6 +360,23 @@ TEST(Payload, RoundTripAndEveryCorruptionIsCaught) {
     }
     std::vector<std::byte> tiny(kPayloadMinFrame - 1);
     EXPECT_FALSE(build_payload_frame(tiny, PayloadHeader{}));
+}
+
+TEST(CtrlWire, LayoutIsXensNetifH) {
+    EXPECT_EQ(sizeof(ctrl::Request), sizeof(xen_netif_ctrl_request));
+    EXPECT_EQ(sizeof(ctrl::Response), sizeof(xen_netif_ctrl_response));
+    EXPECT_EQ(sizeof(ctrl::Gref), sizeof(xen_netif_gref));
+    EXPECT_EQ(offsetof(ctrl::Request, data), offsetof(xen_netif_ctrl_request, data));
+    EXPECT_EQ(offsetof(ctrl::Response, status), offsetof(xen_netif_ctrl_response, status));
+    EXPECT_EQ(offsetof(ctrl::Response, data), offsetof(xen_netif_ctrl_response, data));
+    EXPECT_EQ(offsetof(ctrl::Gref, status), offsetof(xen_netif_gref, status));
+    EXPECT_EQ(ctrl::kTypeGetGrefMappingSize, XEN_NETIF_CTRL_TYPE_GET_GREF_MAPPING_SIZE);
+    EXPECT_EQ(ctrl::kTypeAddGrefMapping, XEN_NETIF_CTRL_TYPE_ADD_GREF_MAPPING);
+    EXPECT_EQ(ctrl::kTypeDelGrefMapping, XEN_NETIF_CTRL_TYPE_DEL_GREF_MAPPING);
+    EXPECT_EQ(ctrl::kStatusInvalidParameter, XEN_NETIF_CTRL_STATUS_INVALID_PARAMETER);
+    EXPECT_EQ(ctrl::kGrefReadonly, XEN_NETIF_CTRLF_GREF_readonly);
+    EXPECT_EQ(ctrl::FrontRing::kSize,
+              static_cast<std::uint32_t>(__CONST_RING_SIZE(xen_netif_ctrl, 4096)));
 }
 
 TEST(Counters, TableNamesEveryCounterOnce) {

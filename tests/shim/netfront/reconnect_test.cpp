@@ -7,16 +7,32 @@
 namespace dpnb::netfront::test {
 namespace {
 
-class Reconnect : public NetfrontFixture, public ::testing::WithParamInterface<RxMode> {};
+struct ReconnectCase {
+    RxMode mode;
+    bool static_grants;
+};
+
+void PrintTo(const ReconnectCase& c, std::ostream* os) {
+    *os << to_string(c.mode) << (c.static_grants ? "_static" : "");
+}
+
+class Reconnect : public NetfrontFixture, public ::testing::WithParamInterface<ReconnectCase> {
+protected:
+    ReflectorOptions backend_options() const {
+        ReflectorOptions o;
+        o.static_grants = GetParam().static_grants;
+        return o;
+    }
+};
 
 TEST_P(Reconnect, BackendCrashAndRestartKeepsTheConnection) {
-    auto backend = std::make_unique<ReflectorProcess>(dir(), ReflectorOptions{});
+    auto backend = std::make_unique<ReflectorProcess>(dir(), backend_options());
     ASSERT_TRUE(backend->ready());
     const hv::DomId dom = create_guest("crash");
     NF_ASSERT_OK(plug(dom, 0));
     auto [test_end, guest_end] = Link::make();
     NetfrontOptions opts;
-    opts.rx_mode = GetParam();
+    opts.rx_mode = GetParam().mode;
     Child guest = run_guest(dir(), dom, opts, [&](Netfront& nf, hv::GuestHypervisor&) {
         Traffic t(nf);
         for (int i = 0; i < 40; ++i)
@@ -42,7 +58,7 @@ TEST_P(Reconnect, BackendCrashAndRestartKeepsTheConnection) {
     });
     ASSERT_TRUE(test_end.recv().has_value());
     backend->kill(); // the daemon crashes: xenstore still says Connected
-    backend = std::make_unique<ReflectorProcess>(dir(), ReflectorOptions{});
+    backend = std::make_unique<ReflectorProcess>(dir(), backend_options());
     ASSERT_TRUE(backend->ready());
     test_end.send(1);
     EXPECT_TRUE(guest.succeeded());
@@ -50,13 +66,13 @@ TEST_P(Reconnect, BackendCrashAndRestartKeepsTheConnection) {
 }
 
 TEST_P(Reconnect, BackendClosesThenANewBackendIsOffered) {
-    auto backend = std::make_unique<ReflectorProcess>(dir(), ReflectorOptions{});
+    auto backend = std::make_unique<ReflectorProcess>(dir(), backend_options());
     ASSERT_TRUE(backend->ready());
     const hv::DomId dom = create_guest("close");
     NF_ASSERT_OK(plug(dom, 0));
     auto [test_end, guest_end] = Link::make();
     NetfrontOptions opts;
-    opts.rx_mode = GetParam();
+    opts.rx_mode = GetParam().mode;
     Child guest = run_guest(dir(), dom, opts, [&](Netfront& nf, hv::GuestHypervisor&) {
         Traffic t(nf);
         for (int i = 0; i < 20; ++i)
@@ -103,15 +119,21 @@ TEST_P(Reconnect, BackendClosesThenANewBackendIsOffered) {
     NF_ASSERT_OK(stats);
     EXPECT_EQ(stats->translation_entries, 0U);
     EXPECT_TRUE(backend->quit());
-    backend = std::make_unique<ReflectorProcess>(dir(), ReflectorOptions{});
+    backend = std::make_unique<ReflectorProcess>(dir(), backend_options());
     ASSERT_TRUE(backend->ready());
     test_end.send(1);
     EXPECT_TRUE(guest.succeeded());
     EXPECT_TRUE(backend->quit());
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, Reconnect, ::testing::Values(RxMode::copy, RxMode::reuse),
-                         [](const auto& tp) { return std::string(to_string(tp.param)); });
+INSTANTIATE_TEST_SUITE_P(Modes, Reconnect,
+                         ::testing::Values(ReconnectCase{RxMode::copy, false},
+                                           ReconnectCase{RxMode::reuse, false},
+                                           ReconnectCase{RxMode::reuse, true}),
+                         [](const auto& tp) {
+                             return std::string(to_string(tp.param.mode)) +
+                                    (tp.param.static_grants ? "_static" : "");
+                         });
 
 class Unplug : public NetfrontFixture {};
 

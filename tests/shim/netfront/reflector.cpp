@@ -10,7 +10,9 @@
 #include <cstring>
 #include <deque>
 
+#include "dpnb/hv/persistent_grant_table.hpp"
 #include "dpnb/hv/sim.hpp"
+#include "dpnb/netfront/ctrl_ring.hpp"
 #include "dpnb/netfront/netfront.hpp"
 #include "dpnb/netif/ring.hpp"
 #include "dpnb/netif/rx_builder.hpp"
@@ -52,7 +54,12 @@ struct Reflector::Vif {
     std::uint16_t buffer_size = 4096;
     std::vector<std::unique_ptr<Queue>> queues;
     std::unique_ptr<hv::TranslationTable> iott;
+    std::unique_ptr<hv::PersistentGrantTable> pgt; // static grants, instead of `iott`
     hv::TranslationTableView view;
+    ctrl::BackRing ctrl;
+    hv::GrantMapping ctrl_map;
+    hv::EvtchnPort ctrl_port = 0;
+    bool ctrl_dead = false;
 };
 
 namespace {
@@ -65,7 +72,9 @@ Reflector::Reflector(const ReflectorOptions& options) : options_(options) {}
 
 Result<std::unique_ptr<Reflector>> Reflector::start(const std::string& sim_dir,
                                                     const ReflectorOptions& options) {
-    std::unique_ptr<Reflector> r(new Reflector(options));
+    ReflectorOptions o = options;
+    if (o.static_grants) o.caps.ctrl_ring = o.caps.static_grants = true;
+    std::unique_ptr<Reflector> r(new Reflector(o));
     if (Status st = r->init(sim_dir); !st) return st.error();
     return r;
 }
@@ -116,13 +125,14 @@ void Reflector::release_kept_mappings() {
 }
 
 ReflectorStats Reflector::stats() const {
-    ReflectorStats s{frames_, zero_copy_, grant_copied_, dropped_, 0, 0, 0};
+    ReflectorStats s{frames_, zero_copy_, grant_copied_, dropped_, 0, 0, 0, 0};
     for (const auto& [path, vif] : vifs_) {
         ++s.vifs;
         s.connected_vifs += vif->connected;
         for (const auto& q : vif->queues)
             for (const auto& p : q->posted)
                 s.in_flight += p.page != nullptr;
+        if (vif->pgt) s.static_entries += vif->pgt->valid_entries();
     }
     return s;
 }
@@ -318,7 +328,37 @@ Status Reflector::connect(Vif& vif) {
         }
         vif.queues.push_back(std::move(q));
     }
-    if (options_.use_translation_table) {
+    if (vif.cfg.ctrl_ring) {
+        const hv::GrantMapRequest req{guest, vif.cfg.ctrl_ring->ring_ref, true};
+        std::int16_t status = 0;
+        vif.ctrl_map = gt_->map(std::span(&req, 1), std::span(&status, 1));
+        auto ring = vif.ctrl_map ? ctrl::BackRing::attach(vif.ctrl_map.base)
+                                 : Result<ctrl::BackRing>(make_error(Errc::protocol, "map"));
+        auto port = ring ? ev_->bind_interdomain(guest, vif.cfg.ctrl_ring->evtchn)
+                         : Result<hv::EvtchnPort>(ring.error());
+        if (!port) {
+            disconnect(vif);
+            return make_error(Errc::protocol, "control ring: " + port.error().describe());
+        }
+        vif.ctrl = *ring;
+        vif.ctrl_port = *port;
+        vif.ctrl_dead = false;
+    }
+    if (vif.cfg.static_grants) {
+        auto mapper = hv_->open_grant_table();
+        if (!mapper) {
+            disconnect(vif);
+            return std::move(mapper).error();
+        }
+        auto t = hv::PersistentGrantTable::create(std::move(*mapper), guest,
+                                                  hv::PersistentGrantLimits{});
+        if (!t) {
+            disconnect(vif);
+            return std::move(t).error();
+        }
+        vif.pgt = std::move(*t);
+        vif.view = vif.pgt->view();
+    } else if (options_.use_translation_table) {
         auto t = hv_->open_translation_table(guest);
         if (t) {
             vif.iott = std::move(*t);
@@ -330,6 +370,7 @@ Status Reflector::connect(Vif& vif) {
         (void)q->rx.final_check_for_requests();
         (void)q->tx.final_check_for_requests();
     }
+    if (vif.ctrl.attached()) (void)vif.ctrl.final_check_for_requests();
     return ok();
 }
 
@@ -344,9 +385,95 @@ void Reflector::disconnect(Vif& vif) {
         if (q->rx_map) (void)gt_->unmap(q->rx_map);
     }
     vif.queues.clear();
+    if (vif.pgt) (void)vif.pgt->close(); // nothing is in flight any more
+    vif.pgt.reset();
+    if (vif.ctrl_port != 0) (void)ev_->unbind(vif.ctrl_port);
+    vif.ctrl_port = 0;
+    if (vif.ctrl_map) (void)gt_->unmap(vif.ctrl_map);
+    vif.ctrl = {};
     vif.iott.reset();
     vif.view = {};
     vif.connected = false;
+}
+
+// docs/protocol.md: GET_GREF_MAPPING_SIZE, ADD_GREF_MAPPING, DEL_GREF_MAPPING over the
+// persistent-grant table; anything else is NOT_SUPPORTED.
+void Reflector::serve_ctrl(Vif& vif) {
+    if (!vif.ctrl.attached() || vif.ctrl_dead) return;
+    const DomId guest = vif.path.frontend;
+    bool answered = false;
+    for (int round = 0; round < 16; ++round) {
+        const RequestWindow w = vif.ctrl.poll_requests();
+        if (w.overflow) {
+            vif.ctrl_dead = true;
+            return;
+        }
+        for (std::uint32_t k = 0; k < w.available; ++k) {
+            const ctrl::Request req = vif.ctrl.copy_request(w.cons + k);
+            vif.ctrl.consume(1);
+            ctrl::Response rsp{req.id, req.type, ctrl::kStatusNotSupported, 0};
+            const bool static_ok = vif.pgt != nullptr;
+            const bool queue_ok = req.data[0] < vif.queues.size();
+            const std::uint32_t n = req.data[2];
+            if (req.type == ctrl::kTypeGetGrefMappingSize && static_ok) {
+                rsp.status = queue_ok ? ctrl::kStatusSuccess : ctrl::kStatusInvalidParameter;
+                rsp.data = queue_ok ? vif.pgt->limits().max_entries : 0;
+            } else if ((req.type == ctrl::kTypeAddGrefMapping ||
+                        req.type == ctrl::kTypeDelGrefMapping) &&
+                       static_ok) {
+                rsp.status = ctrl::kStatusInvalidParameter;
+                std::vector<ctrl::Gref> list(n);
+                bool read = queue_ok && n != 0 && n <= ctrl::kMaxGrefsPerMessage;
+                if (read) {
+                    hv::GrantCopySegment seg = hv::GrantCopySegment::from_guest(
+                        guest, req.data[1], 0, list.data(),
+                        static_cast<std::uint16_t>(n * sizeof(ctrl::Gref)));
+                    read = gt_->copy(std::span(&seg, 1)) && seg.status == gntst::kOkay;
+                }
+                if (read && req.type == ctrl::kTypeAddGrefMapping) {
+                    std::vector<hv::StaticGrant> grants;
+                    bool flags_ok = true;
+                    for (const ctrl::Gref& g : list) {
+                        flags_ok = flags_ok && (g.flags & ~ctrl::kGrefReadonly) == 0;
+                        grants.push_back({g.ref, (g.flags & ctrl::kGrefReadonly) != 0});
+                    }
+                    std::vector<hv::StaticGrantStatus> st(n);
+                    if (flags_ok && vif.pgt->add(grants, st) &&
+                        std::all_of(st.begin(), st.end(),
+                                    [](auto x) { return x == hv::StaticGrantStatus::ok; }))
+                        rsp.status = ctrl::kStatusSuccess;
+                } else if (read) {
+                    std::vector<GrantRef> refs;
+                    for (const ctrl::Gref& g : list)
+                        refs.push_back(g.ref);
+                    std::vector<hv::StaticGrantStatus> st(n);
+                    auto removed = vif.pgt->remove(refs, st);
+                    for (std::uint32_t e = 0; e < n; ++e)
+                        list[e].status = hv::to_ctrl_status(st[e]);
+                    hv::GrantCopySegment back = hv::GrantCopySegment::to_guest(
+                        list.data(), guest, req.data[1], 0,
+                        static_cast<std::uint16_t>(n * sizeof(ctrl::Gref)));
+                    const bool written =
+                        gt_->copy(std::span(&back, 1)) && back.status == gntst::kOkay;
+                    if (removed && written) {
+                        rsp.data = *removed;
+                        if (*removed == n) rsp.status = ctrl::kStatusSuccess;
+                    }
+                }
+            }
+            if (!mischief_done_ && options_.mischief == Mischief::ctrl_bad_id &&
+                req.type == ctrl::kTypeAddGrefMapping) {
+                rsp.id = static_cast<std::uint16_t>(rsp.id + 0x55);
+                mischief_done_ = true;
+            }
+            const bool put = vif.ctrl.put_response(rsp);
+            (void)put;
+            answered = true;
+        }
+        if (w.available != 0) continue;
+        if (!vif.ctrl.final_check_for_requests()) break;
+    }
+    if (answered && vif.ctrl.push_responses()) (void)ev_->notify(vif.ctrl_port);
 }
 
 // --- data path -------------------------------------------------------------------------------
@@ -388,6 +515,13 @@ bool Reflector::deliver(Vif& vif, Queue& q) {
     }
     bool copy_ok = !bad_request;
     if (copy_ok) {
+        // A buffer posted before its page was registered (static grants are registered
+        // asynchronously) may be registered by now: look it up again.
+        for (std::size_t c = 0; c < chunks.size(); ++c) {
+            auto& p = q.posted[data_req[c]];
+            if (p.page == nullptr && vif.view.entries != nullptr)
+                p.page = vif.view.acquire(p.gref, true);
+        }
         pos = 0;
         for (std::size_t c = 0; c < chunks.size(); ++c) {
             const auto& p = q.posted[data_req[c]];
@@ -460,7 +594,8 @@ bool Reflector::deliver(Vif& vif, Queue& q) {
     }
     if (notify) (void)ev_->notify(q.rx_port);
     if (mischief && (options_.mischief != Mischief::rx_bad_extra || bad_extra) &&
-        options_.mischief != Mischief::tx_bad_id && options_.mischief != Mischief::tx_bad_status)
+        options_.mischief != Mischief::tx_bad_id && options_.mischief != Mischief::tx_bad_status &&
+        options_.mischief != Mischief::ctrl_bad_id)
         mischief_done_ = true;
     q.posted.erase(q.posted.begin(), q.posted.begin() + needed);
     q.pending = false;
@@ -479,7 +614,8 @@ void Reflector::run_queue(Vif& vif, Queue& q) {
         }
         for (std::uint32_t k = 0; k < rw.available; ++k) {
             const RxRequest req = q.rx.copy_request(rw.cons + k);
-            std::byte* page = vif.iott ? vif.view.acquire(req.gref, true) : nullptr;
+            std::byte* page =
+                vif.view.entries != nullptr ? vif.view.acquire(req.gref, true) : nullptr;
             q.posted.push_back({req.id, req.pad, req.gref, page});
         }
         q.rx.consume(rw.available);
@@ -582,10 +718,12 @@ Status Reflector::poll(std::chrono::milliseconds timeout) {
         if (!port->has_value()) break;
         fired.push_back(**port);
     }
-    for (auto& [be, vif] : vifs_)
-        if (vif->connected)
-            for (auto& q : vif->queues)
-                run_queue(*vif, *q);
+    for (auto& [be, vif] : vifs_) {
+        if (!vif->connected) continue;
+        serve_ctrl(*vif);
+        for (auto& q : vif->queues)
+            run_queue(*vif, *q);
+    }
     for (hv::EvtchnPort p : fired)
         (void)ev_->unmask(p);
     // A forgotten vif stays known (and ignored) until the toolstack removes its folder: only a

@@ -36,6 +36,7 @@ enum class Mischief : std::uint8_t {
     tx_bad_id,          // a TX response with an impossible id
     tx_bad_status,      // a TX response with an undefined status
     rx_keep_mapping,    // keep an RX buffer mapped after answering it (copy mode)
+    ctrl_bad_id,        // answer a control-ring message with an id nobody asked
 };
 
 struct ReflectorOptions {
@@ -46,6 +47,10 @@ struct ReflectorOptions {
         return c;
     }();
     bool offer_rx_buffer_offset = true;
+    // Offer a control ring and static grants (docs/protocol.md) and keep a persistent-grant
+    // table filled from them, as dpnetback does on stock Xen, instead of reading the
+    // hypervisor's translation table.
+    bool static_grants = false;
     bool use_translation_table = true; // reuse path for registered buffers
     Mischief mischief = Mischief::none;
     std::uint64_t mischief_at = 0; // the frame (0-based, over all vifs) that gets it
@@ -58,7 +63,8 @@ struct ReflectorStats {
     std::uint64_t dropped = 0;      // TX frames not reflected (drop verdict, no room, GSO)
     std::uint32_t connected_vifs = 0;
     std::uint32_t vifs = 0;
-    std::uint64_t in_flight = 0; // RX buffers acquired and not filled yet
+    std::uint64_t in_flight = 0;      // RX buffers acquired and not filled yet
+    std::uint64_t static_entries = 0; // entries of the persistent-grant tables
 };
 
 class Reflector {
@@ -91,6 +97,7 @@ private:
     void disconnect(Vif& vif);
     void run_queue(Vif& vif, Queue& q);
     bool deliver(Vif& vif, Queue& q);
+    void serve_ctrl(Vif& vif);
 
     ReflectorOptions options_;
     std::unique_ptr<hv::BackendHypervisor> hv_;

@@ -47,12 +47,14 @@ namespace dpnb::netfront {
     X(rx_posts, "RX buffers posted (first posts, not re-posts)")                                   \
     X(rx_reposts, "RX buffers posted again unused (extra-info slots, bad responses)")              \
     X(reuse_hits, "RX buffers posted from a page already in the translation table")                \
-    X(reuse_misses, "RX buffers that needed a new page (grant + translation-table add)")           \
-    X(unregistered_posts, "RX buffers posted with a per-post grant in reuse mode")                 \
+    X(reuse_misses, "RX buffers that needed a new page (grant + registration)")                    \
+    X(unregistered_posts, "RX buffers posted from a page not (yet) registered: grant copy")        \
     X(pool_pages_added, "pages that joined the RX buffer pool")                                    \
     X(pool_pages_removed, "pages that left the RX buffer pool (entry removed, access ended)")      \
-    X(pool_removals_refused, "translation-table removals refused (buffer in flight): retried")     \
-    X(pool_register_failures, "pages the translation table refused to add")
+    X(pool_removals_refused, "registration removals refused (buffer in flight): retried")          \
+    X(pool_register_failures, "pages whose registration was refused (served by grant copy)")       \
+    X(ctrl_messages, "static-grant messages sent on the control ring")                             \
+    X(ctrl_errors, "control-ring protocol violations by the backend (static grants disabled)")
 
 enum class Counter : std::uint8_t {
 #define DPNB_X(name, help) name,

@@ -58,6 +58,9 @@ struct NetfrontOptions {
     std::uint32_t handle = 0;         // the vif's devid (frontend folder device/vif/<handle>)
     unsigned max_queues = 1;          // asked for; capped by multi-queue-max-queues
     bool split_event_channels = true; // used when the backend offers them (Linux does)
+    // reuse: pages are registered through the I/O translation table (simulated hypervisor),
+    // or, when the backend offers feature-static-grants, through the netif control ring
+    // (stock Xen, docs/protocol.md).
     RxMode rx_mode = RxMode::copy;
     bool half_page_buffers = false;      // 2048-byte RX buffers (needs the backend's offer)
     std::uint32_t hold_depth = 0;        // received frames the simulated stack keeps
@@ -85,6 +88,8 @@ struct BackendFeatures {
     std::optional<unsigned> max_queues; // multi-queue-max-queues, when present
     bool xdp_headroom = false;
     bool rx_buffer_offset = false;
+    bool ctrl_ring = false;     // feature-ctrl-ring
+    bool static_grants = false; // feature-static-grants (docs/protocol.md)
 };
 
 // A frame to transmit. `data` is copied into granted pages before send() returns.
@@ -152,6 +157,7 @@ enum class LinkState : std::uint8_t {
 const char* to_string(LinkState s) noexcept;
 
 class Queue;
+class CtrlRing;
 
 class Netfront {
 public:
@@ -205,6 +211,8 @@ public:
     const std::string& frontend_path() const noexcept { return fe_path_; }
     const std::string& backend_path() const noexcept { return be_path_; }
     hv::DomId backend_id() const noexcept { return backend_; }
+    // Reuse mode: whether this connection registers pages through the control ring.
+    bool using_static_grants() const noexcept { return ctrl_ != nullptr; }
     std::uint16_t rx_buffer_size() const noexcept;
     // Why the last connect failed, or why the vif was disabled.
     const std::string& last_error() const noexcept { return last_error_; }
@@ -245,6 +253,8 @@ private:
     bool use_buffer_offset_ = false;
     Counters counters_;
     std::unique_ptr<RxBufferPool> pool_;
+    std::unique_ptr<IottRegistrar> iott_;
+    std::unique_ptr<CtrlRing> ctrl_; // this connection's control ring (static grants)
     std::vector<std::unique_ptr<Queue>> queues_;
     std::vector<hv::EvtchnPort> fired_;
     // Grants the backend still used when we released them; retried on every poll.
@@ -259,6 +269,7 @@ private:
     std::string last_error_;
 
     friend class Queue;
+    friend class CtrlRing;
 };
 
 } // namespace dpnb::netfront

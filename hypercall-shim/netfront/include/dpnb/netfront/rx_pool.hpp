@@ -4,13 +4,17 @@
 // pool on demand and leave it when it is larger than its target:
 //   * copy mode: a page is just memory; the queue grants each buffer when it posts it and
 //     ends the grant when the backend answers (Linux netfront's way);
-//   * reuse mode: a page is granted to the backend once and registered in the I/O
-//     translation table (iott_add) when it joins; posting one of its buffers costs nothing.
+//   * reuse mode: a page is granted to the backend once, when it joins, and its buffers are
+//     posted with that grant. A PageRegistrar makes the page reachable without any grant
+//     operation: the I/O translation table (iott_add) with the simulated hypervisor, or the
+//     backend's persistent-grant table through the netif control ring's static-grant
+//     messages on stock Xen (docs/protocol.md). Until a page is registered (or if the
+//     registration is refused) the backend serves its buffers with a grant copy.
 //     Taking a buffer from a registered page is a reuse *hit*; needing a new page (grant +
-//     iott_add) is a *miss*. A page leaves by iott_remove, which the hypervisor refuses
-//     while the backend counts one of its buffers in flight: the page then stays "retiring"
-//     and the removal is retried; its access is ended and its memory freed only once the
-//     entry is gone and all its buffers are back.
+//     registration) is a *miss*. A page leaves by removing its registration, which is
+//     refused while the backend counts one of its buffers in flight: the page then stays
+//     "retiring" and the removal is retried; its access is ended and its memory freed only
+//     once the registration is gone and all its buffers are back.
 //
 // The pool also plays the guest's network stack: a received frame's buffers are "held" for a
 // while (a FIFO of `hold_depth` frames) before they come back, which is what makes the pool
@@ -22,6 +26,7 @@
 #include <cstdint>
 #include <deque>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "dpnb/hv/hypervisor.hpp"
@@ -35,6 +40,42 @@ inline constexpr BufferId kNoBuffer = 0xFFFFFFFFU;
 // Most RX ring slots one frame may occupy (data and extra info): Linux netfront accepts
 // XEN_NETIF_NR_SLOTS_MIN data slots (+1 for a small first slot) plus extras.
 inline constexpr std::size_t kMaxFrameSlots = 24;
+
+// How pool pages become reachable by the backend without a grant operation per packet.
+// Operations complete at once (a hypercall) or later (a control-ring message).
+class PageRegistrar {
+public:
+    enum class Outcome : std::uint8_t {
+        done,    // registered / removed
+        pending, // the answer comes through collect()
+        busy,    // remove only: a buffer of the page is in flight; retry later
+        failed,  // add: not registered (the page is served by grant copy); remove: not
+                 // registered any more
+    };
+    struct Completion {
+        hv::GrantRef ref;
+        bool add;
+        Outcome outcome; // done, busy or failed
+    };
+    virtual ~PageRegistrar() = default;
+    virtual Outcome add(hv::GrantRef ref) = 0;
+    virtual Outcome remove(hv::GrantRef ref) = 0;
+    // Appends the answers to operations that returned `pending`.
+    virtual void collect(std::vector<Completion>& out) = 0;
+};
+
+// The translation-table hypercalls of the GuestHypervisor (the simulated hypervisor's IOTT).
+class IottRegistrar final : public PageRegistrar {
+public:
+    IottRegistrar(hv::GuestHypervisor& hv, hv::DomId backend) : hv_(hv), backend_(backend) {}
+    Outcome add(hv::GrantRef ref) override;
+    Outcome remove(hv::GrantRef ref) override;
+    void collect(std::vector<Completion>&) override {}
+
+private:
+    hv::GuestHypervisor& hv_;
+    hv::DomId backend_;
+};
 
 struct RxPoolConfig {
     hv::DomId backend = hv::kDom0;
@@ -76,14 +117,23 @@ public:
     const RxPoolConfig& config() const noexcept { return config_; }
     bool reuse() const noexcept { return config_.reuse; }
 
+    // Reuse mode: who registers pages (null: nobody; pages are then served by grant copy).
+    // Pages that join the pool later are registered through it.
+    void set_registrar(PageRegistrar* registrar) { registrar_ = registrar; }
+    // The backend dropped every registration (the control ring's table ends with the
+    // connection): pages are unregistered, answers still pending are ignored.
+    void forget_registrations();
+
     // A buffer to post: a free buffer of a pool page, else one of a new page. Counts the
     // post (hit, miss, or unregistered in reuse mode). Errors: memory or grants exhausted.
     Result<BufferId> take();
     RxBuffer& buffer(BufferId id) { return buffers_[id]; }
     const RxBuffer& buffer(BufferId id) const { return buffers_[id]; }
-    // The grant the backend uses for a buffer of a registered page; invalid otherwise (the
-    // queue then grants the buffer per post).
-    hv::GrantRef registered_gref(BufferId id) const;
+    // Reuse mode: the page's grant, which every buffer of the page is posted with. Copy
+    // mode: invalid (the queue grants the buffer per post).
+    hv::GrantRef page_gref(BufferId id) const;
+    // Whether the buffer's page is registered (posting it is a hit).
+    bool registered(BufferId id) const;
 
     // A buffer comes back (answered in error, never used, or released by the stack).
     void give_back(BufferId id);
@@ -100,27 +150,30 @@ public:
     // buffers are out: they are not posted again, and their removal is tried at once (and
     // refused while the backend has one of their buffers in flight).
     void set_target_pages(std::uint32_t pages);
-    // Retires every page (disconnect). Every buffer must be back. Pages whose entries
-    // cannot be removed yet stay retiring; maintain() retries them.
+    // Retires every page (disconnect). Every buffer must be back. Pages whose registrations
+    // cannot be removed yet, or whose grants the backend still holds, stay retiring;
+    // maintain() retries them.
     void release_all();
 
     PoolStats stats() const;
 
 private:
     enum class PageState : std::uint8_t { unused, active, retiring };
+    enum class Reg : std::uint8_t { none, adding, registered, removing };
     struct Page {
         std::byte* mem = nullptr;
         hv::GrantRef gref = hv::kGrantRefInvalid; // reuse mode: the page's grant
         PageState state = PageState::unused;
-        bool registered = false; // a translation-table entry exists
-        bool fresh = false;      // no buffer of it posted yet: its first post is the miss
-        std::uint8_t out = 0;    // buffers posted or held
+        Reg reg = Reg::none;
+        bool fresh = false;   // no buffer of it posted yet: its first post is the miss
+        std::uint8_t out = 0; // buffers posted or held
     };
 
     std::uint32_t per_page() const noexcept { return kPageSizeBytes / config_.buffer_size; }
     Result<std::uint32_t> add_page();
     void retire(std::uint32_t page);
-    bool try_remove_entry(Page& p);
+    void apply_add(Page& p, PageRegistrar::Outcome o);
+    void request_removal(Page& p);
     void try_finish(std::uint32_t page);
     void drop_free_buffers_of(std::uint32_t page);
     std::uint32_t active_pages() const noexcept { return active_; }
@@ -130,6 +183,9 @@ private:
     hv::GuestHypervisor& hv_;
     RxPoolConfig config_;
     Counters& counters_;
+    PageRegistrar* registrar_ = nullptr;
+    std::vector<PageRegistrar::Completion> completions_;
+    std::unordered_map<hv::GrantRef, std::uint32_t> page_of_gref_;
     std::vector<Page> pages_;
     std::vector<std::uint32_t> unused_pages_; // indices of PageState::unused slots
     std::vector<RxBuffer> buffers_;           // per_page() per page slot
