@@ -10,7 +10,8 @@
 // into the backend domain as `xl network-attach` would, waits for Connected, runs the
 // workload, prints a summary (and JSON with --json), unplugs the vif and exits: 0 when every
 // frame verified and the workload completed, 1 when a frame failed verification or the
-// workload did not complete in time, 2 when the set-up failed.
+// workload did not complete in time, 2 when the set-up failed. With --xen it runs inside a
+// real domU instead (gntalloc, evtchn, xenstore); the vif is then xl's to plug.
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "dpnb/hv/sim.hpp"
+#include "dpnb/hv/xen.hpp"
 #include "dpnb/hv/xenstore_client.hpp"
 #include "dpnb/netfront/netfront.hpp"
 #include "dpnb/netfront/payload.hpp"
@@ -103,8 +105,10 @@ int main(int argc, char** argv) {
     double connect_timeout = 30;
     bool json = false;
     std::string log_level = "warn";
+    bool xen = false;
 
     app.add_option("--sim-dir", sim_dir, "simulated hypervisor folder");
+    app.add_flag("--xen", xen, "run inside a real Xen domU (the vif must exist: xl plugs it)");
     app.add_option("--domid", domid_arg, "claim this existing domain instead of creating one");
     app.add_option("--name", name, "name of the domain to create");
     app.add_option("--memory-pages", memory_pages, "memory of the created domain, in pages");
@@ -142,26 +146,38 @@ int main(int argc, char** argv) {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
 
-    // The domain: created as `xl create` would, or claimed.
+    // The domain: created as `xl create` would, or claimed; or this very domU.
     std::unique_ptr<hv::sim::Toolstack> toolstack;
-    hv::DomId dom;
-    if (domid_arg >= 0) {
-        dom = static_cast<hv::DomId>(domid_arg);
+    std::unique_ptr<hv::GuestHypervisor> guest;
+    hv::DomId dom = 0;
+    if (xen) {
+        no_plug = true;
+        hv::XenGuestOptions xo;
+        xo.peer = static_cast<hv::DomId>(backend_dom);
+        auto g = hv::open_xen_guest(xo);
+        if (!g) return setup_failed("opening Xen's guest interfaces", g.error());
+        guest = std::move(*g);
+        dom = guest->self();
     } else {
-        auto ts = hv::sim::Toolstack::connect(sim_dir);
-        if (!ts) return setup_failed("connecting to the simulated toolstack", ts.error());
-        toolstack = std::move(*ts);
-        hv::sim::DomainConfig config;
-        config.name = name.empty() ? "netfront-" + std::to_string(::getpid()) : name;
-        config.memory_pages = memory_pages;
-        config.grant_frames = grant_frames;
-        config.destroy_when_guest_exits = true;
-        auto created = toolstack->create_domain(config);
-        if (!created) return setup_failed("creating the domain", created.error());
-        dom = *created;
+        if (domid_arg >= 0) {
+            dom = static_cast<hv::DomId>(domid_arg);
+        } else {
+            auto ts = hv::sim::Toolstack::connect(sim_dir);
+            if (!ts) return setup_failed("connecting to the simulated toolstack", ts.error());
+            toolstack = std::move(*ts);
+            hv::sim::DomainConfig config;
+            config.name = name.empty() ? "netfront-" + std::to_string(::getpid()) : name;
+            config.memory_pages = memory_pages;
+            config.grant_frames = grant_frames;
+            config.destroy_when_guest_exits = true;
+            auto created = toolstack->create_domain(config);
+            if (!created) return setup_failed("creating the domain", created.error());
+            dom = *created;
+        }
+        auto g = hv::sim::connect_guest(sim_dir, dom);
+        if (!g) return setup_failed("claiming domain " + std::to_string(dom), g.error());
+        guest = std::move(*g);
     }
-    auto guest = hv::sim::connect_guest(sim_dir, dom);
-    if (!guest) return setup_failed("claiming domain " + std::to_string(dom), guest.error());
 
     netif::MacAddress mac;
     if (!mac_text.empty()) {
@@ -213,7 +229,7 @@ int main(int argc, char** argv) {
     opts.half_page_buffers = buffer == "half";
     opts.hold_depth = hold;
     opts.pool_target_pages = pool_target;
-    auto created_nf = Netfront::create(**guest, opts);
+    auto created_nf = Netfront::create(*guest, opts);
     if (!created_nf) {
         unplug();
         return setup_failed("starting the netfront", created_nf.error());

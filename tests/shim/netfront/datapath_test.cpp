@@ -149,6 +149,47 @@ INSTANTIATE_TEST_SUITE_P(Layouts, RoundTrip,
                                            PathCase{2, true, RxMode::reuse, true, true}),
                          [](const auto& tp) { return name_of(tp.param); });
 
+class Volume : public NetfrontFixture {};
+
+// Thousands of frames on two queues: the rings wrap many times, buffers are reused many
+// times, and the stack holds frames while the pool grows and shrinks.
+TEST_F(Volume, ManyRingWrapsEveryFrameVerified) {
+    ReflectorProcess backend(dir(), ReflectorOptions{});
+    ASSERT_TRUE(backend.ready());
+    const hv::DomId dom = create_guest("volume");
+    NF_ASSERT_OK(plug(dom, 0));
+    NetfrontOptions opts;
+    opts.max_queues = 2;
+    opts.rx_mode = RxMode::reuse;
+    opts.half_page_buffers = true;
+    opts.hold_depth = 48;
+    Child guest = run_guest(dir(), dom, opts, [&](Netfront& nf, hv::GuestHypervisor&) {
+        Traffic t(nf);
+        constexpr int kFrames = 3000;
+        for (int i = 0; i < kFrames; ++i) {
+            const std::size_t size = 60 + static_cast<std::size_t>(i * 37) % 5000;
+            NF_ASSERT_OK(t.send(size, static_cast<unsigned>(i % 2)));
+            if (i % 200 == 199) {
+                ASSERT_TRUE(t.wait_all());
+            }
+        }
+        ASSERT_TRUE(t.wait_all());
+        EXPECT_EQ(t.received().size(), static_cast<std::size_t>(kFrames));
+        EXPECT_EQ(t.mismatch(), 0U);
+        EXPECT_EQ(t.duplicates(), 0U);
+        const Counters& k = nf.counters();
+        EXPECT_EQ(k[Counter::rx_frames], static_cast<std::uint64_t>(kFrames));
+        EXPECT_GT(nf.reuse_rate(), 0.5);
+        EXPECT_EQ(k[Counter::broken], 0U);
+        NF_EXPECT_OK(nf.close(std::chrono::milliseconds(kTimeoutMs)));
+    });
+    EXPECT_TRUE(guest.succeeded());
+    auto s = backend.stats();
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->frames, 3000U);
+    EXPECT_TRUE(backend.quit());
+}
+
 class Offloads : public NetfrontFixture {};
 
 TEST_F(Offloads, ChecksumFlagsAndGsoExtrasRoundTrip) {

@@ -124,6 +124,17 @@ TEST_F(Toolstack, RemovalAsksTheBackendThenRemovesEverything) {
     NF_EXPECT_OK(plug(dom, 0));
 }
 
+TEST_F(Toolstack, RemovalWithoutABackendIsForcedAfterTheTimeout) {
+    const hv::DomId dom = create_guest("ts-force");
+    NF_ASSERT_OK(plug(dom, 0));
+    // Nobody serves the backend folder: libxl's auto-force removes the device anyway.
+    auto r = remove_vif(*xs_, dom, 0, 0, std::chrono::milliseconds(300));
+    NF_ASSERT_OK(r);
+    EXPECT_TRUE(r->forced);
+    EXPECT_FALSE(read("/local/domain/" + std::to_string(dom) + "/device/vif/0").has_value());
+    EXPECT_FALSE(read("/local/domain/0/backend/vif/" + std::to_string(dom) + "/0").has_value());
+}
+
 struct HandshakeCase {
     unsigned queues;
     bool split;
