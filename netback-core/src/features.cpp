@@ -408,7 +408,9 @@ Result<ToolstackConfig> parse_toolstack_config(const KeyReader& backend, const B
 }
 
 Result<HotplugStatus> parse_hotplug_status(const std::optional<std::string>& value) {
-    if (!value.has_value()) return HotplugStatus::pending;
+    // Toolstacks write "" when they create the vif and leave it to the hotplug script
+    // (libxl's device add, libxenlight clones): the script has not run yet.
+    if (!value.has_value() || value->empty()) return HotplugStatus::pending;
     if (*value == "connected") return HotplugStatus::connected;
     if (*value == "error") return HotplugStatus::failed;
     return make_error(Errc::invalid_argument, std::string(key::kHotplugStatus) + ": " +

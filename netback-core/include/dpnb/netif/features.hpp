@@ -190,7 +190,8 @@ struct ToolstackConfig {
 Result<ToolstackConfig> parse_toolstack_config(const KeyReader& backend, const BackendPath& self);
 
 enum class HotplugStatus : std::uint8_t { pending, connected, failed };
-// "hotplug-status": absent -> pending, "connected", "error" -> failed; anything else is an
+// "hotplug-status": absent or "" (libxl writes "" at creation) -> pending, "connected",
+// "error" -> failed; anything else is an
 // error.
 Result<HotplugStatus> parse_hotplug_status(const std::optional<std::string>& value);
 
