@@ -62,7 +62,9 @@ struct VifOverrides {
 // A configuration rule: applies `set` to every vif it matches. Unset match fields match
 // anything. Rules are applied in order, so general rules go first and specific ones last.
 struct VifRule {
-    std::optional<std::string> domain_name; // the guest's /local/domain/<dom>/name
+    // The guest's /local/domain/<dom>/name, as the toolstack wrote it (libxl makes the home
+    // folder dom0's and read-only for the guest, so a guest cannot take another's name).
+    std::optional<std::string> domain_name;
     std::optional<netif::DomId> domid;
     std::optional<std::uint32_t> handle;
     VifOverrides set;
