@@ -281,9 +281,8 @@ void ControlPlane::Impl::read_hotplug_status(Vif& v) {
         if (options_.hotplug == HotplugWait::if_present) feed(v, Input::hotplug_ready);
         return;
     }
-    // libxl (since Xen 4.16) writes an empty hotplug-status when it creates the vif, so that
-    // the backend holds Connected until its script writes "connected".
-    if ((*raw)->empty()) return;
+    // "" is pending: libxl (since Xen 4.16) writes it when it creates the vif, so that the
+    // backend holds Connected until its script writes "connected".
     auto status = netif::parse_hotplug_status(*raw);
     if (!status) {
         Error e = std::move(status).error();
