@@ -84,7 +84,8 @@ enum class VifRunState : std::uint8_t {
     X(iott_misses, "RX buffers not in the translation table (mapped or copied instead)")           \
     X(daemon_copies, "frames the daemon copied with the CPU or grant copy")                        \
     X(notify_sent, "event-channel notifications sent to the guest")                                \
-    X(notify_received, "event-channel notifications received from the guest")
+    X(notify_received, "event-channel notifications received from the guest")                      \
+    X(rx_out_of_order, "zero-copy RX buffers a PMD filled out of order (the queue then copies)")
 
 struct VifCounters {
 #define DPNB_X(name, help) std::uint64_t name = 0;

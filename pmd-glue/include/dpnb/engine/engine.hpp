@@ -1,0 +1,169 @@
+// The Engine: dpnetback's data plane over DPDK, the implementation of DataPlane
+// (docs/datapath.md). One poll loop per worker lcore owns a set of guest queues (their TX and
+// RX rings, their dedicated NIC RX queue) and moves frames between guests and ports:
+//   * guest TX: parse (netback-core), copy the first bytes into a daemon mbuf (anti-spoofing
+//     on a copy the guest cannot change), map the rest and attach it as external buffers;
+//     the TX response goes out when the PMD frees the mbuf;
+//   * RX on a dedicated queue whose PMD writes buffers in order: the guest's own posted
+//     buffers (mapped, or found in the translation table) are the NIC's buffers (zero copy);
+//   * RX on the shared queue or a PMD that copies: software demux by MAC, batched grant copy.
+// Every burst is committed with one batched grant operation, one producer publish and at
+// most one notification per ring; idle lcores sleep on their event channels, RX interrupts
+// and a command eventfd.
+//
+// Threading: create(), the DataPlane methods and shutdown() are called from one control
+// thread (the thread that initialised EAL, which is DPDK's main lcore). This header is free
+// of DPDK so that the control plane and benchmarks need not include it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dpnb/engine/data_plane.hpp"
+#include "dpnb/hv/hypervisor.hpp"
+#include "dpnb/netif/tx_parser.hpp"
+#include "dpnb/pmd/eal.hpp"
+#include "dpnb/pmd/port.hpp"
+
+namespace dpnb::engine {
+
+struct EngineOptions {
+    pmd::EalOptions eal;
+    std::vector<pmd::PortConfig> ports;
+
+    unsigned burst = 32;    // frames or packets per burst (1..64)
+    unsigned zc_depth = 64; // RX requests posted ahead to a zero-copy NIC queue
+    // Map mode: RX buffers mapped per grant-map call. A group is unmapped when its last
+    // buffer is filled, so with more than 1 a filled buffer can wait for later frames
+    // (docs/datapath.md, "map mode"); 1 keeps latency, larger values batch hypercalls.
+    unsigned map_batch = 1;
+    // Reuse mode: what to do with a posted buffer that is not in the translation table.
+    RxMode reuse_miss = RxMode::map; // map or copy
+
+    // TX
+    std::uint16_t tx_copy_len = 128; // bytes grant-copied into the header mbuf (Linux: 128)
+    bool anti_spoofing = true;       // the source MAC must be the vif's
+    netif::TxLimits tx_limits;       // max_frame_len is derived from the port MTU when 0
+    // A data grant the guest revoked or never granted (map or copy fails with bad_gntref,
+    // permission_denied, ...) disables the vif; otherwise the packet is answered in error.
+    bool fatal_bad_grants = true;
+
+    // Mbufs
+    unsigned rx_mbufs_per_port = 4096; // daemon RX mbufs per port (copy queues)
+    unsigned tx_mbufs_per_lcore = 4096;
+
+    // Idle: polls without work before the lcore arms its sources and sleeps; how long it
+    // sleeps at most when every source can wake it, and when some cannot (a PMD without RX
+    // interrupts, a frontend without feature-rx-notify, TX buffers held by a PMD).
+    unsigned idle_polls = 256;
+    std::chrono::milliseconds max_sleep{100};
+    std::chrono::microseconds poll_sleep{500};
+
+    std::chrono::milliseconds command_timeout{10000}; // lcore acknowledgements
+    std::chrono::milliseconds drain_timeout{10000};   // in-flight TX at detach
+};
+
+// Validates options without touching DPDK (ranges, names, groups, steering).
+Status validate(const EngineOptions& options);
+
+// Per-stage TSC cycles of one poll loop (all zero unless built with DPNB_STAGE_TIMING).
+#define DPNB_STAGES(X)                                                                             \
+    X(commands, "control commands")                                                                \
+    X(tx_completions, "TX buffers released by PMDs: unmap and answer")                             \
+    X(guest_tx, "guest TX rings: parse, copy headers, map, transmit")                              \
+    X(nic_rx, "NIC RX queues: receive, complete zero-copy buffers, demux")                         \
+    X(rx_deliver, "RX: grant copy, responses, publish")                                            \
+    X(rx_post, "RX: post guest buffers to zero-copy NIC queues")                                   \
+    X(sleep, "idle: arming and sleeping")
+
+enum class Stage : std::uint8_t {
+#define DPNB_X(name, help) name,
+    DPNB_STAGES(DPNB_X)
+#undef DPNB_X
+        count
+};
+const char* to_string(Stage s) noexcept;
+
+struct StageTime {
+    std::uint64_t cycles = 0;
+    std::uint64_t calls = 0;
+};
+
+struct LcoreStats {
+    unsigned lcore = 0;
+    unsigned queues = 0;     // guest queues owned
+    unsigned nic_queues = 0; // NIC RX queues polled
+    std::uint64_t busy_polls = 0;
+    std::uint64_t idle_polls = 0;
+    std::uint64_t sleeps = 0;
+    std::uint64_t inbox_frames = 0; // frames handed over by another lcore's demux
+    std::uint64_t tsc_hz = 0;
+    bool stage_timing = false;
+    std::vector<StageTime> stages; // Stage order
+};
+
+struct PortStatus {
+    std::string name;
+    std::string driver;
+    std::uint16_t port_id = 0;
+    pmd::Steering steering = pmd::Steering::shared;
+    bool zero_copy = false;
+    std::string copy_reason;
+    bool flow_rules = false;
+    std::uint16_t rx_queues = 0;
+    std::vector<std::optional<VifId>> queue_owner; // dedicated queues; [0] of shared ports empty
+    pmd::Port::Stats stats;
+};
+
+// What shutdown() found still held.
+struct LeakReport {
+    std::uint64_t mapped_grants = 0; // over every grant-table handle of the engine
+    std::uint64_t mbufs_missing = 0; // daemon mbufs not back in their pools
+    std::uint64_t guest_headers_missing = 0;
+    std::vector<std::string> details;
+    bool clean() const noexcept {
+        return mapped_grants == 0 && mbufs_missing == 0 && guest_headers_missing == 0;
+    }
+};
+
+class Engine final : public DataPlane {
+public:
+    // Initialises EAL (once per process), opens and starts every port, opens the per-lcore
+    // hypervisor handles and launches the poll loops.
+    static Result<std::unique_ptr<Engine>> create(const EngineOptions& options,
+                                                  hv::BackendHypervisor& hv);
+    // shutdown() if not done.
+    ~Engine() override;
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    Status attach(const VifSpec& spec) override;
+    Status detach(const VifId& id) override;
+    Status set_rx_mode(const VifId& id, RxMode mode) override;
+    Status set_rate(const VifId& id, std::optional<netif::RateLimit> rate) override;
+    std::vector<VifStatus> list() const override;
+    Result<VifStatus> status(const VifId& id) const override;
+    int events_fd() const override;
+    std::optional<DataPlaneEvent> next_event() override;
+
+    // Detaches every vif, stops the lcores, closes the ports and checks that every grant
+    // and mbuf came back. Errc::busy (with the report in the message) when something leaked.
+    Status shutdown();
+    // The report of the last shutdown(), or of the current state.
+    LeakReport leaks() const;
+
+    std::vector<LcoreStats> lcore_stats() const;
+    std::vector<PortStatus> ports() const;
+
+    class Impl;
+
+private:
+    explicit Engine(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+} // namespace dpnb::engine

@@ -1,0 +1,156 @@
+// The guest-buffer mempool: what a NIC RX queue allocates from when the NIC is to write
+// frames straight into a guest's posted RX buffers (docs/datapath.md, "Constraints").
+//
+// A DPDK mempool with its own ops ("dpnb_guest") whose objects are mbuf headers without a
+// data room of their own. The lcore that owns the queue attaches each header to a buffer
+// (a guest page it mapped or found in the translation table, or a daemon "bounce" buffer for
+// copy mode) and pushes it on a FIFO in the order of the guest's RX requests; the PMD's
+// allocations (rte_pktmbuf_alloc, rte_mempool_get_bulk in its refill) pop that FIFO, so
+// the device receives the buffers in request order. Nothing else is handed out:
+//   * while the queue starts (set_start_mode(true)), an allocation the FIFO cannot satisfy
+//     gets daemon-owned placeholder buffers (PMDs fill their ring at set-up and start);
+//   * afterwards an empty FIFO is back-pressure (-ENOBUFS: the PMD leaves the frame in the
+//     NIC or drops it and counts rx_nombuf), as when a descriptor ring runs dry.
+// A header that comes back (freed) while still bound to a guest buffer, without the lcore
+// having taken it as a received frame, is put on the `returned` list: the lcore answers its
+// request without data (a PMD dropping a frame, or releasing its ring at queue stop).
+//
+// The pool has no cache (cache_size 0), so every allocation reaches the ops in order and
+// frees from any thread go straight to enqueue. Its state is not locked: the owning lcore
+// and the PMD calls it makes use it, the control thread only while no lcore polls the
+// queue (before attach, after a detach was acknowledged).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dpnb/util/result.hpp"
+
+struct rte_mbuf;
+struct rte_mempool;
+
+namespace dpnb::pmd {
+
+// What a header's buffer is.
+enum class GuestBufKind : std::uint8_t {
+    none,        // not attached (free header)
+    placeholder, // daemon buffer handed out while the queue starts
+    guest,       // a guest page (mapped, or from the translation table)
+    bounce,      // a daemon buffer whose frame is grant-copied to the guest afterwards
+};
+
+// Lives in each header's private area (after struct rte_mbuf).
+struct GuestBufInfo {
+    std::uint32_t ring_idx = 0; // the RX request the buffer answers (guest, bounce)
+    GuestBufKind kind = GuestBufKind::none;
+    bool bound = false; // attached and handed to the FIFO (or the PMD)
+    std::uint16_t slot = 0;
+    std::byte* buffer = nullptr; // start of the buffer (page start for guest buffers)
+};
+
+struct GuestPoolConfig {
+    std::string name;            // unique, at most 24 characters
+    unsigned headers = 1024;     // mbuf headers
+    unsigned placeholders = 0;   // daemon buffers for the start phase (>= the PMD's ring)
+    unsigned bounce_buffers = 0; // daemon buffers for copy mode and translation misses
+    int socket = -1;             // NUMA socket, -1 for any
+};
+
+struct GuestPoolCounts {
+    unsigned headers = 0;
+    unsigned headers_free = 0;
+    unsigned ready = 0;    // in the FIFO (not yet taken by the PMD)
+    unsigned returned = 0; // freed by the PMD while bound; the lcore collects them
+    unsigned placeholders = 0;
+    unsigned placeholders_free = 0;
+    unsigned bounce = 0;
+    unsigned bounce_free = 0;
+    std::uint64_t placeholders_handed = 0; // over the pool's life
+    std::uint64_t empty_allocations = 0;   // allocations refused: back-pressure
+};
+
+class GuestBufferPool {
+public:
+    // Every buffer is one page: the PMD sees data room kBufferSize, headroom
+    // RTE_PKTMBUF_HEADROOM, so a frame of up to kBufferSize - headroom bytes fits.
+    static constexpr std::uint16_t kBufferSize = 4096;
+
+    static Result<std::unique_ptr<GuestBufferPool>> create(const GuestPoolConfig& config);
+    // Frees the mempool. Every header must be back (counts() tells); leaks are logged.
+    ~GuestBufferPool();
+    GuestBufferPool(const GuestBufferPool&) = delete;
+    GuestBufferPool& operator=(const GuestBufferPool&) = delete;
+
+    rte_mempool* mempool() const noexcept { return mp_; }
+    const std::string& name() const noexcept { return config_.name; }
+
+    // Start phase on/off (control thread, while no lcore uses the pool).
+    void set_start_mode(bool on) noexcept { start_mode_ = on; }
+    bool start_mode() const noexcept { return start_mode_; }
+
+    // --- the owning lcore -----------------------------------------------------------------
+    rte_mbuf* take_header() noexcept;       // a free header, or nullptr
+    void give_header(rte_mbuf* m) noexcept; // an unused (never pushed) header back
+    // Binds `m` to `buffer` (one page) for the RX request at ring index `ring_idx` and
+    // appends it to the FIFO. False (nothing changed) when the FIFO is full.
+    bool push_ready(rte_mbuf* m, std::byte* buffer, GuestBufKind kind, std::uint32_t ring_idx,
+                    std::uint16_t slot) noexcept;
+    // Takes back the oldest header the PMD has not taken yet (detach), still bound.
+    rte_mbuf* pop_ready() noexcept;
+    unsigned ready() const noexcept { return ready_.size(); }
+    // Headers the PMD freed while bound, oldest first; still bound (the caller unbinds).
+    rte_mbuf* pop_returned() noexcept;
+    // A received (or taken back, or returned) bound header is finished: unbind it and put
+    // it back on the free list. Never call rte_pktmbuf_free on a bound header.
+    void recycle(rte_mbuf* m) noexcept;
+
+    std::byte* take_bounce() noexcept; // a free bounce buffer, or nullptr
+    void give_bounce(std::byte* buf) noexcept;
+    bool is_bounce(const std::byte* p) const noexcept;
+
+    GuestPoolCounts counts() const noexcept;
+
+    static GuestBufInfo& info(rte_mbuf* m) noexcept;
+
+    // mempool ops (called by DPDK through the "dpnb_guest" ops table).
+    int ops_dequeue(void** objs, unsigned n) noexcept;
+    void ops_enqueue(void* const* objs, unsigned n) noexcept;
+    unsigned ops_count() const noexcept;
+
+private:
+    // A fixed-capacity FIFO of pointers (capacity a power of two).
+    class Fifo {
+    public:
+        void init(unsigned capacity);
+        bool push(void* p) noexcept;
+        void* pop() noexcept;
+        unsigned size() const noexcept { return tail_ - head_; }
+        unsigned capacity() const noexcept { return static_cast<unsigned>(slots_.size()); }
+
+    private:
+        std::vector<void*> slots_;
+        unsigned head_ = 0, tail_ = 0, mask_ = 0;
+    };
+
+    explicit GuestBufferPool(const GuestPoolConfig& c) : config_(c) {}
+    Status init();
+    void attach(rte_mbuf* m, std::byte* buffer) noexcept;
+    void detach(rte_mbuf* m) noexcept;
+
+    GuestPoolConfig config_;
+    rte_mempool* mp_ = nullptr;
+    std::byte* daemon_mem_ = nullptr; // placeholders then bounce buffers, page-aligned
+    std::size_t daemon_bytes_ = 0;
+    bool start_mode_ = true;
+    bool populating_ = false;
+    Fifo free_, ready_, returned_;
+    std::vector<std::byte*> placeholders_free_;
+    std::vector<std::byte*> bounce_free_;
+    std::uint64_t placeholders_handed_ = 0;
+    std::uint64_t empty_allocations_ = 0;
+};
+
+} // namespace dpnb::pmd

@@ -1,0 +1,950 @@
+// The Engine's control side (dpnb/engine/engine.hpp): creating ports, pools and lcores,
+// attaching and detaching vifs through the lcores' command rings, status, events, shutdown
+// with leak checks. Everything here runs on the control thread.
+#include "dpnb/engine/engine.hpp"
+
+#include <poll.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <set>
+
+#include "engine_core.hpp"
+
+namespace dpnb::engine {
+
+using detail::Command;
+using detail::EngineCore;
+using detail::GuestQueue;
+using detail::Lcore;
+using detail::NicKind;
+using detail::PortState;
+using detail::VifShared;
+
+namespace {
+
+std::atomic<unsigned> g_instances{0};
+
+int lcore_main(void* arg) {
+    return static_cast<Lcore*>(arg)->run();
+}
+
+} // namespace
+
+const char* to_string(Stage s) noexcept {
+    switch (s) {
+#define DPNB_X(name, help)                                                                         \
+    case Stage::name:                                                                              \
+        return #name;
+        DPNB_STAGES(DPNB_X)
+#undef DPNB_X
+    case Stage::count:
+        break;
+    }
+    return "unknown";
+}
+
+Status validate(const EngineOptions& o) {
+    if (o.burst == 0 || o.burst > detail::kMaxBurst)
+        return make_error(Errc::invalid_argument,
+                          "burst must be 1.." + std::to_string(detail::kMaxBurst));
+    if (o.zc_depth == 0 || o.zc_depth > detail::kRingSize)
+        return make_error(Errc::invalid_argument, "zc_depth must be 1..256");
+    if (o.map_batch == 0 || o.map_batch > detail::kMaxBurst)
+        return make_error(Errc::invalid_argument, "map_batch must be 1..64");
+    if (o.reuse_miss == RxMode::reuse)
+        return make_error(Errc::invalid_argument, "reuse_miss must be map or copy");
+    if (o.tx_copy_len < netif::kEthHeaderLen || o.tx_copy_len > 256)
+        return make_error(Errc::invalid_argument, "tx_copy_len must be 14..256");
+    if (Status st = netif::validate(o.tx_limits); !st) return st;
+    if (o.eal.worker_lcores.empty())
+        return make_error(Errc::invalid_argument, "at least one worker lcore is needed");
+    if (o.ports.empty()) return make_error(Errc::invalid_argument, "no port configured");
+    std::set<std::string> names;
+    for (const pmd::PortConfig& p : o.ports) {
+        if (!names.insert(p.name).second)
+            return make_error(Errc::invalid_argument, "port name " + p.name + " used twice");
+        if (!p.group.empty() && p.steering != pmd::Steering::dedicated_port)
+            return make_error(Errc::invalid_argument,
+                              "port " + p.name + ": only dedicated ports belong to a group");
+    }
+    for (const pmd::PortConfig& p : o.ports) {
+        if (!p.group.empty() && names.count(p.group))
+            return make_error(Errc::invalid_argument,
+                              "group " + p.group + " has the name of a port");
+        if (!p.vf_of.empty() && !names.count(p.vf_of))
+            return make_error(Errc::invalid_argument,
+                              "port " + p.name + ": vf_of names no port: " + p.vf_of);
+    }
+    return ok();
+}
+
+// A vif as the control thread keeps it.
+struct VifRecord {
+    VifSpec spec;
+    std::unique_ptr<VifShared> shared;
+    std::vector<std::unique_ptr<GuestQueue>> queues;
+    std::vector<hv::GrantMapping> rings; // per queue: TX ring page, RX ring page
+    std::unique_ptr<hv::TranslationTable> iott;
+    unsigned lcore = 0;
+    std::uint16_t port_index = 0;
+    std::optional<std::uint16_t> rx_queue; // dedicated NIC queue
+    rte_flow* flow = nullptr;
+    bool steered = false; // in the demux table of the port's shared queue
+    std::string mode_reason;
+    bool reported_disabled = false;
+    bool reported_fallback = false;
+    std::unique_ptr<Command> pending_detach; // a detach that timed out, still running
+};
+
+class Engine::Impl final : public EngineCore {
+public:
+    Impl(const EngineOptions& o, hv::BackendHypervisor& hv) : EngineCore(o), hv_(hv) {}
+    ~Impl() override;
+
+    Status init();
+    Status attach(const VifSpec& spec);
+    Status detach(const VifId& id);
+    Status set_rx_mode(const VifId& id, RxMode mode);
+    Status set_rate(const VifId& id, std::optional<netif::RateLimit> rate);
+    VifStatus status_of(const VifRecord& r) const;
+    std::optional<DataPlaneEvent> next_event();
+    Status shutdown();
+    LeakReport current_leaks(bool after_stop) const;
+
+    std::map<VifId, std::unique_ptr<VifRecord>> vifs_;
+    std::deque<DataPlaneEvent> events_;
+    LeakReport last_report_;
+    bool launched_ = false;
+    bool shut_down_ = false;
+
+private:
+    Status run(Lcore& l, Command& cmd, std::chrono::milliseconds timeout);
+    Status run_owned(Lcore& l, std::unique_ptr<Command> cmd);
+    PortState* pick_port(const VifSpec& spec, Status& why);
+    Status release_nic_queue(VifRecord& r);
+    void free_record(VifRecord& r);
+    void push_event(DataPlaneEvent e);
+
+    hv::BackendHypervisor& hv_;
+    std::unique_ptr<hv::GrantTable> gt_; // ring pages
+    std::uint32_t next_key_ = 1;
+};
+
+Engine::Impl::~Impl() {
+    if (!shut_down_) (void)shutdown();
+    if (ack_fd >= 0) ::close(ack_fd);
+    if (event_fd >= 0) ::close(event_fd);
+}
+
+Status Engine::Impl::init() {
+    if (Status st = validate(opts); !st) return st;
+    if (Status st = pmd::init_eal(opts.eal); !st) return st;
+    if (rte_lcore_id() != rte_get_main_lcore())
+        return make_error(Errc::invalid_argument,
+                          "the Engine must be created on DPDK's main lcore thread");
+    instance = g_instances.fetch_add(1);
+    ack_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    event_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ack_fd < 0 || event_fd < 0) return make_error(Errc::io, "eventfd", errno);
+    auto gt = hv_.open_grant_table();
+    if (!gt) return std::move(gt).error();
+    gt_ = std::move(*gt);
+
+    // Lcores first: ports need their count (a TX queue each).
+    for (unsigned i = 0; i < opts.eal.worker_lcores.size(); ++i)
+        lcores.push_back(std::make_unique<Lcore>(*this, i, opts.eal.worker_lcores[i]));
+    const auto nl = static_cast<std::uint16_t>(lcores.size());
+
+    for (std::size_t pi = 0; pi < opts.ports.size(); ++pi) {
+        const pmd::PortConfig& pc = opts.ports[pi];
+        auto ps = std::make_unique<PortState>();
+        ps->index = static_cast<std::uint16_t>(pi);
+        auto port = pmd::Port::open(pc);
+        if (!port) return std::move(port).error();
+        ps->port = std::move(*port);
+        pmd::Port& port_ref = *ps->port;
+        ps->zero_copy = port_ref.can_zero_copy(&ps->copy_reason);
+        if (!ps->zero_copy) spdlog::info("port {}: RX copies frames: {}", pc.name, ps->copy_reason);
+        // Queues: a dedicated port is used by one guest, hence one lcore: one TX queue.
+        // Other ports get a TX queue per lcore. net_tap wants as many RX queues as TX
+        // queues and spreads frames over all of them: every one is then a shared queue.
+        const bool equal = port_ref.caps().equal_rx_tx_queues;
+        ps->single_tx = ps->dedicated();
+        std::uint16_t nb_tx = ps->single_tx ? 1 : nl;
+        std::uint16_t nb_rx = pc.rx_queues;
+        if (equal) nb_rx = nb_tx = std::max(nb_rx, nb_tx);
+        ps->dedicated_queue.assign(nb_rx, false);
+        if (ps->dedicated()) {
+            ps->dedicated_queue[0] = true;
+        } else if (pc.steering == pmd::Steering::mac_flow && !equal) {
+            for (std::uint16_t q = 1; q < nb_rx; ++q)
+                ps->dedicated_queue[q] = true;
+        }
+        const int socket = rte_eth_dev_socket_id(port_ref.id());
+        const int sock = socket < 0 ? SOCKET_ID_ANY : socket;
+        const std::string rx_name = "dpnb" + std::to_string(instance) + "_rx" + std::to_string(pi);
+        ps->rx_pool = rte_pktmbuf_pool_create(rx_name.c_str(), opts.rx_mbufs_per_port, 256, 0,
+                                              RTE_MBUF_DEFAULT_BUF_SIZE, sock);
+        if (ps->rx_pool == nullptr)
+            return make_error(Errc::io,
+                              "port " + pc.name + ": RX mbuf pool: " + rte_strerror(rte_errno));
+        ps->guest_pools.resize(nb_rx);
+        ps->owner.assign(nb_rx, std::nullopt);
+        ps->flows.assign(nb_rx, nullptr);
+        std::vector<rte_mempool*> pools(nb_rx, ps->rx_pool);
+        for (std::uint16_t q = 0; q < nb_rx && ps->zero_copy; ++q) {
+            if (!ps->dedicated_queue[q]) continue;
+            pmd::GuestPoolConfig gc;
+            gc.name = "dpnb" + std::to_string(instance) + "_g" + std::to_string(pi) + "_" +
+                      std::to_string(q);
+            gc.headers = pc.rx_desc + opts.zc_depth + 2 * detail::kMaxBurst;
+            gc.placeholders = pc.rx_desc + detail::kMaxBurst;
+            gc.bounce_buffers = opts.zc_depth + detail::kMaxBurst;
+            gc.socket = sock;
+            auto gp = pmd::GuestBufferPool::create(gc);
+            if (!gp) return std::move(gp).error();
+            ps->guest_pools[q] = std::move(*gp);
+            pools[q] = ps->guest_pools[q]->mempool();
+        }
+        if (Status st = port_ref.configure(pools, nb_tx, ps->zero_copy); !st) return st;
+        if (Status st = port_ref.start(); !st) return st;
+        for (auto& gp : ps->guest_pools)
+            if (gp) gp->set_start_mode(false); // placeholders only while the queues start
+        ps->tx_offloads = port_ref.setup().tx_offloads;
+        // librte_gso, which net_tap's TSO uses, segments TCP over IPv4 only.
+        ps->tso_ipv6 = port_ref.caps().driver != "net_tap";
+        ps->max_frame = port_ref.setup().max_frame;
+        if (pc.steering == pmd::Steering::mac_flow && !port_ref.setup().flow_rules)
+            spdlog::warn("port {}: no rte_flow MAC rules: guests share the port's queue(s) and "
+                         "copy",
+                         pc.name);
+        ports.push_back(std::move(ps));
+    }
+    for (auto& l : lcores)
+        if (Status st = l->init(hv_, opts.tx_mbufs_per_lcore); !st) return st;
+    // Shared queues: each polled and demultiplexed by one lcore, spread over the lcores.
+    unsigned next = 0;
+    for (auto& ps : ports) {
+        for (std::uint16_t q = 0; q < ps->dedicated_queue.size(); ++q) {
+            if (ps->dedicated_queue[q]) continue;
+            const unsigned li = next++ % lcores.size();
+            ps->demux_queues.emplace_back(q, li);
+            if (std::find(ps->demux_lcores.begin(), ps->demux_lcores.end(), li) ==
+                ps->demux_lcores.end())
+                ps->demux_lcores.push_back(li);
+            lcores[li]->add_demux(ps->index, ps->port->id(), q, ps->port->rx_interrupt_fd(q));
+        }
+    }
+    for (auto& l : lcores) {
+        if (int rc = rte_eal_remote_launch(lcore_main, l.get(), l->lcore_id()); rc != 0)
+            return make_error(Errc::io, "launching lcore " + std::to_string(l->lcore_id()) + ": " +
+                                            rte_strerror(-rc));
+    }
+    launched_ = true;
+    spdlog::info("engine: {} lcore(s), {} port(s)", lcores.size(), ports.size());
+    return ok();
+}
+
+Status Engine::Impl::run(Lcore& l, Command& cmd, std::chrono::milliseconds timeout) {
+    if (!l.post(&cmd)) return make_error(Errc::busy, "lcore command ring full");
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!cmd.done.load(std::memory_order_acquire)) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0)
+            return make_error(Errc::again, "lcore " + std::to_string(l.lcore_id()) +
+                                               " did not acknowledge a command in " +
+                                               std::to_string(timeout.count()) + " ms");
+        pollfd p{ack_fd, POLLIN, 0};
+        (void)::poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 100)));
+        std::uint64_t v;
+        (void)!::read(ack_fd, &v, sizeof(v));
+    }
+    return cmd.result;
+}
+
+// A command whose object must outlive a timeout (the lcore may complete it later).
+Status Engine::Impl::run_owned(Lcore& l, std::unique_ptr<Command> cmd) {
+    Status st = run(l, *cmd, opts.command_timeout);
+    if (!st && st.error().code == Errc::again) {
+        spdlog::error("{}", st.error().message);
+        (void)cmd.release(); // still queued on the lcore: leak rather than free under it
+        return make_error(Errc::internal, st.error().message);
+    }
+    return st;
+}
+
+void Engine::Impl::push_event(DataPlaneEvent e) {
+    events_.push_back(std::move(e));
+    raise_event();
+}
+
+PortState* Engine::Impl::pick_port(const VifSpec& spec, Status& why) {
+    for (auto& ps : ports) {
+        const pmd::PortConfig& pc = ps->port->config();
+        if (pc.name != spec.port) continue;
+        if (ps->dedicated() && ps->owner[0]) {
+            why = make_error(Errc::busy,
+                             "port " + pc.name + " already serves " + to_string(*ps->owner[0]));
+            return nullptr;
+        }
+        return ps.get();
+    }
+    bool group = false;
+    for (auto& ps : ports) {
+        const pmd::PortConfig& pc = ps->port->config();
+        if (pc.group != spec.port) continue;
+        group = true;
+        if (!ps->owner[0]) return ps.get();
+    }
+    why = group ? make_error(Errc::busy, "every port of group " + spec.port + " is in use")
+                : make_error(Errc::not_found, "no port or group named " + spec.port);
+    return nullptr;
+}
+
+Status Engine::Impl::attach(const VifSpec& spec) {
+    if (shut_down_ || !launched_) return make_error(Errc::closed, "the engine is shut down");
+    const std::string name = to_string(spec.id);
+    if (vifs_.count(spec.id)) return make_error(Errc::exists, name + " is attached already");
+    const auto& fq = spec.frontend.queues;
+    if (fq.empty() || fq.size() > netif::kMaxQueuesLimit)
+        return make_error(Errc::invalid_argument, name + ": bad queue count");
+    if (spec.mac.is_multicast() || spec.mac.is_zero())
+        return make_error(Errc::invalid_argument, name + ": the vif MAC must be unicast");
+    Status why = ok();
+    PortState* ps = pick_port(spec, why);
+    if (ps == nullptr) return why;
+    const pmd::PortConfig& pc = ps->port->config();
+
+    auto rec = std::make_unique<VifRecord>();
+    rec->spec = spec;
+    rec->shared = std::make_unique<VifShared>();
+    rec->port_index = ps->index;
+
+    // The NIC queue: the whole port, a steered queue, or the shared queue.
+    std::optional<std::uint16_t> nicq;
+    if (ps->dedicated()) {
+        nicq = 0;
+    } else if (pc.steering == pmd::Steering::mac_flow) {
+        if (spec.rx_queue) {
+            const std::uint16_t q = *spec.rx_queue;
+            if (q >= ps->dedicated_queue.size() || !ps->dedicated_queue[q])
+                return make_error(Errc::invalid_argument, name + ": RX queue " + std::to_string(q) +
+                                                              " is not a dedicated "
+                                                              "queue of port " +
+                                                              pc.name);
+            if (ps->owner[q])
+                return make_error(Errc::busy, name + ": RX queue " + std::to_string(q) +
+                                                  " of port " + pc.name + " serves " +
+                                                  to_string(*ps->owner[q]));
+            nicq = q;
+        } else {
+            for (std::uint16_t q = 0; q < ps->dedicated_queue.size() && !nicq; ++q)
+                if (ps->dedicated_queue[q] && !ps->owner[q]) nicq = q;
+        }
+        if (nicq && !ps->port->setup().flow_rules) {
+            rec->mode_reason = "port " + pc.name + " has no MAC steering rules (" +
+                               ps->port->setup().flow_reason + "): shared queue";
+            nicq.reset();
+        }
+        if (nicq) {
+            auto flow = ps->port->add_mac_rule(spec.mac, *nicq);
+            if (!flow) {
+                spdlog::warn("{}: {}: the guest uses the shared queue", name, flow.error().message);
+                rec->mode_reason = flow.error().message + ": shared queue";
+                nicq.reset();
+            } else {
+                rec->flow = *flow;
+            }
+        } else if (rec->mode_reason.empty()) {
+            rec->mode_reason = "no free dedicated queue on port " + pc.name + ": shared queue";
+        }
+    }
+    rec->rx_queue = nicq;
+    const bool zc = nicq && ps->guest_pools[*nicq] != nullptr;
+
+    // The lcore: the least loaded.
+    unsigned li = 0;
+    for (unsigned i = 1; i < lcores.size(); ++i)
+        if (lcores[i]->queue_count() < lcores[li]->queue_count()) li = i;
+    rec->lcore = li;
+
+    // RX mode in effect.
+    RxMode mode = spec.rx_mode;
+    if (mode != RxMode::copy && !zc) {
+        if (rec->mode_reason.empty())
+            rec->mode_reason =
+                nicq ? ps->copy_reason : "frames come from the shared queue of port " + pc.name;
+        mode = RxMode::copy;
+    }
+    if (mode == RxMode::reuse) {
+        auto t = hv_.open_translation_table(spec.id.dom);
+        if (!t) {
+            rec->mode_reason = "no I/O translation table: " + t.error().message;
+            mode = RxMode::map;
+        } else {
+            rec->iott = std::move(*t);
+        }
+    }
+    auto cleanup = [&] {
+        if (rec->flow != nullptr) (void)ps->port->remove_rule(rec->flow);
+        free_record(*rec);
+    };
+
+    // Rings: both pages of a queue mapped with one call.
+    for (std::size_t qi = 0; qi < fq.size(); ++qi) {
+        const netif::QueueConfig& qc = fq[qi];
+        const hv::GrantMapRequest reqs[2] = {{spec.id.dom, qc.tx_ring_ref, true},
+                                             {spec.id.dom, qc.rx_ring_ref, true}};
+        std::int16_t status[2] = {0, 0};
+        hv::GrantMapping m = gt_->map(reqs, status);
+        if (!m) {
+            cleanup();
+            return make_error(Errc::protocol,
+                              name + ": mapping ring grants " + std::to_string(qc.tx_ring_ref) +
+                                  "/" + std::to_string(qc.rx_ring_ref) + " of queue " +
+                                  std::to_string(qi) + ": GNTST " + std::to_string(status[0]) +
+                                  "/" + std::to_string(status[1]));
+        }
+        rec->rings.push_back(m);
+        auto tx = netif::TxBackRing::attach(m.page(0));
+        auto rx = netif::RxBackRing::attach(m.page(1));
+        if (!tx || !rx) {
+            cleanup();
+            return make_error(Errc::protocol, name + ": queue " + std::to_string(qi) + ": " +
+                                                  (!tx ? tx.error().message : rx.error().message));
+        }
+        auto q = std::make_unique<GuestQueue>();
+        q->key = next_key_++;
+        q->vif = spec.id;
+        q->index = static_cast<unsigned>(qi);
+        q->dom = spec.id.dom;
+        q->mac = spec.mac;
+        q->shared = rec->shared.get();
+        q->tx = *tx;
+        q->rx = *rx;
+        q->tx_remote = qc.tx_evtchn;
+        q->rx_remote = qc.rx_evtchn;
+        q->split_evtchn = qc.split_event_channels;
+        q->rx_notify = spec.frontend.rx_notify;
+        q->multicast_control = spec.frontend.multicast_control;
+        q->rx_features = netif::RxFeatures{spec.frontend.gso_tcpv4, spec.frontend.gso_tcpv6};
+        q->rx_sg = spec.frontend.sg;
+        q->xdp_headroom = spec.frontend.xdp_headroom;
+        q->tx_limits = opts.tx_limits;
+        if (q->tx_limits.max_frame_len == 0) q->tx_limits.max_frame_len = ps->max_frame;
+        q->anti_spoofing = opts.anti_spoofing;
+        q->fatal_bad_grants = opts.fatal_bad_grants;
+        q->out_port_index = ps->index;
+        q->out_port_id = ps->port->id();
+        q->out_tx_queue = ps->tx_queue(li);
+        q->out_offloads = ps->tx_offloads;
+        q->out_max_frame = ps->max_frame;
+        // RX frames of a dedicated queue go to the vif's first queue (netfront takes them
+        // on any queue).
+        if (qi == 0 && nicq) {
+            q->nic.kind = zc ? NicKind::guest_pool : NicKind::daemon;
+            q->nic.port_index = ps->index;
+            q->nic.port_id = ps->port->id();
+            q->nic.queue = *nicq;
+            q->nic.pool = zc ? ps->guest_pools[*nicq].get() : nullptr;
+            q->nic.intr_fd = ps->port->rx_interrupt_fd(*nicq);
+        }
+        q->mode = qi == 0 ? mode : RxMode::copy;
+        q->reuse_miss = opts.reuse_miss;
+        if (rec->iott) {
+            q->view = rec->iott->view();
+            q->have_view = true;
+        }
+        if (spec.rate && spec.rate->bytes != 0 && spec.rate->usec != 0) {
+            q->rate.on = true;
+            q->rate.credit_bytes = spec.rate->bytes;
+            q->rate.period_tsc = rte_get_tsc_hz() * spec.rate->usec / 1000000U;
+            q->rate.max_credit = std::max<std::uint64_t>(spec.rate->bytes, 131072);
+            q->rate.remaining = spec.rate->bytes;
+        }
+        const std::string rn = "dpnb" + std::to_string(instance) + "_d" + std::to_string(q->key);
+        q->tx_done = rte_ring_create_elem(rn.c_str(), sizeof(std::uint32_t), 2 * detail::kRingSize,
+                                          SOCKET_ID_ANY, RING_F_SC_DEQ);
+        if (q->tx_done == nullptr) {
+            rec->queues.push_back(std::move(q));
+            cleanup();
+            return make_error(Errc::io, name + ": completion ring: " + rte_strerror(rte_errno));
+        }
+        rec->queues.push_back(std::move(q));
+    }
+
+    // Start serving: the lcore binds the event channels.
+    auto cmd = std::make_unique<Command>();
+    cmd->kind = Command::Kind::attach;
+    for (auto& q : rec->queues)
+        cmd->queues.push_back(q.get());
+    if (Status st = run_owned(*lcores[li], std::move(cmd)); !st) {
+        cleanup();
+        return st;
+    }
+    if (nicq) ps->owner[*nicq] = spec.id;
+    if (ps->has_shared_queue()) {
+        // Unicast to the guest's MAC (when no rule steers it) and every broadcast or
+        // multicast on the shared queues.
+        for (unsigned dl : ps->demux_lcores) {
+            auto steer = std::make_unique<Command>();
+            steer->kind = Command::Kind::steer_add;
+            steer->port_index = ps->index;
+            steer->mac = spec.mac;
+            steer->key = rec->queues[0]->key;
+            steer->target_lcore = li;
+            if (Status st = run_owned(*lcores[dl], std::move(steer)); !st)
+                spdlog::error("{}: steering on port {}: {}", name, pc.name, st.error().describe());
+            else
+                rec->steered = true;
+        }
+    }
+    if (!pc.vf_of.empty()) {
+        for (auto& pf : ports)
+            if (pf->port->config().name == pc.vf_of) {
+                if (Status st = pf->port->set_vf_mac(pc.vf_index, spec.mac); !st)
+                    spdlog::warn("{}: {}", name, st.error().message);
+            }
+    }
+    spdlog::info("{}: attached on lcore {}, port {} {}, {} queue(s), RX {}{}", name,
+                 lcores[li]->lcore_id(), pc.name,
+                 nicq ? "queue " + std::to_string(*nicq) : std::string("shared queue"), fq.size(),
+                 to_string(mode), rec->mode_reason.empty() ? "" : " (" + rec->mode_reason + ")");
+    if (mode != spec.rx_mode)
+        push_event(DataPlaneEvent{DataPlaneEvent::Kind::mode_fallback, spec.id,
+                                  std::string("RX mode ") + to_string(spec.rx_mode) + " -> " +
+                                      to_string(mode) + ": " + rec->mode_reason});
+    vifs_.emplace(spec.id, std::move(rec));
+    return ok();
+}
+
+// A zero-copy NIC queue still holds guest buffers: re-create it (its PMD frees them into
+// the pool), with placeholders while it starts again.
+Status Engine::Impl::release_nic_queue(VifRecord& r) {
+    PortState& ps = *ports[r.port_index];
+    const std::uint16_t q = *r.rx_queue;
+    pmd::GuestBufferPool& pool = *ps.guest_pools[q];
+    // Every lcore stops touching the port while it is stopped (a dedicated port is used by
+    // its guest's lcore only, which detached already).
+    std::vector<unsigned> paused;
+    if (!ps.dedicated()) {
+        for (auto& l : lcores) {
+            auto c = std::make_unique<Command>();
+            c->kind = Command::Kind::port_pause;
+            c->port_index = ps.index;
+            if (Status st = run_owned(*l, std::move(c)); !st) return st;
+            paused.push_back(l->index());
+        }
+    }
+    Status st = ps.port->stop();
+    pool.set_start_mode(true);
+    if (st) st = ps.port->setup_rx_queue(q, pool.mempool());
+    if (st) st = ps.port->start();
+    pool.set_start_mode(false);
+    for (unsigned i : paused) {
+        auto c = std::make_unique<Command>();
+        c->kind = Command::Kind::port_resume;
+        c->port_index = ps.index;
+        (void)run_owned(*lcores[i], std::move(c));
+    }
+    if (!st) return st;
+    auto c = std::make_unique<Command>();
+    c->kind = Command::Kind::release_nic;
+    for (auto& gq : r.queues)
+        c->queues.push_back(gq.get());
+    return run_owned(*lcores[r.lcore], std::move(c));
+}
+
+Status Engine::Impl::detach(const VifId& id) {
+    auto it = vifs_.find(id);
+    if (it == vifs_.end()) return make_error(Errc::not_found, to_string(id) + " is not attached");
+    VifRecord& r = *it->second;
+    PortState& ps = *ports[r.port_index];
+    const std::string name = to_string(id);
+    if (r.steered) {
+        for (unsigned dl : ps.demux_lcores) {
+            auto c = std::make_unique<Command>();
+            c->kind = Command::Kind::steer_remove;
+            c->port_index = ps.index;
+            c->key = r.queues[0]->key;
+            if (Status st = run_owned(*lcores[dl], std::move(c)); !st) return st;
+        }
+        r.steered = false;
+    }
+    if (r.flow != nullptr) {
+        if (Status st = ps.port->remove_rule(r.flow); !st)
+            spdlog::warn("{}: {}", name, st.error().message);
+        r.flow = nullptr;
+    }
+    // Stop serving; the lcore answers once the PMDs gave back every TX buffer.
+    if (!r.pending_detach) {
+        r.pending_detach = std::make_unique<Command>();
+        r.pending_detach->kind = Command::Kind::detach;
+        for (auto& q : r.queues)
+            r.pending_detach->queues.push_back(q.get());
+        if (!lcores[r.lcore]->post(r.pending_detach.get())) {
+            r.pending_detach.reset();
+            return make_error(Errc::busy, "lcore command ring full");
+        }
+    }
+    Command& cmd = *r.pending_detach;
+    const auto deadline = std::chrono::steady_clock::now() + opts.drain_timeout;
+    while (!cmd.done.load(std::memory_order_acquire)) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0)
+            return make_error(Errc::busy, name + ": a PMD still holds TX buffers of the guest "
+                                                 "(detach again later)");
+        pollfd p{ack_fd, POLLIN, 0};
+        (void)::poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 100)));
+        std::uint64_t v;
+        (void)!::read(ack_fd, &v, sizeof(v));
+    }
+    if (cmd.nic_held) {
+        if (Status st = release_nic_queue(r); !st) {
+            spdlog::error("{}: releasing its NIC queue: {}", name, st.error().describe());
+            return st;
+        }
+    }
+    if (r.rx_queue) ps.owner[*r.rx_queue].reset();
+    free_record(r);
+    spdlog::info("{}: detached", name);
+    vifs_.erase(it);
+    return ok();
+}
+
+void Engine::Impl::free_record(VifRecord& r) {
+    for (hv::GrantMapping& m : r.rings)
+        if (m) {
+            if (Status st = gt_->unmap(m); !st)
+                spdlog::error("{}: unmapping rings: {}", to_string(r.spec.id),
+                              st.error().describe());
+        }
+    r.rings.clear();
+    for (auto& q : r.queues)
+        if (q->tx_done != nullptr) {
+            rte_ring_free(q->tx_done);
+            q->tx_done = nullptr;
+        }
+    r.queues.clear();
+    r.iott.reset();
+}
+
+Status Engine::Impl::set_rx_mode(const VifId& id, RxMode mode) {
+    auto it = vifs_.find(id);
+    if (it == vifs_.end()) return make_error(Errc::not_found, to_string(id) + " is not attached");
+    VifRecord& r = *it->second;
+    GuestQueue& q0 = *r.queues[0];
+    if (mode != RxMode::copy && q0.nic.kind != NicKind::guest_pool)
+        return make_error(Errc::unsupported, to_string(id) + ": RX mode " + to_string(mode) +
+                                                 " needs a zero-copy NIC queue: " + r.mode_reason);
+    auto c = std::make_unique<Command>();
+    c->kind = Command::Kind::set_mode;
+    c->mode = mode;
+    if (mode == RxMode::reuse && !r.iott) {
+        auto t = hv_.open_translation_table(id.dom);
+        if (!t) return make_error(Errc::unsupported, to_string(id) + ": " + t.error().message);
+        r.iott = std::move(*t);
+    }
+    if (r.iott) {
+        c->view = r.iott->view();
+        c->have_view = true;
+    }
+    c->queues.push_back(&q0);
+    if (Status st = run_owned(*lcores[r.lcore], std::move(c)); !st) return st;
+    r.mode_reason.clear();
+    return ok();
+}
+
+Status Engine::Impl::set_rate(const VifId& id, std::optional<netif::RateLimit> rate) {
+    auto it = vifs_.find(id);
+    if (it == vifs_.end()) return make_error(Errc::not_found, to_string(id) + " is not attached");
+    VifRecord& r = *it->second;
+    auto c = std::make_unique<Command>();
+    c->kind = Command::Kind::set_rate;
+    c->rate = rate;
+    for (auto& q : r.queues)
+        c->queues.push_back(q.get());
+    if (Status st = run_owned(*lcores[r.lcore], std::move(c)); !st) return st;
+    r.spec.rate = rate;
+    return ok();
+}
+
+VifStatus Engine::Impl::status_of(const VifRecord& r) const {
+    VifStatus s;
+    s.id = r.spec.id;
+    const bool disabled = r.shared->disabled.load(std::memory_order_acquire);
+    s.state = disabled ? VifRunState::disabled : VifRunState::running;
+    if (disabled) s.disabled_reason = r.shared->disabled_reason;
+    s.rx_mode = static_cast<RxMode>(r.shared->rx_mode.load(std::memory_order_relaxed));
+    if (r.shared->fallback.load(std::memory_order_acquire))
+        s.rx_mode_reason = r.shared->fallback_reason;
+    else if (s.rx_mode != r.spec.rx_mode || !r.mode_reason.empty())
+        s.rx_mode_reason = r.mode_reason;
+    s.port = ports[r.port_index]->port->config().name;
+    s.rx_queue = r.rx_queue;
+    s.lcore = lcores[r.lcore]->lcore_id();
+    s.queues = static_cast<unsigned>(r.queues.size());
+    s.tx_errors.assign(detail::kTxErrorCount, 0);
+    for (const auto& q : r.queues) {
+        const detail::QueueCounters& c = q->counters;
+#define DPNB_X(name, help) s.counters.name += detail::read_counter(c.c.name);
+        DPNB_VIF_COUNTERS(DPNB_X)
+#undef DPNB_X
+        for (std::size_t i = 0; i < detail::kTxErrorCount; ++i)
+            s.tx_errors[i] += detail::read_counter(c.tx_errors[i]);
+    }
+    return s;
+}
+
+std::optional<DataPlaneEvent> Engine::Impl::next_event() {
+    std::uint64_t v;
+    (void)!::read(event_fd, &v, sizeof(v));
+    for (auto& [id, r] : vifs_) {
+        if (!r->reported_disabled && r->shared->disabled.load(std::memory_order_acquire)) {
+            r->reported_disabled = true;
+            events_.push_back(
+                DataPlaneEvent{DataPlaneEvent::Kind::vif_disabled, id, r->shared->disabled_reason});
+        }
+        if (!r->reported_fallback && r->shared->fallback.load(std::memory_order_acquire)) {
+            r->reported_fallback = true;
+            events_.push_back(DataPlaneEvent{DataPlaneEvent::Kind::mode_fallback, id,
+                                             r->shared->fallback_reason});
+        }
+    }
+    if (events_.empty()) return std::nullopt;
+    DataPlaneEvent e = std::move(events_.front());
+    events_.pop_front();
+    if (!events_.empty()) raise_event(); // stay readable while events are queued
+    return e;
+}
+
+LeakReport Engine::Impl::current_leaks(bool after_stop) const {
+    LeakReport rep;
+    rep.mapped_grants = gt_ ? gt_->mapped_pages() : 0;
+    for (const auto& l : lcores) {
+        rep.mapped_grants += l->mapped_grants();
+        if (after_stop) {
+            const std::uint64_t m = l->missing_mbufs();
+            rep.mbufs_missing += m;
+            if (m != 0)
+                rep.details.push_back("lcore " + std::to_string(l->lcore_id()) + ": " +
+                                      std::to_string(m) + " TX mbufs not back");
+        }
+    }
+    if (rep.mapped_grants != 0)
+        rep.details.push_back(std::to_string(rep.mapped_grants) + " grant page(s) still mapped");
+    for (const auto& ps : ports) {
+        if (after_stop && ps->rx_pool != nullptr) {
+            const std::uint64_t m = ps->rx_pool->size - rte_mempool_avail_count(ps->rx_pool);
+            rep.mbufs_missing += m;
+            if (m != 0)
+                rep.details.push_back("port " + ps->port->config().name + ": " + std::to_string(m) +
+                                      " RX mbufs not back");
+        }
+        for (const auto& gp : ps->guest_pools) {
+            if (!gp || !after_stop) continue;
+            const pmd::GuestPoolCounts c = gp->counts();
+            const std::uint64_t m = (c.headers - c.headers_free) +
+                                    (c.placeholders - c.placeholders_free) +
+                                    (c.bounce - c.bounce_free);
+            rep.guest_headers_missing += m;
+            if (m != 0)
+                rep.details.push_back("guest pool " + gp->name() + ": " +
+                                      std::to_string(c.headers - c.headers_free) + " headers, " +
+                                      std::to_string(c.placeholders - c.placeholders_free) +
+                                      " placeholders, " + std::to_string(c.bounce - c.bounce_free) +
+                                      " bounce buffers not back");
+        }
+    }
+    return rep;
+}
+
+Status Engine::Impl::shutdown() {
+    if (shut_down_) return last_report_.clean() ? ok() : make_error(Errc::busy, "leaks");
+    shut_down_ = true;
+    std::vector<VifId> ids;
+    for (auto& [id, r] : vifs_)
+        ids.push_back(id);
+    bool stuck = false;
+    for (const VifId& id : ids) {
+        if (Status st = detach(id); !st) {
+            spdlog::error("shutdown: {}: {}", to_string(id), st.error().describe());
+            stuck = true;
+        }
+    }
+    if (launched_) {
+        for (auto& l : lcores) {
+            auto c = std::make_unique<Command>();
+            c->kind = Command::Kind::stop;
+            (void)run_owned(*l, std::move(c));
+        }
+        for (auto& l : lcores)
+            (void)rte_eal_wait_lcore(l->lcore_id());
+        launched_ = false;
+    }
+    // Closing a port releases its queues: their mbufs go back to the pools first.
+    for (auto& ps : ports) {
+        for (rte_flow* f : ps->flows)
+            if (f != nullptr) (void)ps->port->remove_rule(f);
+        ps->port.reset();
+    }
+    // Ports are gone; keep their names for the report.
+    last_report_ = LeakReport{};
+    last_report_.mapped_grants = gt_ ? gt_->mapped_pages() : 0;
+    for (const auto& l : lcores) {
+        last_report_.mapped_grants += l->mapped_grants();
+        const std::uint64_t m = l->missing_mbufs();
+        last_report_.mbufs_missing += m;
+        if (m != 0)
+            last_report_.details.push_back("lcore " + std::to_string(l->lcore_id()) + ": " +
+                                           std::to_string(m) + " TX mbufs not back");
+    }
+    for (std::size_t pi = 0; pi < ports.size(); ++pi) {
+        PortState& ps = *ports[pi];
+        const std::string pname = opts.ports[pi].name;
+        if (ps.rx_pool != nullptr) {
+            const std::uint64_t m = ps.rx_pool->size - rte_mempool_avail_count(ps.rx_pool);
+            last_report_.mbufs_missing += m;
+            if (m != 0)
+                last_report_.details.push_back("port " + pname + ": " + std::to_string(m) +
+                                               " RX mbufs not back");
+        }
+        for (const auto& gp : ps.guest_pools) {
+            if (!gp) continue;
+            const pmd::GuestPoolCounts c = gp->counts();
+            const std::uint64_t m = (c.headers - c.headers_free) +
+                                    (c.placeholders - c.placeholders_free) +
+                                    (c.bounce - c.bounce_free);
+            last_report_.guest_headers_missing += m;
+            if (m != 0)
+                last_report_.details.push_back("guest pool " + gp->name() + ": " +
+                                               std::to_string(m) + " objects not back");
+        }
+    }
+    if (last_report_.mapped_grants != 0)
+        last_report_.details.push_back(std::to_string(last_report_.mapped_grants) +
+                                       " grant page(s) still mapped");
+    if (stuck) last_report_.details.push_back("some vifs could not be detached");
+    // Vifs that could not be detached keep their memory: a PMD may still call back into it.
+    for (auto& [id, r] : vifs_)
+        (void)r.release();
+    vifs_.clear();
+    if (!stuck) {
+        for (auto& ps : ports) {
+            ps->guest_pools.clear();
+            if (ps->rx_pool != nullptr) rte_mempool_free(ps->rx_pool);
+            ps->rx_pool = nullptr;
+        }
+        lcores.clear();
+    }
+    gt_.reset();
+    if (!last_report_.clean() || stuck) {
+        std::string text;
+        for (const auto& d : last_report_.details)
+            text += (text.empty() ? "" : "; ") + d;
+        spdlog::error("engine shutdown: {}", text);
+        return make_error(Errc::busy, "engine shutdown: " + text);
+    }
+    spdlog::info("engine: shut down cleanly");
+    return ok();
+}
+
+// --- Engine --------------------------------------------------------------------------------
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Engine::~Engine() = default;
+
+Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options,
+                                               hv::BackendHypervisor& hv) {
+    auto impl = std::make_unique<Impl>(options, hv);
+    if (Status st = impl->init(); !st) return st.error();
+    return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+Status Engine::attach(const VifSpec& spec) {
+    return impl_->attach(spec);
+}
+Status Engine::detach(const VifId& id) {
+    return impl_->detach(id);
+}
+Status Engine::set_rx_mode(const VifId& id, RxMode mode) {
+    return impl_->set_rx_mode(id, mode);
+}
+Status Engine::set_rate(const VifId& id, std::optional<netif::RateLimit> rate) {
+    return impl_->set_rate(id, rate);
+}
+
+std::vector<VifStatus> Engine::list() const {
+    std::vector<VifStatus> out;
+    for (const auto& [id, r] : impl_->vifs_)
+        out.push_back(impl_->status_of(*r));
+    return out;
+}
+
+Result<VifStatus> Engine::status(const VifId& id) const {
+    auto it = impl_->vifs_.find(id);
+    if (it == impl_->vifs_.end())
+        return make_error(Errc::not_found, to_string(id) + " is not attached");
+    return impl_->status_of(*it->second);
+}
+
+int Engine::events_fd() const {
+    return impl_->event_fd;
+}
+
+std::optional<DataPlaneEvent> Engine::next_event() {
+    return impl_->next_event();
+}
+
+Status Engine::shutdown() {
+    return impl_->shutdown();
+}
+
+LeakReport Engine::leaks() const {
+    return impl_->shut_down_ ? impl_->last_report_ : impl_->current_leaks(false);
+}
+
+std::vector<LcoreStats> Engine::lcore_stats() const {
+    std::vector<LcoreStats> out;
+    for (const auto& l : impl_->lcores)
+        out.push_back(l->stats());
+    return out;
+}
+
+std::vector<PortStatus> Engine::ports() const {
+    std::vector<PortStatus> out;
+    for (const auto& ps : impl_->ports) {
+        if (!ps->port) continue;
+        PortStatus s;
+        s.name = ps->port->config().name;
+        s.driver = ps->port->caps().driver;
+        s.port_id = ps->port->id();
+        s.steering = ps->port->config().steering;
+        s.zero_copy = ps->zero_copy;
+        s.copy_reason = ps->copy_reason;
+        s.flow_rules = ps->port->setup().flow_rules;
+        s.rx_queues = ps->port->setup().nb_rx;
+        s.queue_owner = ps->owner;
+        s.stats = ps->port->stats();
+        out.push_back(std::move(s));
+    }
+    return out;
+}
+
+} // namespace dpnb::engine

@@ -1,0 +1,317 @@
+// The guest-buffer mempool and its "dpnb_guest" mempool ops (dpnb/pmd/guest_pool.hpp).
+#include "dpnb/pmd/guest_pool.hpp"
+
+#include <rte_errno.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <spdlog/spdlog.h>
+
+#include <bit>
+#include <cstring>
+#include <mutex>
+#include <new>
+
+namespace dpnb::pmd {
+namespace {
+
+constexpr const char* kOpsName = "dpnb_guest";
+constexpr std::uint16_t kPrivSize =
+    static_cast<std::uint16_t>(RTE_ALIGN_CEIL(sizeof(GuestBufInfo), RTE_MBUF_PRIV_ALIGN));
+
+GuestBufferPool* pool_of(const rte_mempool* mp) {
+    return static_cast<GuestBufferPool*>(mp->pool_data);
+}
+
+int ops_alloc(rte_mempool* mp) {
+    mp->pool_data = mp->pool_config; // the GuestBufferPool, given to set_ops_byname
+    return mp->pool_data != nullptr ? 0 : -EINVAL;
+}
+void ops_free(rte_mempool* mp) {
+    mp->pool_data = nullptr;
+}
+int ops_enqueue(rte_mempool* mp, void* const* objs, unsigned n) {
+    pool_of(mp)->ops_enqueue(objs, n);
+    return 0;
+}
+int ops_dequeue(rte_mempool* mp, void** objs, unsigned n) {
+    return pool_of(mp)->ops_dequeue(objs, n);
+}
+unsigned ops_get_count(const rte_mempool* mp) {
+    return pool_of(mp)->ops_count();
+}
+
+Status register_ops() {
+    static std::once_flag once;
+    static int rc = 0;
+    std::call_once(once, [] {
+        static rte_mempool_ops ops{};
+        std::strncpy(ops.name, kOpsName, sizeof(ops.name) - 1);
+        ops.alloc = ops_alloc;
+        ops.free = ops_free;
+        ops.enqueue = ops_enqueue;
+        ops.dequeue = ops_dequeue;
+        ops.get_count = ops_get_count;
+        rc = rte_mempool_register_ops(&ops);
+    });
+    if (rc < 0)
+        return make_error(Errc::internal,
+                          std::string("registering mempool ops dpnb_guest: ") + rte_strerror(-rc) +
+                              " (DPDK allows " + std::to_string(RTE_MEMPOOL_MAX_OPS_IDX) +
+                              " mempool ops per process)",
+                          -rc);
+    return ok();
+}
+
+void init_header(rte_mempool* mp, void*, void* obj, unsigned) {
+    auto* m = static_cast<rte_mbuf*>(obj);
+    std::memset(static_cast<void*>(m), 0, mp->elt_size);
+    m->priv_size = kPrivSize;
+    m->pool = mp;
+    m->nb_segs = 1;
+    m->port = RTE_MBUF_PORT_INVALID;
+    m->next = nullptr;
+    rte_mbuf_refcnt_set(m, 1);
+    new (rte_mbuf_to_priv(m)) GuestBufInfo{};
+}
+
+} // namespace
+
+void GuestBufferPool::Fifo::init(unsigned capacity) {
+    const unsigned cap = std::bit_ceil(capacity < 2 ? 2U : capacity);
+    slots_.assign(cap, nullptr);
+    mask_ = cap - 1;
+    head_ = tail_ = 0;
+}
+
+bool GuestBufferPool::Fifo::push(void* p) noexcept {
+    if (size() == slots_.size()) return false;
+    slots_[tail_++ & mask_] = p;
+    return true;
+}
+
+void* GuestBufferPool::Fifo::pop() noexcept {
+    if (head_ == tail_) return nullptr;
+    return slots_[head_++ & mask_];
+}
+
+GuestBufInfo& GuestBufferPool::info(rte_mbuf* m) noexcept {
+    return *static_cast<GuestBufInfo*>(rte_mbuf_to_priv(m));
+}
+
+Result<std::unique_ptr<GuestBufferPool>> GuestBufferPool::create(const GuestPoolConfig& config) {
+    if (config.name.empty() || config.name.size() > 24)
+        return make_error(Errc::invalid_argument,
+                          "guest pool name must have 1..24 characters: \"" + config.name + "\"");
+    if (config.headers == 0)
+        return make_error(Errc::invalid_argument, "guest pool needs at least one header");
+    if (Status st = register_ops(); !st) return st.error();
+    std::unique_ptr<GuestBufferPool> p(new GuestBufferPool(config));
+    if (Status st = p->init(); !st) return st.error();
+    return p;
+}
+
+Status GuestBufferPool::init() {
+    free_.init(config_.headers);
+    ready_.init(config_.headers);
+    returned_.init(config_.headers);
+
+    daemon_bytes_ = std::size_t{config_.placeholders + config_.bounce_buffers} * kBufferSize;
+    if (daemon_bytes_ != 0) {
+        daemon_mem_ = static_cast<std::byte*>(rte_zmalloc_socket(
+            ("dpnb_gb_" + config_.name).c_str(), daemon_bytes_, kBufferSize, config_.socket));
+        if (daemon_mem_ == nullptr)
+            return make_error(Errc::io, "guest pool " + config_.name + ": no memory for " +
+                                            std::to_string(daemon_bytes_) +
+                                            " bytes of daemon buffers");
+        for (unsigned i = 0; i < config_.placeholders; ++i)
+            placeholders_free_.push_back(daemon_mem_ + std::size_t{i} * kBufferSize);
+        for (unsigned i = 0; i < config_.bounce_buffers; ++i)
+            bounce_free_.push_back(daemon_mem_ +
+                                   std::size_t{config_.placeholders + i} * kBufferSize);
+    }
+
+    mp_ = rte_mempool_create_empty(config_.name.c_str(), config_.headers,
+                                   sizeof(rte_mbuf) + kPrivSize, 0,
+                                   sizeof(rte_pktmbuf_pool_private), config_.socket, 0);
+    if (mp_ == nullptr)
+        return make_error(
+            Errc::io, "rte_mempool_create_empty(" + config_.name + "): " + rte_strerror(rte_errno),
+            rte_errno);
+    if (int rc = rte_mempool_set_ops_byname(mp_, kOpsName, this); rc != 0)
+        return make_error(Errc::internal, "rte_mempool_set_ops_byname(dpnb_guest): " +
+                                              std::string(rte_strerror(-rc)));
+    // What PMDs read to size their buffers: a page of data room, our private area.
+    auto* mbp = static_cast<rte_pktmbuf_pool_private*>(rte_mempool_get_priv(mp_));
+    mbp->mbuf_data_room_size = kBufferSize;
+    mbp->mbuf_priv_size = kPrivSize;
+    mbp->flags = 0;
+    populating_ = true; // objects arrive in ops_enqueue before init_header ran
+    const int populated = rte_mempool_populate_default(mp_);
+    populating_ = false;
+    if (populated < 0 || static_cast<unsigned>(populated) != config_.headers)
+        return make_error(Errc::io, "rte_mempool_populate_default(" + config_.name + "): " +
+                                        (populated < 0 ? rte_strerror(-populated)
+                                                       : "populated only part of the pool"));
+    // populate_default enqueued every object before we could initialise them; headers are
+    // initialised now, in place (they sit in free_).
+    rte_mempool_obj_iter(mp_, init_header, nullptr);
+    return ok();
+}
+
+GuestBufferPool::~GuestBufferPool() {
+    if (mp_ != nullptr) {
+        const GuestPoolCounts c = counts();
+        if (c.headers_free != c.headers)
+            spdlog::error("guest pool {}: {} of {} mbuf headers not back at destruction ({} in "
+                          "the FIFO, {} returned unanswered)",
+                          config_.name, c.headers - c.headers_free, c.headers, c.ready, c.returned);
+        rte_mempool_free(mp_);
+    }
+    if (daemon_mem_ != nullptr) rte_free(daemon_mem_);
+}
+
+void GuestBufferPool::attach(rte_mbuf* m, std::byte* buffer) noexcept {
+    m->buf_addr = buffer;
+    m->buf_iova = rte_mem_virt2iova(buffer);
+    m->buf_len = kBufferSize;
+    m->data_off = RTE_PKTMBUF_HEADROOM;
+    m->data_len = 0;
+    m->pkt_len = 0;
+    m->next = nullptr;
+    m->nb_segs = 1;
+    m->ol_flags = 0;
+    info(m).buffer = buffer;
+}
+
+void GuestBufferPool::detach(rte_mbuf* m) noexcept {
+    m->buf_addr = nullptr;
+    m->buf_iova = 0;
+    m->buf_len = 0;
+    m->data_off = 0;
+    m->data_len = 0;
+    m->pkt_len = 0;
+    m->next = nullptr;
+    m->nb_segs = 1;
+    m->ol_flags = 0;
+    rte_mbuf_refcnt_set(m, 1);
+    GuestBufInfo& i = info(m);
+    i = GuestBufInfo{};
+}
+
+rte_mbuf* GuestBufferPool::take_header() noexcept {
+    return static_cast<rte_mbuf*>(free_.pop());
+}
+
+void GuestBufferPool::give_header(rte_mbuf* m) noexcept {
+    detach(m);
+    (void)free_.push(m);
+}
+
+bool GuestBufferPool::push_ready(rte_mbuf* m, std::byte* buffer, GuestBufKind kind,
+                                 std::uint32_t ring_idx, std::uint16_t slot) noexcept {
+    if (ready_.size() == ready_.capacity()) return false;
+    attach(m, buffer);
+    GuestBufInfo& i = info(m);
+    i.kind = kind;
+    i.bound = true;
+    i.ring_idx = ring_idx;
+    i.slot = slot;
+    return ready_.push(m);
+}
+
+rte_mbuf* GuestBufferPool::pop_ready() noexcept {
+    return static_cast<rte_mbuf*>(ready_.pop());
+}
+
+rte_mbuf* GuestBufferPool::pop_returned() noexcept {
+    return static_cast<rte_mbuf*>(returned_.pop());
+}
+
+void GuestBufferPool::recycle(rte_mbuf* m) noexcept {
+    detach(m);
+    (void)free_.push(m);
+}
+
+std::byte* GuestBufferPool::take_bounce() noexcept {
+    if (bounce_free_.empty()) return nullptr;
+    std::byte* b = bounce_free_.back();
+    bounce_free_.pop_back();
+    return b;
+}
+
+void GuestBufferPool::give_bounce(std::byte* buf) noexcept {
+    bounce_free_.push_back(buf);
+}
+
+bool GuestBufferPool::is_bounce(const std::byte* p) const noexcept {
+    const std::byte* first = daemon_mem_ + std::size_t{config_.placeholders} * kBufferSize;
+    return daemon_mem_ != nullptr && p >= first && p < daemon_mem_ + daemon_bytes_;
+}
+
+GuestPoolCounts GuestBufferPool::counts() const noexcept {
+    GuestPoolCounts c;
+    c.headers = config_.headers;
+    c.headers_free = free_.size();
+    c.ready = ready_.size();
+    c.returned = returned_.size();
+    c.placeholders = config_.placeholders;
+    c.placeholders_free = static_cast<unsigned>(placeholders_free_.size());
+    c.bounce = config_.bounce_buffers;
+    c.bounce_free = static_cast<unsigned>(bounce_free_.size());
+    c.placeholders_handed = placeholders_handed_;
+    c.empty_allocations = empty_allocations_;
+    return c;
+}
+
+int GuestBufferPool::ops_dequeue(void** objs, unsigned n) noexcept {
+    if (ready_.size() >= n) {
+        for (unsigned i = 0; i < n; ++i)
+            objs[i] = ready_.pop();
+        return 0;
+    }
+    if (start_mode_ && ready_.size() == 0 && free_.size() >= n && placeholders_free_.size() >= n) {
+        for (unsigned i = 0; i < n; ++i) {
+            auto* m = static_cast<rte_mbuf*>(free_.pop());
+            std::byte* buf = placeholders_free_.back();
+            placeholders_free_.pop_back();
+            attach(m, buf);
+            info(m).kind = GuestBufKind::placeholder;
+            objs[i] = m;
+        }
+        placeholders_handed_ += n;
+        return 0;
+    }
+    ++empty_allocations_;
+    return -ENOBUFS;
+}
+
+void GuestBufferPool::ops_enqueue(void* const* objs, unsigned n) noexcept {
+    if (populating_) {
+        for (unsigned k = 0; k < n; ++k)
+            (void)free_.push(objs[k]);
+        return;
+    }
+    for (unsigned k = 0; k < n; ++k) {
+        auto* m = static_cast<rte_mbuf*>(objs[k]);
+        GuestBufInfo& i = info(m);
+        if (i.kind == GuestBufKind::placeholder) {
+            placeholders_free_.push_back(i.buffer);
+            detach(m);
+            (void)free_.push(m);
+        } else if (i.bound) {
+            // A buffer the PMD gave up without delivering a frame in it: the lcore answers
+            // its request (and unmaps or releases the buffer) before the header is reused.
+            (void)returned_.push(m);
+        } else {
+            detach(m);
+            (void)free_.push(m);
+        }
+    }
+}
+
+unsigned GuestBufferPool::ops_count() const noexcept {
+    return free_.size() + ready_.size();
+}
+
+} // namespace dpnb::pmd

@@ -1,0 +1,210 @@
+// One netif queue of a vif as its owning lcore sees it: the two back rings, the RX request
+// slots in ring order (each ends with exactly one response or extra-info entry, written in
+// ring order), the TX buffers the PMDs hold, counters. Built by the control thread as an
+// immutable configuration, handed to one lcore by an attach command; from then on only that
+// lcore reads or writes it (except `shared`, the lcore's messages to the control thread, and
+// the counters, which the control thread reads with relaxed loads).
+#pragma once
+
+#include <rte_mbuf.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <optional>
+
+#include "dp_common.hpp"
+#include "dpnb/hv/grant_table.hpp"
+#include "dpnb/hv/translation_table.hpp"
+#include "dpnb/netif/features.hpp"
+#include "dpnb/netif/ring.hpp"
+#include "dpnb/netif/rx_builder.hpp"
+#include "dpnb/netif/tx_parser.hpp"
+#include "dpnb/pmd/guest_pool.hpp"
+#include "offload.hpp"
+
+struct rte_ring;
+
+namespace dpnb::engine::detail {
+
+class Lcore;
+
+// What a lcore tells the control thread about a vif on its own.
+struct VifShared {
+    std::atomic<bool> disabled{false};
+    char disabled_reason[192] = {};
+    std::atomic<bool> fallback{false};
+    char fallback_reason[192] = {};
+    std::atomic<std::uint8_t> rx_mode{0}; // RxMode in effect on queue 0
+};
+
+// The NIC RX queue a guest queue owns, if any.
+enum class NicKind : std::uint8_t {
+    none,       // frames come from a shared queue's demux
+    guest_pool, // a dedicated queue allocating from a guest-buffer pool (zero copy possible)
+    daemon,     // a dedicated queue with daemon mbufs (a PMD that copies): copy only
+};
+
+struct NicBinding {
+    NicKind kind = NicKind::none;
+    std::uint16_t port_index = 0; // engine port index
+    std::uint16_t port_id = 0;
+    std::uint16_t queue = 0;
+    pmd::GuestBufferPool* pool = nullptr;
+    int intr_fd = -1;
+};
+
+// One consumed RX request, by ring index & kRingMask.
+struct RxSlot {
+    enum class State : std::uint8_t {
+        idle,    // not consumed
+        posted,  // its buffer is in the pool's FIFO or the NIC
+        filled,  // the frame is in the buffer; waiting for its map group to be unmapped
+        copying, // in this round's grant copy
+        ready,   // `entry` is final and the buffer released: answer it
+    };
+    enum class Buf : std::uint8_t { none, mapped, reuse, bounce };
+    State state = State::idle;
+    Buf buf = Buf::none;
+    std::uint16_t id = 0;
+    netif::GrantRef gref = 0;
+    std::int16_t group = -1; // map group (Buf::mapped)
+    rte_mbuf* m = nullptr;   // posted header (zero-copy queues)
+    std::byte* page = nullptr;
+    netif::RxEntry entry;
+};
+
+// Pages mapped by one grant-map call for RX buffers.
+struct MapGroup {
+    hv::GrantMapping mapping;
+    std::uint32_t first = 0;   // ring index of the first member
+    std::uint32_t last = 0;    // ring index of the last member
+    std::uint16_t pending = 0; // members not filled yet
+    bool used = false;
+};
+
+// One TX data slot whose buffer a PMD holds (by ring index & kRingMask).
+struct TxPending {
+    rte_mbuf_ext_shared_info shinfo{};
+    struct GuestQueue* q = nullptr;
+    std::uint32_t idx = 0;
+    std::uint16_t id = 0;
+    std::uint8_t extras = 0; // NULL responses after this one (a packet's first slot)
+    bool in_use = false;
+    bool done = false;
+    std::int16_t status = 0;
+    std::int16_t group = -1; // TX map group
+    std::int16_t next = -1;  // next member of the group (slot index)
+};
+
+// Pages mapped by one grant-map call for TX, answered once all are released.
+struct TxGroup {
+    hv::GrantMapping mapping;
+    std::uint16_t outstanding = 0;
+    std::int16_t first = -1; // first member (slot index), linked through TxPending::next
+    bool used = false;
+};
+
+struct RateState {
+    bool on = false;
+    std::uint64_t credit_bytes = 0;
+    std::uint64_t period_tsc = 0;
+    std::uint64_t max_credit = 0;
+    std::uint64_t remaining = 0;
+    std::uint64_t next_refill = 0;
+};
+
+inline constexpr unsigned kMaxMcast = 64; // XEN_NETBK_MCAST_MAX
+inline constexpr unsigned kMaxPendingFrames = 256;
+
+struct GuestQueue {
+    // --- identity and configuration (immutable after attach) ---------------------------
+    std::uint32_t key = 0; // engine-wide queue key (slot | generation << 16)
+    VifId vif;
+    unsigned index = 0; // queue number within the vif
+    netif::DomId dom = 0;
+    netif::MacAddress mac;
+    VifShared* shared = nullptr;
+    Lcore* owner = nullptr;
+
+    netif::TxBackRing tx;
+    netif::RxBackRing rx;
+    hv::EvtchnPort tx_remote = 0, rx_remote = 0;
+    bool split_evtchn = false;
+    bool rx_notify = true;
+    bool multicast_control = false;
+    netif::RxFeatures rx_features;
+    bool rx_sg = false;
+    std::uint16_t xdp_headroom = 0;
+    netif::TxLimits tx_limits;
+    bool anti_spoofing = true;
+    bool fatal_bad_grants = true;
+
+    // TX egress
+    std::uint16_t out_port_index = 0;
+    std::uint16_t out_port_id = 0;
+    std::uint16_t out_tx_queue = 0; // this lcore's TX queue on that port
+    std::uint64_t out_offloads = 0;
+    std::uint32_t out_max_frame = 0;
+
+    // RX source
+    NicBinding nic;
+    hv::TranslationTableView view;
+    bool have_view = false;
+
+    // --- owned by the lcore ----------------------------------------------------------------
+    hv::EvtchnPort tx_port = 0, rx_port = 0; // local ports, bound by the lcore
+    RxMode mode = RxMode::copy;              // for new posts
+    RxMode reuse_miss = RxMode::map;
+    bool disabled = false;
+    bool detaching = false;
+    bool zc_out_of_order = false;
+
+    std::array<RxSlot, kRingSize> slots{};
+    std::uint32_t posted = 0; // slots in state posted
+    // Ring indices of posted slots, in the order their buffers went to the NIC.
+    std::array<std::uint32_t, kRingSize> nic_order{};
+    std::uint32_t nic_head = 0, nic_tail = 0;
+    std::array<MapGroup, kRingSize> groups{};
+    std::uint32_t groups_used = 0;
+    std::uint32_t rx_answer_pending = 0; // slots consumed, not yet answered
+    bool rx_publish = false;             // responses written, not yet pushed
+
+    std::array<rte_mbuf*, kMaxPendingFrames> pending{}; // copy-path frames for this round
+    std::uint32_t n_pending = 0;
+
+    std::array<TxPending, kRingSize> txp{};
+    std::array<TxGroup, kRingSize> tx_groups{};
+    rte_ring* tx_done = nullptr;      // completions from PMDs (any thread): slot indices
+    std::uint32_t tx_outstanding = 0; // TX slots a PMD holds
+    bool tx_publish = false;
+    bool tx_blocked = false; // stopped for credit or mbufs; retried next poll
+
+    std::array<netif::MacAddress, kMaxMcast> mcast{};
+    unsigned n_mcast = 0;
+    RateState rate;
+
+    QueueCounters counters;
+    LogLimiter log;
+
+    bool accepts_multicast(const std::uint8_t* dst) const noexcept {
+        if (!multicast_control) return true;
+        for (unsigned i = 0; i < n_mcast; ++i)
+            if (std::equal(mcast[i].bytes.begin(), mcast[i].bytes.end(), dst)) return true;
+        return false;
+    }
+};
+
+// One guest packet of a TX burst while the burst is built.
+struct TxWork {
+    netif::TxPacket pkt;
+    rte_mbuf* hdr = nullptr; // the copied first bytes, head of the chain
+    std::uint16_t hdr_len = 0;
+    std::uint32_t seg = 0;       // its header copy segment
+    std::uint32_t map_first = 0; // its first grant in the burst's map request list
+    std::uint16_t map_count = 0;
+    bool drop = false; // answered in error (nothing mapped)
+    PacketHeaders h;
+};
+
+} // namespace dpnb::engine::detail

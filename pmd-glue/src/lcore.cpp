@@ -1,0 +1,557 @@
+// The poll loop of one worker lcore (lcore.hpp): commands, event channels, idle sleep. The
+// RX and TX stages live in rx_path.cpp and tx_path.cpp.
+#include "lcore.hpp"
+
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "engine_core.hpp"
+
+namespace dpnb::engine::detail {
+namespace {
+
+// epoll tags: what woke us.
+constexpr std::uint64_t kTagWake = 1;
+constexpr std::uint64_t kTagEvtchn = 2;
+constexpr std::uint64_t kTagNic = 3;
+
+std::string obj_name(const char* what, unsigned instance, unsigned index) {
+    return "dpnb" + std::to_string(instance) + "_" + what + std::to_string(index);
+}
+
+void copy_reason(char (&dst)[192], const std::string& text) {
+    std::snprintf(dst, sizeof(dst), "%s", text.c_str());
+}
+
+} // namespace
+
+void EngineCore::ack(Command* cmd) noexcept {
+    cmd->done.store(true, std::memory_order_release);
+    const std::uint64_t one = 1;
+    (void)!::write(ack_fd, &one, sizeof(one));
+}
+
+void EngineCore::raise_event() noexcept {
+    const std::uint64_t one = 1;
+    (void)!::write(event_fd, &one, sizeof(one));
+}
+
+Lcore::Lcore(EngineCore& engine, unsigned index, unsigned lcore_id)
+    : engine_(engine), index_(index), lcore_id_(lcore_id) {}
+
+Lcore::~Lcore() {
+    if (cmds_ != nullptr) rte_ring_free(cmds_);
+    if (inbox_ != nullptr) rte_ring_free(inbox_);
+    if (hdr_pool_ != nullptr) rte_mempool_free(hdr_pool_);
+    if (ext_pool_ != nullptr) rte_mempool_free(ext_pool_);
+    if (wakefd_ >= 0) ::close(wakefd_);
+    if (epfd_ >= 0) ::close(epfd_);
+}
+
+Status Lcore::init(hv::BackendHypervisor& hv, unsigned tx_mbufs) {
+    auto gt = hv.open_grant_table();
+    if (!gt) return std::move(gt).error();
+    gt_ = std::move(*gt);
+    auto ev = hv.open_event_channels();
+    if (!ev) return std::move(ev).error();
+    ev_ = std::move(*ev);
+
+    epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    wakefd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (epfd_ < 0 || wakefd_ < 0) return make_error(Errc::io, "lcore epoll/eventfd", errno);
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.u64 = kTagWake;
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, wakefd_, &e) != 0)
+        return make_error(Errc::io, "epoll_ctl(wake fd)", errno);
+    e.data.u64 = kTagEvtchn;
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, ev_->fd(), &e) != 0)
+        return make_error(Errc::io, "epoll_ctl(event channel fd)", errno);
+
+    const int socket = static_cast<int>(rte_lcore_to_socket_id(lcore_id_));
+    const unsigned inst = engine_.instance;
+    cmds_ = rte_ring_create(obj_name("cmd", inst, index_).c_str(), 64, socket,
+                            RING_F_SP_ENQ | RING_F_SC_DEQ);
+    inbox_ = rte_ring_create_elem(obj_name("inbox", inst, index_).c_str(), sizeof(InboxItem), 4096,
+                                  socket, RING_F_SC_DEQ);
+    if (cmds_ == nullptr || inbox_ == nullptr)
+        return make_error(Errc::io, std::string("lcore rings: ") + rte_strerror(rte_errno));
+    // Header mbufs: the copied first bytes of a guest packet, software segments' headers.
+    hdr_pool_ = rte_pktmbuf_pool_create(obj_name("hdr", inst, index_).c_str(), tx_mbufs, 128, 0,
+                                        RTE_PKTMBUF_HEADROOM + 256, socket);
+    // Data-less mbufs: attached to mapped guest pages, or indirect over them.
+    ext_pool_ = rte_pktmbuf_pool_create(obj_name("ext", inst, index_).c_str(), tx_mbufs * 4, 128, 0,
+                                        0, socket);
+    if (hdr_pool_ == nullptr || ext_pool_ == nullptr)
+        return make_error(Errc::io, std::string("lcore TX mbuf pools: ") + rte_strerror(rte_errno));
+
+    segs_.reserve(4096);
+    copy_frames_.reserve(1024);
+    rx_touched_.reserve(256);
+    map_reqs_.reserve(kRingSize * 2);
+    map_status_.reserve(kRingSize * 2);
+    port_paused_.assign(engine_.ports.size(), false);
+    tx_stage_.assign(engine_.ports.size(), {});
+    for (auto& s : tx_stage_)
+        s.reserve(kMaxBurst * 8);
+    return ok();
+}
+
+void Lcore::add_demux(std::uint16_t port_index, std::uint16_t port_id, std::uint16_t queue,
+                      int intr_fd) {
+    NicRx n;
+    n.port_index = port_index;
+    n.port_id = port_id;
+    n.queue = queue;
+    n.intr_fd = intr_fd;
+    nic_rx_.push_back(n);
+    if (demux_for(port_index) == nullptr) {
+        Demux d;
+        d.port_index = port_index;
+        demux_.push_back(std::move(d));
+    }
+    if (intr_fd >= 0) {
+        epoll_event e{};
+        e.events = EPOLLIN;
+        e.data.u64 = kTagNic;
+        (void)::epoll_ctl(epfd_, EPOLL_CTL_ADD, intr_fd, &e);
+    }
+}
+
+bool Lcore::post(Command* cmd) {
+    if (rte_ring_sp_enqueue(cmds_, cmd) != 0) return false;
+    wake();
+    return true;
+}
+
+void Lcore::wake() noexcept {
+    const std::uint64_t one = 1;
+    (void)!::write(wakefd_, &one, sizeof(one));
+}
+
+LcoreStats Lcore::stats() const {
+    LcoreStats s;
+    s.lcore = lcore_id_;
+    s.queues = queue_count();
+    s.busy_polls = read_counter(counters_.busy_polls);
+    s.idle_polls = read_counter(counters_.idle_polls);
+    s.sleeps = read_counter(counters_.sleeps);
+    s.inbox_frames = read_counter(counters_.inbox_frames);
+    s.tsc_hz = rte_get_tsc_hz();
+#ifdef DPNB_STAGE_TIMING
+    s.stage_timing = true;
+#endif
+    for (const StageTime& t : clock_.t)
+        s.stages.push_back(StageTime{read_counter(t.cycles), read_counter(t.calls)});
+    return s;
+}
+
+std::uint64_t Lcore::missing_mbufs() const {
+    std::uint64_t missing = 0;
+    for (rte_mempool* mp : {hdr_pool_, ext_pool_})
+        if (mp != nullptr) missing += mp->size - rte_mempool_avail_count(mp);
+    return missing;
+}
+
+// --- the loop ------------------------------------------------------------------------------
+
+int Lcore::run() {
+    unsigned idle = 0;
+    while (!stop_) {
+        bool work = false;
+        {
+            DPNB_STAGE(clock_, Stage::commands);
+            work |= do_commands();
+        }
+        {
+            DPNB_STAGE(clock_, Stage::tx_completions);
+            for (GuestQueue* q : queues_)
+                work |= do_tx_completions(q);
+        }
+        {
+            DPNB_STAGE(clock_, Stage::guest_tx);
+            bool sent = false;
+            for (GuestQueue* q : queues_)
+                if (!q->disabled && !q->detaching) sent |= do_guest_tx(q);
+            for (std::uint16_t p : tx_stage_ports_)
+                tx_flush(p, engine_.ports[p]->port->id());
+            tx_stage_ports_.clear();
+            work |= sent;
+        }
+        {
+            DPNB_STAGE(clock_, Stage::nic_rx);
+            for (NicRx& n : nic_rx_)
+                work |= do_nic_rx(n);
+            work |= do_inbox();
+        }
+        {
+            DPNB_STAGE(clock_, Stage::rx_deliver);
+            work |= do_rx_deliver();
+        }
+        {
+            DPNB_STAGE(clock_, Stage::rx_post);
+            for (GuestQueue* q : queues_)
+                work |= do_rx_post(q);
+        }
+        for (std::size_t i = 0; i < detaching_.size();) {
+            if (try_finish_detach(detaching_[i])) {
+                detaching_.erase(detaching_.begin() + static_cast<std::ptrdiff_t>(i));
+                work = true;
+            } else {
+                ++i;
+            }
+        }
+        if (work) {
+            idle = 0;
+            bump(counters_.busy_polls);
+        } else {
+            bump(counters_.idle_polls);
+            if (++idle >= engine_.opts.idle_polls) {
+                DPNB_STAGE(clock_, Stage::sleep);
+                sleep_when_idle();
+                idle = 0;
+            }
+        }
+    }
+    return 0;
+}
+
+// --- commands ------------------------------------------------------------------------------
+
+bool Lcore::do_commands() {
+    if (rte_ring_count(cmds_) == 0) return false;
+    void* objs[16];
+    const unsigned n = rte_ring_sc_dequeue_burst(cmds_, objs, 16, nullptr);
+    for (unsigned i = 0; i < n; ++i)
+        handle(static_cast<Command*>(objs[i]));
+    return n != 0;
+}
+
+void Lcore::handle(Command* cmd) {
+    switch (cmd->kind) {
+    case Command::Kind::attach:
+        attach_queue(cmd);
+        return;
+    case Command::Kind::detach:
+        for (GuestQueue* q : cmd->queues) {
+            q->detaching = true;
+            for (auto it = nic_rx_.begin(); it != nic_rx_.end();) {
+                if (it->q == q) {
+                    if (it->intr_fd >= 0)
+                        (void)::epoll_ctl(epfd_, EPOLL_CTL_DEL, it->intr_fd, nullptr);
+                    it = nic_rx_.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+            for (std::uint32_t i = 0; i < q->n_pending; ++i)
+                rte_pktmbuf_free(q->pending[i]);
+            q->n_pending = 0;
+            drop_posted(q); // buffers the NIC has not taken yet
+            cmd->nic_held = cmd->nic_held || q->posted != 0;
+        }
+        if (!try_finish_detach(cmd)) detaching_.push_back(cmd);
+        return;
+    case Command::Kind::release_nic:
+        release_nic(cmd);
+        return;
+    case Command::Kind::steer_add: {
+        Demux* d = demux_for(cmd->port_index);
+        if (d == nullptr) {
+            cmd->result = make_error(Errc::internal, "steer_add on a lcore without that demux");
+        } else {
+            std::uint64_t k = 0;
+            std::memcpy(&k, cmd->mac.bytes.data(), 6);
+            d->unicast[k] = Target{cmd->key, cmd->target_lcore};
+            d->all.push_back(Target{cmd->key, cmd->target_lcore});
+        }
+        engine_.ack(cmd);
+        return;
+    }
+    case Command::Kind::steer_remove: {
+        if (Demux* d = demux_for(cmd->port_index); d != nullptr) {
+            for (auto it = d->unicast.begin(); it != d->unicast.end();)
+                it = it->second.key == cmd->key ? d->unicast.erase(it) : std::next(it);
+            d->all.erase(std::remove_if(d->all.begin(), d->all.end(),
+                                        [&](const Target& t) { return t.key == cmd->key; }),
+                         d->all.end());
+        }
+        engine_.ack(cmd);
+        return;
+    }
+    case Command::Kind::set_mode:
+        for (GuestQueue* q : cmd->queues) {
+            if (cmd->have_view) {
+                q->view = cmd->view;
+                q->have_view = true;
+            }
+            q->mode = cmd->mode;
+            if (q->index == 0) q->shared->rx_mode.store(static_cast<std::uint8_t>(cmd->mode));
+        }
+        engine_.ack(cmd);
+        return;
+    case Command::Kind::set_rate:
+        for (GuestQueue* q : cmd->queues) {
+            q->rate = RateState{};
+            if (cmd->rate && cmd->rate->bytes != 0 && cmd->rate->usec != 0) {
+                q->rate.on = true;
+                q->rate.credit_bytes = cmd->rate->bytes;
+                q->rate.period_tsc = rte_get_tsc_hz() * cmd->rate->usec / 1000000U;
+                // As Linux netback: a burst may use up to 128 KiB when the credit is smaller,
+                // so that a 64 KiB GSO packet can always go out.
+                q->rate.max_credit = std::max<std::uint64_t>(cmd->rate->bytes, 131072);
+                q->rate.remaining = cmd->rate->bytes;
+                q->rate.next_refill = rte_get_tsc_cycles() + q->rate.period_tsc;
+            }
+        }
+        engine_.ack(cmd);
+        return;
+    case Command::Kind::port_pause:
+    case Command::Kind::port_resume:
+        if (cmd->port_index < port_paused_.size())
+            port_paused_[cmd->port_index] = cmd->kind == Command::Kind::port_pause;
+        engine_.ack(cmd);
+        return;
+    case Command::Kind::stop:
+        stop_ = true;
+        engine_.ack(cmd);
+        return;
+    }
+}
+
+void Lcore::attach_queue(Command* cmd) {
+    std::vector<GuestQueue*> bound;
+    auto unbind_all = [&] {
+        for (GuestQueue* q : bound) {
+            if (q->tx_port != 0) (void)ev_->unbind(q->tx_port);
+            if (q->rx_port != 0 && q->rx_port != q->tx_port) (void)ev_->unbind(q->rx_port);
+            q->tx_port = q->rx_port = 0;
+        }
+    };
+    for (GuestQueue* q : cmd->queues) {
+        bound.push_back(q);
+        auto tp = ev_->bind_interdomain(q->dom, q->tx_remote);
+        if (!tp) {
+            unbind_all();
+            cmd->result =
+                make_error(Errc::protocol, "binding event channel " + std::to_string(q->tx_remote) +
+                                               " of domain " + std::to_string(q->dom) + ": " +
+                                               tp.error().message);
+            engine_.ack(cmd);
+            return;
+        }
+        q->tx_port = q->rx_port = *tp;
+        if (q->split_evtchn) {
+            auto rp = ev_->bind_interdomain(q->dom, q->rx_remote);
+            if (!rp) {
+                unbind_all();
+                cmd->result = make_error(Errc::protocol,
+                                         "binding event channel " + std::to_string(q->rx_remote) +
+                                             " of domain " + std::to_string(q->dom) + ": " +
+                                             rp.error().message);
+                engine_.ack(cmd);
+                return;
+            }
+            q->rx_port = *rp;
+        }
+    }
+    for (GuestQueue* q : cmd->queues) {
+        q->owner = this;
+        queues_.push_back(q);
+        by_key_[q->key] = q;
+        by_port_[q->tx_port] = q;
+        by_port_[q->rx_port] = q;
+        if (q->nic.kind != NicKind::none) {
+            NicRx n;
+            n.port_index = q->nic.port_index;
+            n.port_id = q->nic.port_id;
+            n.queue = q->nic.queue;
+            n.q = q;
+            n.intr_fd = q->nic.intr_fd;
+            if (n.intr_fd >= 0) {
+                epoll_event e{};
+                e.events = EPOLLIN;
+                e.data.u64 = kTagNic;
+                (void)::epoll_ctl(epfd_, EPOLL_CTL_ADD, n.intr_fd, &e);
+            }
+            nic_rx_.push_back(n);
+        }
+        if (q->index == 0) q->shared->rx_mode.store(static_cast<std::uint8_t>(q->mode));
+    }
+    queue_count_.store(static_cast<unsigned>(queues_.size()), std::memory_order_relaxed);
+    engine_.ack(cmd);
+}
+
+bool Lcore::try_finish_detach(Command* cmd) {
+    for (GuestQueue* q : cmd->queues) {
+        do_tx_completions(q);
+        if (q->tx_outstanding != 0) {
+            tx_cleanup_held();
+            return false;
+        }
+    }
+    if (!cmd->nic_held)
+        for (GuestQueue* q : cmd->queues)
+            finish_queue(q);
+    engine_.ack(cmd);
+    return true;
+}
+
+void Lcore::release_nic(Command* cmd) {
+    for (GuestQueue* q : cmd->queues) {
+        collect_returned(q);
+        finish_queue(q);
+    }
+    engine_.ack(cmd);
+}
+
+void Lcore::finish_queue(GuestQueue* q) {
+    for (RxSlot& s : q->slots)
+        if (s.state != RxSlot::State::idle) release_rx_slot(q, s);
+    for (MapGroup& g : q->groups)
+        if (g.used) {
+            if (g.mapping) {
+                const auto n = g.mapping.count;
+                if (Status st = gt_->unmap(g.mapping); !st)
+                    spdlog::error("{} queue {}: unmapping {} RX buffers at detach: {}",
+                                  to_string(q->vif), q->index, n, st.error().describe());
+                else
+                    bump(q->counters.c.grant_unmap_ops, n);
+            }
+            g = MapGroup{};
+        }
+    q->groups_used = 0;
+    q->posted = 0;
+    if (q->tx_port != 0) {
+        by_port_.erase(q->tx_port);
+        (void)ev_->unbind(q->tx_port);
+    }
+    if (q->rx_port != 0 && q->rx_port != q->tx_port) {
+        by_port_.erase(q->rx_port);
+        (void)ev_->unbind(q->rx_port);
+    }
+    q->tx_port = q->rx_port = 0;
+    by_key_.erase(q->key);
+    queues_.erase(std::remove(queues_.begin(), queues_.end(), q), queues_.end());
+    rx_touched_.erase(std::remove(rx_touched_.begin(), rx_touched_.end(), q), rx_touched_.end());
+    queue_count_.store(static_cast<unsigned>(queues_.size()), std::memory_order_relaxed);
+}
+
+// --- events and sleep ----------------------------------------------------------------------
+
+bool Lcore::do_events() {
+    bool any = false;
+    std::uint64_t v;
+    while (::read(wakefd_, &v, sizeof(v)) > 0) {
+    }
+    for (;;) {
+        auto p = ev_->pending();
+        if (!p || !p->has_value()) break;
+        any = true;
+        const hv::EvtchnPort port = **p;
+        if (auto it = by_port_.find(port); it != by_port_.end())
+            bump(it->second->counters.c.notify_received);
+        (void)ev_->unmask(port);
+    }
+    return any;
+}
+
+void Lcore::disable(GuestQueue* q, const char* what, const std::string& detail) {
+    if (q->disabled) return;
+    q->disabled = true;
+    const std::string reason = std::string(what) + (detail.empty() ? "" : ": " + detail);
+    spdlog::warn("{} queue {}: disabled: {}", to_string(q->vif), q->index, reason);
+    if (!q->shared->disabled.load(std::memory_order_relaxed)) {
+        copy_reason(q->shared->disabled_reason, reason);
+        q->shared->disabled.store(true, std::memory_order_release);
+        engine_.raise_event();
+    }
+}
+
+void Lcore::report_fallback(GuestQueue* q, RxMode mode, const std::string& why) {
+    spdlog::warn("{} queue {}: RX mode {} -> {}: {}", to_string(q->vif), q->index,
+                 to_string(q->mode), to_string(mode), why);
+    q->mode = mode;
+    if (q->index == 0) q->shared->rx_mode.store(static_cast<std::uint8_t>(mode));
+    if (!q->shared->fallback.load(std::memory_order_relaxed)) {
+        copy_reason(q->shared->fallback_reason, why);
+        q->shared->fallback.store(true, std::memory_order_release);
+        engine_.raise_event();
+    }
+}
+
+void Lcore::notify_rx(GuestQueue* q) {
+    if (ev_->notify(q->rx_port)) bump(q->counters.c.notify_sent);
+}
+
+void Lcore::notify_tx(GuestQueue* q) {
+    if (ev_->notify(q->tx_port)) bump(q->counters.c.notify_sent);
+}
+
+void Lcore::sleep_when_idle() {
+    do_events(); // unmask what fired, so that the fds can wake us
+    const auto& o = engine_.opts;
+    std::uint64_t timeout_us = static_cast<std::uint64_t>(o.max_sleep.count()) * 1000;
+    const auto poll_us = static_cast<std::uint64_t>(o.poll_sleep.count());
+    const std::uint64_t hz = rte_get_tsc_hz();
+    const std::uint64_t now = rte_get_tsc_cycles();
+    for (GuestQueue* q : queues_) {
+        if (q->tx_outstanding != 0) timeout_us = std::min(timeout_us, poll_us);
+        if (q->disabled || q->detaching) continue;
+        // Arm the rings: a request produced after this makes the frontend notify us.
+        if (!q->tx_blocked && q->tx.final_check_for_requests()) return;
+        if (q->tx_blocked && q->rate.on) {
+            const std::uint64_t wait =
+                q->rate.next_refill > now ? (q->rate.next_refill - now) * 1000000 / hz : 0;
+            timeout_us = std::min(timeout_us, wait + 1);
+        } else if (q->tx_blocked) {
+            timeout_us = std::min(timeout_us, poll_us);
+        }
+        if (q->nic.kind == NicKind::guest_pool && q->posted < engine_.opts.zc_depth) {
+            if (q->rx.final_check_for_requests()) return;
+            if (!q->rx_notify) timeout_us = std::min(timeout_us, poll_us);
+        }
+        if (q->rx_answer_pending != 0 && q->nic.kind != NicKind::guest_pool)
+            timeout_us = std::min(timeout_us, poll_us);
+    }
+    if (timeout_us > poll_us) tx_cleanup_held();
+    for (NicRx& n : nic_rx_) {
+        if (n.intr_fd < 0) {
+            timeout_us = std::min(timeout_us, poll_us);
+            continue;
+        }
+        n.intr_armed = rte_eth_dev_rx_intr_enable(n.port_id, n.queue) == 0;
+        if (!n.intr_armed) timeout_us = std::min(timeout_us, poll_us);
+    }
+    sleeping_.store(true, std::memory_order_seq_cst);
+    bool work = rte_ring_count(cmds_) != 0 || rte_ring_count(inbox_) != 0;
+    for (GuestQueue* q : queues_)
+        work = work || rte_ring_count(q->tx_done) != 0;
+    if (!work) {
+        bump(counters_.sleeps);
+        epoll_event events[8];
+        timespec ts{static_cast<time_t>(timeout_us / 1000000),
+                    static_cast<long>((timeout_us % 1000000) * 1000)};
+        (void)::epoll_pwait2(epfd_, events, 8, &ts, nullptr);
+    }
+    sleeping_.store(false, std::memory_order_seq_cst);
+    for (NicRx& n : nic_rx_)
+        if (n.intr_armed) {
+            rte_eth_dev_rx_intr_disable(n.port_id, n.queue);
+            n.intr_armed = false;
+        }
+    do_events();
+}
+
+} // namespace dpnb::engine::detail

@@ -1,0 +1,454 @@
+// Ports: probe, classify, configure, steer (dpnb/pmd/port.hpp).
+#include "dpnb/pmd/port.hpp"
+
+#include <dlfcn.h>
+#include <rte_bus.h>
+#include <rte_dev.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_flow.h>
+#include <rte_mbuf.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "dpnb/netif/features.hpp"
+#include "dpnb/pmd/guest_pool.hpp"
+
+namespace dpnb::pmd {
+namespace {
+
+std::string err_text(int rc) {
+    return rte_strerror(rc < 0 ? -rc : rc);
+}
+
+Error eth_error(const std::string& what, int rc) {
+    return make_error(Errc::io, what + ": " + err_text(rc), rc < 0 ? -rc : rc);
+}
+
+netif::MacAddress to_mac(const rte_ether_addr& a) {
+    netif::MacAddress m;
+    std::copy(std::begin(a.addr_bytes), std::end(a.addr_bytes), m.bytes.begin());
+    return m;
+}
+
+rte_ether_addr to_ether(const netif::MacAddress& m) {
+    rte_ether_addr a;
+    std::copy(m.bytes.begin(), m.bytes.end(), std::begin(a.addr_bytes));
+    return a;
+}
+
+std::string mac_text(const netif::MacAddress& m) {
+    char buf[18];
+    std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", m.bytes[0], m.bytes[1],
+                  m.bytes[2], m.bytes[3], m.bytes[4], m.bytes[5]);
+    return buf;
+}
+
+// How each PMD treats the RX buffers it allocates (docs/datapath.md, constraints 3 and 4).
+struct DriverClass {
+    std::string_view driver;
+    RxBufferUse use;
+    std::string_view why;
+};
+constexpr std::array kDrivers = {
+    DriverClass{"net_tap", RxBufferUse::in_order,
+                "readv() fills the head buffer, replaced in allocation order (RX scatter off)"},
+    DriverClass{"net_ixgbe", RxBufferUse::in_order, "descriptor ring"},
+    DriverClass{"net_ixgbe_vf", RxBufferUse::in_order, "descriptor ring"},
+    DriverClass{"net_i40e", RxBufferUse::in_order, "descriptor ring"},
+    DriverClass{"net_i40e_vf", RxBufferUse::in_order, "descriptor ring"},
+    DriverClass{"net_iavf", RxBufferUse::in_order, "descriptor ring"},
+    DriverClass{"net_ice", RxBufferUse::in_order, "descriptor ring"},
+    DriverClass{"net_e1000_igb", RxBufferUse::in_order, "descriptor ring"},
+    DriverClass{"net_e1000_igb_vf", RxBufferUse::in_order, "descriptor ring"},
+    DriverClass{"net_e1000_em", RxBufferUse::in_order, "descriptor ring"},
+    DriverClass{"net_igc", RxBufferUse::in_order, "descriptor ring"},
+    DriverClass{"net_ring", RxBufferUse::own_memory, "hands over the peer's mbufs"},
+    DriverClass{"net_af_packet", RxBufferUse::own_memory,
+                "copies frames from its packet mmap ring"},
+    DriverClass{"net_memif", RxBufferUse::own_memory, "copies frames from the shared region"},
+    DriverClass{"net_pcap", RxBufferUse::own_memory, "copies frames from libpcap"},
+    DriverClass{"net_null", RxBufferUse::own_memory, "makes up frames"},
+};
+
+bool is_hardware(std::string_view driver) {
+    return driver != "net_tap" &&
+           std::any_of(kDrivers.begin(), kDrivers.end(), [&](const DriverClass& d) {
+               return d.driver == driver && d.use == RxBufferUse::in_order;
+           });
+}
+
+} // namespace
+
+const char* to_string(Steering s) noexcept {
+    switch (s) {
+    case Steering::dedicated_port:
+        return "dedicated_port";
+    case Steering::mac_flow:
+        return "mac_flow";
+    case Steering::shared:
+        return "shared";
+    }
+    return "unknown";
+}
+
+Result<Steering> parse_steering(std::string_view text) {
+    if (text == "dedicated_port") return Steering::dedicated_port;
+    if (text == "mac_flow") return Steering::mac_flow;
+    if (text == "shared") return Steering::shared;
+    return make_error(Errc::invalid_argument,
+                      "steering must be dedicated_port, mac_flow or shared, not " +
+                          netif::quote(text));
+}
+
+std::uint32_t zero_copy_frame_limit() noexcept {
+    return GuestBufferPool::kBufferSize - RTE_PKTMBUF_HEADROOM;
+}
+
+Result<std::unique_ptr<Port>> Port::open(const PortConfig& config) {
+    if (config.name.empty()) return make_error(Errc::invalid_argument, "a port needs a name");
+    if (config.device.empty())
+        return make_error(Errc::invalid_argument, "port " + config.name + ": no device");
+    if (config.rx_queues == 0 || (config.steering != Steering::mac_flow && config.rx_queues != 1))
+        return make_error(Errc::invalid_argument,
+                          "port " + config.name + ": " + to_string(config.steering) +
+                              " ports have one RX queue; mac_flow ports at least one");
+    if (config.mtu < netif::kMinMtu || config.mtu > 9600)
+        return make_error(Errc::invalid_argument, "port " + config.name + ": MTU " +
+                                                      std::to_string(config.mtu) +
+                                                      " out of range 68..9600");
+    std::unique_ptr<Port> p(new Port(config));
+    if (Status st = p->probe(); !st) return st.error();
+    return p;
+}
+
+Status Port::probe() {
+    const std::string devname = config_.device.substr(0, config_.device.find(','));
+    std::uint16_t id = 0;
+    if (rte_eth_dev_get_port_by_name(devname.c_str(), &id) != 0) {
+        if (int rc = rte_dev_probe(config_.device.c_str()); rc != 0)
+            return eth_error("port " + config_.name + ": probing " + config_.device, rc);
+        probed_here_ = true;
+        if (rte_eth_dev_get_port_by_name(devname.c_str(), &id) != 0)
+            return make_error(Errc::not_found, "port " + config_.name + ": probing " +
+                                                   config_.device + " made no ethdev named " +
+                                                   devname);
+    }
+    caps_.port_id = id;
+    caps_.ethdev_name = devname;
+    rte_eth_dev_info info{};
+    if (int rc = rte_eth_dev_info_get(id, &info); rc != 0)
+        return eth_error("port " + config_.name + ": rte_eth_dev_info_get", rc);
+    caps_.driver = info.driver_name != nullptr ? info.driver_name : "";
+    caps_.max_rx_queues = info.max_rx_queues;
+    caps_.max_tx_queues = info.max_tx_queues;
+    caps_.max_rx_pktlen = info.max_rx_pktlen;
+    caps_.min_mtu = info.min_mtu;
+    caps_.max_mtu = info.max_mtu;
+    caps_.rx_offload_capa = info.rx_offload_capa;
+    caps_.tx_offload_capa = info.tx_offload_capa;
+    rte_ether_addr mac{};
+    if (rte_eth_macaddr_get(id, &mac) == 0) caps_.mac = to_mac(mac);
+    caps_.rx_buffers = RxBufferUse::own_memory;
+    caps_.rx_buffers_reason =
+        "unknown PMD " + caps_.driver + ": assumed to copy into its own memory";
+    for (const DriverClass& d : kDrivers)
+        if (d.driver == caps_.driver) {
+            caps_.rx_buffers = d.use;
+            caps_.rx_buffers_reason = caps_.driver + ": " + std::string(d.why);
+        }
+    caps_.equal_rx_tx_queues = caps_.driver == "net_tap";
+    if (config_.rx_queues > caps_.max_rx_queues)
+        return make_error(Errc::invalid_argument,
+                          "port " + config_.name + ": " + std::to_string(config_.rx_queues) +
+                              " RX queues asked, " + caps_.driver + " has " +
+                              std::to_string(caps_.max_rx_queues));
+    spdlog::info("port {}: {} (ethdev {}, port id {}), MAC {}, {} RX / {} TX queues at most, RX "
+                 "buffers: {}",
+                 config_.name, caps_.driver, devname, id, mac_text(caps_.mac), caps_.max_rx_queues,
+                 caps_.max_tx_queues,
+                 caps_.rx_buffers == RxBufferUse::in_order ? "in order" : "own memory");
+    return ok();
+}
+
+bool Port::can_zero_copy(std::string* why) const {
+    auto no = [&](std::string reason) {
+        if (why != nullptr) *why = std::move(reason);
+        return false;
+    };
+    if (!config_.zero_copy) return no("zero copy disabled in the port's configuration");
+    if (config_.steering == Steering::shared)
+        return no("shared steering: frames are demultiplexed in software and copied");
+    if (caps_.rx_buffers != RxBufferUse::in_order) return no(caps_.rx_buffers_reason);
+    if (is_hardware(caps_.driver))
+        return no(caps_.driver +
+                  ": guest pages would have to be registered for DMA (rte_dev_dma_map), which "
+                  "this build does not do");
+    const std::uint32_t frame = config_.mtu + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN;
+    if (frame > zero_copy_frame_limit())
+        return no("MTU " + std::to_string(config_.mtu) + " needs frames of " +
+                  std::to_string(frame) + " bytes, more than one guest buffer holds (" +
+                  std::to_string(zero_copy_frame_limit()) +
+                  "): RX scatter would fill out of order");
+    return true;
+}
+
+Status Port::configure(std::span<rte_mempool* const> rx_pools, std::uint16_t nb_tx,
+                       bool zero_copy) {
+    const std::uint16_t id = caps_.port_id;
+    const std::string who = "port " + config_.name;
+    if (started_) (void)stop();
+    if (rx_pools.empty() || rx_pools.size() > caps_.max_rx_queues)
+        return make_error(Errc::invalid_argument, who + ": bad RX queue count");
+    if (nb_tx == 0 || nb_tx > caps_.max_tx_queues)
+        return make_error(Errc::invalid_argument, who + ": " + std::to_string(nb_tx) +
+                                                      " TX queues needed (one per worker "
+                                                      "lcore), " +
+                                                      caps_.driver + " has " +
+                                                      std::to_string(caps_.max_tx_queues));
+
+    setup_ = PortSetup{};
+    setup_.zero_copy = zero_copy;
+    if (!zero_copy) (void)can_zero_copy(&setup_.copy_reason);
+    std::uint64_t rx = 0;
+    if (config_.rx_checksum) rx |= caps_.rx_offload_capa & RTE_ETH_RX_OFFLOAD_CHECKSUM;
+    // A frame must land in one guest buffer: scatter would fill buffers out of order.
+    if (!zero_copy) rx |= caps_.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER;
+    std::uint64_t tx = caps_.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+    if (config_.tx_checksum)
+        tx |= caps_.tx_offload_capa & (RTE_ETH_TX_OFFLOAD_IPV4_CKSUM |
+                                       RTE_ETH_TX_OFFLOAD_TCP_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM);
+    if (config_.tso) tx |= caps_.tx_offload_capa & RTE_ETH_TX_OFFLOAD_TCP_TSO;
+
+    rte_eth_conf conf{};
+    conf.rxmode.mtu = config_.mtu;
+    conf.rxmode.offloads = rx;
+    conf.txmode.offloads = tx;
+    conf.intr_conf.rxq = config_.rx_interrupts ? 1 : 0;
+    const auto nb_rx = static_cast<std::uint16_t>(rx_pools.size());
+    int rc = rte_eth_dev_configure(id, nb_rx, nb_tx, &conf);
+    if (rc != 0 && conf.intr_conf.rxq) {
+        // Some PMDs refuse RX interrupts at configure time: poll those.
+        conf.intr_conf.rxq = 0;
+        rc = rte_eth_dev_configure(id, nb_rx, nb_tx, &conf);
+    }
+    if (rc != 0)
+        return eth_error(who + ": rte_eth_dev_configure (MTU " + std::to_string(config_.mtu) +
+                             ", largest frame " + std::to_string(caps_.max_rx_pktlen) + ")",
+                         rc);
+    configured_ = true;
+    setup_.rx_offloads = rx;
+    setup_.tx_offloads = tx;
+    setup_.nb_rx = nb_rx;
+    setup_.nb_tx = nb_tx;
+    setup_.max_frame = config_.mtu + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN;
+    setup_.rx_intr.assign(nb_rx, conf.intr_conf.rxq != 0);
+
+    if (config_.mac) {
+        rte_ether_addr a = to_ether(*config_.mac);
+        if (int r = rte_eth_dev_default_mac_addr_set(id, &a); r != 0)
+            return eth_error(who + ": setting MAC " + mac_text(*config_.mac), r);
+        caps_.mac = *config_.mac;
+    }
+    std::uint16_t rx_desc = config_.rx_desc, tx_desc = config_.tx_desc;
+    if (int r = rte_eth_dev_adjust_nb_rx_tx_desc(id, &rx_desc, &tx_desc); r != 0)
+        return eth_error(who + ": adjusting descriptor counts", r);
+    const int socket = rte_eth_dev_socket_id(id);
+    for (std::uint16_t q = 0; q < nb_rx; ++q) {
+        if (int r = rte_eth_rx_queue_setup(id, q, rx_desc, socket < 0 ? SOCKET_ID_ANY : socket,
+                                           nullptr, rx_pools[q]);
+            r != 0)
+            return eth_error(who + ": RX queue " + std::to_string(q) + " set-up", r);
+    }
+    for (std::uint16_t q = 0; q < nb_tx; ++q) {
+        if (int r = rte_eth_tx_queue_setup(id, q, tx_desc, socket < 0 ? SOCKET_ID_ANY : socket,
+                                           nullptr);
+            r != 0)
+            return eth_error(who + ": TX queue " + std::to_string(q) + " set-up", r);
+    }
+    if (config_.promiscuous) {
+        if (int r = rte_eth_promiscuous_enable(id); r != 0 && r != -ENOTSUP)
+            return eth_error(who + ": promiscuous mode", r);
+    }
+    if (config_.steering == Steering::mac_flow) probe_flow_rules();
+    spdlog::info("{}: {} RX queue(s) ({} descriptors), {} TX queue(s), MTU {}, RX {}{}, offloads "
+                 "RX {:#x} TX {:#x}",
+                 who, nb_rx, rx_desc, nb_tx, config_.mtu, zero_copy ? "zero copy" : "copy",
+                 zero_copy ? "" : " (" + setup_.copy_reason + ")", rx, tx);
+    return ok();
+}
+
+void Port::probe_flow_rules() {
+    if (caps_.equal_rx_tx_queues) {
+        setup_.flow_reason = caps_.driver +
+                             " spreads frames no rule matches over every RX queue, so a queue "
+                             "cannot be a guest's alone";
+        return;
+    }
+    if (setup_.nb_rx < 2) {
+        setup_.flow_reason = "a mac_flow port needs at least two RX queues";
+        return;
+    }
+    rte_flow_attr attr{};
+    attr.ingress = 1;
+    rte_flow_item_eth spec{};
+    rte_flow_item_eth mask{};
+    spec.hdr.dst_addr = to_ether(netif::MacAddress{{0x02, 0, 0, 0, 0, 1}});
+    std::memset(&mask.hdr.dst_addr, 0xFF, sizeof(mask.hdr.dst_addr));
+    std::array<rte_flow_item, 2> pattern{};
+    pattern[0].type = RTE_FLOW_ITEM_TYPE_ETH;
+    pattern[0].spec = &spec;
+    pattern[0].mask = &mask;
+    pattern[1].type = RTE_FLOW_ITEM_TYPE_END;
+    rte_flow_action_queue queue{};
+    queue.index = 1;
+    std::array<rte_flow_action, 2> actions{};
+    actions[0].type = RTE_FLOW_ACTION_TYPE_QUEUE;
+    actions[0].conf = &queue;
+    actions[1].type = RTE_FLOW_ACTION_TYPE_END;
+    rte_flow_error err{};
+    const int rc = rte_flow_validate(caps_.port_id, &attr, pattern.data(), actions.data(), &err);
+    setup_.flow_rules = rc == 0;
+    if (rc != 0) {
+        setup_.flow_reason = std::string("rte_flow_validate: ") +
+                             (err.message != nullptr ? err.message : err_text(rc).c_str());
+        spdlog::warn("port {}: {} refuses MAC steering rules ({}): every guest uses the shared "
+                     "queue",
+                     config_.name, caps_.driver, setup_.flow_reason);
+    }
+}
+
+Result<rte_flow*> Port::add_mac_rule(const netif::MacAddress& mac, std::uint16_t q) {
+    rte_flow_attr attr{};
+    attr.ingress = 1;
+    rte_flow_item_eth spec{};
+    rte_flow_item_eth mask{};
+    spec.hdr.dst_addr = to_ether(mac);
+    std::memset(&mask.hdr.dst_addr, 0xFF, sizeof(mask.hdr.dst_addr));
+    std::array<rte_flow_item, 2> pattern{};
+    pattern[0].type = RTE_FLOW_ITEM_TYPE_ETH;
+    pattern[0].spec = &spec;
+    pattern[0].mask = &mask;
+    pattern[1].type = RTE_FLOW_ITEM_TYPE_END;
+    rte_flow_action_queue queue{};
+    queue.index = q;
+    std::array<rte_flow_action, 2> actions{};
+    actions[0].type = RTE_FLOW_ACTION_TYPE_QUEUE;
+    actions[0].conf = &queue;
+    actions[1].type = RTE_FLOW_ACTION_TYPE_END;
+    rte_flow_error err{};
+    rte_flow* f = rte_flow_create(caps_.port_id, &attr, pattern.data(), actions.data(), &err);
+    if (f == nullptr)
+        return make_error(Errc::unsupported,
+                          "port " + config_.name + ": rte_flow_create(eth dst " + mac_text(mac) +
+                              " -> queue " + std::to_string(q) +
+                              "): " + (err.message != nullptr ? err.message : "refused"));
+    return f;
+}
+
+Status Port::remove_rule(rte_flow* flow) {
+    rte_flow_error err{};
+    if (rte_flow_destroy(caps_.port_id, flow, &err) != 0)
+        return make_error(Errc::io, "port " + config_.name + ": rte_flow_destroy: " +
+                                        (err.message != nullptr ? err.message : "failed"));
+    return ok();
+}
+
+Status Port::set_vf_mac(std::uint16_t vf, const netif::MacAddress& mac) {
+    // librte_net_ixgbe is a plugin loaded by EAL; its PMD-specific API is looked up rather
+    // than linked so that dpnetback runs where the PMD is absent.
+    using Fn = int (*)(std::uint16_t, std::uint16_t, rte_ether_addr*);
+    void* lib = ::dlopen("librte_net_ixgbe.so.23", RTLD_NOW | RTLD_NOLOAD);
+    auto fn = lib != nullptr ? reinterpret_cast<Fn>(::dlsym(lib, "rte_pmd_ixgbe_set_vf_mac_addr"))
+                             : nullptr;
+    if (lib != nullptr) ::dlclose(lib);
+    if (fn == nullptr)
+        return make_error(Errc::unsupported,
+                          "port " + config_.name + ": rte_pmd_ixgbe_set_vf_mac_addr not available");
+    rte_ether_addr a = to_ether(mac);
+    if (int rc = fn(caps_.port_id, vf, &a); rc != 0)
+        return eth_error("port " + config_.name + ": setting VF " + std::to_string(vf) + " MAC",
+                         rc);
+    return ok();
+}
+
+Status Port::start() {
+    if (started_) return ok();
+    if (int rc = rte_eth_dev_start(caps_.port_id); rc != 0)
+        return eth_error("port " + config_.name + ": rte_eth_dev_start", rc);
+    started_ = true;
+    for (std::uint16_t q = 0; q < setup_.nb_rx; ++q) {
+        if (!setup_.rx_intr[q]) continue;
+        // A queue has usable interrupts when it has an fd and can be armed.
+        const int fd = rte_eth_dev_rx_intr_ctl_q_get_fd(caps_.port_id, q);
+        const bool armable = fd >= 0 && rte_eth_dev_rx_intr_enable(caps_.port_id, q) == 0;
+        if (armable) (void)rte_eth_dev_rx_intr_disable(caps_.port_id, q);
+        setup_.rx_intr[q] = armable;
+    }
+    return ok();
+}
+
+Status Port::stop() {
+    if (!started_) return ok();
+    started_ = false;
+    if (int rc = rte_eth_dev_stop(caps_.port_id); rc != 0)
+        return eth_error("port " + config_.name + ": rte_eth_dev_stop", rc);
+    return ok();
+}
+
+Status Port::setup_rx_queue(std::uint16_t q, rte_mempool* pool) {
+    if (started_) return make_error(Errc::busy, "port " + config_.name + " is started");
+    std::uint16_t rx_desc = config_.rx_desc, tx_desc = config_.tx_desc;
+    (void)rte_eth_dev_adjust_nb_rx_tx_desc(caps_.port_id, &rx_desc, &tx_desc);
+    const int socket = rte_eth_dev_socket_id(caps_.port_id);
+    if (int r = rte_eth_rx_queue_setup(caps_.port_id, q, rx_desc,
+                                       socket < 0 ? SOCKET_ID_ANY : socket, nullptr, pool);
+        r != 0)
+        return eth_error("port " + config_.name + ": RX queue " + std::to_string(q) + " set-up", r);
+    return ok();
+}
+
+int Port::rx_interrupt_fd(std::uint16_t q) const noexcept {
+    if (!started_ || q >= setup_.rx_intr.size() || !setup_.rx_intr[q]) return -1;
+    return rte_eth_dev_rx_intr_ctl_q_get_fd(caps_.port_id, q);
+}
+
+bool Port::enable_rx_interrupt(std::uint16_t q) noexcept {
+    return rte_eth_dev_rx_intr_enable(caps_.port_id, q) == 0;
+}
+
+void Port::disable_rx_interrupt(std::uint16_t q) noexcept {
+    (void)rte_eth_dev_rx_intr_disable(caps_.port_id, q);
+}
+
+Port::Stats Port::stats() const {
+    rte_eth_stats s{};
+    Stats out;
+    if (rte_eth_stats_get(caps_.port_id, &s) != 0) return out;
+    out.ipackets = s.ipackets;
+    out.opackets = s.opackets;
+    out.ibytes = s.ibytes;
+    out.obytes = s.obytes;
+    out.imissed = s.imissed;
+    out.ierrors = s.ierrors;
+    out.oerrors = s.oerrors;
+    out.rx_nombuf = s.rx_nombuf;
+    return out;
+}
+
+Port::~Port() {
+    const std::uint16_t id = caps_.port_id;
+    if (started_) (void)rte_eth_dev_stop(id);
+    rte_eth_dev_info info{};
+    rte_device* dev = rte_eth_dev_info_get(id, &info) == 0 ? info.device : nullptr;
+    if (configured_ || probed_here_) (void)rte_eth_dev_close(id);
+    if (probed_here_ && dev != nullptr) {
+        if (int rc = rte_dev_remove(dev); rc != 0)
+            spdlog::warn("port {}: removing {}: {}", config_.name, config_.device, err_text(rc));
+    }
+}
+
+} // namespace dpnb::pmd

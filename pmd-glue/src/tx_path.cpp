@@ -1,0 +1,511 @@
+// The TX half of the poll loop (docs/datapath.md, "TX"). Per guest queue and burst:
+//   1. parse packets off the ring (netback-core), answering drops and multicast control;
+//   2. grant-copy the first bytes of every packet into daemon header mbufs (one call);
+//   3. check the copies: the source MAC is the vif's, offload headers parse;
+//   4. map the rest of every packet read-only (one call) and attach the pages as external
+//      buffers behind the header mbuf; offload flags or software checksum/segmentation;
+//   5. stage for the port's TX queue of this lcore (sent once per loop iteration).
+// The PMD frees a packet when it is done with it (any thread): the external buffer's
+// callback queues the slot on the guest queue's completion ring; the owning lcore unmaps a
+// burst's pages once all are back, then answers those slots. Slots that were only copied
+// are answered at once.
+#include <rte_ethdev.h>
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine_core.hpp"
+#include "lcore.hpp"
+#include "offload.hpp"
+
+namespace dpnb::engine::detail {
+
+using netif::RingIdx;
+namespace gntst = netif::gntst;
+namespace rsp = netif::rsp;
+
+namespace {
+
+bool guest_fault(std::int16_t st) noexcept {
+    return st == gntst::kGeneralError || st == gntst::kBadDomain || st == gntst::kBadGntref ||
+           st == gntst::kPermissionDenied || st == gntst::kBadPage;
+}
+
+void count_tx_error(GuestQueue* q, netif::TxError e) {
+    const auto i = static_cast<std::size_t>(e);
+    if (i >= 1 && i <= kTxErrorCount) bump(q->counters.tx_errors[i - 1]);
+}
+
+// Answers every slot of a packet nothing of which is mapped.
+void answer_packet(GuestQueue* q, const netif::TxPacket& pkt, std::int16_t status) {
+    if (netif::put_tx_responses(q->tx, pkt, status)) q->tx_publish = true;
+}
+
+// Answers one slot (and, for a packet's first slot, its extra-info slots).
+void answer_slot(GuestQueue* q, std::uint16_t id, std::int16_t status, unsigned extras) {
+    bool ok = q->tx.put_response(netif::TxResponse{id, status});
+    for (unsigned e = 0; e < extras; ++e)
+        ok = q->tx.put_response(netif::TxResponse{0, rsp::kNull}) && ok;
+    if (ok) q->tx_publish = true;
+}
+
+// The ring index of data slot `k` of a packet: extras sit between the first and second.
+RingIdx slot_index(const netif::TxPacket& pkt, unsigned k) {
+    return k == 0 ? pkt.first_idx : pkt.first_idx + pkt.nr_extras + k;
+}
+
+} // namespace
+
+void Lcore::tx_buffer_released(void*, void* opaque) {
+    auto* p = static_cast<TxPending*>(opaque);
+    GuestQueue* q = p->q;
+    std::uint32_t slot = p->idx & kRingMask;
+    // The ring holds twice the ring size: it cannot be full.
+    (void)rte_ring_mp_enqueue_elem(q->tx_done, &slot, sizeof(slot));
+    Lcore* owner = q->owner;
+    if (owner != nullptr && owner->sleeping()) owner->wake();
+}
+
+std::int16_t Lcore::mcast_update(GuestQueue* q, const netif::TxMcast& m) {
+    netif::MacAddress mac;
+    mac.bytes = m.mac;
+    auto end = q->mcast.begin() + q->n_mcast;
+    auto it = std::find(q->mcast.begin(), end, mac);
+    if (m.op == netif::McastOp::add) {
+        if (it != end) return rsp::kOkay;
+        if (q->n_mcast == kMaxMcast || !mac.is_multicast()) return rsp::kError;
+        q->mcast[q->n_mcast++] = mac;
+        return rsp::kOkay;
+    }
+    if (it != end) {
+        *it = q->mcast[q->n_mcast - 1];
+        --q->n_mcast;
+    }
+    return rsp::kOkay;
+}
+
+bool Lcore::do_guest_tx(GuestQueue* q) {
+    q->tx_blocked = false;
+    if (tx_work_.size() < kMaxBurst) tx_work_.resize(kMaxBurst);
+    if (q->rate.on) {
+        const std::uint64_t now = rte_get_tsc_cycles();
+        if (now >= q->rate.next_refill) {
+            q->rate.remaining =
+                std::min(q->rate.remaining + q->rate.credit_bytes, q->rate.max_credit);
+            q->rate.next_refill = now + q->rate.period_tsc;
+        }
+    }
+    bool progress = false;
+    unsigned n = 0;
+    while (n < engine_.opts.burst) {
+        const netif::RequestWindow w = q->tx.poll_requests();
+        if (w.overflow) {
+            count_tx_error(q, netif::TxError::ring_overflow);
+            disable(q, "TX ring overflow",
+                    "req_prod " + std::to_string(w.prod) + ", req_cons " + std::to_string(w.cons));
+            break;
+        }
+        if (w.available == 0) break;
+        TxWork& t = tx_work_[n];
+        const netif::TxParseResult r =
+            netif::parse_tx_packet(q->tx, w.cons, w.prod, q->tx_limits, t.pkt);
+        if (r.verdict == netif::TxVerdict::empty) break;
+        if (r.verdict == netif::TxVerdict::fatal) {
+            count_tx_error(q, r.error);
+            disable(q, "TX protocol violation", netif::to_string(r.error));
+            break;
+        }
+        if (r.verdict == netif::TxVerdict::drop) {
+            q->tx.consume(r.slots);
+            answer_packet(q, t.pkt, rsp::kError);
+            count_tx_error(q, r.error);
+            bump(q->counters.c.tx_drop_protocol);
+            DPNB_DP_LOG(q->log, WARN, "{}: TX packet dropped: {} ({})", to_string(q->vif),
+                        netif::to_string(r.error), netif::help(r.error));
+            progress = true;
+            continue;
+        }
+        if (r.verdict == netif::TxVerdict::control) {
+            q->tx.consume(r.slots);
+            answer_packet(q, t.pkt, mcast_update(q, t.pkt.mcast));
+            progress = true;
+            continue;
+        }
+        if (q->rate.on) {
+            if (t.pkt.total_len > q->rate.remaining) {
+                q->tx_blocked = true; // left on the ring until the credit is refilled
+                break;
+            }
+            q->rate.remaining -= t.pkt.total_len;
+        }
+        q->tx.consume(r.slots);
+        t.hdr = nullptr;
+        t.drop = false;
+        ++n;
+        progress = true;
+    }
+    if (n != 0) tx_build(q, n);
+    if (q->tx_publish && !q->disabled) {
+        if (q->tx.push_responses()) notify_tx(q);
+    }
+    q->tx_publish = false;
+    return progress;
+}
+
+void Lcore::tx_build(GuestQueue* q, unsigned n) {
+    const std::uint16_t copy_len = engine_.opts.tx_copy_len;
+    // 2. The first bytes of every packet into header mbufs, with one grant copy.
+    tx_segs_.clear();
+    for (unsigned i = 0; i < n; ++i) {
+        TxWork& t = tx_work_[i];
+        t.hdr = rte_pktmbuf_alloc(hdr_pool_);
+        if (t.hdr == nullptr) {
+            t.drop = true;
+            bump(q->counters.c.tx_drop_error);
+            continue;
+        }
+        t.hdr_len = std::min<std::uint16_t>(copy_len, t.pkt.slots[0].len);
+        t.seg = static_cast<std::uint32_t>(tx_segs_.size());
+        const netif::TxSlot& s0 = t.pkt.slots[0];
+        tx_segs_.push_back(hv::GrantCopySegment::from_guest(
+            q->dom, s0.gref, s0.offset, rte_pktmbuf_mtod(t.hdr, void*), t.hdr_len));
+    }
+    if (!tx_segs_.empty()) {
+        if (Status st = gt_->copy(std::span(tx_segs_)); !st)
+            for (auto& s : tx_segs_)
+                s.status = gntst::kGeneralError;
+        bump(q->counters.c.grant_copy_ops, tx_segs_.size());
+        bump(q->counters.c.grant_batches);
+    }
+    // 3. Checks on our private copy.
+    for (unsigned i = 0; i < n; ++i) {
+        TxWork& t = tx_work_[i];
+        if (t.drop) continue;
+        const std::int16_t st = tx_segs_[t.seg].status;
+        if (st != gntst::kOkay) {
+            if (guest_fault(st) && q->fatal_bad_grants) {
+                disable(q, "TX buffer grant refused",
+                        "GNTST " + std::to_string(st) + " copying from gref " +
+                            std::to_string(t.pkt.slots[0].gref));
+                for (unsigned k = 0; k < n; ++k)
+                    if (tx_work_[k].hdr != nullptr) rte_pktmbuf_free(tx_work_[k].hdr);
+                return;
+            }
+            t.drop = true;
+            bump(q->counters.c.tx_drop_error);
+            continue;
+        }
+        t.hdr->data_len = t.hdr_len;
+        t.hdr->pkt_len = t.hdr_len;
+        const auto* eth = rte_pktmbuf_mtod(t.hdr, const std::uint8_t*);
+        if (q->anti_spoofing &&
+            std::memcmp(eth + RTE_ETHER_ADDR_LEN, q->mac.bytes.data(), RTE_ETHER_ADDR_LEN) != 0) {
+            t.drop = true;
+            bump(q->counters.c.tx_drop_spoofed);
+            DPNB_DP_LOG(q->log, WARN,
+                        "{}: TX packet dropped: source MAC "
+                        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} is not the vif's",
+                        to_string(q->vif), eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]);
+            continue;
+        }
+        const netif::TxOffload& off = t.pkt.offload;
+        if (off.csum_blank || t.pkt.is_gso()) {
+            const HeaderError he = parse_headers(eth, t.hdr_len, t.h);
+            const bool gso_ok =
+                !t.pkt.is_gso() ||
+                (t.h.l4_proto == 6 && (off.gso_type == netif::gso::kTcpV4 ? t.h.ipv4 : t.h.ipv6));
+            if (he != HeaderError::none || !gso_ok) {
+                t.drop = true;
+                bump(q->counters.c.tx_drop_error);
+                DPNB_DP_LOG(q->log, WARN, "{}: TX packet with {} dropped: {}", to_string(q->vif),
+                            t.pkt.is_gso() ? "GSO" : "a partial checksum",
+                            he != HeaderError::none ? to_string(he)
+                                                    : "GSO type does not match the headers");
+                continue;
+            }
+        }
+    }
+    // 4. Map what was not copied, with one grant-map call for the burst.
+    std::int16_t group = -1;
+    if (!tx_map(q, n, group)) {
+        for (unsigned k = 0; k < n; ++k)
+            if (tx_work_[k].hdr != nullptr) rte_pktmbuf_free(tx_work_[k].hdr);
+        return; // the vif was disabled
+    }
+    // 5. Chains, offloads, staging.
+    for (unsigned i = 0; i < n; ++i) {
+        TxWork& t = tx_work_[i];
+        if (t.drop) {
+            if (t.hdr != nullptr) rte_pktmbuf_free(t.hdr);
+            t.hdr = nullptr;
+            answer_packet(q, t.pkt, rsp::kError);
+            continue;
+        }
+        tx_chain(q, t, group);
+    }
+    if (group >= 0 && q->tx_groups[static_cast<std::size_t>(group)].outstanding == 0)
+        tx_release_group(q, group);
+}
+
+bool Lcore::tx_map(GuestQueue* q, unsigned n, std::int16_t& group) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        map_reqs_.clear();
+        for (unsigned i = 0; i < n; ++i) {
+            TxWork& t = tx_work_[i];
+            t.map_first = static_cast<std::uint32_t>(map_reqs_.size());
+            t.map_count = 0;
+            if (t.drop) continue;
+            for (unsigned k = 0; k < t.pkt.nr_slots; ++k) {
+                const netif::TxSlot& s = t.pkt.slots[k];
+                const std::uint32_t rest = k == 0 ? s.len - t.hdr_len : s.len;
+                if (rest == 0) continue;
+                map_reqs_.push_back(hv::GrantMapRequest{q->dom, s.gref, false});
+                ++t.map_count;
+            }
+        }
+        if (map_reqs_.empty()) return true;
+        map_status_.assign(map_reqs_.size(), 0);
+        hv::GrantMapping mapping = gt_->map(std::span(map_reqs_), std::span(map_status_));
+        if (mapping) {
+            std::int16_t g = -1;
+            for (std::size_t k = 0; k < q->tx_groups.size() && g < 0; ++k)
+                if (!q->tx_groups[k].used) g = static_cast<std::int16_t>(k);
+            if (g < 0) { // cannot happen: a group per burst, at most a ring of slots
+                (void)gt_->unmap(mapping);
+                disable(q, "internal", "no TX map group left");
+                return false;
+            }
+            TxGroup& grp = q->tx_groups[static_cast<std::size_t>(g)];
+            grp = TxGroup{};
+            grp.used = true;
+            grp.mapping = mapping;
+            group = g;
+            bump(q->counters.c.grant_map_ops, map_reqs_.size());
+            bump(q->counters.c.grant_batches);
+            return true;
+        }
+        // Which packets hold a refused grant?
+        bool any_bad = false;
+        for (unsigned i = 0; i < n; ++i) {
+            TxWork& t = tx_work_[i];
+            for (std::uint32_t k = t.map_first; k < t.map_first + t.map_count; ++k) {
+                const std::int16_t st = map_status_[k];
+                if (st == gntst::kOkay) continue;
+                if (guest_fault(st) && q->fatal_bad_grants) {
+                    disable(q, "TX buffer grant refused",
+                            "GNTST " + std::to_string(st) + " mapping gref " +
+                                std::to_string(map_reqs_[k].ref));
+                    return false;
+                }
+                if (!t.drop) bump(q->counters.c.tx_drop_error);
+                t.drop = true;
+                any_bad = true;
+            }
+        }
+        if (!any_bad) break; // failed without naming a grant: drop the burst
+    }
+    for (unsigned i = 0; i < n; ++i)
+        if (!tx_work_[i].drop) {
+            tx_work_[i].drop = true;
+            bump(q->counters.c.tx_drop_error);
+        }
+    return true;
+}
+
+void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
+    const netif::TxPacket& pkt = t.pkt;
+    TxGroup* grp = group >= 0 ? &q->tx_groups[static_cast<std::size_t>(group)] : nullptr;
+    rte_mbuf* head = t.hdr;
+    t.hdr = nullptr;
+    bool failed = false;
+    std::uint32_t piece = t.map_first;
+    for (unsigned k = 0; k < pkt.nr_slots; ++k) {
+        const netif::TxSlot& s = pkt.slots[k];
+        const std::uint32_t skip = k == 0 ? t.hdr_len : 0;
+        const std::uint32_t len = s.len - skip;
+        const unsigned extras = k == 0 ? pkt.nr_extras : 0;
+        if (len == 0) {
+            answer_slot(q, s.id, rsp::kOkay, extras); // copied whole, or empty
+            continue;
+        }
+        // A mapped page: the PMD gets it as an external buffer; freeing it answers the slot.
+        if (grp == nullptr) { // cannot happen: tx_map mapped every piece of a kept packet
+            disable(q, "internal", "TX piece without a mapping");
+            rte_pktmbuf_free(head);
+            return;
+        }
+        const RingIdx idx = slot_index(pkt, k);
+        TxPending& p = q->txp[idx & kRingMask];
+        p = TxPending{};
+        p.q = q;
+        p.idx = idx;
+        p.id = s.id;
+        p.extras = static_cast<std::uint8_t>(extras);
+        p.in_use = true;
+        p.status = failed ? rsp::kError : rsp::kOkay;
+        p.group = group;
+        p.next = grp->first;
+        grp->first = static_cast<std::int16_t>(idx & kRingMask);
+        ++grp->outstanding;
+        ++q->tx_outstanding;
+        p.shinfo.free_cb = &Lcore::tx_buffer_released;
+        p.shinfo.fcb_opaque = &p;
+        rte_mbuf_ext_refcnt_set(&p.shinfo, 1);
+        std::byte* buf = grp->mapping.page(piece) + s.offset + skip;
+        ++piece;
+        rte_mbuf* em = failed ? nullptr : rte_pktmbuf_alloc(ext_pool_);
+        if (em == nullptr) {
+            // Nothing will free this buffer: complete it now, in error.
+            p.status = rsp::kError;
+            tx_buffer_released(buf, &p);
+            failed = true;
+            continue;
+        }
+        rte_pktmbuf_attach_extbuf(em, buf, rte_mem_virt2iova(buf), static_cast<std::uint16_t>(len),
+                                  &p.shinfo);
+        em->data_len = static_cast<std::uint16_t>(len);
+        em->pkt_len = len;
+        if (rte_pktmbuf_chain(head, em) != 0) {
+            p.status = rsp::kError;
+            rte_pktmbuf_free(em);
+            failed = true;
+        }
+    }
+    if (failed) {
+        bump(q->counters.c.tx_drop_error);
+        rte_pktmbuf_free(head);
+        return;
+    }
+    bump(q->counters.c.tx_packets);
+    bump(q->counters.c.tx_bytes, pkt.total_len);
+
+    const PortState& port = *engine_.ports[q->out_port_index];
+    const std::uint64_t offl = port.tx_offloads;
+    if (head->nb_segs > 1 && (offl & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) == 0) {
+        // A PMD that cannot send chains would need the packet copied into one buffer.
+        bump(q->counters.c.tx_drop_error);
+        DPNB_DP_LOG(q->log, WARN, "{}: port {} cannot send multi-segment packets",
+                    to_string(q->vif), port.port->config().name);
+        rte_pktmbuf_free(head);
+        return;
+    }
+    if (pkt.is_gso()) {
+        const bool tso = (offl & RTE_ETH_TX_OFFLOAD_TCP_TSO) != 0 && (t.h.ipv4 || port.tso_ipv6);
+        if (tso) {
+            set_tx_offload(head, t.h, true, pkt.offload.gso_size);
+            tx_stage(q->out_port_index, head);
+            return;
+        }
+        const bool csum = (offl & RTE_ETH_TX_OFFLOAD_TCP_CKSUM) != 0;
+        std::array<rte_mbuf*, 64> segs{};
+        const int ns = segment_tcp(head, t.h, pkt.offload.gso_size, csum, hdr_pool_, ext_pool_,
+                                   segs.data(), segs.size());
+        rte_pktmbuf_free(head); // the segments hold their own references
+        if (ns < 0) {
+            bump(q->counters.c.tx_drop_error);
+            DPNB_DP_LOG(q->log, WARN, "{}: software segmentation of a {}-byte GSO packet failed",
+                        to_string(q->vif), pkt.total_len);
+            return;
+        }
+        for (int i = 0; i < ns; ++i)
+            tx_stage(q->out_port_index, segs[static_cast<std::size_t>(i)]);
+        return;
+    }
+    if (pkt.offload.csum_blank) {
+        const std::uint64_t need =
+            t.h.l4_proto == 6 ? RTE_ETH_TX_OFFLOAD_TCP_CKSUM : RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
+        if ((offl & need) != 0)
+            set_tx_offload(head, t.h, false, 0);
+        else
+            software_l4_checksum(head, t.h);
+    }
+    tx_stage(q->out_port_index, head);
+}
+
+void Lcore::tx_stage(std::uint16_t port_index, rte_mbuf* m) {
+    auto& v = tx_stage_[port_index];
+    if (v.empty()) tx_stage_ports_.push_back(port_index);
+    v.push_back(m);
+}
+
+void Lcore::tx_flush(std::uint16_t port_index, std::uint16_t port_id) {
+    auto& v = tx_stage_[port_index];
+    const std::uint16_t txq = engine_.ports[port_index]->tx_queue(index_);
+    std::size_t sent = 0;
+    if (!port_paused_[port_index]) {
+        for (int tries = 0; sent < v.size() && tries < 4; ++tries) {
+            const auto chunk =
+                static_cast<std::uint16_t>(std::min<std::size_t>(v.size() - sent, kMaxBurst));
+            const std::uint16_t k = rte_eth_tx_burst(port_id, txq, v.data() + sent, chunk);
+            sent += k;
+            if (k == 0) tx_cleanup_held();
+        }
+    }
+    for (std::size_t i = sent; i < v.size(); ++i) {
+        // Not taken: the guest hears NETIF_RSP_ERROR for its slots.
+        for (rte_mbuf* seg = v[i]; seg != nullptr; seg = seg->next)
+            if (RTE_MBUF_HAS_EXTBUF(seg) && seg->shinfo != nullptr &&
+                seg->shinfo->free_cb == &Lcore::tx_buffer_released)
+                static_cast<TxPending*>(seg->shinfo->fcb_opaque)->status = rsp::kError;
+        rte_pktmbuf_free(v[i]);
+        bump(counters_.tx_nic_drops);
+    }
+    v.clear();
+}
+
+// Asks PMDs that free transmitted mbufs lazily (descriptor rings) to free them now, on the
+// TX queues this lcore uses.
+void Lcore::tx_cleanup_held() {
+    for (const auto& port : engine_.ports) {
+        if (port_paused_[port->index]) continue;
+        bool mine = !port->single_tx;
+        for (const GuestQueue* q : queues_)
+            mine = mine || q->out_port_index == port->index;
+        if (mine) (void)rte_eth_tx_done_cleanup(port->port->id(), port->tx_queue(index_), 0);
+    }
+}
+
+bool Lcore::do_tx_completions(GuestQueue* q) {
+    if (q->tx_outstanding == 0) return false;
+    std::uint32_t slots[kMaxBurst];
+    const unsigned n = rte_ring_sc_dequeue_burst_elem(q->tx_done, slots, sizeof(std::uint32_t),
+                                                      kMaxBurst, nullptr);
+    for (unsigned i = 0; i < n; ++i) {
+        TxPending& p = q->txp[slots[i] & kRingMask];
+        if (!p.in_use || p.done) continue;
+        p.done = true;
+        TxGroup& g = q->tx_groups[static_cast<std::size_t>(p.group)];
+        if (--g.outstanding == 0) tx_release_group(q, p.group);
+    }
+    if (q->tx_publish && !q->disabled) {
+        if (q->tx.push_responses()) notify_tx(q);
+    }
+    q->tx_publish = false;
+    return n != 0;
+}
+
+// Every page of a burst is back: unmap them with one call, then answer their slots.
+void Lcore::tx_release_group(GuestQueue* q, std::int16_t g) {
+    TxGroup& grp = q->tx_groups[static_cast<std::size_t>(g)];
+    const std::uint32_t n = grp.mapping.count;
+    if (Status st = gt_->unmap(grp.mapping); !st) {
+        disable(q, "unmapping TX buffers failed", st.error().describe());
+        return;
+    }
+    bump(q->counters.c.grant_unmap_ops, n);
+    bump(q->counters.c.grant_batches);
+    for (std::int16_t s = grp.first; s >= 0;) {
+        TxPending& p = q->txp[static_cast<std::size_t>(s)];
+        s = p.next;
+        if (!q->disabled) answer_slot(q, p.id, p.status, p.extras);
+        p.in_use = false;
+        --q->tx_outstanding;
+    }
+    grp = TxGroup{};
+}
+
+} // namespace dpnb::engine::detail

@@ -1,0 +1,647 @@
+// TEST-ONLY plumbing for the component tests (harness.hpp).
+#include "harness.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "dpnb/hv/xenstore_client.hpp"
+#include "dpnb/netfront/payload.hpp"
+#include "dpnb/netfront/toolstack.hpp"
+#include "dpnb/netif/xenbus_state.hpp"
+
+namespace dpnb::component {
+
+// --- processes -----------------------------------------------------------------------------
+
+TempDir::TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "dpnb-ct-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
+    path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+}
+
+Link::Link(Link&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+
+Link& Link::operator=(Link&& o) noexcept {
+    if (this != &o) {
+        close();
+        fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+}
+
+std::pair<Link, Link> Link::make() {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) std::abort();
+    return {Link(sv[0]), Link(sv[1])};
+}
+
+void Link::close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+}
+
+bool Link::send(std::uint64_t v) const {
+    return ::send(fd_, &v, sizeof(v), MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof(v));
+}
+
+std::optional<std::uint64_t> Link::recv(int timeout_ms) const {
+    std::uint64_t v;
+    std::size_t got = 0;
+    while (got < sizeof(v)) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, timeout_ms) <= 0) return std::nullopt;
+        const ssize_t n = ::recv(fd_, reinterpret_cast<char*>(&v) + got, sizeof(v) - got, 0);
+        if (n <= 0) return std::nullopt;
+        got += static_cast<std::size_t>(n);
+    }
+    return v;
+}
+
+bool Link::readable() const {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1;
+}
+
+Child::Child(const std::function<void()>& body) {
+    std::fflush(nullptr);
+    pid_ = ::fork();
+    if (pid_ < 0) std::abort();
+    if (pid_ == 0) {
+        body();
+        std::fflush(nullptr);
+        ::_exit(::testing::Test::HasFailure() ? 1 : 0);
+    }
+}
+
+Child::Child(Child&& o) noexcept : pid_(std::exchange(o.pid_, -1)) {}
+
+Child& Child::operator=(Child&& o) noexcept {
+    if (this != &o) {
+        kill_now();
+        pid_ = std::exchange(o.pid_, -1);
+    }
+    return *this;
+}
+
+bool Child::succeeded(int timeout_ms) {
+    if (pid_ <= 0) return false;
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+    pollfd p{pidfd, POLLIN, 0};
+    int st = -1;
+    if (pidfd >= 0 && ::poll(&p, 1, timeout_ms) <= 0) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+    } else {
+        ::waitpid(pid_, &st, 0);
+    }
+    if (pidfd >= 0) ::close(pidfd);
+    pid_ = -1;
+    return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+void Child::kill_now() {
+    if (pid_ > 0) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+    }
+}
+
+SimServer::SimServer(const std::string& dir) {
+    int ready[2];
+    if (::pipe2(ready, O_CLOEXEC) != 0) std::abort();
+    std::fflush(nullptr);
+    pid_ = ::fork();
+    if (pid_ < 0) std::abort();
+    if (pid_ == 0) {
+        const int fd = ::dup(ready[1]);
+        const std::string fd_arg = std::to_string(fd);
+        ::execl(DPNB_SIMHV_PATH, "dpnb-simhv", "--dir", dir.c_str(), "serve", "--ready-fd",
+                fd_arg.c_str(), static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    ::close(ready[1]);
+    char buf[16] = {};
+    pollfd p{ready[0], POLLIN, 0};
+    ready_ = ::poll(&p, 1, kTimeoutMs) == 1 && ::read(ready[0], buf, sizeof(buf) - 1) > 0 &&
+             std::string(buf) == "READY=1\n";
+    ::close(ready[0]);
+}
+
+int SimServer::stop() {
+    if (pid_ <= 0) return status_;
+    ::kill(pid_, SIGTERM);
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+    pollfd p{pidfd, POLLIN, 0};
+    if (pidfd < 0 || ::poll(&p, 1, kTimeoutMs) != 1) ::kill(pid_, SIGKILL);
+    if (pidfd >= 0) ::close(pidfd);
+    int st = 0;
+    ::waitpid(pid_, &st, 0);
+    status_ = st;
+    pid_ = -1;
+    return status_;
+}
+
+// --- environment ---------------------------------------------------------------------------
+
+namespace {
+
+std::string g_tap_why = "not checked";
+bool g_tap_ok = false;
+
+bool write_file(const std::string& path, const std::string& value) {
+    std::ofstream f(path);
+    f << value;
+    return static_cast<bool>(f);
+}
+
+// Moves the process into a network namespace of its own, before any thread exists: tap
+// interfaces appear there only, with IPv6 off so that the kernel sends nothing on them.
+class NetnsEnvironment : public ::testing::Environment {
+public:
+    void SetUp() override {
+        if (::geteuid() != 0) {
+            g_tap_why = "not root";
+            return;
+        }
+        if (::access("/dev/net/tun", R_OK | W_OK) != 0) {
+            g_tap_why = "no /dev/net/tun";
+            return;
+        }
+        if (::unshare(CLONE_NEWNET) != 0) {
+            g_tap_why = std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno);
+            return;
+        }
+        (void)write_file("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
+        (void)write_file("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
+        g_tap_ok = true;
+        g_tap_why.clear();
+    }
+};
+
+[[maybe_unused]] ::testing::Environment* const g_env =
+    ::testing::AddGlobalTestEnvironment(new NetnsEnvironment);
+
+} // namespace
+
+bool tap_available(std::string* why) {
+    if (why != nullptr) *why = g_tap_why;
+    return g_tap_ok;
+}
+
+std::string tap_name(unsigned n) {
+    return "dpnbt" + std::to_string(n);
+}
+
+pmd::EalOptions test_eal() {
+    pmd::EalOptions e;
+    e.main_lcore = 0;
+    e.worker_lcores = {1, 2};
+    e.lcore_map = "0@0,1@1,2@1";
+    e.no_huge = true;
+    e.memory_mb = 512;
+    e.no_pci = true;
+    e.file_prefix = "dpnb-ct-" + std::to_string(::getpid());
+    e.log_level = "notice";
+    return e;
+}
+
+EngineOptions engine_options(std::vector<pmd::PortConfig> ports) {
+    EngineOptions o;
+    o.eal = test_eal();
+    o.ports = std::move(ports);
+    o.rx_mbufs_per_port = 2048;
+    o.tx_mbufs_per_lcore = 1024;
+    o.idle_polls = 64;
+    return o;
+}
+
+TapPeer::TapPeer(const std::string& iface) {
+    const unsigned idx = ::if_nametoindex(iface.c_str());
+    if (idx == 0) return;
+    fd_ = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    if (fd_ < 0) return;
+    sockaddr_ll sa{};
+    sa.sll_family = AF_PACKET;
+    sa.sll_protocol = htons(ETH_P_ALL);
+    sa.sll_ifindex = static_cast<int>(idx);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+        ::close(fd_);
+        fd_ = -1;
+        return;
+    }
+    int big = 4 << 20;
+    (void)::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+    (void)::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+}
+
+TapPeer::~TapPeer() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+bool TapPeer::send(const std::vector<std::byte>& frame) const {
+    for (int tries = 0; tries < 1000; ++tries) {
+        if (::send(fd_, frame.data(), frame.size(), 0) == static_cast<ssize_t>(frame.size()))
+            return true;
+        if (errno != ENOBUFS && errno != EAGAIN && errno != ENETDOWN) {
+            ADD_FAILURE() << "AF_PACKET send: " << std::strerror(errno);
+            return false;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return false;
+}
+
+std::optional<std::vector<std::byte>> TapPeer::recv(int timeout_ms) const {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    std::vector<std::byte> buf(65536);
+    for (;;) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              deadline - std::chrono::steady_clock::now())
+                              .count();
+        if (left <= 0) return std::nullopt;
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(left)) <= 0) return std::nullopt;
+        sockaddr_ll from{};
+        socklen_t fl = sizeof(from);
+        const ssize_t n = ::recvfrom(fd_, buf.data(), buf.size(), MSG_TRUNC,
+                                     reinterpret_cast<sockaddr*>(&from), &fl);
+        if (n < 14 || from.sll_pkttype == PACKET_OUTGOING) continue;
+        const auto type = static_cast<std::uint16_t>(static_cast<unsigned>(buf[12]) << 8 |
+                                                     static_cast<unsigned>(buf[13]));
+        if (type != netfront::kPayloadEthertype) continue;
+        buf.resize(static_cast<std::size_t>(n));
+        return buf;
+    }
+}
+
+// --- guests --------------------------------------------------------------------------------
+
+netif::MacAddress guest_mac(hv::DomId dom, std::uint32_t handle) {
+    netif::MacAddress m;
+    m.bytes = {0x00,
+               0x16,
+               0x3e,
+               static_cast<std::uint8_t>(dom >> 8),
+               static_cast<std::uint8_t>(dom & 0xFF),
+               static_cast<std::uint8_t>(handle)};
+    return m;
+}
+
+netif::MacAddress peer_mac() {
+    netif::MacAddress m;
+    m.bytes = {0x02, 0x00, 0x00, 0x00, 0x00, 0x99};
+    return m;
+}
+
+std::vector<std::byte> payload_frame(const netif::MacAddress& dst, const netif::MacAddress& src,
+                                     std::uint64_t seq, std::uint32_t stream, std::size_t size) {
+    std::vector<std::byte> f(size);
+    netfront::PayloadHeader h;
+    h.dst = dst;
+    h.src = src;
+    h.seq = seq;
+    h.stream = stream;
+    if (!netfront::build_payload_frame(f, h)) f.clear();
+    return f;
+}
+
+namespace {
+
+enum GuestCmd : std::uint64_t { kSend = 1, kReport = 2, kClose = 3 };
+
+std::uint64_t pack_mac(const netif::MacAddress& m) {
+    std::uint64_t v = 0;
+    for (auto b : m.bytes)
+        v = v << 8 | b;
+    return v;
+}
+
+netif::MacAddress unpack_mac(std::uint64_t v) {
+    netif::MacAddress m;
+    for (int i = 5; i >= 0; --i) {
+        m.bytes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v & 0xFF);
+        v >>= 8;
+    }
+    return m;
+}
+
+void guest_main(const std::string& sim_dir, hv::DomId dom, const GuestOptions& options,
+                const Link& link) {
+    auto hv = hv::sim::connect_guest(sim_dir, dom);
+    if (!hv) {
+        ADD_FAILURE() << "guest " << dom << ": " << hv.error().describe();
+        return;
+    }
+    netfront::NetfrontOptions no;
+    no.handle = options.handle;
+    no.rx_mode = options.rx_mode;
+    no.auto_reconnect = false;
+    auto nf = netfront::Netfront::create(**hv, no);
+    if (!nf) {
+        ADD_FAILURE() << "guest " << dom << ": " << nf.error().describe();
+        return;
+    }
+    netfront::Netfront& f = **nf;
+    std::map<std::uint32_t, std::uint64_t> by_stream;
+    std::uint64_t bad = 0, foreign = 0, tx_ok = 0, tx_failed = 0;
+    std::vector<std::byte> buf(70000);
+    netfront::Handlers h;
+    h.on_rx = [&](const netfront::RxFrameView& v) {
+        const std::size_t n = v.copy_to(buf);
+        const auto info = netfront::check_payload_frame(std::span(buf.data(), n));
+        if (info.result != netfront::PayloadCheck::ok)
+            ++bad;
+        else if (info.header.dst == f.mac() || info.header.dst.is_multicast())
+            ++by_stream[info.header.stream];
+        else
+            ++foreign; // another guest's unicast frame: isolation is broken
+    };
+    h.on_tx = [&](const netfront::TxCompletion& c) {
+        if (c.status == netfront::TxStatus::okay)
+            ++tx_ok;
+        else
+            ++tx_failed;
+    };
+    if (Status st = f.wait_connected(std::chrono::milliseconds(kTimeoutMs), h); !st) {
+        ADD_FAILURE() << "guest " << dom << ": " << st.error().describe();
+        link.send(0);
+        return;
+    }
+    link.send(1); // connected
+    for (;;) {
+        if (Status st = f.poll(std::chrono::milliseconds(5), h); !st) {
+            ADD_FAILURE() << "guest " << dom << ": poll: " << st.error().describe();
+            return;
+        }
+        if (!link.readable()) continue;
+        auto cmd = link.recv();
+        if (!cmd) return; // the test went away
+        if (*cmd == kSend) {
+            const auto dst = unpack_mac(link.recv().value_or(0));
+            const auto stream = static_cast<std::uint32_t>(link.recv().value_or(0));
+            const std::uint64_t count = link.recv().value_or(0);
+            const auto size = static_cast<std::uint32_t>(link.recv().value_or(64));
+            const auto offset = static_cast<std::uint16_t>(link.recv().value_or(0));
+            const std::uint64_t done_before = tx_ok + tx_failed;
+            std::uint64_t sent = 0;
+            const auto deadline =
+                std::chrono::steady_clock::now() + std::chrono::milliseconds(kTimeoutMs);
+            while (sent < count && std::chrono::steady_clock::now() < deadline) {
+                const auto frame = payload_frame(dst, f.mac(), sent, stream, size);
+                netfront::TxFrame tf;
+                tf.data = frame;
+                tf.first_offset = offset;
+                Status st = f.send(0, tf);
+                if (st) {
+                    ++sent;
+                    continue;
+                }
+                if (st.error().code != Errc::busy) {
+                    ADD_FAILURE() << "guest " << dom << ": send: " << st.error().describe();
+                    break;
+                }
+                (void)f.poll(std::chrono::milliseconds(1), h);
+            }
+            while (tx_ok + tx_failed - done_before < sent &&
+                   std::chrono::steady_clock::now() < deadline)
+                (void)f.poll(std::chrono::milliseconds(5), h);
+            link.send(sent);
+        } else if (*cmd == kReport) {
+            const auto stream = static_cast<std::uint32_t>(link.recv().value_or(0));
+            link.send(by_stream[stream]);
+            link.send(bad);
+            link.send(foreign);
+            link.send(tx_ok);
+            link.send(tx_failed);
+            link.send(f.broken() ? 1 : 0);
+            link.send(f.counters()[netfront::Counter::reuse_hits]);
+            std::string diag;
+            for (const auto& info : netfront::counter_table())
+                if (const auto v = f.counters()[info.counter]; v != 0)
+                    diag += std::string(info.name) + "=" + std::to_string(v) + " ";
+            link.send(diag.size());
+            for (char c : diag)
+                link.send(static_cast<unsigned char>(c));
+        } else if (*cmd == kClose) {
+            const Status st = f.close(std::chrono::milliseconds(kTimeoutMs));
+            link.send(st ? 1 : 0);
+            if (!st) ADD_FAILURE() << "guest " << dom << ": close: " << st.error().describe();
+            return;
+        }
+    }
+}
+
+} // namespace
+
+GuestProcess::GuestProcess(const std::string& sim_dir, hv::DomId dom, const GuestOptions& options) {
+    auto [mine, theirs] = Link::make();
+    link_ = std::move(mine);
+    Link child_link = std::move(theirs);
+    child_ = Child([&] {
+        link_.close();
+        guest_main(sim_dir, dom, options, child_link);
+    });
+    child_link.close();
+    started_ = true;
+}
+
+bool GuestProcess::wait_connected() {
+    auto v = link_.recv();
+    return v && *v == 1;
+}
+
+bool GuestProcess::send(const netif::MacAddress& dst, std::uint32_t stream, std::uint64_t count,
+                        std::uint32_t size, std::uint16_t first_offset) {
+    if (!link_.send(kSend) || !link_.send(pack_mac(dst)) || !link_.send(stream) ||
+        !link_.send(count) || !link_.send(size) || !link_.send(first_offset))
+        return false;
+    auto sent = link_.recv();
+    return sent && *sent == count;
+}
+
+std::optional<GuestReport> GuestProcess::report(std::uint32_t stream) {
+    if (!link_.send(kReport) || !link_.send(stream)) return std::nullopt;
+    GuestReport r;
+    std::uint64_t* fields[] = {&r.received,  &r.bad,    &r.foreign,   &r.tx_ok,
+                               &r.tx_failed, &r.broken, &r.reuse_hits};
+    for (std::uint64_t* f : fields) {
+        auto v = link_.recv();
+        if (!v) return std::nullopt;
+        *f = *v;
+    }
+    const std::uint64_t n = link_.recv().value_or(0);
+    for (std::uint64_t i = 0; i < n; ++i)
+        r.counters += static_cast<char>(link_.recv().value_or('?'));
+    return r;
+}
+
+std::optional<GuestReport> GuestProcess::wait_received(std::uint32_t stream, std::uint64_t count,
+                                                       int timeout_ms) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+        auto r = report(stream);
+        if (!r || r->received >= count || std::chrono::steady_clock::now() >= deadline) return r;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
+
+bool GuestProcess::request_close() {
+    return link_.send(kClose);
+}
+
+bool GuestProcess::close_result() {
+    auto r = link_.recv();
+    return r && *r == 1;
+}
+
+// --- handshake -----------------------------------------------------------------------------
+
+namespace {
+
+netif::KeyReader reader_for(hv::Xenstore& xs, const std::string& folder) {
+    return [&xs, folder](std::string_view key) -> Result<std::optional<std::string>> {
+        auto v = xs.read(hv::kNoTxn, folder + "/" + std::string(key));
+        if (v) return std::optional<std::string>(*v);
+        if (v.error().code == Errc::not_found) return std::optional<std::string>();
+        return std::move(v).error();
+    };
+}
+
+} // namespace
+
+Result<std::string> BackendHandshake::frontend_state(const std::string& fe) {
+    return xs_.read(hv::kNoTxn, fe + "/state");
+}
+
+Status BackendHandshake::connect(hv::DomId dom, std::uint32_t handle, const std::string& port,
+                                 RxMode mode, int timeout_ms) {
+    const netif::BackendPath bp{hv::kDom0, dom, handle};
+    const std::string be = netif::format_backend_path(bp);
+    auto tc = netif::parse_toolstack_config(reader_for(xs_, be), bp);
+    if (!tc) return std::move(tc).error();
+    const std::string fe = netif::format_frontend_path(tc->frontend);
+    auto entries = netif::backend_feature_entries(caps);
+    if (!entries) return std::move(entries).error();
+    for (const netif::XsEntry& e : *entries)
+        if (Status st = xs_.write(hv::kNoTxn, be + "/" + e.key, e.value); !st) return st;
+    if (Status st = xs_.write(hv::kNoTxn, be + "/hotplug-status", "connected"); !st) return st;
+    if (Status st = xs_.write(hv::kNoTxn, be + "/state", "2"); !st) return st;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+        auto s = frontend_state(fe);
+        if (s && *s == "4") break;
+        if (std::chrono::steady_clock::now() >= deadline)
+            return make_error(Errc::again, fe + " did not reach Connected (state " +
+                                               (s ? *s : std::string("?")) + ")");
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    auto cfg = netif::parse_frontend_config(reader_for(xs_, fe), caps);
+    if (!cfg) return std::move(cfg).error();
+    VifSpec spec;
+    spec.id = VifId{dom, handle};
+    spec.mac = tc->mac;
+    spec.rx_mode = mode;
+    spec.port = port;
+    spec.frontend = *cfg;
+    spec.rate = tc->rate;
+    if (Status st = dp_.attach(spec); !st) {
+        (void)xs_.write(hv::kNoTxn, be + "/state", "5");
+        return st;
+    }
+    return xs_.write(hv::kNoTxn, be + "/state", "4");
+}
+
+Status BackendHandshake::disconnect(hv::DomId dom, std::uint32_t handle, int timeout_ms) {
+    const netif::BackendPath bp{hv::kDom0, dom, handle};
+    const std::string be = netif::format_backend_path(bp);
+    const std::string fe = netif::format_frontend_path(netif::FrontendPath{dom, handle});
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+        auto s = frontend_state(fe);
+        if (!s || *s == "5" || *s == "6") break;
+        if (std::chrono::steady_clock::now() >= deadline)
+            return make_error(Errc::again, fe + " did not close");
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    Status st = dp_.detach(VifId{dom, handle});
+    (void)xs_.write(hv::kNoTxn, be + "/state", "6");
+    return st;
+}
+
+// --- fixture -------------------------------------------------------------------------------
+
+void SimFixture::SetUp() {
+    server_ = std::make_unique<SimServer>(dir_.path());
+    ASSERT_TRUE(server_->ready()) << "dpnb-simhv did not start";
+    auto ts = hv::sim::Toolstack::connect(dir_.path());
+    CT_ASSERT_OK(ts);
+    toolstack_ = std::move(*ts);
+    auto xs = hv::open_xenstore(dir_.path() + "/xenstore-0.sock");
+    CT_ASSERT_OK(xs);
+    xs_ = std::move(*xs);
+}
+
+void SimFixture::TearDown() {
+    xs_.reset();
+    toolstack_.reset();
+    if (server_) {
+        const int st = server_->stop();
+        EXPECT_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+            << "dpnb-simhv did not exit cleanly (status " << st << ")";
+    }
+}
+
+hv::DomId SimFixture::create_guest(const std::string& name) {
+    hv::sim::DomainConfig c;
+    c.name = name;
+    c.memory_pages = 4096;
+    c.grant_frames = 16;
+    auto dom = toolstack_->create_domain(c);
+    EXPECT_TRUE(dom.has_value()) << dom.error().describe();
+    return dom.value_or(hv::kDomIdInvalid);
+}
+
+Status SimFixture::plug(hv::DomId dom, std::uint32_t handle) {
+    netfront::VifConfig v;
+    v.guest = dom;
+    v.backend = hv::kDom0;
+    v.handle = handle;
+    v.mac = guest_mac(dom, handle);
+    return netfront::add_vif(*xs_, v);
+}
+
+std::uint64_t SimFixture::pinned_grants(hv::DomId dom) {
+    auto info = toolstack_->domain_info(dom);
+    return info ? info->pinned_grants : 0;
+}
+
+std::uint64_t SimFixture::total_pinned() {
+    auto s = toolstack_->stats();
+    return s ? s->pinned_grants : ~0ULL;
+}
+
+} // namespace dpnb::component

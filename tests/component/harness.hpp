@@ -1,0 +1,216 @@
+// TEST-ONLY plumbing for the component tests: the simulated hypervisor (dpnb-simhv) in its
+// own process, simulated guests in forked processes (the test netfront, driven over a
+// socketpair), a small stand-in for the control plane's side of the xenstore handshake,
+// the tap interfaces' kernel side (AF_PACKET sockets in a network namespace of the test's
+// own), and the Engine options every test of one process shares (EAL runs once per process).
+//
+// Guests are forked before the Engine starts when a test can (ctest runs each test in its
+// own process, so that is always the case there); every wait has a generous timeout and
+// none is used as synchronisation.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dpnb/engine/engine.hpp"
+#include "dpnb/hv/sim.hpp"
+#include "dpnb/hv/xenstore.hpp"
+#include "dpnb/netfront/netfront.hpp"
+#include "dpnb/netif/features.hpp"
+
+namespace dpnb::component {
+
+using namespace dpnb::engine;
+
+inline constexpr int kTimeoutMs = 60'000;
+
+#define CT_ASSERT_OK(expr)                                                                         \
+    do {                                                                                           \
+        const auto& ct_result_ = (expr);                                                           \
+        ASSERT_TRUE(ct_result_.has_value()) << #expr << ": " << ct_result_.error().describe();     \
+    } while (0)
+
+#define CT_EXPECT_OK(expr)                                                                         \
+    do {                                                                                           \
+        const auto& ct_result_ = (expr);                                                           \
+        EXPECT_TRUE(ct_result_.has_value()) << #expr << ": " << ct_result_.error().describe();     \
+    } while (0)
+
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+// One end of a socketpair carrying 64-bit words.
+class Link {
+public:
+    Link() = default;
+    explicit Link(int fd) : fd_(fd) {}
+    Link(Link&& o) noexcept;
+    Link& operator=(Link&& o) noexcept;
+    ~Link() { close(); }
+    static std::pair<Link, Link> make();
+    void close();
+    int fd() const { return fd_; }
+    bool send(std::uint64_t v) const;
+    std::optional<std::uint64_t> recv(int timeout_ms = kTimeoutMs) const;
+    bool readable() const;
+
+private:
+    int fd_ = -1;
+};
+
+// A forked process running `body`; it exits 0 when no gtest assertion failed in it.
+class Child {
+public:
+    Child() = default;
+    explicit Child(const std::function<void()>& body);
+    Child(Child&& o) noexcept;
+    Child& operator=(Child&& o) noexcept;
+    ~Child() { kill_now(); }
+    bool succeeded(int timeout_ms = kTimeoutMs);
+    void kill_now();
+
+private:
+    int pid_ = -1;
+};
+
+// dpnb-simhv serving a folder, in its own process.
+class SimServer {
+public:
+    explicit SimServer(const std::string& dir);
+    ~SimServer() { (void)stop(); }
+    bool ready() const { return ready_; }
+    int stop();
+
+private:
+    int pid_ = -1;
+    bool ready_ = false;
+    int status_ = -1;
+};
+
+// --- environment -------------------------------------------------------------------------
+
+// The EAL options of this test process: main lcore 0, two worker lcores sharing CPU 1,
+// no hugepages, no PCI, a unique file prefix.
+pmd::EalOptions test_eal();
+EngineOptions engine_options(std::vector<pmd::PortConfig> ports);
+
+// Whether tap tests can run: root, /dev/net/tun, and the private network namespace this
+// process moved into at start (so that tap interfaces are quiet and invisible to others).
+bool tap_available(std::string* why);
+std::string tap_name(unsigned n); // a unique interface name for this process
+
+// The kernel side of a tap interface: an AF_PACKET socket bound to it.
+class TapPeer {
+public:
+    explicit TapPeer(const std::string& iface);
+    ~TapPeer();
+    bool ok() const { return fd_ >= 0; }
+    bool send(const std::vector<std::byte>& frame) const;
+    // The next frame the interface received with our test ethertype, or nullopt on timeout.
+    std::optional<std::vector<std::byte>> recv(int timeout_ms = kTimeoutMs) const;
+
+private:
+    int fd_ = -1;
+};
+
+// --- guests --------------------------------------------------------------------------------
+
+netif::MacAddress guest_mac(hv::DomId dom, std::uint32_t handle = 0);
+netif::MacAddress peer_mac();
+std::vector<std::byte> payload_frame(const netif::MacAddress& dst, const netif::MacAddress& src,
+                                     std::uint64_t seq, std::uint32_t stream, std::size_t size);
+
+struct GuestOptions {
+    netfront::RxMode rx_mode = netfront::RxMode::copy;
+    std::uint32_t handle = 0;
+};
+
+struct GuestReport {
+    std::uint64_t received = 0; // valid payload frames
+    std::uint64_t bad = 0;      // frames that failed the payload check
+    std::uint64_t foreign = 0;  // valid frames unicast to another MAC (isolation broken)
+    std::uint64_t tx_ok = 0;
+    std::uint64_t tx_failed = 0;
+    std::uint64_t broken = 0;
+    std::uint64_t reuse_hits = 0;
+    std::string counters; // the netfront's non-zero counters, for failure messages
+};
+
+// A netfront in a forked process, driven by commands. Received frames are checked with the
+// payload check (every byte) and counted by stream.
+class GuestProcess {
+public:
+    GuestProcess(const std::string& sim_dir, hv::DomId dom, const GuestOptions& options);
+    bool started() const { return started_; }
+    // The guest reports when its netfront reached Connected (after the handshake).
+    bool wait_connected();
+    // Sends `count` payload frames of `size` bytes to `dst`; `first_offset` places the
+    // frame in its first page (frames crossing a page boundary use several slots).
+    bool send(const netif::MacAddress& dst, std::uint32_t stream, std::uint64_t count,
+              std::uint32_t size, std::uint16_t first_offset = 0);
+    // Waits until `count` valid frames of `stream` arrived (in total), up to `timeout_ms`.
+    std::optional<GuestReport> wait_received(std::uint32_t stream, std::uint64_t count,
+                                             int timeout_ms = kTimeoutMs);
+    std::optional<GuestReport> report(std::uint32_t stream);
+    // Closing needs the backend's side of the handshake: ask, run it, then collect.
+    bool request_close();
+    bool close_result();
+    bool succeeded() { return child_.succeeded(); }
+
+private:
+    Link link_;
+    Child child_;
+    bool started_ = false;
+};
+
+// --- the control plane's side of the handshake (until the daemon's exists) ----------------
+
+class BackendHandshake {
+public:
+    BackendHandshake(hv::Xenstore& xs, DataPlane& dp) : xs_(xs), dp_(dp) {}
+    netif::BackendCapabilities caps;
+    // InitWait, wait for the frontend's Connected, parse its keys, attach, Connected.
+    Status connect(hv::DomId dom, std::uint32_t handle, const std::string& port, RxMode mode,
+                   int timeout_ms = kTimeoutMs);
+    // Waits for the frontend's Closing, detaches, Closed.
+    Status disconnect(hv::DomId dom, std::uint32_t handle, int timeout_ms = kTimeoutMs);
+
+private:
+    Result<std::string> frontend_state(const std::string& fe);
+    hv::Xenstore& xs_;
+    DataPlane& dp_;
+};
+
+// A simulated hypervisor, its toolstack and dom0's xenstore for one test.
+class SimFixture : public ::testing::Test {
+protected:
+    void SetUp() override;
+    void TearDown() override;
+    hv::DomId create_guest(const std::string& name);
+    Status plug(hv::DomId dom, std::uint32_t handle = 0);
+    std::uint64_t pinned_grants(hv::DomId dom);
+    std::uint64_t total_pinned();
+
+    TempDir dir_;
+    std::unique_ptr<SimServer> server_;
+    std::unique_ptr<hv::sim::Toolstack> toolstack_;
+    std::unique_ptr<hv::Xenstore> xs_;
+};
+
+} // namespace dpnb::component
