@@ -331,7 +331,144 @@ std::vector<std::byte> payload_frame(const netif::MacAddress& dst, const netif::
 
 namespace {
 
-enum GuestCmd : std::uint64_t { kSend = 1, kReport = 2, kClose = 3 };
+// RFC 1071 sum of 16-bit big-endian words, not folded.
+std::uint32_t sum16(const std::uint8_t* p, std::size_t n, std::uint32_t sum = 0) {
+    for (std::size_t i = 0; i + 1 < n; i += 2)
+        sum += static_cast<std::uint32_t>(p[i] << 8 | p[i + 1]);
+    if (n % 2 != 0) sum += static_cast<std::uint32_t>(p[n - 1] << 8);
+    return sum;
+}
+
+std::uint16_t fold(std::uint32_t sum) {
+    while (sum >> 16)
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    return static_cast<std::uint16_t>(sum);
+}
+
+void put16(std::uint8_t* p, std::uint16_t v) {
+    p[0] = static_cast<std::uint8_t>(v >> 8);
+    p[1] = static_cast<std::uint8_t>(v);
+}
+void put32(std::uint8_t* p, std::uint32_t v) {
+    put16(p, static_cast<std::uint16_t>(v >> 16));
+    put16(p + 2, static_cast<std::uint16_t>(v));
+}
+std::uint16_t get16(const std::uint8_t* p) {
+    return static_cast<std::uint16_t>(p[0] << 8 | p[1]);
+}
+std::uint32_t get32(const std::uint8_t* p) {
+    return static_cast<std::uint32_t>(get16(p)) << 16 | get16(p + 2);
+}
+
+// The pseudo-header sum for TCP over IPv4 or IPv6 with `l4_len` bytes of TCP.
+std::uint32_t pseudo_sum(const std::uint8_t* ip, bool ipv6, std::uint32_t l4_len) {
+    std::uint32_t sum = 0;
+    if (ipv6) {
+        sum = sum16(ip + 8, 32);
+        sum += l4_len >> 16;
+        sum += l4_len & 0xFFFF;
+    } else {
+        sum = sum16(ip + 12, 8);
+        sum += l4_len;
+    }
+    return sum + 6; // IPPROTO_TCP
+}
+
+} // namespace
+
+std::vector<std::byte> tcp_frame(const netif::MacAddress& dst, const netif::MacAddress& src,
+                                 bool ipv6, std::uint32_t seq, std::size_t payload,
+                                 std::uint8_t seed) {
+    const std::size_t l3 = ipv6 ? 40 : 20;
+    const std::size_t hdr = 14 + l3 + 20;
+    std::vector<std::byte> f(hdr + payload);
+    auto* d = reinterpret_cast<std::uint8_t*>(f.data());
+    std::copy(dst.bytes.begin(), dst.bytes.end(), d);
+    std::copy(src.bytes.begin(), src.bytes.end(), d + 6);
+    put16(d + 12, ipv6 ? 0x86DD : 0x0800);
+    std::uint8_t* ip = d + 14;
+    if (ipv6) {
+        ip[0] = 0x60;
+        put16(ip + 4, static_cast<std::uint16_t>(20 + payload));
+        ip[6] = 6;
+        ip[7] = 64;
+        for (int i = 0; i < 16; ++i) {
+            ip[8 + i] = static_cast<std::uint8_t>(i == 0 ? 0xfd : i == 15 ? 2 : 0);
+            ip[24 + i] = static_cast<std::uint8_t>(i == 0 ? 0xfd : i == 15 ? 1 : 0);
+        }
+    } else {
+        ip[0] = 0x45;
+        put16(ip + 2, static_cast<std::uint16_t>(20 + 20 + payload));
+        put16(ip + 4, 0x1234);
+        ip[8] = 64;
+        ip[9] = 6;
+        const std::uint8_t s4[4] = {10, 0, 0, 2}, d4[4] = {10, 0, 0, 1};
+        std::copy(s4, s4 + 4, ip + 12);
+        std::copy(d4, d4 + 4, ip + 16);
+        put16(ip + 10, static_cast<std::uint16_t>(~fold(sum16(ip, 20))));
+    }
+    std::uint8_t* tcp = ip + l3;
+    put16(tcp, 40000);
+    put16(tcp + 2, 5001);
+    put32(tcp + 4, seq);
+    put32(tcp + 8, 1);
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x18; // ACK, PSH
+    put16(tcp + 14, 65535);
+    // CHECKSUM_PARTIAL: the folded pseudo-header sum, not complemented.
+    put16(tcp + 16, fold(pseudo_sum(ip, ipv6, static_cast<std::uint32_t>(20 + payload))));
+    for (std::size_t k = 0; k < payload; ++k)
+        tcp[20 + k] = static_cast<std::uint8_t>(((seq + k) * 13 + seed) & 0xFF);
+    return f;
+}
+
+TcpSegment check_tcp_frame(const std::vector<std::byte>& frame, bool ipv6, std::uint8_t seed,
+                           std::uint32_t seq0) {
+    TcpSegment r;
+    const auto* d = reinterpret_cast<const std::uint8_t*>(frame.data());
+    const std::size_t l3 = ipv6 ? 40 : 20;
+    if (frame.size() < 14 + l3 + 20) {
+        r.why = "short frame";
+        return r;
+    }
+    const std::uint8_t* ip = d + 14;
+    std::size_t l4_len = 0;
+    if (ipv6) {
+        l4_len = get16(ip + 4);
+    } else {
+        if (fold(sum16(ip, 20)) != 0xFFFF) {
+            r.why = "bad IPv4 header checksum";
+            return r;
+        }
+        l4_len = get16(ip + 2) - 20U;
+    }
+    if (14 + l3 + l4_len != frame.size()) {
+        r.why = "IP length " + std::to_string(l4_len) + " does not match the frame";
+        return r;
+    }
+    const std::uint8_t* tcp = ip + l3;
+    const std::uint32_t sum =
+        sum16(tcp, l4_len, pseudo_sum(ip, ipv6, static_cast<std::uint32_t>(l4_len)));
+    if (fold(sum) != 0xFFFF) {
+        r.why = "bad TCP checksum";
+        return r;
+    }
+    r.seq = get32(tcp + 4);
+    r.payload = l4_len - 20;
+    r.fin_or_psh = (tcp[13] & 0x09) != 0;
+    for (std::size_t k = 0; k < r.payload; ++k)
+        if (tcp[20 + k] != static_cast<std::uint8_t>(((r.seq + k) * 13 + seed) & 0xFF)) {
+            r.why = "payload byte " + std::to_string(k) + " differs";
+            return r;
+        }
+    (void)seq0;
+    r.ok = true;
+    return r;
+}
+
+namespace {
+
+enum GuestCmd : std::uint64_t { kSend = 1, kReport = 2, kClose = 3, kSendTcp = 4 };
 
 std::uint64_t pack_mac(const netif::MacAddress& m) {
     std::uint64_t v = 0;
@@ -430,6 +567,42 @@ void guest_main(const std::string& sim_dir, hv::DomId dom, const GuestOptions& o
                    std::chrono::steady_clock::now() < deadline)
                 (void)f.poll(std::chrono::milliseconds(5), h);
             link.send(sent);
+        } else if (*cmd == kSendTcp) {
+            const auto dst = unpack_mac(link.recv().value_or(0));
+            const std::uint64_t count = link.recv().value_or(0);
+            const auto payload = static_cast<std::uint32_t>(link.recv().value_or(0));
+            const auto mss = static_cast<std::uint16_t>(link.recv().value_or(0));
+            const bool v6 = link.recv().value_or(0) != 0;
+            const auto seed = static_cast<std::uint8_t>(link.recv().value_or(0));
+            const std::uint64_t done_before = tx_ok + tx_failed;
+            std::uint64_t sent = 0;
+            const auto deadline =
+                std::chrono::steady_clock::now() + std::chrono::milliseconds(kTimeoutMs);
+            while (sent < count && std::chrono::steady_clock::now() < deadline) {
+                const auto frame = tcp_frame(
+                    dst, f.mac(), v6, static_cast<std::uint32_t>(sent * 100000), payload, seed);
+                netfront::TxFrame tf;
+                tf.data = frame;
+                tf.csum_partial = true;
+                if (mss != 0) {
+                    tf.gso_type = v6 ? netif::gso::kTcpV6 : netif::gso::kTcpV4;
+                    tf.gso_size = mss;
+                }
+                Status st = f.send(0, tf);
+                if (st) {
+                    ++sent;
+                    continue;
+                }
+                if (st.error().code != Errc::busy) {
+                    ADD_FAILURE() << "guest " << dom << ": send: " << st.error().describe();
+                    break;
+                }
+                (void)f.poll(std::chrono::milliseconds(1), h);
+            }
+            while (tx_ok + tx_failed - done_before < sent &&
+                   std::chrono::steady_clock::now() < deadline)
+                (void)f.poll(std::chrono::milliseconds(5), h);
+            link.send(sent);
         } else if (*cmd == kReport) {
             const auto stream = static_cast<std::uint32_t>(link.recv().value_or(0));
             link.send(by_stream[stream]);
@@ -467,6 +640,17 @@ GuestProcess::GuestProcess(const std::string& sim_dir, hv::DomId dom, const Gues
     });
     child_link.close();
     started_ = true;
+}
+
+bool GuestProcess::send_tcp(const netif::MacAddress& dst, std::uint64_t count,
+                            std::uint32_t payload, std::uint16_t gso_size, bool ipv6,
+                            std::uint8_t seed) {
+    if (!link_.send(kSendTcp) || !link_.send(pack_mac(dst)) || !link_.send(count) ||
+        !link_.send(payload) || !link_.send(gso_size) || !link_.send(ipv6 ? 1 : 0) ||
+        !link_.send(seed))
+        return false;
+    auto sent = link_.recv();
+    return sent && *sent == count;
 }
 
 bool GuestProcess::wait_connected() {

@@ -136,6 +136,23 @@ netif::MacAddress peer_mac();
 std::vector<std::byte> payload_frame(const netif::MacAddress& dst, const netif::MacAddress& src,
                                      std::uint64_t seq, std::uint32_t stream, std::size_t size);
 
+// A TCP segment over IPv4 or IPv6 as a guest stack hands it to netfront with a partial
+// checksum (the pseudo-header sum in the TCP checksum field). Payload byte k of the stream
+// is (k * 13 + seed) & 0xFF, so segments can be checked without the original.
+std::vector<std::byte> tcp_frame(const netif::MacAddress& dst, const netif::MacAddress& src,
+                                 bool ipv6, std::uint32_t seq, std::size_t payload,
+                                 std::uint8_t seed);
+struct TcpSegment {
+    bool ok = false;
+    std::string why;
+    std::uint32_t seq = 0;
+    std::size_t payload = 0;
+    bool fin_or_psh = false;
+};
+// Checks a frame the engine sent: IPv4 header checksum, TCP checksum, the payload pattern.
+TcpSegment check_tcp_frame(const std::vector<std::byte>& frame, bool ipv6, std::uint8_t seed,
+                           std::uint32_t seq0);
+
 struct GuestOptions {
     netfront::RxMode rx_mode = netfront::RxMode::copy;
     std::uint32_t handle = 0;
@@ -164,6 +181,10 @@ public:
     // frame in its first page (frames crossing a page boundary use several slots).
     bool send(const netif::MacAddress& dst, std::uint32_t stream, std::uint64_t count,
               std::uint32_t size, std::uint16_t first_offset = 0);
+    // Sends `count` TCP frames with `payload` bytes each and a partial checksum, as GSO
+    // packets of MSS `gso_size` when it is not 0; frame i starts at sequence i * 100000.
+    bool send_tcp(const netif::MacAddress& dst, std::uint64_t count, std::uint32_t payload,
+                  std::uint16_t gso_size, bool ipv6, std::uint8_t seed);
     // Waits until `count` valid frames of `stream` arrived (in total), up to `timeout_ms`.
     std::optional<GuestReport> wait_received(std::uint32_t stream, std::uint64_t count,
                                              int timeout_ms = kTimeoutMs);

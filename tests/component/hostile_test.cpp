@@ -1,0 +1,304 @@
+// Hostile guests against the Engine: a raw frontend (rings and grants written by hand, in
+// its own process) connects next to a well-behaved netfront guest, then misbehaves:
+//   too many TX slots, a TX grant it never gave, an impossible TX or RX producer index, a
+// posted RX buffer it revokes before the frame arrives, an RX buffer it never granted
+// (map mode). Each time the hostile vif is disabled (status, event, reason), its grants
+// are all released on detach, and the good guest's traffic goes on; the daemon runs on.
+// In map mode the guest also finds it cannot revoke a buffer the engine has mapped.
+#include <thread>
+
+#include "dpnb/hv/sim.hpp"
+#include "dpnb/netif/ring.hpp"
+#include "dpnb/netif/wire.hpp"
+#include "dpnb/netif/xs_value.hpp"
+#include "harness.hpp"
+
+namespace dpnb::component {
+namespace {
+
+enum class Mischief : std::uint8_t {
+    tx_too_many_slots,
+    tx_bad_gref,
+    tx_ring_overflow,
+    rx_ring_overflow,
+    rx_revoked_buffer, // copy mode: revoked after posting, before the frame
+    rx_bad_gref,       // map mode: a gref it never granted
+};
+
+struct HostileCase {
+    Mischief mischief;
+    RxMode mode;
+    const char* name;
+    const char* reason; // expected in the disabled reason
+};
+
+void PrintTo(const HostileCase& c, std::ostream* os) {
+    *os << c.name;
+}
+
+// The hostile guest: sets up one queue by hand, connects, then does its mischief when told.
+// Reports over the link: 1 connected; after the mischief, 1 done; for rx_revoked_buffer and
+// rx_bad_gref, the result of trying to end access to a posted buffer (0 ok, 1 busy).
+void hostile_main(const std::string& dir, hv::DomId dom, Mischief mischief, const Link& link) {
+    auto hv = hv::sim::connect_guest(dir, dom);
+    ASSERT_TRUE(hv.has_value()) << hv.error().describe();
+    auto xs = (*hv)->open_xenstore();
+    ASSERT_TRUE(xs.has_value()) << xs.error().describe();
+    auto ev = (*hv)->open_event_channels();
+    ASSERT_TRUE(ev.has_value()) << ev.error().describe();
+    auto pages = (*hv)->alloc_pages(2 + 64);
+    ASSERT_TRUE(pages.has_value()) << pages.error().describe();
+    auto tx = netif::TxFrontRing::init(pages->page(0));
+    auto rx = netif::RxFrontRing::init(pages->page(1));
+    ASSERT_TRUE(tx && rx);
+    auto tx_ref = (*hv)->grant_access(hv::kDom0, pages->page(0), false);
+    auto rx_ref = (*hv)->grant_access(hv::kDom0, pages->page(1), false);
+    ASSERT_TRUE(tx_ref && rx_ref);
+    auto tx_port = (*ev)->bind_unbound(hv::kDom0);
+    auto rx_port = (*ev)->bind_unbound(hv::kDom0);
+    ASSERT_TRUE(tx_port && rx_port);
+    const std::string fe = "/local/domain/" + std::to_string(dom) + "/device/vif/0";
+    const std::pair<std::string, std::string> keys[] = {
+        {"tx-ring-ref", std::to_string(*tx_ref)},
+        {"rx-ring-ref", std::to_string(*rx_ref)},
+        {"event-channel-tx", std::to_string(*tx_port)},
+        {"event-channel-rx", std::to_string(*rx_port)},
+        {"request-rx-copy", "1"},
+        {"feature-rx-notify", "1"},
+        {"feature-sg", "1"},
+        {"state", "4"},
+    };
+    for (const auto& [k, v] : keys)
+        ASSERT_TRUE((*xs)->write(hv::kNoTxn, fe + "/" + k, v).has_value()) << k;
+    const std::string be = "/local/domain/0/backend/vif/" + std::to_string(dom) + "/0";
+    for (int i = 0; i < 6000; ++i) {
+        auto s = (*xs)->read(hv::kNoTxn, be + "/state");
+        if (s && *s == "4") break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    link.send(1);
+
+    // Buffers for RX: pages 2.., granted writable.
+    auto post_rx = [&](unsigned n, bool bad) {
+        std::vector<netif::GrantRef> refs;
+        for (unsigned i = 0; i < n; ++i) {
+            netif::GrantRef ref = 0x7FFF0 + i; // never granted
+            if (!bad) {
+                auto r = (*hv)->grant_access(hv::kDom0, pages->page(2 + i), false);
+                EXPECT_TRUE(r.has_value());
+                ref = r.value_or(0);
+            }
+            refs.push_back(ref);
+            EXPECT_TRUE(rx->put_request(netif::RxRequest{static_cast<std::uint16_t>(i), 0, ref}));
+        }
+        if (rx->push_requests()) (void)(*ev)->notify(*rx_port);
+        return refs;
+    };
+    auto cmd = link.recv();
+    if (!cmd) return;
+    switch (mischief) {
+    case Mischief::tx_too_many_slots: {
+        // 30 chained slots: more than fatal_slots (20).
+        auto data = (*hv)->grant_access(hv::kDom0, pages->page(2), true);
+        ASSERT_TRUE(data.has_value());
+        for (std::uint16_t i = 0; i < 30; ++i) {
+            netif::TxRequest r{*data, 0, i + 1 < 30 ? netif::txf::kMoreData : std::uint16_t{0}, i,
+                               static_cast<std::uint16_t>(i == 0 ? 30 * 64 : 64)};
+            EXPECT_TRUE(tx->put_request(r));
+        }
+        if (tx->push_requests()) (void)(*ev)->notify(*tx_port);
+        break;
+    }
+    case Mischief::tx_bad_gref: {
+        netif::TxRequest r{0x7FFF0, 0, 0, 1, 60};
+        EXPECT_TRUE(tx->put_request(r));
+        if (tx->push_requests()) (void)(*ev)->notify(*tx_port);
+        break;
+    }
+    case Mischief::tx_ring_overflow: {
+        auto* hdr = reinterpret_cast<netif::SharedRingHeader*>(pages->page(0));
+        std::atomic_ref<netif::RingIdx>(hdr->req_prod).store(300, std::memory_order_release);
+        (void)(*ev)->notify(*tx_port);
+        break;
+    }
+    case Mischief::rx_ring_overflow: {
+        // First: buffers the engine maps (map mode) cannot be revoked under it.
+        auto refs = post_rx(8, false);
+        link.send(2); // posted
+        if (!link.recv()) return;
+        link.send((*hv)->end_access(refs[0]) ? 0 : 1);
+        auto* hdr = reinterpret_cast<netif::SharedRingHeader*>(pages->page(1));
+        std::atomic_ref<netif::RingIdx>(hdr->req_prod).store(1000, std::memory_order_release);
+        (void)(*ev)->notify(*rx_port);
+        break;
+    }
+    case Mischief::rx_revoked_buffer: {
+        auto refs = post_rx(8, false);
+        std::this_thread::sleep_for(std::chrono::milliseconds(200)); // let the engine post them
+        bool busy = false;
+        for (netif::GrantRef r : refs) {
+            auto st = (*hv)->end_access(r);
+            busy = busy || !st;
+        }
+        link.send(busy ? 1 : 0);
+        break;
+    }
+    case Mischief::rx_bad_gref:
+        (void)post_rx(4, true);
+        break;
+    }
+    link.send(1);
+    (void)link.recv(); // stay alive until the test is done with us
+}
+
+class Hostile : public SimFixture, public ::testing::WithParamInterface<HostileCase> {
+protected:
+    void SetUp() override {
+        std::string why;
+        if (!tap_available(&why)) GTEST_SKIP() << "tap tests need " << why;
+        SimFixture::SetUp();
+    }
+};
+
+TEST_P(Hostile, IsCutOffWhileAGoodGuestKeepsItsTraffic) {
+    const HostileCase hc = GetParam();
+    const hv::DomId good = create_guest("good");
+    const hv::DomId bad = create_guest("hostile");
+    CT_ASSERT_OK(plug(good));
+    CT_ASSERT_OK(plug(bad));
+    GuestProcess g(dir_.path(), good, GuestOptions{netfront::RxMode::reuse, 0});
+    auto [mine, theirs] = Link::make();
+    Link hostile_link = std::move(mine);
+    Link child_link = std::move(theirs);
+    Child hostile([&] {
+        hostile_link.close();
+        hostile_main(dir_.path(), bad, hc.mischief, child_link);
+    });
+    child_link.close();
+
+    auto bhv = hv::sim::connect_backend(dir_.path());
+    CT_ASSERT_OK(bhv);
+    auto port = [](const std::string& name, unsigned n) {
+        pmd::PortConfig p;
+        p.name = name;
+        p.device = "net_tap_" + name + ",iface=" + tap_name(n);
+        p.steering = pmd::Steering::dedicated_port;
+        p.rx_desc = 32;
+        return p;
+    };
+    auto e = Engine::create(engine_options({port("good", 10), port("bad", 11)}), **bhv);
+    CT_ASSERT_OK(e);
+    Engine& engine = **e;
+    BackendHandshake hs(*xs_, engine);
+    CT_ASSERT_OK(hs.connect(good, 0, "good", RxMode::reuse));
+    ASSERT_TRUE(g.wait_connected());
+    CT_ASSERT_OK(hs.connect(bad, 0, "bad", hc.mode));
+    ASSERT_EQ(hostile_link.recv(), std::optional<std::uint64_t>(1));
+    TapPeer good_peer(tap_name(10));
+    TapPeer bad_peer(tap_name(11));
+    ASSERT_TRUE(good_peer.ok() && bad_peer.ok());
+
+    auto good_traffic = [&](std::uint32_t stream) {
+        ASSERT_TRUE(g.send(peer_mac(), stream, 20, 300, 0));
+        for (unsigned i = 0; i < 20; ++i) {
+            auto f = good_peer.recv();
+            ASSERT_TRUE(f);
+            EXPECT_TRUE(*f == payload_frame(peer_mac(), guest_mac(good), i, stream, 300));
+        }
+        // Kernel -> guest; the first frame after start may land in a placeholder.
+        const std::uint64_t before = g.report(stream + 100)->received;
+        for (unsigned i = 0; i < 16 && g.report(stream + 100)->received < before + 8; ++i) {
+            ASSERT_TRUE(
+                good_peer.send(payload_frame(guest_mac(good), peer_mac(), i, stream + 100, 200)));
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        auto r = g.wait_received(stream + 100, before + 8);
+        ASSERT_TRUE(r);
+        EXPECT_GE(r->received, before + 8);
+    };
+    good_traffic(1);
+
+    ASSERT_TRUE(hostile_link.send(1)); // go
+    std::optional<std::uint64_t> revoke_busy;
+    if (hc.mischief == Mischief::rx_revoked_buffer) revoke_busy = hostile_link.recv();
+    if (hc.mischief == Mischief::rx_ring_overflow) {
+        ASSERT_EQ(hostile_link.recv(), std::optional<std::uint64_t>(2));
+        for (int i = 0; i < 6000 && engine.status(VifId{bad, 0})->counters.grant_map_ops < 8; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        ASSERT_GE(engine.status(VifId{bad, 0})->counters.grant_map_ops, 8u);
+        ASSERT_TRUE(hostile_link.send(1));
+        EXPECT_EQ(hostile_link.recv(), std::optional<std::uint64_t>(1))
+            << "a buffer the engine maps cannot be revoked (end_access: busy)";
+    }
+    ASSERT_EQ(hostile_link.recv(), std::optional<std::uint64_t>(1));
+    if (revoke_busy) {
+        EXPECT_EQ(*revoke_busy, 0u) << "copy mode maps nothing: revoking works";
+    }
+    if (hc.mischief == Mischief::rx_revoked_buffer) {
+        // The frame that needs a revoked buffer.
+        for (unsigned i = 0; i < 50; ++i) {
+            if (engine.status(VifId{bad, 0})->state == VifRunState::disabled) break;
+            ASSERT_TRUE(bad_peer.send(payload_frame(guest_mac(bad), peer_mac(), i, 9, 100)));
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+    }
+    // Disabled, with the reason, and an event for the control plane.
+    VifStatus st;
+    for (int i = 0; i < 3000; ++i) {
+        st = engine.status(VifId{bad, 0}).value_or(VifStatus{});
+        if (st.state == VifRunState::disabled) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_EQ(st.state, VifRunState::disabled);
+    EXPECT_NE(st.disabled_reason.find(hc.reason), std::string::npos) << st.disabled_reason;
+    bool event = false;
+    while (auto ev = engine.next_event())
+        event =
+            event || (ev->kind == DataPlaneEvent::Kind::vif_disabled && ev->vif == VifId{bad, 0});
+    EXPECT_TRUE(event);
+    if (hc.mischief == Mischief::tx_too_many_slots) {
+        const auto i = static_cast<std::size_t>(netif::TxError::too_many_slots_fatal) - 1;
+        ASSERT_LT(i, st.tx_errors.size());
+        EXPECT_EQ(st.tx_errors[i], 1u);
+    }
+
+    // The good guest does not notice.
+    good_traffic(2);
+    EXPECT_EQ(engine.status(VifId{good, 0})->state, VifRunState::running);
+
+    // The control plane detaches the hostile vif: every grant of it is released.
+    CT_EXPECT_OK(engine.detach(VifId{bad, 0}));
+    EXPECT_EQ(pinned_grants(bad), 0u);
+    good_traffic(3);
+
+    ASSERT_TRUE(g.request_close());
+    CT_EXPECT_OK(hs.disconnect(good, 0));
+    EXPECT_TRUE(g.close_result());
+    EXPECT_TRUE(g.succeeded());
+    hostile_link.send(0);
+    EXPECT_TRUE(hostile.succeeded());
+    CT_EXPECT_OK(engine.shutdown());
+    for (const auto& d : engine.leaks().details)
+        ADD_FAILURE() << d;
+    e->reset();
+    bhv->reset();
+    EXPECT_EQ(total_pinned(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Mischief, Hostile,
+                         ::testing::Values(HostileCase{Mischief::tx_too_many_slots, RxMode::copy,
+                                                       "tx_too_many_slots", "tx_slot_fatal"},
+                                           HostileCase{Mischief::tx_bad_gref, RxMode::copy,
+                                                       "tx_bad_gref", "grant refused"},
+                                           HostileCase{Mischief::tx_ring_overflow, RxMode::copy,
+                                                       "tx_ring_overflow", "TX ring overflow"},
+                                           HostileCase{Mischief::rx_ring_overflow, RxMode::map,
+                                                       "rx_ring_overflow", "RX ring overflow"},
+                                           HostileCase{Mischief::rx_revoked_buffer, RxMode::copy,
+                                                       "rx_revoked_buffer", "grant refused"},
+                                           HostileCase{Mischief::rx_bad_gref, RxMode::map,
+                                                       "rx_bad_gref", "grant refused"}),
+                         [](const auto& p) { return std::string(p.param.name); });
+
+} // namespace
+} // namespace dpnb::component
