@@ -36,6 +36,12 @@ inline std::uint64_t read_counter(const std::uint64_t& c) noexcept {
         .load(std::memory_order_relaxed);
 }
 
+// TSC cycles in `usec` microseconds, without overflowing for any 32-bit interval.
+inline std::uint64_t usec_to_tsc(std::uint32_t usec) noexcept {
+    return static_cast<std::uint64_t>(static_cast<unsigned __int128>(rte_get_tsc_hz()) * usec /
+                                      1000000U);
+}
+
 struct QueueCounters {
     VifCounters c;
     std::array<std::uint64_t, kTxErrorCount> tx_errors{};

@@ -203,7 +203,6 @@ Status Engine::Impl::init() {
                               "port " + pc.name + ": RX mbuf pool: " + rte_strerror(rte_errno));
         ps->guest_pools.resize(nb_rx);
         ps->owner.assign(nb_rx, std::nullopt);
-        ps->flows.assign(nb_rx, nullptr);
         std::vector<rte_mempool*> pools(nb_rx, ps->rx_pool);
         for (std::uint16_t q = 0; q < nb_rx && ps->zero_copy; ++q) {
             if (!ps->dedicated_queue[q]) continue;
@@ -472,7 +471,8 @@ Status Engine::Impl::attach(const VifSpec& spec) {
         if (spec.rate && spec.rate->bytes != 0 && spec.rate->usec != 0) {
             q->rate.on = true;
             q->rate.credit_bytes = spec.rate->bytes;
-            q->rate.period_tsc = rte_get_tsc_hz() * spec.rate->usec / 1000000U;
+            q->rate.period_tsc = detail::usec_to_tsc(spec.rate->usec);
+            q->rate.next_refill = rte_get_tsc_cycles() + q->rate.period_tsc;
             q->rate.max_credit = std::max<std::uint64_t>(spec.rate->bytes, 131072);
             q->rate.remaining = spec.rate->bytes;
         }
@@ -798,11 +798,8 @@ Status Engine::Impl::shutdown() {
         launched_ = false;
     }
     // Closing a port releases its queues: their mbufs go back to the pools first.
-    for (auto& ps : ports) {
-        for (rte_flow* f : ps->flows)
-            if (f != nullptr) (void)ps->port->remove_rule(f);
+    for (auto& ps : ports)
         ps->port.reset();
-    }
     // Ports are gone; keep their names for the report.
     last_report_ = LeakReport{};
     last_report_.mapped_grants = gt_ ? gt_->mapped_pages() : 0;

@@ -25,10 +25,9 @@ struct PortState {
     std::string copy_reason;
     rte_mempool* rx_pool = nullptr; // daemon mbufs for copy queues
     // Per RX queue: the guest pool of a zero-copy queue (nullptr otherwise), the vif that
-    // owns a dedicated queue, its MAC rule.
+    // owns a dedicated queue.
     std::vector<std::unique_ptr<pmd::GuestBufferPool>> guest_pools;
     std::vector<std::optional<VifId>> owner;
-    std::vector<rte_flow*> flows;
     // RX queues demultiplexed in software, each polled by one lcore (with its own copy of
     // the port's MAC table), and those lcores.
     std::vector<std::pair<std::uint16_t, unsigned>> demux_queues;

@@ -96,6 +96,8 @@ Status Lcore::init(hv::BackendHypervisor& hv, unsigned tx_mbufs) {
     if (hdr_pool_ == nullptr || ext_pool_ == nullptr)
         return make_error(Errc::io, std::string("lcore TX mbuf pools: ") + rte_strerror(rte_errno));
 
+    tx_work_.resize(kMaxBurst);
+    tx_segs_.reserve(kMaxBurst);
     segs_.reserve(4096);
     copy_frames_.reserve(1024);
     rx_touched_.reserve(256);
@@ -307,7 +309,7 @@ void Lcore::handle(Command* cmd) {
             if (cmd->rate && cmd->rate->bytes != 0 && cmd->rate->usec != 0) {
                 q->rate.on = true;
                 q->rate.credit_bytes = cmd->rate->bytes;
-                q->rate.period_tsc = rte_get_tsc_hz() * cmd->rate->usec / 1000000U;
+                q->rate.period_tsc = usec_to_tsc(cmd->rate->usec);
                 // As Linux netback: a burst may use up to 128 KiB when the credit is smaller,
                 // so that a 64 KiB GSO packet can always go out.
                 q->rate.max_credit = std::max<std::uint64_t>(cmd->rate->bytes, 131072);

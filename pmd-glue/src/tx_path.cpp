@@ -90,7 +90,6 @@ std::int16_t Lcore::mcast_update(GuestQueue* q, const netif::TxMcast& m) {
 
 bool Lcore::do_guest_tx(GuestQueue* q) {
     q->tx_blocked = false;
-    if (tx_work_.size() < kMaxBurst) tx_work_.resize(kMaxBurst);
     if (q->rate.on) {
         const std::uint64_t now = rte_get_tsc_cycles();
         if (now >= q->rate.next_refill) {

@@ -252,5 +252,58 @@ TEST_F(EngineRing, JumboFramesBothWaysAndSoftwareOffloads) {
     EXPECT_EQ(total_pinned(), 0u);
 }
 
+TEST_F(EngineRing, RateLimitHoldsTransmitsUntilLifted) {
+    const hv::DomId dom = create_guest("rateguest");
+    CT_ASSERT_OK(plug(dom));
+    GuestProcess g(dir_.path(), dom, GuestOptions{});
+    make_ring_port("ctrate");
+    if (HasFatalFailure()) return;
+    start_engine();
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
+    ASSERT_TRUE(g.wait_connected());
+    start_drainer();
+    // A byte per hour: the first packet already exceeds the credit.
+    CT_ASSERT_OK(engine_->set_rate(VifId{dom, 0}, netif::RateLimit{1, 4'000'000'000U}));
+    ASSERT_TRUE(g.send(peer_mac(), 1, 5, 300, 0, false));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    {
+        std::lock_guard lock(mu_);
+        EXPECT_TRUE(sent_.empty()) << "the rate limit let " << sent_.size() << " packet(s) out";
+    }
+    auto st = engine_->status(VifId{dom, 0});
+    CT_ASSERT_OK(st);
+    EXPECT_EQ(st->counters.tx_packets, 0u);
+    CT_ASSERT_OK(engine_->set_rate(VifId{dom, 0}, std::nullopt));
+    auto out = take_sent(5);
+    ASSERT_EQ(out.size(), 5u);
+    for (unsigned i = 0; i < 5; ++i)
+        EXPECT_TRUE(out[i] == payload_frame(peer_mac(), guest_mac(dom), i, 1, 300));
+
+    // A frontend whose ring grants are bad is refused with Errc::protocol; the port stays.
+    VifSpec spec;
+    spec.id = VifId{dom, 7};
+    spec.mac = guest_mac(dom, 7);
+    spec.port = "ring";
+    netif::QueueConfig qc;
+    qc.tx_ring_ref = 4000;
+    qc.rx_ring_ref = 4001;
+    qc.tx_evtchn = qc.rx_evtchn = 5;
+    spec.frontend.queues.push_back(qc);
+    auto bad = engine_->attach(spec);
+    ASSERT_FALSE(bad.has_value());
+    EXPECT_EQ(bad.error().code, Errc::protocol) << bad.error().describe();
+    EXPECT_EQ(engine_->list().size(), 1u);
+
+    ASSERT_TRUE(g.request_close());
+    CT_EXPECT_OK(handshake_->disconnect(dom, 0));
+    EXPECT_TRUE(g.close_result());
+    EXPECT_TRUE(g.succeeded());
+    stop_drainer();
+    CT_EXPECT_OK(engine_->shutdown());
+    for (const auto& d : engine_->leaks().details)
+        ADD_FAILURE() << d;
+}
+
 } // namespace
 } // namespace dpnb::component

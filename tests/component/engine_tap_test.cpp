@@ -256,5 +256,113 @@ TEST_F(EngineTap, SharedPortDemultiplexesByMac) {
     finish({{&ga, a}, {&gb, b}});
 }
 
+TEST_F(EngineTap, ADedicatedPortServesGuestsOneAfterAnother) {
+    const hv::DomId a = create_guest("first");
+    const hv::DomId b = create_guest("second");
+    CT_ASSERT_OK(plug(a));
+    CT_ASSERT_OK(plug(b));
+    GuestProcess ga(dir_.path(), a, GuestOptions{});
+    GuestProcess gb(dir_.path(), b, GuestOptions{});
+    const std::string iface = tap_name(3);
+    start_engine({tap_port("tap3", iface, pmd::Steering::dedicated_port)});
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(a, 0, "tap3", RxMode::map));
+    ASSERT_TRUE(ga.wait_connected());
+
+    // The port is taken; the vif is attached already; no such port.
+    VifSpec spec;
+    spec.id = VifId{b, 0};
+    spec.mac = guest_mac(b);
+    spec.port = "tap3";
+    spec.frontend.queues.resize(1);
+    auto busy = engine_->attach(spec);
+    ASSERT_FALSE(busy.has_value());
+    EXPECT_EQ(busy.error().code, Errc::busy) << busy.error().describe();
+    spec.port = "no-such-port";
+    auto missing = engine_->attach(spec);
+    ASSERT_FALSE(missing.has_value());
+    EXPECT_EQ(missing.error().code, Errc::not_found);
+    spec.id = VifId{a, 0};
+    spec.port = "tap3";
+    auto twice = engine_->attach(spec);
+    ASSERT_FALSE(twice.has_value());
+    EXPECT_EQ(twice.error().code, Errc::exists);
+
+    TapPeer peer(iface);
+    ASSERT_TRUE(peer.ok());
+    warm_up(peer, a);
+    kernel_to_guest(peer, ga, a, 1, 48, guest_mac(a));
+    // The guest leaves while the NIC holds one of its mapped buffers: detach takes it back.
+    ASSERT_TRUE(ga.request_close());
+    CT_EXPECT_OK(handshake_->disconnect(a, 0));
+    EXPECT_TRUE(ga.close_result());
+    EXPECT_TRUE(ga.succeeded());
+    EXPECT_EQ(pinned_grants(a), 0u);
+    EXPECT_EQ(engine_->leaks().mapped_grants, 0u);
+
+    // The next guest gets the port, zero copy again.
+    CT_ASSERT_OK(handshake_->connect(b, 0, "tap3", RxMode::map));
+    ASSERT_TRUE(gb.wait_connected());
+    warm_up(peer, b);
+    kernel_to_guest(peer, gb, b, 2, 48, guest_mac(b));
+    EXPECT_EQ(status(b).counters.daemon_copies, 0u);
+    guest_to_kernel(peer, gb, b, 3, 10, 500, 0);
+    finish({{&gb, b}});
+}
+
+TEST_F(EngineTap, RxModeChangesWhileTheGuestRuns) {
+    const hv::DomId dom = create_guest("modes");
+    CT_ASSERT_OK(plug(dom));
+    GuestProcess g(dir_.path(), dom, GuestOptions{netfront::RxMode::reuse, 0});
+    const std::string iface = tap_name(4);
+    start_engine({tap_port("tap4", iface, pmd::Steering::dedicated_port)});
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(dom, 0, "tap4", RxMode::copy));
+    ASSERT_TRUE(g.wait_connected());
+    TapPeer peer(iface);
+    ASSERT_TRUE(peer.ok());
+    warm_up(peer, dom);
+    kernel_to_guest(peer, g, dom, 1, 32, guest_mac(dom));
+    const VifCounters before = status(dom).counters;
+    EXPECT_GE(before.daemon_copies, 32u);
+    EXPECT_EQ(before.iott_hits, 0u);
+
+    // Buffers posted in copy mode still get copies; new ones come from the table.
+    CT_ASSERT_OK(engine_->set_rx_mode(VifId{dom, 0}, RxMode::reuse));
+    EXPECT_EQ(status(dom).rx_mode, RxMode::reuse);
+    kernel_to_guest(peer, g, dom, 2, 160, guest_mac(dom));
+    const VifCounters after = status(dom).counters;
+    EXPECT_GE(after.iott_hits, 160u - 64u) << "at most zc_depth buffers were posted before";
+    EXPECT_LE(after.daemon_copies - before.daemon_copies, 64u);
+    finish({{&g, dom}});
+}
+
+TEST_F(EngineTap, AGuestThatDiesIsReleased) {
+    const hv::DomId dom = create_guest("crash");
+    CT_ASSERT_OK(plug(dom));
+    auto g = std::make_unique<GuestProcess>(dir_.path(), dom, GuestOptions{});
+    const std::string iface = tap_name(5);
+    start_engine({tap_port("tap5", iface, pmd::Steering::dedicated_port)});
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(dom, 0, "tap5", RxMode::map));
+    ASSERT_TRUE(g->wait_connected());
+    TapPeer peer(iface);
+    ASSERT_TRUE(peer.ok());
+    warm_up(peer, dom);
+    kernel_to_guest(peer, *g, dom, 1, 16, guest_mac(dom));
+    EXPECT_GT(pinned_grants(dom), 0u) << "rings and posted buffers are mapped";
+    g.reset(); // SIGKILL: the guest's domain is destroyed with grants still mapped
+    for (int i = 0; i < 20; ++i)
+        ASSERT_TRUE(peer.send(payload_frame(guest_mac(dom), peer_mac(), i, 2, 300)));
+    CT_EXPECT_OK(engine_->detach(VifId{dom, 0}));
+    EXPECT_EQ(engine_->leaks().mapped_grants, 0u);
+    CT_EXPECT_OK(engine_->shutdown());
+    for (const auto& d : engine_->leaks().details)
+        ADD_FAILURE() << d;
+    engine_.reset();
+    backend_.reset();
+    EXPECT_EQ(total_pinned(), 0u);
+}
+
 } // namespace
 } // namespace dpnb::component

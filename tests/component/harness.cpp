@@ -543,6 +543,7 @@ void guest_main(const std::string& sim_dir, hv::DomId dom, const GuestOptions& o
             const std::uint64_t count = link.recv().value_or(0);
             const auto size = static_cast<std::uint32_t>(link.recv().value_or(64));
             const auto offset = static_cast<std::uint16_t>(link.recv().value_or(0));
+            const bool wait_done = link.recv().value_or(1) != 0;
             const std::uint64_t done_before = tx_ok + tx_failed;
             std::uint64_t sent = 0;
             const auto deadline =
@@ -563,7 +564,7 @@ void guest_main(const std::string& sim_dir, hv::DomId dom, const GuestOptions& o
                 }
                 (void)f.poll(std::chrono::milliseconds(1), h);
             }
-            while (tx_ok + tx_failed - done_before < sent &&
+            while (wait_done && tx_ok + tx_failed - done_before < sent &&
                    std::chrono::steady_clock::now() < deadline)
                 (void)f.poll(std::chrono::milliseconds(5), h);
             link.send(sent);
@@ -659,9 +660,10 @@ bool GuestProcess::wait_connected() {
 }
 
 bool GuestProcess::send(const netif::MacAddress& dst, std::uint32_t stream, std::uint64_t count,
-                        std::uint32_t size, std::uint16_t first_offset) {
+                        std::uint32_t size, std::uint16_t first_offset, bool wait_done) {
     if (!link_.send(kSend) || !link_.send(pack_mac(dst)) || !link_.send(stream) ||
-        !link_.send(count) || !link_.send(size) || !link_.send(first_offset))
+        !link_.send(count) || !link_.send(size) || !link_.send(first_offset) ||
+        !link_.send(wait_done ? 1 : 0))
         return false;
     auto sent = link_.recv();
     return sent && *sent == count;

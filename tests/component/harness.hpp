@@ -179,8 +179,9 @@ public:
     bool wait_connected();
     // Sends `count` payload frames of `size` bytes to `dst`; `first_offset` places the
     // frame in its first page (frames crossing a page boundary use several slots).
+    // With `wait_done`, returns once the backend answered every frame.
     bool send(const netif::MacAddress& dst, std::uint32_t stream, std::uint64_t count,
-              std::uint32_t size, std::uint16_t first_offset = 0);
+              std::uint32_t size, std::uint16_t first_offset = 0, bool wait_done = true);
     // Sends `count` TCP frames with `payload` bytes each and a partial checksum, as GSO
     // packets of MSS `gso_size` when it is not 0; frame i starts at sequence i * 100000.
     bool send_tcp(const netif::MacAddress& dst, std::uint64_t count, std::uint32_t payload,
