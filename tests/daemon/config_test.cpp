@@ -165,6 +165,11 @@ struct BadCase {
     const char* expected; // the whole message (one line per error)
 };
 
+// gtest prints a parameter's bytes without this (and CTest shows that in every test's name).
+void PrintTo(const BadCase& c, std::ostream* os) {
+    *os << c.name;
+}
+
 class BadConfig : public ::testing::TestWithParam<BadCase> {};
 
 TEST_P(BadConfig, GivesAClearMessage) {
@@ -245,8 +250,8 @@ const BadCase kBadCases[] = {
      "(domid or domain_name)"},
     {"section_not_table", "metrics = 5\n",
      "dpnetback.toml:1:11: metrics: expected a table [metrics], got an integer"},
-    {"several_errors", "[metrics]\nport = 0\nenabled = \"yes\"\n",
-     "dpnetback.toml:2:8: [metrics] port: 0 is out of range 1..65535\n"
+    {"several_errors", "[metrics]\nport = -1\nenabled = \"yes\"\n",
+     "dpnetback.toml:2:8: [metrics] port: -1 is out of range 0..65535\n"
      "dpnetback.toml:3:11: [metrics] enabled: expected a boolean (true or false), got a string "
      "\"yes\""},
 };
@@ -281,7 +286,7 @@ TEST(ConfigOverride, ErrorsNameTheCommandLine) {
     };
     const Case cases[] = {
         {"metrics.port=99999",
-         "command line (metrics.port=99999): [metrics] port: 99999 is out of range 1..65535"},
+         "command line (metrics.port=99999): [metrics] port: 99999 is out of range 0..65535"},
         {"metrics.prot=1",
          "command line (metrics.prot=1): [metrics] prot: unknown key (known: enabled, address, "
          "port, timeout_ms, max_clients)"},

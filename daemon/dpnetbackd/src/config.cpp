@@ -928,7 +928,7 @@ void load_metrics(Loader& l, const toml::table* t, Config& c) {
     Section s(l, t, "metrics", "[metrics]");
     s.boolean("enabled", c.metrics.enabled);
     s.string("address", c.metrics.address, check_address);
-    s.integer("port", c.metrics.port, 1, 65535);
+    s.integer("port", c.metrics.port, 0, 65535);
     s.milliseconds("timeout_ms", c.metrics.timeout, 100, 600'000);
     s.integer("max_clients", c.metrics.max_clients, 1, 1024);
     s.finish();
