@@ -4,6 +4,7 @@
 //   dpnb-netfront [--sim-dir DIR] [--domid N | --name NAME] [--backend-dom N] [--mac MAC]
 //                 [--queues N] [--rx-mode copy|reuse] [--buffer full|half] [--hold N]
 //                 [--send N --size S [--dst-mac MAC]] [--receive N] [--echo]
+//                 [--hotplug-status connected|pending]
 //                 [--duration SECONDS] [--json]
 //
 // It creates its domain with the simulated toolstack (or claims an existing one), plugs a vif
@@ -21,6 +22,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -96,6 +98,7 @@ int main(int argc, char** argv) {
     std::uint32_t handle = 0;
     std::string mac_text, dst_text;
     bool no_plug = false, keep_vif = false;
+    std::string hotplug_status = "connected";
     unsigned queues = 1;
     bool single_evtchn = false;
     std::string rx_mode = "copy", buffer = "full";
@@ -118,6 +121,11 @@ int main(int argc, char** argv) {
     app.add_option("--mac", mac_text, "the vif's MAC (default 00:16:3e:..:..:.. from domid)");
     app.add_flag("--no-plug", no_plug, "the vif is already in xenstore: do not plug it");
     app.add_flag("--keep-vif", keep_vif, "leave the vif plugged at exit");
+    app.add_option("--hotplug-status", hotplug_status,
+                   "after plugging: connected (as if libxl's vif script ran at once) or pending "
+                   "(hotplug-status stays \"\": the backend holds Connected until a script "
+                   "writes it)")
+        ->check(CLI::IsMember({"connected", "pending"}));
     app.add_option("--queues", queues, "queues to ask for (capped by the backend)");
     app.add_flag("--single-event-channel", single_evtchn, "do not use split event channels");
     app.add_option("--rx-mode", rx_mode, "copy (grant per buffer) or reuse (registered pool)")
@@ -213,6 +221,14 @@ int main(int argc, char** argv) {
         vif.mac = mac;
         if (Status st = add_vif(*xs0, vif); !st)
             return setup_failed("plugging the vif", st.error());
+        if (hotplug_status == "connected") {
+            // What the vif script writes once it has done its part (libxl waits for it).
+            auto paths = vif_paths(*xs0, dom, vif.backend, handle);
+            if (!paths) return setup_failed("plugging the vif", paths.error());
+            if (Status st = xs0->write(hv::kNoTxn, paths->backend + "/hotplug-status", "connected");
+                !st)
+                return setup_failed("writing hotplug-status", st.error());
+        }
     }
     auto unplug = [&] {
         if (!plug || keep_vif || !xs0) return;
@@ -249,7 +265,10 @@ int main(int argc, char** argv) {
     handlers.on_rx = [&](const RxFrameView& f) {
         const std::size_t n = f.copy_to(std::span<std::byte>(rx_buf.data(), f.len));
         std::span<std::byte> frame(rx_buf.data(), n);
-        if (work.echo) {
+        // Echo only unicast frames addressed to us (a guest that answered the kernel's
+        // multicast with a multicast source MAC would be dropped as a spoofer, rightly).
+        if (work.echo && frame.size() >= 14 &&
+            std::memcmp(frame.data(), mac.bytes.data(), 6) == 0) {
             swap_macs(frame);
             TxFrame echo;
             echo.data = frame;
