@@ -232,4 +232,20 @@ done
 for s in "${wanted[@]}"; do
   echo "  ${verdict[$s]:-"E2E $s FAIL reason=not_run"}"
 done
+# dpnetbackd against the in-kernel netback, as ratios (numbers under emulation mean little
+# alone; both run in the base group's boot): throughput each way and dom0 CPU per byte.
+key_of() { grep -oE " $2=[0-9.]+" <<<"$1" | head -n 1 | cut -d= -f2; }
+knb=${verdict[kernel-netback]:-} dnb=${verdict[dpnetbackd-basic]:-}
+if [ -n "$knb" ] && [ -n "$dnb" ]; then
+  line="== dpnetbackd / in-kernel netback:"
+  for k in tx_mbit rx_mbit tx_dom0_ns_per_byte rx_dom0_ns_per_byte; do
+    a=$(key_of "$dnb" "$k") b=$(key_of "$knb" "$k")
+    if [ -n "$a" ] && [ -n "$b" ]; then
+      line+=" $k $(awk -v a="$a" -v b="$b" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }') ($a / $b)"
+    else
+      line+=" $k -"
+    fi
+  done
+  echo "$line"
+fi
 exit $status

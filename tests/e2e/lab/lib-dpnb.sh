@@ -1,0 +1,289 @@
+# lib-dpnb.sh: what the dpnetbackd scenarios share in dom0 (bash; sourced after lib-dom0.sh
+# by scenarios/dpnetbackd-*.sh).
+#
+# dpnetbackd runs in dom0 with hypervisor.kind = "xen" and one net_tap port, dpnb0
+# (198.18.0.1/24 in dom0): the guests' frames leave the daemon on that tap and dom0's kernel
+# answers them, so dom0's own nc and ping are the far end of every test. The daemon logs to
+# a file that a failure prints (its last lines) and that is kept with the lab's logs.
+#
+# Guests run scenarios/dpnetbackd-guest.guest.sh, a command loop: dom0 writes data/e2e/cmd-N
+# ("up ADDR", "ping IP N", "gen MIB", "send IP PORT", "recv PORT", "stats", "queues") and
+# the guest answers data/e2e/done-N (gcmd below), so one guest serves any sequence of steps.
+
+DPNB=${E2E_BIN_dpnetbackd:?dpnetbackd is not built}
+DPNBCTL=${E2E_BIN_dpnetbackctl:?dpnetbackctl is not built}
+DPNB_DIR=/run/e2e/dpnb-$E2E_NAME
+DPNB_LOG=$DPNB_DIR/dpnetbackd.log
+DPNB_CONF=$DPNB_DIR/dpnetback.toml
+DPNB_SOCK=$DPNB_DIR/dpnetbackd.sock
+DPNB_PID=""
+DPNB_IFACE=dpnb0
+DPNB_DOM0_MAC=02:00:00:e2:e0:fe
+DOM0_IP=198.18.0.1
+TICK=$(getconf CLK_TCK)
+mkdir -p "$DPNB_DIR"
+declare -A GCMD_N
+
+# The daemon's log goes with every failure (and into the lab's output folder).
+dpnb_keep_log() {
+  [ -f "$DPNB_LOG" ] || return 0
+  if mountpoint -q /run/e2e-out 2>/dev/null; then
+    cp "$DPNB_LOG" "/run/e2e-out/$E2E_NAME-dpnetbackd.log" 2>/dev/null
+  fi
+}
+fail() {
+  log "FAIL: $*"
+  if [ -f "$DPNB_LOG" ]; then
+    echo "---- dpnetbackd log ($DPNB_LOG, last 80 lines)"
+    tail -n 80 "$DPNB_LOG" | sed 's/^/    dpnetbackd| /'
+    if [ -x "$DPNBCTL" ] && [ -S "$DPNB_SOCK" ]; then
+      echo "---- dpnetbackctl list"
+      timeout 10 "$DPNBCTL" -s "$DPNB_SOCK" list 2>&1 | sed 's/^/    | /'
+    fi
+  fi
+  dpnb_keep_log
+  kv reason "$*"
+  result FAIL
+}
+
+ctl() { timeout 30 "$DPNBCTL" -s "$DPNB_SOCK" "$@"; }
+
+# dpnb_config STEERING RX_QUEUES [TOML_LINE...]: the scenario's configuration; extra lines
+# are appended (later sections, e.g. "[features]" "max_queues = 2").
+dpnb_config() {
+  local steering=$1 rxq=$2
+  shift 2
+  cat > "$DPNB_CONF" <<EOF
+# written by tests/e2e/lab/lib-dpnb.sh for $E2E_NAME
+[hypervisor]
+kind = "xen"
+
+[log]
+level = "info"
+target = "stderr"
+
+[eal]
+main_lcore = 0
+worker_lcores = [1]
+no_huge = true
+memory_mb = 256
+file_prefix = "e2e"
+
+[port.uplink]
+device = "net_tap0,iface=$DPNB_IFACE"
+steering = "$steering"
+rx_queues = $rxq
+
+[management]
+socket = "$DPNB_SOCK"
+
+[metrics]
+port = 0
+EOF
+  printf '%s\n' "$@" >> "$DPNB_CONF"
+}
+
+dpnb_alive() { [ -n "$DPNB_PID" ] && kill -0 "$DPNB_PID" 2>/dev/null; }
+dpnb_answers() { dpnb_alive && ctl version >/dev/null 2>&1; }
+
+# dpnb_try_start [OVERRIDE...]: starts the daemon with $DPNB_CONF; returns 1 (no verdict)
+# when it exits or does not answer within 120 s, so that a scenario may try another set-up.
+# Once it answers, dpnb0 gets dom0's address and a fixed MAC (a restarted daemon makes a
+# new tap device; the guests' ARP entries stay right).
+dpnb_try_start() {
+  local deadline=$((SECONDS + 120))
+  echo "==== dpnetbackd start T+$(uptime_s): $*" >> "$DPNB_LOG"
+  "$DPNB" -f --config "$DPNB_CONF" "$@" >> "$DPNB_LOG" 2>&1 &
+  DPNB_PID=$!
+  log "dpnetbackd started (pid $DPNB_PID)"
+  until dpnb_answers; do
+    if ! dpnb_alive; then
+      wait "$DPNB_PID" 2>/dev/null
+      log "dpnetbackd exited with status $? before answering"
+      DPNB_PID=""
+      return 1
+    fi
+    if ((SECONDS >= deadline)); then
+      log "dpnetbackd does not answer on $DPNB_SOCK"
+      kill -KILL "$DPNB_PID" 2>/dev/null
+      DPNB_PID=""
+      return 1
+    fi
+    sleep 0.5
+  done
+  ip link show "$DPNB_IFACE" >/dev/null 2>&1 || { log "no $DPNB_IFACE"; return 1; }
+  ip link set "$DPNB_IFACE" address "$DPNB_DOM0_MAC" || return 1
+  ip addr replace "$DOM0_IP/24" dev "$DPNB_IFACE" || return 1
+  ip link set "$DPNB_IFACE" up || return 1
+  log "dpnetbackd answers; $DPNB_IFACE is $DOM0_IP/24"
+}
+dpnb_start() { dpnb_try_start "$@" || fail "dpnetbackd did not start (its log above)"; }
+
+# dpnb_start_steered [TOML_LINE...]: "mac_flow" with 3 RX queues (1 shared + 2 guests), or,
+# when the daemon does not start with it, "shared" with the reason in steering_fallback.
+# The port's steering, flow_rules and zero_copy go into the verdict; STEERING is set.
+dpnb_start_steered() {
+  local why port
+  dpnb_config mac_flow 3 "$@"
+  STEERING=mac_flow
+  if ! dpnb_try_start; then
+    why=$(grep -aiE 'error|critical|flow|fail' "$DPNB_LOG" | tail -n 2 | tr -s ' \n' '_' | cut -c1-200)
+    log "mac_flow refused; falling back to shared: $why"
+    kv steering_fallback "$why"
+    dpnb_config shared 1 "$@"
+    dpnb_start
+    STEERING=shared
+  fi
+  port=$(ctl --json stats | jq -c '.ports[0] | {steering, flow_rules, zero_copy, rx_queues, copy_reason}')
+  log "port: $port"
+  kv steering "$(jq -r .steering <<<"$port")"
+  kv flow_rules "$(jq -r .flow_rules <<<"$port")"
+  kv zero_copy "$(jq -r .zero_copy <<<"$port")"
+}
+
+# dpnb_stop: SIGTERM, the graceful stop; fails the scenario when the daemon reports leaked
+# grants, mbufs or guest headers, or does not stop within 60 s.
+dpnb_stop() {
+  dpnb_alive || return 0
+  kill -TERM "$DPNB_PID"
+  wait_pid 60 "dpnetbackd to stop on SIGTERM" "$DPNB_PID"
+  local rc=$?
+  DPNB_PID=""
+  log "dpnetbackd stopped (status $rc)"
+  if grep -q 'leaks at shutdown' "$DPNB_LOG"; then
+    fail "dpnetbackd: $(grep -m1 -o 'leaks at shutdown.*' "$DPNB_LOG")"
+  fi
+  return 0
+}
+# dpnb_kill: SIGKILL (a crash): nothing is closed in xenstore.
+dpnb_kill() {
+  dpnb_alive || return 0
+  kill -KILL "$DPNB_PID"
+  wait "$DPNB_PID" 2>/dev/null
+  DPNB_PID=""
+  log "dpnetbackd killed"
+}
+
+# vif_json DOMID [HANDLE]: `dpnetbackctl show --json` of a vif, in REPLY (empty if unknown).
+vif_json() { REPLY=$(ctl --json show "vif$1.${2:-0}" 2>/dev/null) || REPLY=""; }
+vif_field() {
+  vif_json "$1" "${3:-0}"
+  REPLY=$(jq -r "$2 // empty" <<<"$REPLY" 2>/dev/null)
+}
+vif_connected() {
+  vif_json "$1" "${2:-0}"
+  [ "$(jq -r '.phase // empty' <<<"$REPLY" 2>/dev/null)" = connected ]
+}
+# vif_known DOMID: the daemon lists a vif of DOMID.
+vif_known() { ctl --json list 2>/dev/null | jq -e --argjson d "$1" '[.vifs[] | select(.domid == $d)] | length > 0' >/dev/null; }
+
+# dpnb_guest NAME MAC [XL_LINE...]: a guest whose vif dpnetbackd serves (script: the lab's
+# hotplug script), running the command loop. Sets E2E_DOMID.
+dpnb_guest() {
+  local name=$1 mac=$2
+  shift 2
+  guest_create "$name" dpnetbackd-guest \
+    "vif = [ 'mac=$mac,script=$E2E_ROOT/lab/vif-dpnetback-lab' ]" "$@"
+  GCMD_N[$E2E_DOMID]=0
+}
+
+# handshake DOMID [PREFIX]: both sides Connected (4), hotplug connected; keys added.
+handshake() {
+  local d=$1 p=${2:-} be=/local/domain/0/backend/vif/$1/0 fe=/local/domain/$1/device/vif/0
+  wait_for 180 "guest $d: backend state Connected (4)" xs_is "$be/state" 4
+  wait_for 180 "guest $d: frontend state Connected (4)" xs_is "$fe/state" 4
+  kv "${p}backend_state" "$(xenstore-read "$be/state")"
+  kv "${p}frontend_state" "$(xenstore-read "$fe/state")"
+  kv "${p}hotplug" "$(xenstore-read "$be/hotplug-status")"
+  kv "${p}queues" "$(xenstore-read "$fe/multi-queue-num-queues" 2>/dev/null || echo 1)"
+  kv "${p}split_evtchn" "$(xenstore-exists "$fe/event-channel-tx" || xenstore-exists "$fe/queue-0/event-channel-tx" && echo 1 || echo 0)"
+}
+
+# gcmd_send DOMID COMMAND: hands the guest its next command; its index in REPLY.
+gcmd_send() {
+  local d=$1 n=${GCMD_N[$1]:-0}
+  GCMD_N[$d]=$((n + 1))
+  guest_put "$d" "cmd-$n" "$2"
+  REPLY=$n
+}
+# gcmd_wait DOMID INDEX SECONDS: the guest's answer to command INDEX, in REPLY.
+gcmd_wait() {
+  local saved=$E2E_GUEST_DOMID
+  E2E_GUEST_DOMID=$1
+  guest_wait "$1" "done-$2" "$3"
+  E2E_GUEST_DOMID=$saved
+}
+# gcmd DOMID SECONDS COMMAND: runs one command in the guest; its answer in REPLY.
+gcmd() {
+  gcmd_send "$1" "$3"
+  gcmd_wait "$1" "$REPLY" "$2"
+}
+
+# metrics PREFIX BYTES SECONDS TICKS: throughput and dom0 CPU per byte of one direction,
+# with kernel-netback's keys.
+metrics() {
+  kv "$1_bytes" "$2"
+  kv "$1_secs" "$3"
+  kv "$1_mbit" "$(awk -v b="$2" -v s="$3" 'BEGIN { printf "%.1f", (s > 0 ? b * 8 / s / 1e6 : 0) }')"
+  kv "$1_dom0_cpu_s" "$(awk -v t="$4" -v hz="$TICK" 'BEGIN { printf "%.2f", t / hz }')"
+  kv "$1_dom0_ns_per_byte" \
+    "$(awk -v t="$4" -v hz="$TICK" -v b="$2" 'BEGIN { printf "%.1f", (b > 0 ? t / hz * 1e9 / b : 0) }')"
+}
+
+# ping_both DOMID GUEST_IP PREFIX: 3 pings each way, at least one reply each.
+ping_both() {
+  local replies
+  busybox ping -c 3 -W 5 "$2" > "$DPNB_DIR/ping.txt" 2>&1
+  replies=$(grep -c 'bytes from' "$DPNB_DIR/ping.txt")
+  kv "${3}ping_d2g" "$replies"
+  gcmd "$1" 120 "ping $DOM0_IP 3"
+  kv "${3}ping_g2d" "$REPLY"
+  [ "$replies" -ge 1 ] || fail "guest $1: no reply to dom0's ping of $2"
+  [ "$REPLY" -ge 1 ] 2>/dev/null || fail "guest $1: no reply to its ping of dom0"
+}
+
+# xfer_tx DOMID MIB PORT PREFIX: the guest sends MIB MiB to dom0 (its TX ring); checks size
+# and sha256; metrics PREFIX_tx.
+xfer_tx() {
+  local d=$1 mib=$2 port=$3 p=$4 sum secs got c0 c1 listener f=$DPNB_DIR/tx-$1.bin
+  gcmd "$d" 300 "gen $mib"
+  sum=$REPLY
+  rm -f "$DPNB_DIR/hold-$d"
+  mkfifo "$DPNB_DIR/hold-$d"
+  timeout 900 busybox nc -l -p "$port" < "$DPNB_DIR/hold-$d" > "$f" &
+  listener=$!
+  exec 7> "$DPNB_DIR/hold-$d"
+  wait_for 30 "listener on $port" tcp_listening "$port"
+  c0=$(cpu_busy_ticks)
+  gcmd "$d" 900 "send $DOM0_IP $port"
+  secs=$REPLY
+  wait_pid 120 "dom0's receiver (nc) on $port" "$listener" || fail "dom0's receiver (nc) failed"
+  c1=$(cpu_busy_ticks)
+  exec 7>&-
+  got=$(stat -c %s "$f")
+  metrics "${p}tx" "$got" "$secs" $((c1 - c0))
+  [ "$got" -eq $((mib * 1048576)) ] || fail "guest $d to dom0: $got bytes of $((mib * 1048576))"
+  [ "$(sha256sum < "$f" | cut -d' ' -f1)" = "$sum" ] || fail "guest $d to dom0: data differs (sha256)"
+  rm -f "$f"
+}
+
+# xfer_rx DOMID GUEST_IP MIB PORT PREFIX: dom0 sends MIB MiB to the guest (its RX ring).
+xfer_rx() {
+  local d=$1 ip=$2 mib=$3 port=$4 p=$5 sum n t0 t1 c0 c1 f=$DPNB_DIR/rx-$1.bin
+  head -c $((mib * 1048576)) /dev/urandom > "$f"
+  sum=$(sha256sum < "$f" | cut -d' ' -f1)
+  gcmd_send "$d" "recv $port"
+  n=$REPLY
+  guest_wait "$d" "ready-$n" 120
+  c0=$(cpu_busy_ticks)
+  t0=$(now)
+  timeout 900 busybox nc "$ip" "$port" < "$f" || fail "dom0's sender (nc) to guest $d failed"
+  t1=$(now)
+  c1=$(cpu_busy_ticks)
+  gcmd_wait "$d" "$n" 300
+  read -r got gsum <<<"$REPLY"
+  metrics "${p}rx" "$got" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" $((c1 - c0))
+  [ "$got" -eq $((mib * 1048576)) ] || fail "dom0 to guest $d: $got bytes of $((mib * 1048576))"
+  [ "$gsum" = "$sum" ] || fail "dom0 to guest $d: data differs (sha256)"
+  rm -f "$f"
+}

@@ -1,0 +1,70 @@
+# The guest of the dpnetbackd scenarios (lab/lib-dpnb.sh): an unmodified Linux xen-netfront
+# (eth0, or the first ethN) and a command loop. dom0 writes data/e2e/cmd-N, the guest runs it and answers
+# data/e2e/done-N; a command that goes wrong reports data/e2e/error (dom0 stops at once).
+#   up ADDR/PREFIX     bring ethN up                           -> ok
+#   ping IP N          N pings                                 -> replies
+#   gen MIB            /tmp/tx.bin of random bytes             -> its sha256
+#   send IP PORT       nc /tmp/tx.bin to IP:PORT               -> seconds
+#   recv PORT          listen (ready-N once listening)         -> "bytes sha256"
+#   stats              eth0's counters                         -> "rx_bytes rx_packets tx_bytes tx_packets"
+#   queues             netfront's queues                       -> "rx tx"
+. /e2e/lib-guest.sh
+# The netfront's interface: eth0, or whatever name a re-attached vif got.
+ifname() { ls /sys/class/net | grep '^eth' | head -n 1; }
+has_if() { [ -n "$(ifname)" ]; }
+i=0
+while :; do
+  wait_key "cmd-$i" 1800
+  set -- $REPLY
+  op=$1
+  shift
+  case $op in
+    up)
+      wait_cmd 60 "a netfront interface" has_if
+      net_up "$(ifname)" "$1"
+      r=ok
+      ;;
+    ping)
+      ping -c "$2" -W 5 "$1" > /tmp/ping.txt 2>&1
+      r=$(grep -c 'bytes from' /tmp/ping.txt)
+      ;;
+    gen)
+      dd if=/dev/urandom of=/tmp/tx.bin bs=1048576 count="$1" 2>/dev/null || fail "dd"
+      r=$(sha256sum < /tmp/tx.bin | cut -d' ' -f1)
+      ;;
+    send)
+      t0=$(uptime_s)
+      nc "$1" "$2" < /tmp/tx.bin || fail "nc to $1:$2"
+      t1=$(uptime_s)
+      r=$(elapsed "$t0" "$t1")
+      say "sent $(stat -c %s /tmp/tx.bin) bytes to $1:$2 in $r s"
+      ;;
+    recv)
+      rm -f /tmp/hold /tmp/rx.bin
+      mkfifo /tmp/hold
+      nc -l -p "$1" < /tmp/hold > /tmp/rx.bin &
+      listener=$!
+      exec 7> /tmp/hold
+      wait_cmd 30 "listener on $1" tcp_listening "$1"
+      put "ready-$i" 1
+      wait "$listener" || fail "nc listener on $1"
+      exec 7>&-
+      r="$(stat -c %s /tmp/rx.bin) $(sha256sum < /tmp/rx.bin | cut -d' ' -f1)"
+      say "received $r on $1"
+      rm -f /tmp/rx.bin
+      ;;
+    stats)
+      s=/sys/class/net/$(ifname)/statistics
+      r="$(cat $s/rx_bytes) $(cat $s/rx_packets) $(cat $s/tx_bytes) $(cat $s/tx_packets)"
+      ;;
+    queues)
+      q=/sys/class/net/$(ifname)/queues
+      r="$(ls $q | grep -c rx-) $(ls $q | grep -c tx-)"
+      ;;
+    *)
+      fail "unknown command '$op'"
+      ;;
+  esac
+  put "done-$i" "$r"
+  i=$((i + 1))
+done
