@@ -272,6 +272,20 @@ TEST(ConfigOverride, ValuesAndBareWords) {
     EXPECT_EQ(c->engine.ports.at(0).device, "net_null0,size=64");
 }
 
+TEST(ConfigShutdown, VifsCloseByDefaultKeepOnRequest) {
+    auto d = parse_config("", "dpnetback.toml");
+    ASSERT_TRUE(d) << d.error().message;
+    EXPECT_EQ(d->shutdown_vifs, ShutdownVifs::close);
+    auto k = parse_config("[shutdown]\nvifs = \"keep\"\n", "dpnetback.toml");
+    ASSERT_TRUE(k) << k.error().message;
+    EXPECT_EQ(k->shutdown_vifs, ShutdownVifs::keep);
+    EXPECT_EQ(reload_class("shutdown.vifs"), Reload::live);
+    auto bad = parse_config("[shutdown]\nvifs = \"drop\"\n", "dpnetback.toml");
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().message,
+              "dpnetback.toml:2:8: [shutdown] vifs: \"drop\" is not one of \"close\", \"keep\"");
+}
+
 TEST(ConfigOverride, ReplacesTheFilesValue) {
     const std::vector<std::string> o = {"metrics.port=9700"};
     auto c = parse_config("[metrics]\nport = 9600\n", "f.toml", o);

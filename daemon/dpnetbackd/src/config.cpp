@@ -125,6 +125,7 @@ constexpr KeyInfo kKeys[] = {
     {"metrics.max_clients", Reload::live},
 
     {"shutdown.timeout_ms", Reload::live},
+    {"shutdown.vifs", Reload::live},
 };
 
 constexpr std::string_view kOverridePrefix = "override:";
@@ -934,9 +935,27 @@ void load_metrics(Loader& l, const toml::table* t, Config& c) {
     s.finish();
 }
 
+} // namespace
+
+const char* to_string(ShutdownVifs v) noexcept {
+    return v == ShutdownVifs::keep ? "keep" : "close";
+}
+
+Result<ShutdownVifs> parse_shutdown_vifs(std::string_view text) {
+    if (text == "close") return ShutdownVifs::close;
+    if (text == "keep") return ShutdownVifs::keep;
+    return make_error(Errc::invalid_argument,
+                      "shutdown.vifs must be close or keep, not \"" + std::string(text) + "\"");
+}
+
+namespace {
+
 void load_shutdown(Loader& l, const toml::table* t, Config& c) {
     Section s(l, t, "shutdown", "[shutdown]");
     s.milliseconds("timeout_ms", c.shutdown_timeout, 0, 600'000);
+    s.parsed(
+        "vifs", c.shutdown_vifs, [](const std::string& v) { return parse_shutdown_vifs(v); },
+        [](ShutdownVifs v) { return std::string(to_string(v)); }, "\"close\", \"keep\"");
     s.finish();
 }
 

@@ -379,8 +379,9 @@ Result<ReloadResult> Daemon::Impl::reload() {
         }
     }
     for (const std::string& k : d.live)
-        if (k == "shutdown.timeout_ms") {
+        if (k == "shutdown.timeout_ms" || k == "shutdown.vifs") {
             config_.shutdown_timeout = next->shutdown_timeout;
+            config_.shutdown_vifs = next->shutdown_vifs;
             config_.values[k] = next->values.at(k);
             r.applied.push_back(k);
         }
@@ -432,7 +433,13 @@ void Daemon::Impl::stop() {
     // No new requests while the vifs close.
     if (mgmt_) mgmt_->stop();
     metrics_.reset();
-    if (control_) {
+    if (control_ && config_.shutdown_vifs == ShutdownVifs::keep) {
+        // Destroying the control plane without shutdown() detaches every vif and writes
+        // nothing, exactly what a crash leaves: the next daemon re-attaches (docs/xenbus.md).
+        log->info("shutdown.vifs = keep: leaving {} vif(s) to the next daemon",
+                  control_->list().size());
+        control_.reset();
+    } else if (control_) {
         if (Status st = control_->shutdown(config_.shutdown_timeout); !st)
             log->warn("shutdown: {}", st.error().message);
         control_.reset();

@@ -84,6 +84,16 @@ struct MetricsConfig {
     unsigned max_clients = 8;
 };
 
+// What SIGTERM does to the guests' vifs.
+enum class ShutdownVifs : std::uint8_t {
+    close, // Closing/Closed: guests lose their network until their vif is plugged again (a
+           // Linux netfront stays Closed); for removing the daemon or the host's shutdown
+    keep,  // detach and write nothing, as a crash would: a restarted daemon re-attaches and the
+           // guests keep their network (upgrades; `systemctl restart` sends SIGTERM)
+};
+const char* to_string(ShutdownVifs v) noexcept;
+Result<ShutdownVifs> parse_shutdown_vifs(std::string_view text);
+
 struct Config {
     std::string path; // the file it came from; empty when no file was read
     HypervisorConfig hypervisor;
@@ -93,6 +103,7 @@ struct Config {
     ManagementConfig management;
     MetricsConfig metrics;
     std::chrono::milliseconds shutdown_timeout{10000}; // frontends answering Closed on SIGTERM
+    ShutdownVifs shutdown_vifs = ShutdownVifs::close;
 
     // Every key's effective value by its full name ("metrics.port", "port.uplink.mtu",
     // "vifs.rule.0.domid"), as text: what a reload compares.
