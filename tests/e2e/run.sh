@@ -44,6 +44,8 @@ if [ $list -eq 1 ]; then
   exit 0
 fi
 [ ${#wanted[@]} -gt 0 ] || wanted=("${all[@]}")
+# dom0 runs the binaries from its own working folder: the build folder's absolute path.
+[ ! -d "$build" ] || build=$(cd "$build" && pwd)
 for s in "${wanted[@]}"; do
   [ -f "$here/scenarios/$s.sh" ] || { echo "run.sh: no scenario '$s' (--list)" >&2; exit 2; }
 done

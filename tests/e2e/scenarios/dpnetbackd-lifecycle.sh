@@ -28,7 +28,7 @@ SMALL=$((MIB / 4 > 0 ? MIB / 4 : 1))
 in_xl_list() { xl list | awk 'NR > 1 { print $2 }' | grep -qx "$1"; }
 not_in_xl_list() { ! in_xl_list "$1"; }
 vif_unknown() { ! vif_known "$1"; }
-vif_unknown_h() { ! ctl --json list 2>/dev/null | jq -e --argjson d "$1" --argjson h "$2" '[.vifs[] | select(.domid == $d and .handle == $h)] | length > 0' >/dev/null; }
+vif_unknown_h() { ! ctlj list 2>/dev/null | jq -e --argjson d "$1" --argjson h "$2" '[.vifs[] | select(.domid == $d and .handle == $h)] | length > 0' >/dev/null; }
 no_folder() { ! xenstore-exists "$1"; }
 rx_packets_above() { vif_field "$1" .rx_packets; [ "${REPLY:-0}" -gt "$2" ]; }
 
