@@ -3,7 +3,8 @@
 # demo, and only the ones that are missing. Safe to run again. Groups:
 #   build  compilers, CMake, DPDK, the Xen libraries, spdlog, CLI11, toml++, JSON, systemd
 #   test   GoogleTest, clang's libFuzzer runtime, clang-format, iproute2, promtool, valgrind,
-#          Xen's xenstore-* tools (xenstore-utils, run against the simulated xenstore)
+#          Xen's xenstore-* tools (xenstore-utils, run against the simulated xenstore),
+#          systemd (systemd-analyze verify and systemd-tmpfiles check the unit files)
 #   e2e    QEMU, the Xen hypervisor and tools, a kernel and busybox for the Xen lab
 # Usage: scripts/install-deps.sh [build] [test] [e2e]   (default: build test)
 set -euo pipefail
@@ -15,7 +16,7 @@ pkgs_build=(build-essential g++ cmake ninja-build pkg-config git
   libdpdk-dev dpdk libxen-dev libspdlog-dev libfmt-dev libcli11-dev
   libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev libnuma-dev python3)
 pkgs_test=(googletest libgtest-dev libgmock-dev clang libclang-rt-14-dev clang-format xenstore-utils
-  clang-tidy iproute2 procps valgrind)
+  clang-tidy iproute2 procps valgrind systemd)
 # e2e (tests/e2e): QEMU runs Xen under TCG; the PV dom0 and domU boot the host's Debian
 # kernel (linux-image-amd64: /boot/vmlinuz-* and its modules); xen-utils-4.17 has xl,
 # oxenstored, xenconsoled and xen-init-dom0 (in /usr/lib/xen-4.17/bin); xenstore-utils the
