@@ -1,0 +1,735 @@
+// dpnb-bench-datapath: the real Engine (pmd-glue) with simulated guests (dpnb-netfront
+// processes over dpnb-simhv) and a virtual NIC, measured per RX mode and frame size:
+// guest-bound RX and guest TX rates, the lcore's TSC cycles per packet (busy cycles and the
+// per-stage breakdown), grant hypercalls and notifications per packet; beside dpdk-testpmd's
+// io-forward on the same virtual device type in the same run (the ceiling of a poll loop).
+// Also idle CPU and resident memory with guests attached, and round-trip latency through an
+// echoing guest. docs/benchmarks.md says what each figure means and how it is measured.
+//
+// Devices: `ring` (net_ring: a generator thread enqueues pre-built mbufs, no kernel in the
+// loop; net_ring hands mbufs over, so RX is always copy, docs/datapath.md rule 4) and `tap`
+// (net_tap, one port per guest, RX scatter off: the device writes into guest buffers, so
+// map and reuse are zero copy; the kernel side injects frames with AF_PACKET sendmmsg).
+#include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "dpnb/engine/engine.hpp"
+#include "dpnb/hv/sim.hpp"
+#include "dpnb/hv/xenstore_client.hpp"
+#include "dpnb/pmd/eal.hpp"
+#include "guests.hpp"
+#include "traffic.hpp"
+
+#ifndef DPNB_SIMHV_PATH
+#define DPNB_SIMHV_PATH "dpnb-simhv"
+#endif
+#ifndef DPNB_NETFRONT_PATH
+#define DPNB_NETFRONT_PATH "dpnb-netfront"
+#endif
+
+namespace dpnb::bench {
+namespace {
+
+using json = nlohmann::ordered_json;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+using engine::RxMode;
+
+struct Options {
+    double duration = 3.0;
+    double warmup = 0.5;
+    std::vector<std::string> modes = {"copy", "map", "reuse"};
+    std::vector<unsigned> sizes = {64, 1514};
+    std::vector<std::string> devices = {
+        "auto"}; // ring, tap, auto (copy: ring and tap; map, reuse: tap)
+    std::vector<std::string> phases = {"rx", "tx"}; // rx, tx, idle, latency
+    unsigned guests = 1;
+    unsigned lcores = 1;
+    std::uint64_t rate = 0; // RX generator, frames/s in total (0: flat out)
+    std::string buffer = "full";
+    unsigned hold = 0;
+    unsigned pool_target = 0;
+    double idle_seconds = 10;
+    unsigned latency_count = 1000;
+    unsigned latency_gap_us = 1000;
+    bool testpmd = true;
+    std::string testpmd_path = "/usr/bin/dpdk-testpmd";
+    std::string simhv_path = DPNB_SIMHV_PATH;
+    std::string netfront_path = DPNB_NETFRONT_PATH;
+    bool json_out = false;
+    std::string json_file;
+};
+
+std::string g_prefix;
+unsigned g_seq = 0;
+
+// --- snapshots -------------------------------------------------------------------------------
+
+struct Snapshot {
+    Clock::time_point t;
+    std::map<engine::VifId, engine::VifCounters> vifs;
+    std::vector<engine::LcoreStats> lcores;
+    std::uint64_t offered = 0;
+};
+
+Snapshot snapshot(const engine::Engine& e, std::uint64_t offered) {
+    Snapshot s;
+    s.t = Clock::now();
+    for (const engine::VifStatus& v : e.list())
+        s.vifs[v.id] = v.counters;
+    s.lcores = e.lcore_stats();
+    s.offered = offered;
+    return s;
+}
+
+engine::VifCounters sum_delta(const Snapshot& a, const Snapshot& b) {
+    engine::VifCounters d;
+    const auto table = engine::vif_counter_table();
+    for (const auto& [id, cb] : b.vifs) {
+        const auto it = a.vifs.find(id);
+        if (it == a.vifs.end()) continue;
+        auto* out = reinterpret_cast<std::uint64_t*>(&d);
+        for (std::size_t i = 0; i < table.size(); ++i)
+            out[i] += engine::counter_value(cb, i) - engine::counter_value(it->second, i);
+    }
+    return d;
+}
+
+double ratio(double a, double b) {
+    return b > 0 ? a / b : 0.0;
+}
+
+// What one measured window found.
+json measure(const Snapshot& a, const Snapshot& b, bool rx_phase) {
+    const double secs = std::chrono::duration<double>(b.t - a.t).count();
+    const engine::VifCounters d = sum_delta(a, b);
+    const double pkts = static_cast<double>(rx_phase ? d.rx_packets : d.tx_packets);
+    json j;
+    j["seconds"] = secs;
+    j["packets"] = rx_phase ? d.rx_packets : d.tx_packets;
+    j["mpps"] = pkts / secs / 1e6;
+    j["gbps"] = static_cast<double>(rx_phase ? d.rx_bytes : d.tx_bytes) * 8 / secs / 1e9;
+    if (rx_phase)
+        j["offered_mpps"] = static_cast<double>(b.offered - a.offered) / secs / 1e6;
+    else
+        j["generator_mpps"] = j["mpps"]; // the guests are the generator
+    // The lcores: busy = every stage but sleeping, summed over lcores.
+    std::uint64_t busy = 0, total = 0, hz = 0;
+    bool timing = false;
+    std::vector<std::uint64_t> stage(static_cast<std::size_t>(engine::Stage::count), 0);
+    for (std::size_t l = 0; l < b.lcores.size() && l < a.lcores.size(); ++l) {
+        hz = b.lcores[l].tsc_hz;
+        timing = b.lcores[l].stage_timing;
+        for (std::size_t s = 0; s < b.lcores[l].stages.size(); ++s) {
+            const std::uint64_t c = b.lcores[l].stages[s].cycles - a.lcores[l].stages[s].cycles;
+            stage[s] += c;
+            total += c;
+            if (s != static_cast<std::size_t>(engine::Stage::sleep)) busy += c;
+        }
+    }
+    j["stage_timing"] = timing;
+    j["tsc_hz"] = hz;
+    if (timing) {
+        j["cycles_per_packet"] = ratio(static_cast<double>(busy), pkts);
+        j["lcore_busy_fraction"] =
+            ratio(static_cast<double>(busy), static_cast<double>(hz) * secs * b.lcores.size());
+        json st = json::object();
+        for (std::size_t s = 0; s < stage.size(); ++s)
+            if (s != static_cast<std::size_t>(engine::Stage::sleep))
+                st[engine::to_string(static_cast<engine::Stage>(s))] =
+                    ratio(static_cast<double>(stage[s]), pkts);
+        j["stage_cycles_per_packet"] = st;
+    }
+    j["grant_hypercalls_per_packet"] = ratio(static_cast<double>(d.grant_batches), pkts);
+    j["grant_copy_ops_per_packet"] = ratio(static_cast<double>(d.grant_copy_ops), pkts);
+    j["grant_map_ops_per_packet"] = ratio(static_cast<double>(d.grant_map_ops), pkts);
+    j["grant_unmap_ops_per_packet"] = ratio(static_cast<double>(d.grant_unmap_ops), pkts);
+    j["notifications_sent_per_packet"] = ratio(static_cast<double>(d.notify_sent), pkts);
+    j["notifications_received_per_packet"] = ratio(static_cast<double>(d.notify_received), pkts);
+    j["iott_hits"] = d.iott_hits;
+    j["iott_misses"] = d.iott_misses;
+    j["drops"] = {{"no_buffer", d.rx_drop_no_buffer},  {"placeholder", d.rx_drop_placeholder},
+                  {"rx_error", d.rx_drop_error},       {"tx_error", d.tx_drop_error},
+                  {"tx_protocol", d.tx_drop_protocol}, {"spoofed", d.tx_drop_spoofed}};
+    json per = json::array();
+    for (const auto& [id, cb] : b.vifs) {
+        const auto it = a.vifs.find(id);
+        if (it == a.vifs.end()) continue;
+        const std::uint64_t p = rx_phase ? cb.rx_packets - it->second.rx_packets
+                                         : cb.tx_packets - it->second.tx_packets;
+        per.push_back(
+            {{"vif", engine::to_string(id)}, {"mpps", static_cast<double>(p) / secs / 1e6}});
+    }
+    j["per_guest"] = per;
+    return j;
+}
+
+// --- one engine ------------------------------------------------------------------------------
+
+struct World {
+    SimHv* sim = nullptr;
+    hv::Xenstore* xs = nullptr;
+    hv::BackendHypervisor* hv = nullptr;
+    pmd::EalOptions eal;
+};
+
+engine::EngineOptions engine_options(const World& w, std::vector<pmd::PortConfig> ports) {
+    engine::EngineOptions o;
+    o.eal = w.eal;
+    o.ports = std::move(ports);
+    return o;
+}
+
+Result<RxMode> mode_of(const std::string& m) {
+    return engine::parse_rx_mode(m);
+}
+
+// Everything for one (device, mode, size): an Engine, its ports, the traffic, the phases.
+json run_case(const Options& opt, World& w, const std::string& device, const std::string& mode_text,
+              unsigned size) {
+    json out;
+    out["device"] = device;
+    out["mode"] = mode_text;
+    out["size"] = size;
+    out["guests"] = opt.guests;
+    out["lcores"] = opt.lcores;
+    const RxMode mode = mode_of(mode_text).value_or(RxMode::copy);
+    const unsigned id = g_seq++;
+
+    std::unique_ptr<RingWire> ring;
+    std::vector<pmd::PortConfig> ports;
+    std::vector<std::string> port_names, ifaces;
+    if (device == "ring") {
+        ring = std::make_unique<RingWire>("bring" + std::to_string(id), opt.lcores);
+        if (!ring->ok()) {
+            out["error"] = "net_ring port not created";
+            return out;
+        }
+        pmd::PortConfig p;
+        p.name = "ring";
+        p.device = ring->ethdev();
+        p.steering = pmd::Steering::shared;
+        ports.push_back(p);
+        port_names.push_back("ring");
+        out["note"] = "net_ring hands mbufs over: RX is copy (docs/datapath.md, rule 4)";
+    } else {
+        for (unsigned g = 0; g < opt.guests; ++g) {
+            pmd::PortConfig p;
+            p.name = "tap" + std::to_string(g);
+            ifaces.push_back("dpnbb" + std::to_string(id) + "_" + std::to_string(g));
+            p.device = "net_tap_b" + std::to_string(id) + "_" + std::to_string(g) +
+                       ",iface=" + ifaces.back();
+            p.steering = pmd::Steering::dedicated_port;
+            p.zero_copy = mode != RxMode::copy;
+            ports.push_back(p);
+            port_names.push_back(p.name);
+        }
+    }
+    auto created = engine::Engine::create(engine_options(w, ports), *w.hv);
+    if (!created) {
+        out["error"] = "Engine::create: " + created.error().describe();
+        return out;
+    }
+    std::unique_ptr<engine::Engine> eng = std::move(*created);
+    for (const engine::PortStatus& ps : eng->ports()) {
+        out["ports"].push_back({{"name", ps.name},
+                                {"driver", ps.driver},
+                                {"zero_copy", ps.zero_copy},
+                                {"copy_reason", ps.copy_reason}});
+    }
+    for (const std::string& i : ifaces)
+        if (!wait_iface(i, 10000)) {
+            out["error"] = "tap interface " + i + " did not appear";
+            return out;
+        }
+
+    GuestConfig gc;
+    gc.netfront_path = opt.netfront_path;
+    gc.sim_dir = w.sim->dir();
+    gc.rx_mode = mode == RxMode::reuse ? "reuse" : "copy";
+    gc.buffer = opt.buffer;
+    gc.hold = opt.hold;
+    gc.pool_target = opt.pool_target;
+    gc.size = size;
+
+    auto guest_summaries = [](GuestSet& set) {
+        json a = json::array();
+        for (Guest& g : set.guests()) {
+            json s = json::parse(g.summary_json, nullptr, false);
+            if (s.is_discarded()) continue;
+            json keep;
+            for (const char* k : {"reuse_rate", "result", "seconds"})
+                if (s.contains(k)) keep[k] = s[k];
+            if (s.contains("workload")) keep["workload"] = s["workload"];
+            if (s.contains("pool")) keep["pool"] = s["pool"];
+            if (s.contains("counters"))
+                for (const char* k :
+                     {"rx_posts", "reuse_hits", "reuse_misses", "unregistered_posts",
+                      "pool_pages_added", "pool_pages_removed", "pool_removals_refused",
+                      "notify_tx", "notify_rx", "events"})
+                    if (s["counters"].contains(k)) keep[k] = s["counters"][k];
+            a.push_back(keep);
+        }
+        return a;
+    };
+
+    const auto phases = opt.phases;
+    auto has = [&](const char* p) {
+        return std::find(phases.begin(), phases.end(), p) != phases.end();
+    };
+
+    if (has("rx")) {
+        GuestSet set(*w.xs, *eng);
+        if (Status st = set.start(gc, opt.guests, port_names, mode); !st) {
+            out["rx"]["error"] = st.error().describe();
+        } else {
+            TapGenerator tapgen;
+            bool ok = true;
+            if (ring) {
+                for (Guest& g : set.guests())
+                    ok = ok && ring->add_destination(g.mac, size);
+                ring->start(opt.rate);
+            } else {
+                for (std::size_t g = 0; g < set.guests().size(); ++g)
+                    ok = ok && tapgen.add(ifaces[g],
+                                          make_frame(set.guests()[g].mac, peer_mac(), size, 0));
+                tapgen.start(opt.rate);
+            }
+            auto offered = [&] { return ring ? ring->generated() : tapgen.sent(); };
+            std::this_thread::sleep_for(std::chrono::duration<double>(opt.warmup));
+            const Snapshot a = snapshot(*eng, offered());
+            std::this_thread::sleep_for(std::chrono::duration<double>(opt.duration));
+            const Snapshot b = snapshot(*eng, offered());
+            if (ring) ring->stop();
+            tapgen.stop();
+            out["rx"] = measure(a, b, true);
+            if (!ok) out["rx"]["error"] = "generator set-up failed";
+            for (const engine::VifStatus& v : eng->list())
+                if (v.rx_mode != mode) out["rx"]["mode_in_effect"] = engine::to_string(v.rx_mode);
+            set.stop();
+            out["rx"]["guest_side"] = guest_summaries(set);
+        }
+    }
+    if (has("tx")) {
+        GuestSet set(*w.xs, *eng);
+        GuestConfig tx = gc;
+        tx.send = 50'000'000;
+        tx.dst_mac = netif::format_mac(peer_mac());
+        if (ring) ring->start(0); // the drainer only: no destination, no generator
+        if (Status st = set.start(tx, opt.guests, port_names, mode); !st) {
+            out["tx"]["error"] = st.error().describe();
+        } else {
+            std::this_thread::sleep_for(std::chrono::duration<double>(opt.warmup));
+            const Snapshot a = snapshot(*eng, 0);
+            std::this_thread::sleep_for(std::chrono::duration<double>(opt.duration));
+            const Snapshot b = snapshot(*eng, 0);
+            out["tx"] = measure(a, b, false);
+            set.stop();
+            out["tx"]["guest_side"] = guest_summaries(set);
+        }
+        if (ring) ring->stop();
+    }
+    if (has("idle")) {
+        const std::uint64_t rss0 = resident_bytes();
+        GuestSet set(*w.xs, *eng);
+        if (Status st = set.start(gc, opt.guests, port_names, mode); !st) {
+            out["idle"]["error"] = st.error().describe();
+        } else {
+            std::this_thread::sleep_for(1s);
+            const Snapshot a = snapshot(*eng, 0);
+            const double c0 = cpu_seconds();
+            const auto t0 = Clock::now();
+            std::this_thread::sleep_for(std::chrono::duration<double>(opt.idle_seconds));
+            const double cpu = cpu_seconds() - c0;
+            const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+            const Snapshot b = snapshot(*eng, 0);
+            std::uint64_t sleeps = 0;
+            for (std::size_t l = 0; l < b.lcores.size(); ++l)
+                sleeps += b.lcores[l].sleeps - a.lcores[l].sleeps;
+            out["idle"] = {{"seconds", secs},
+                           {"cpu_percent_of_one_core", 100.0 * cpu / secs},
+                           {"lcore_sleeps_per_second", static_cast<double>(sleeps) / secs},
+                           {"rss_bytes_before_guests", rss0},
+                           {"rss_bytes_with_guests", resident_bytes()},
+                           {"attached", eng->list().size()}};
+            set.stop();
+        }
+    }
+    if (has("latency") && device == "tap") {
+        GuestSet set(*w.xs, *eng);
+        GuestConfig echo = gc;
+        echo.echo = true;
+        if (Status st = set.start(echo, 1, port_names, mode); !st) {
+            out["latency"]["error"] = st.error().describe();
+        } else {
+            // Warm-up probes: the first frame of a zero-copy queue lands in a start-up
+            // placeholder (docs/datapath.md rule 5).
+            (void)measure_latency(ifaces[0], set.guests()[0].mac, size, 20, 1000, 200);
+            LatencyResult r = measure_latency(ifaces[0], set.guests()[0].mac, size,
+                                              opt.latency_count, opt.latency_gap_us, 200);
+            std::vector<double> v = r.rtt_us;
+            std::sort(v.begin(), v.end());
+            auto pct = [&](double q) {
+                if (v.empty()) return 0.0;
+                const auto i =
+                    static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size()))) - 1;
+                return v[std::min(i, v.size() - 1)];
+            };
+            out["latency"] = {{"sent", r.sent},
+                              {"answered", r.answered},
+                              {"median_us", pct(0.5)},
+                              {"p99_us", pct(0.99)},
+                              {"min_us", v.empty() ? 0.0 : v.front()},
+                              {"max_us", v.empty() ? 0.0 : v.back()},
+                              {"gap_us", opt.latency_gap_us}};
+            set.stop();
+        }
+    }
+    if (Status st = eng->shutdown(); !st) out["leaks"] = st.error().describe();
+    eng.reset();
+    ring.reset();
+    return out;
+}
+
+// --- dpdk-testpmd ---------------------------------------------------------------------------
+
+// io-forward between two ports of `vdev` for `seconds`; RX packets per second summed over
+// both ports, the median of the periodic samples after the first two.
+json run_testpmd(const Options& opt, const std::string& vdev, unsigned size, double seconds) {
+    json out;
+    out["vdev"] = vdev;
+    out["size"] = size;
+    const std::string prefix = g_prefix + "-tp" + std::to_string(g_seq++);
+    std::vector<std::string> argv = {opt.testpmd_path, "--no-huge", "-m", "512", "--no-pci",
+                                     "--file-prefix",  prefix,      "-l", "0,1", "--log-level",
+                                     "notice"};
+    std::vector<std::string> ifaces;
+    if (vdev == "net_ring" || vdev == "net_null") {
+        argv.insert(
+            argv.end(),
+            {"--vdev", vdev + "0" + (vdev == "net_null" ? ",size=" + std::to_string(size) : ""),
+             "--vdev", vdev + "1" + (vdev == "net_null" ? ",size=" + std::to_string(size) : "")});
+    } else {
+        for (int i = 0; i < 2; ++i) {
+            ifaces.push_back(prefix.substr(0, 8) + "t" + std::to_string(i));
+            std::replace(ifaces.back().begin(), ifaces.back().end(), '-', 'x');
+            argv.insert(argv.end(),
+                        {"--vdev", "net_tap" + std::to_string(i) + ",iface=" + ifaces.back()});
+        }
+    }
+    argv.insert(argv.end(), {"--", "--forward-mode=io", "--nb-cores=1", "--stats-period", "1",
+                             "--total-num-mbufs=16384", "--txpkts=" + std::to_string(size)});
+    if (vdev == "net_ring") argv.push_back("--tx-first"); // ring ports loop back what they send
+    Process tp(argv, true);
+    if (!tp.started()) {
+        out["error"] = "cannot start " + opt.testpmd_path;
+        return out;
+    }
+    TapGenerator gen;
+    if (!ifaces.empty()) {
+        for (const std::string& i : ifaces)
+            if (!wait_iface(i, 20000)) {
+                out["error"] = "testpmd's tap " + i + " did not appear";
+                tp.signal(SIGKILL);
+                return out;
+            }
+        std::this_thread::sleep_for(1s);
+        netif::MacAddress dst;
+        dst.bytes = {0x02, 0x00, 0x00, 0xbe, 0x0c, 0x02};
+        (void)gen.add(ifaces[0], make_frame(dst, peer_mac(), size, 0));
+        gen.start(0);
+    }
+    const auto t0 = Clock::now();
+    const std::uint64_t g0 = gen.sent();
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    const std::uint64_t g1 = gen.sent();
+    gen.stop();
+    tp.signal(SIGINT);
+    std::string text;
+    (void)tp.wait(20s, &text);
+    std::regex rx_pps(R"(Rx-pps:\s+(\d+))");
+    std::vector<double> pps;
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), rx_pps);
+         it != std::sregex_iterator(); ++it)
+        pps.push_back(std::stod((*it)[1]));
+    std::vector<double> periods;
+    for (std::size_t i = 0; i + 1 < pps.size(); i += 2)
+        periods.push_back(pps[i] + pps[i + 1]);
+    if (periods.size() > 2) periods.erase(periods.begin(), periods.begin() + 2);
+    std::vector<double> nonzero;
+    for (double p : periods)
+        if (p > 0) nonzero.push_back(p);
+    std::sort(nonzero.begin(), nonzero.end());
+    const double med = nonzero.empty() ? 0.0 : nonzero[nonzero.size() / 2];
+    out["mpps"] = med / 1e6;
+    out["samples"] = nonzero.size();
+    if (!ifaces.empty()) out["generator_mpps"] = static_cast<double>(g1 - g0) / secs / 1e6;
+    if (nonzero.empty()) out["error"] = "no forwarding rate in testpmd's output";
+    return out;
+}
+
+// --- output ----------------------------------------------------------------------------------
+
+std::string fmt(const json& j, const char* key, int decimals = 3) {
+    if (!j.contains(key) || !j[key].is_number()) return "-";
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%.*f", decimals, j[key].get<double>());
+    return buf;
+}
+
+void print_table(const json& doc) {
+    std::printf("%-5s %-6s %5s %-3s %8s %8s %9s %8s %8s %8s  %s\n", "dev", "mode", "size", "dir",
+                "Mpps", "offered", "cyc/pkt", "gnt/pkt", "ntf/pkt", "x tpmd",
+                "stages (cycles/packet)");
+    for (const json& c : doc["cases"]) {
+        for (const char* dir : {"rx", "tx"}) {
+            if (!c.contains(dir)) continue;
+            const json& m = c[dir];
+            if (m.contains("error") && !m.contains("mpps")) {
+                std::printf("%-5s %-6s %5u %-3s  error: %s\n",
+                            c["device"].get<std::string>().c_str(),
+                            c["mode"].get<std::string>().c_str(), c["size"].get<unsigned>(), dir,
+                            m["error"].get<std::string>().c_str());
+                continue;
+            }
+            std::string stages;
+            if (m.contains("stage_cycles_per_packet"))
+                for (const auto& [k, v] : m["stage_cycles_per_packet"].items())
+                    if (v.get<double>() >= 0.5)
+                        stages += k + "=" + std::to_string(std::lround(v.get<double>())) + " ";
+            std::printf(
+                "%-5s %-6s %5u %-3s %8s %8s %9s %8s %8s %8s  %s\n",
+                c["device"].get<std::string>().c_str(), c["mode"].get<std::string>().c_str(),
+                c["size"].get<unsigned>(), dir, fmt(m, "mpps").c_str(),
+                fmt(m, dir == std::string("rx") ? "offered_mpps" : "generator_mpps").c_str(),
+                fmt(m, "cycles_per_packet", 0).c_str(),
+                fmt(m, "grant_hypercalls_per_packet").c_str(),
+                fmt(m, "notifications_sent_per_packet").c_str(), fmt(m, "x_testpmd", 1).c_str(),
+                stages.c_str());
+        }
+        if (c.contains("idle"))
+            std::printf(
+                "%-5s %-6s idle: %s%% of a core, RSS %s MiB with %u guests\n",
+                c["device"].get<std::string>().c_str(), c["mode"].get<std::string>().c_str(),
+                fmt(c["idle"], "cpu_percent_of_one_core", 2).c_str(),
+                c["idle"].contains("rss_bytes_with_guests")
+                    ? std::to_string(c["idle"]["rss_bytes_with_guests"].get<std::uint64_t>() >> 20)
+                          .c_str()
+                    : "-",
+                c["guests"].get<unsigned>());
+        if (c.contains("latency"))
+            std::printf(
+                "%-5s %-6s %5u latency: median %s us, p99 %s us (%s answered)\n",
+                c["device"].get<std::string>().c_str(), c["mode"].get<std::string>().c_str(),
+                c["size"].get<unsigned>(), fmt(c["latency"], "median_us", 1).c_str(),
+                fmt(c["latency"], "p99_us", 1).c_str(), fmt(c["latency"], "answered", 0).c_str());
+    }
+    for (const json& t : doc["testpmd"])
+        std::printf("testpmd io-forward %-8s %5u: %s Mpps, %s cycles/packet%s\n",
+                    t["vdev"].get<std::string>().c_str(), t["size"].get<unsigned>(),
+                    fmt(t, "mpps").c_str(), fmt(t, "cycles_per_packet", 0).c_str(),
+                    t.contains("generator_mpps")
+                        ? (" (generator " + fmt(t, "generator_mpps") + " Mpps)").c_str()
+                        : "");
+    std::printf("cycles/packet: TSC cycles of the lcore outside its sleep stage / packets; "
+                "x tpmd: that as a multiple of testpmd's on the same vdev type and size.\n");
+}
+
+bool enter_private_netns() {
+    if (::geteuid() != 0 || ::access("/dev/net/tun", R_OK | W_OK) != 0) return false;
+    if (::unshare(CLONE_NEWNET) != 0) return false;
+    for (const char* p : {"/proc/sys/net/ipv6/conf/default/disable_ipv6",
+                          "/proc/sys/net/ipv6/conf/all/disable_ipv6"}) {
+        std::ofstream f(p);
+        f << "1";
+    }
+    return true;
+}
+
+int run(const Options& opt) {
+    json doc;
+    doc["tool"] = "dpnb-bench-datapath";
+    doc["cpus"] = std::thread::hardware_concurrency();
+    doc["options"] = {{"duration", opt.duration},
+                      {"modes", opt.modes},
+                      {"sizes", opt.sizes},
+                      {"devices", opt.devices},
+                      {"phases", opt.phases},
+                      {"guests", opt.guests},
+                      {"lcores", opt.lcores},
+                      {"rate", opt.rate},
+                      {"buffer", opt.buffer},
+                      {"hold", opt.hold},
+                      {"pool_target", opt.pool_target}};
+    const bool tap_ok = enter_private_netns();
+    doc["tap_available"] = tap_ok;
+
+    char tmpl[] = "/tmp/dpnb-bench-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) return 2;
+    const std::string sim_dir = tmpl;
+    g_prefix = "dpnb-bench-" + std::to_string(::getpid());
+    int rc = 0;
+    {
+        SimHv sim(opt.simhv_path, sim_dir);
+        if (!sim.ready()) {
+            std::fprintf(stderr, "dpnb-bench-datapath: %s did not start\n", opt.simhv_path.c_str());
+            return 2;
+        }
+        auto xs = hv::open_xenstore(sim_dir + "/xenstore-0.sock");
+        auto bhv = hv::sim::connect_backend(sim_dir);
+        if (!xs || !bhv) {
+            std::fprintf(stderr,
+                         "dpnb-bench-datapath: cannot connect to the simulated hypervisor\n");
+            return 2;
+        }
+        World w;
+        w.sim = &sim;
+        w.xs = xs->get();
+        w.hv = bhv->get();
+        w.eal.main_lcore = 0;
+        std::string map = "0@0";
+        for (unsigned l = 1; l <= opt.lcores; ++l) {
+            w.eal.worker_lcores.push_back(l);
+            map += "," + std::to_string(l) + "@" + std::to_string(l % 2 == 1 ? 1 : 0);
+        }
+        w.eal.lcore_map = map;
+        w.eal.no_huge = true;
+        w.eal.memory_mb = 512;
+        w.eal.no_pci = true;
+        w.eal.file_prefix = g_prefix;
+        w.eal.log_level = "error";
+        if (Status st = pmd::init_eal(w.eal); !st) {
+            std::fprintf(stderr, "dpnb-bench-datapath: EAL: %s\n", st.error().describe().c_str());
+            return 2;
+        }
+        doc["cases"] = json::array();
+        for (const std::string& m : opt.modes)
+            for (unsigned s : opt.sizes) {
+                std::vector<std::string> devs;
+                for (const std::string& d : opt.devices) {
+                    if (d == "auto") {
+                        if (m == "copy") devs.push_back("ring");
+                        if (tap_ok) devs.push_back("tap");
+                    } else {
+                        devs.push_back(d);
+                    }
+                }
+                for (const std::string& d : devs) {
+                    if (d == "ring" && m != "copy") continue; // net_ring cannot do zero copy
+                    if (d == "tap" && !tap_ok) {
+                        doc["cases"].push_back({{"device", d},
+                                                {"mode", m},
+                                                {"size", s},
+                                                {"error", "tap needs root and /dev/net/tun"}});
+                        continue;
+                    }
+                    std::fprintf(stderr, "dpnb-bench-datapath: %s %s %u bytes...\n", d.c_str(),
+                                 m.c_str(), s);
+                    doc["cases"].push_back(run_case(opt, w, d, m, s));
+                }
+            }
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(sim_dir, ec);
+
+    doc["testpmd"] = json::array();
+    if (opt.testpmd && ::access(opt.testpmd_path.c_str(), X_OK) == 0) {
+        std::vector<std::string> vdevs;
+        for (const json& c : doc["cases"]) {
+            const std::string v = c["device"] == "ring" ? "net_ring" : "net_tap";
+            if (std::find(vdevs.begin(), vdevs.end(), v) == vdevs.end()) vdevs.push_back(v);
+        }
+        for (const std::string& v : vdevs)
+            for (unsigned s : opt.sizes) {
+                std::fprintf(stderr, "dpnb-bench-datapath: testpmd %s %u bytes...\n", v.c_str(), s);
+                doc["testpmd"].push_back(run_testpmd(opt, v, s, std::max(opt.duration, 3.0) + 2.0));
+            }
+    }
+    // Ceiling ratios: cycles per packet of a saturated forwarding core = TSC Hz / pps.
+    std::uint64_t hz = 0;
+    for (const json& c : doc["cases"])
+        for (const char* dir : {"rx", "tx"})
+            if (c.contains(dir) && c[dir].contains("tsc_hz"))
+                hz = c[dir]["tsc_hz"].get<std::uint64_t>();
+    for (json& t : doc["testpmd"])
+        if (hz != 0 && t.contains("mpps") && t["mpps"].get<double>() > 0)
+            t["cycles_per_packet"] = static_cast<double>(hz) / (t["mpps"].get<double>() * 1e6);
+    for (json& c : doc["cases"])
+        for (const char* dir : {"rx", "tx"}) {
+            if (!c.contains(dir) || !c[dir].contains("cycles_per_packet")) continue;
+            const std::string v = c["device"] == "ring" ? "net_ring" : "net_tap";
+            for (const json& t : doc["testpmd"])
+                if (t["vdev"] == v && t["size"] == c["size"] && t.contains("cycles_per_packet"))
+                    c[dir]["x_testpmd"] = c[dir]["cycles_per_packet"].get<double>() /
+                                          t["cycles_per_packet"].get<double>();
+        }
+    for (const json& c : doc["cases"]) {
+        if (c.contains("error") || c.contains("leaks")) rc = 1;
+        for (const char* dir : {"rx", "tx"})
+            if (c.contains(dir) && c[dir].contains("error")) rc = 1;
+    }
+    if (!opt.json_file.empty()) {
+        std::ofstream f(opt.json_file);
+        f << doc.dump(2) << "\n";
+    }
+    if (opt.json_out)
+        std::printf("%s\n", doc.dump(2).c_str());
+    else
+        print_table(doc);
+    std::fflush(stdout);
+    return rc;
+}
+
+} // namespace
+} // namespace dpnb::bench
+
+int main(int argc, char** argv) {
+    dpnb::bench::Options opt;
+    CLI::App app{"dpnb-bench-datapath: the Engine with simulated guests and a virtual NIC"};
+    app.add_option("--duration", opt.duration, "seconds measured per phase");
+    app.add_option("--warmup", opt.warmup, "seconds of traffic before measuring");
+    app.add_option("--modes", opt.modes, "RX modes: copy, map, reuse")->delimiter(',');
+    app.add_option("--sizes", opt.sizes, "frame sizes in bytes")->delimiter(',');
+    app.add_option("--devices", opt.devices,
+                   "ring (net_ring, copy only), tap (net_tap, zero copy), auto")
+        ->delimiter(',');
+    app.add_option("--phases", opt.phases, "rx, tx, idle, latency")->delimiter(',');
+    app.add_option("--guests", opt.guests, "simulated guests (processes)");
+    app.add_option("--lcores", opt.lcores, "worker lcores (poll loops)");
+    app.add_option("--rate", opt.rate, "RX generator rate in frames/s (0: as fast as it can)");
+    app.add_option("--buffer", opt.buffer, "guest RX buffers: full or half pages");
+    app.add_option("--hold", opt.hold, "frames the guests' simulated stacks hold");
+    app.add_option("--pool-target", opt.pool_target, "guests' RX pool target in pages (0: auto)");
+    app.add_option("--idle-seconds", opt.idle_seconds, "idle phase length");
+    app.add_option("--latency-count", opt.latency_count, "latency probes");
+    app.add_option("--latency-gap-us", opt.latency_gap_us, "microseconds between probes");
+    app.add_flag("!--no-testpmd", opt.testpmd, "skip dpdk-testpmd");
+    app.add_option("--testpmd", opt.testpmd_path, "dpdk-testpmd binary");
+    app.add_option("--simhv", opt.simhv_path, "dpnb-simhv binary");
+    app.add_option("--netfront", opt.netfront_path, "dpnb-netfront binary");
+    app.add_flag("--json", opt.json_out, "print JSON instead of the table");
+    app.add_option("--json-file", opt.json_file, "also write the JSON there");
+    CLI11_PARSE(app, argc, argv);
+    if (opt.guests == 0 || opt.lcores == 0 || opt.lcores > 8 || opt.duration <= 0) {
+        std::fprintf(stderr, "dpnb-bench-datapath: --guests >= 1, --lcores 1..8, --duration > 0\n");
+        return 2;
+    }
+    return dpnb::bench::run(opt);
+}

@@ -1,0 +1,92 @@
+// Traffic sources and sinks of the benchmark, outside the Engine:
+//   * RingWire: a net_ring port whose RX ring a generator thread fills with pre-built mbufs
+//     (one pool per destination guest, frames written once) and whose TX rings a drainer
+//     thread empties: the data path with no kernel in the loop;
+//   * TapGenerator: the kernel side of tap interfaces, AF_PACKET sockets sending bursts with
+//     sendmmsg, so that a zero-copy tap port has something to write into guest buffers;
+//   * latency probes over AF_PACKET.
+// Each source counts what it managed to offer, so the reader sees whether the generator or
+// the daemon is the bottleneck.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dpnb/netif/xs_value.hpp"
+
+struct rte_ring;
+struct rte_mempool;
+
+namespace dpnb::bench {
+
+// The frame every generator sends to `dst`: a verifiable payload frame (the guest checks it).
+std::vector<std::byte> make_frame(const netif::MacAddress& dst, const netif::MacAddress& src,
+                                  std::size_t size, std::uint64_t seq);
+netif::MacAddress peer_mac();
+
+class RingWire {
+public:
+    // Creates the rings and the ethdev (`tx_queues` = worker lcores). EAL must be up.
+    RingWire(const std::string& name, unsigned tx_queues);
+    ~RingWire();
+    bool ok() const { return !ethdev_.empty(); }
+    const std::string& ethdev() const { return ethdev_; }
+    // One pool of pre-built frames per destination.
+    bool add_destination(const netif::MacAddress& dst, std::size_t size);
+    // Generator at `pps` frames per second in total (0: as fast as it can), and the drainer.
+    void start(std::uint64_t pps);
+    void stop();
+    std::uint64_t generated() const { return generated_.load(std::memory_order_relaxed); }
+    std::uint64_t drained() const { return drained_.load(std::memory_order_relaxed); }
+
+private:
+    std::string name_;
+    std::string ethdev_;
+    rte_ring* rx_ = nullptr;
+    std::vector<rte_ring*> tx_;
+    std::vector<rte_mempool*> pools_;
+    std::vector<std::uint16_t> sizes_;
+    std::atomic<bool> stop_{false};
+    std::atomic<std::uint64_t> generated_{0}, drained_{0};
+    std::thread gen_, drain_;
+};
+
+class TapGenerator {
+public:
+    TapGenerator() = default;
+    ~TapGenerator();
+    // An AF_PACKET socket on `iface` sending `frame`.
+    bool add(const std::string& iface, std::vector<std::byte> frame);
+    void start(std::uint64_t pps);
+    void stop();
+    std::uint64_t sent() const { return sent_.load(std::memory_order_relaxed); }
+
+private:
+    struct Target {
+        int fd = -1;
+        std::vector<std::byte> frame;
+    };
+    std::vector<Target> targets_;
+    std::atomic<bool> stop_{false};
+    std::atomic<std::uint64_t> sent_{0};
+    std::thread thread_;
+};
+
+// Waits until `iface` exists (a PMD creates it asynchronously).
+bool wait_iface(const std::string& iface, int timeout_ms);
+
+struct LatencyResult {
+    std::uint64_t sent = 0;
+    std::uint64_t answered = 0;
+    std::vector<double> rtt_us; // answered probes, in send order
+};
+
+// `count` frames of `size` bytes to `dst` on `iface`, one every `gap_us`, each waiting up to
+// `timeout_ms` for its echo (destination: our MAC).
+LatencyResult measure_latency(const std::string& iface, const netif::MacAddress& dst,
+                              std::size_t size, unsigned count, unsigned gap_us, int timeout_ms);
+
+} // namespace dpnb::bench
