@@ -81,6 +81,11 @@ device = "net_tap0,iface=$DPNB_IFACE"
 steering = "$steering"
 rx_queues = $rxq
 
+[engine]
+# Software emulation: each wake-up of the poll loop is expensive, and the guests share the
+# two emulated CPUs with dom0; sleep longer when a source cannot wake the lcore.
+poll_sleep_us = 2000
+
 [management]
 socket = "$DPNB_SOCK"
 
@@ -93,6 +98,23 @@ EOF
 dpnb_alive() { [ -n "$DPNB_PID" ] && kill -0 "$DPNB_PID" 2>/dev/null; }
 dpnb_answers() { dpnb_alive && ctl version >/dev/null 2>&1; }
 
+# A heartbeat on the serial console every 30 s while the scenario runs (stage 2 ends it with
+# the scenario's process group): dom0's load, the daemon's CPU, each vif's backend/frontend
+# state. Under emulation on a loaded host a slow step and a hung one look alike otherwise.
+DPNB_MON=""
+dpnb_monitor() {
+  local d h vifs me=$$
+  while sleep 30; do
+    vifs=""
+    for d in $(timeout 5 xenstore-list /local/domain/0/backend/vif 2>/dev/null); do
+      for h in $(timeout 5 xenstore-list "/local/domain/0/backend/vif/$d" 2>/dev/null); do
+        vifs+=" vif$d.$h=$(timeout 5 xenstore-read "/local/domain/0/backend/vif/$d/$h/state" 2>/dev/null)/$(timeout 5 xenstore-read "/local/domain/$d/device/vif/$h/state" 2>/dev/null)"
+      done
+    done
+    log "heartbeat: load $(cut -d' ' -f1-3 /proc/loadavg); dpnetbackd (pid cpu) $(ps -C dpnetbackd -o pid=,time= 2>/dev/null | tr -s ' \n' ' '); vifs (backend/frontend)${vifs:- none}; daemon's vifs (rx/tx packets, drops) $(timeout 10 "$DPNBCTL" -s "$DPNB_SOCK" --json list 2>/dev/null | jq -r '[.result.vifs[] | "\(.vif):\(.rx_packets)/\(.tx_packets)/\(.drops)"] | join(" ")' 2>/dev/null); dpnb0 rx/tx/drops $(cat /sys/class/net/$DPNB_IFACE/statistics/{rx_packets,tx_packets,rx_dropped} 2>/dev/null | tr '\n' /); tcp $(awk '/^Tcp:/ { n++; if (n == 1) for (i = 1; i <= NF; i++) k[i] = $i; else for (i = 1; i <= NF; i++) if (k[i] ~ /InSegs|OutSegs|RetransSegs|InErrs|InCsumErrors/) printf "%s=%s ", k[i], $i }' /proc/net/snmp); scenario runs: $(ps --ppid "$me" -o etimes=,args= 2>/dev/null | grep -v -e 'sleep 30' -e 'bash -c' -e 'dpnetbackd -f' | tr -s ' \n' ' ' | cut -c1-200)"
+  done
+}
+
 # dpnb_try_start [OVERRIDE...]: starts the daemon with $DPNB_CONF; returns 1 (no verdict)
 # when it exits or does not answer within 180 s, so that a scenario may try another set-up.
 # Once it answers, dpnb0 gets dom0's address and a fixed MAC (a restarted daemon makes a
@@ -101,6 +123,10 @@ dpnb_try_start() {
   local deadline=$((SECONDS + 180))
   # net_tap opens /dev/net/tun, which dom0's devtmpfs has once tun is loaded.
   modprobe tun || { log "modprobe tun failed"; return 1; }
+  if [ -z "$DPNB_MON" ]; then
+    dpnb_monitor &
+    DPNB_MON=$!
+  fi
   echo "==== dpnetbackd start T+$(uptime_s): $*" >> "$DPNB_LOG"
   "$DPNB" -f --config "$DPNB_CONF" "$@" >> "$DPNB_LOG" 2>&1 &
   DPNB_PID=$!
@@ -226,6 +252,7 @@ handshake() {
 gcmd_send() {
   local d=$1 n=${GCMD_N[$1]:-0}
   GCMD_N[$d]=$((n + 1))
+  log "guest $d cmd-$n: $2"
   guest_put "$d" "cmd-$n" "$2"
   REPLY=$n
 }
@@ -278,7 +305,7 @@ xfer_tx() {
   exec 7> "$DPNB_DIR/hold-$d"
   wait_for 30 "listener on $port" tcp_listening "$port"
   c0=$(cpu_busy_ticks)
-  gcmd "$d" 900 "send $DOM0_IP $port"
+  gcmd "$d" 400 "send $DOM0_IP $port"
   secs=$REPLY
   wait_pid 120 "dom0's receiver (nc) on $port" "$listener" || fail "dom0's receiver (nc) failed"
   c1=$(cpu_busy_ticks)
@@ -300,7 +327,7 @@ xfer_rx() {
   guest_wait "$d" "ready-$n" 120
   c0=$(cpu_busy_ticks)
   t0=$(now)
-  timeout 900 busybox nc "$ip" "$port" < "$f" || fail "dom0's sender (nc) to guest $d failed"
+  timeout 400 busybox nc "$ip" "$port" < "$f" || fail "dom0's sender (nc) to guest $d failed"
   t1=$(now)
   c1=$(cpu_busy_ticks)
   gcmd_wait "$d" "$n" 300

@@ -32,10 +32,12 @@ dpnb_guest e2e-dpnb1 00:16:3e:e2:e0:11
 D=$E2E_DOMID
 watch_guest "$D"
 handshake "$D"
+log "guest $D: handshake done"
 vif_field "$D" .rx_queue
 kv rx_queue "${REPLY:-shared}"
 [ "$STEERING" != mac_flow ] || [ -n "$REPLY" ] || fail "mac_flow: the vif has no NIC queue of its own"
 gcmd "$D" 120 "up 198.18.0.2/24"
+log "guest $D: eth0 up"
 ping_both "$D" 198.18.0.2 ""
 vif_field "$D" .rx_mode
 kv rx_mode "$REPLY"
