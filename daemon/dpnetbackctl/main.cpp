@@ -167,6 +167,13 @@ void print_stats(const Json& s) {
                                {"cpu_seconds", "cpu (s)"},
                                {"resident_bytes", "resident bytes"},
                                {"open_fds", "open fds"}});
+    // The endpoint actually bound (metrics.port = 0 picks a free one).
+    if (const Json& m = s["management"]["metrics_endpoint"]; m.is_object()) {
+        const std::string addr = field(m, "address");
+        std::cout << "metrics\n  http://"
+                  << (addr.find(':') != std::string::npos ? "[" + addr + "]" : addr) << ":"
+                  << field(m, "port") << "/metrics\n";
+    }
     std::cout << "vifs\n";
     print_pairs(s["vifs"], {{"known", "known"},
                             {"connected", "connected"},

@@ -100,6 +100,14 @@ Json vif_detail(const control::VifInfo& v) {
     return j;
 }
 
+// "vifN.M: message", once: the control plane's errors often name the vif already (found by
+// tests/daemon/ctl_process_test.cpp: "vif1.0: vif1.0: RX mode map needs ...").
+std::string about(const engine::VifId& id, const std::string& message) {
+    const std::string name = engine::to_string(id);
+    if (message.rfind(name + ":", 0) == 0) return message;
+    return name + ": " + message;
+}
+
 Error bad(std::string msg) {
     return make_error(Errc::invalid_argument, std::move(msg));
 }
@@ -196,7 +204,7 @@ Result<Json> cmd_attach(Daemon::Impl& d, const Json& args) {
     if (*queue) o.rx_queue = static_cast<std::uint16_t>(**queue);
     if (Status st = d.control_->adopt(*id, o); !st) {
         Error e = st.error();
-        e.message = engine::to_string(*id) + ": " + e.message;
+        e.message = about(*id, e.message);
         return e;
     }
     logger(Component::mgmt)->info("mgmt: attach {}", engine::to_string(*id));
@@ -234,7 +242,7 @@ Result<Json> cmd_set(Daemon::Impl& d, const Json& args) {
         if (!m) return bad("bad RX mode \"" + (*mode)->substr(0, 32) + "\" (copy, map, reuse)");
         if (Status st = d.control_->set_rx_mode(*id, *m); !st) {
             Error e = st.error();
-            e.message = engine::to_string(*id) + ": " + e.message;
+            e.message = about(*id, e.message);
             return e;
         }
     }
@@ -334,6 +342,12 @@ Result<Json> cmd_stats(Daemon::Impl& d, const Json& args) {
         total.tx_packets += v.data_plane->counters.tx_packets;
         total.tx_bytes += v.data_plane->counters.tx_bytes;
     }
+    // metrics.port = 0 binds a free port: config/README.md promises that `stats` says which
+    // (the address actually bound, or null when the endpoint is disabled).
+    Json metrics_endpoint = nullptr;
+    if (d.metrics_)
+        metrics_endpoint = {{"address", d.metrics_->config().address},
+                            {"port", d.metrics_->port()}};
     return Json{{"process",
                  {{"pid", static_cast<long>(getpid())},
                   {"version", s.process.version},
@@ -359,7 +373,8 @@ Result<Json> cmd_stats(Daemon::Impl& d, const Json& args) {
                   {"bad_requests", s.server.bad_requests},
                   {"scrapes", s.server.scrapes},
                   {"reloads", s.server.reloads},
-                  {"reload_failures", s.server.reload_failures}}}};
+                  {"reload_failures", s.server.reload_failures},
+                  {"metrics_endpoint", std::move(metrics_endpoint)}}}};
 }
 
 Result<Json> cmd_reload(Daemon::Impl& d, const Json& args) {
