@@ -42,7 +42,11 @@ pids=()
 failed=0
 
 cleanup() {
-    local p
+    local p f
+    if [ "$failed" -ne 0 ] && [ -S "$sock" ]; then
+        echo "----- dpnetbackctl list --json"
+        "$ctl" --socket "$sock" --timeout 10 --json list 2>&1
+    fi
     for p in "${pids[@]}"; do
         kill -TERM "$p" 2>/dev/null
     done
@@ -95,7 +99,7 @@ xs_read() { xenstore-read "$1" 2>/dev/null; }
 
 # The vif's entry in `dpnetbackctl list --json`, as "role phase attached", or "absent".
 vif_line() {
-    "$ctl" --socket "$sock" --timeout 120 list --json 2>>"$tmp/ctl.log" | python3 -c '
+    "$ctl" --socket "$sock" --timeout 120 --json list 2>>"$tmp/ctl.log" | python3 -c '
 import json, sys
 want = sys.argv[1]
 for v in json.load(sys.stdin)["result"]["vifs"]:
@@ -114,9 +118,16 @@ vif_not_attached() {
     case "$l" in *" attached") return 1 ;; esac
     [ -n "$l" ]
 }
+vif_not_served() {
+    case "$(vif_line "$1")" in
+        absent | forgotten*) return 0 ;;
+        *) return 1 ;;
+    esac
+}
 node_is() { [ "$(xs_read "$1")" = "$2" ]; }
 node_absent() { ! xenstore-read "$1" >/dev/null 2>&1; }
-path_exists() { [ -e "$1" ]; }
+# True once the socket exists, or once the process is gone (the caller then says so).
+socket_or_exit() { [ -e "$1" ] || ! kill -0 "$2" 2>/dev/null; }
 has_vif_folder() { [ -n "$(xenstore-list /local/domain/0/backend/vif 2>/dev/null)" ]; }
 
 case_attach() {
@@ -147,7 +158,8 @@ EOF
     local daemon_pid=$!
     pids+=("$daemon_pid")
     # The socket exists before the daemon is ready; a request on it is answered once it is.
-    wait_for 120 "the management socket" path_exists "$sock"
+    wait_for 120 "the management socket" socket_or_exit "$sock" "$daemon_pid"
+    kill -0 "$daemon_pid" 2>/dev/null || fail "dpnetbackd exited during start-up"
     "$ctl" --socket "$sock" --timeout 300 version >>"$tmp/ctl.log" 2>&1 ||
         fail "dpnetbackd did not become ready"
     pass "dpnetbackd ready"
@@ -174,6 +186,8 @@ EOF
     node_absent "$bp/hotplug-status" || fail "offline left hotplug-status"
     wait_for 300 "vif$domid.0 detached" vif_not_attached "vif$domid.0"
     pass "offline: detached ($(vif_line "vif$domid.0")), hotplug-status removed"
+    # The frontend answers Closing with Closed; the daemon then forgets the vif.
+    wait_for 300 "vif$domid.0 forgotten" vif_not_served "vif$domid.0"
 
     hotplug offline "$bp" "$sock" || fail "a second offline exited $? (the vif is not served)"
     grep -q "no longer serves" "$tmp/hotplug.log" || fail "the second offline did not say why"
