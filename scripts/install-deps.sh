@@ -6,7 +6,8 @@
 #          Xen's xenstore-* tools (xenstore-utils, run against the simulated xenstore),
 #          systemd (systemd-analyze verify and systemd-tmpfiles check the unit files)
 #   e2e    QEMU, the Xen hypervisor and tools, a kernel and busybox for the Xen lab
-# Usage: scripts/install-deps.sh [build] [test] [e2e]   (default: build test)
+#   bench  dpdk-testpmd (Debian ships it in dpdk-dev, not dpdk) and gnuplot, for bench/run.sh
+# Usage: scripts/install-deps.sh [build] [test] [e2e] [bench]   (default: build test)
 set -euo pipefail
 
 groups=("$@")
@@ -26,6 +27,8 @@ pkgs_test=(googletest libgtest-dev libgmock-dev clang libclang-rt-14-dev clang-f
 # /boot/grub exists, and xen-utils' postinst starts nothing unless it runs under Xen 4.17.
 pkgs_e2e=(qemu-system-x86 xen-hypervisor-4.17-amd64 xen-utils-4.17 xenstore-utils
   linux-image-amd64 busybox-static cpio kmod xz-utils iproute2)
+# bench (bench/run.sh): the ceiling (dpdk-testpmd) and the plots.
+pkgs_bench=(dpdk-dev gnuplot-nox)
 
 want=()
 for g in "${groups[@]}"; do
@@ -33,7 +36,8 @@ for g in "${groups[@]}"; do
     build) want+=("${pkgs_build[@]}") ;;
     test) want+=("${pkgs_test[@]}") ;;
     e2e) want+=("${pkgs_e2e[@]}") ;;
-    *) echo "install-deps: unknown group '$g' (build, test, e2e)" >&2; exit 2 ;;
+    bench) want+=("${pkgs_bench[@]}") ;;
+    *) echo "install-deps: unknown group '$g' (build, test, e2e, bench)" >&2; exit 2 ;;
   esac
 done
 

@@ -129,6 +129,7 @@ SimHv::SimHv(const std::string& simhv_path, const std::string& dir) : dir_(dir) 
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addclose(&fa, ready[0]);
+    posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO); // its log
     const std::string fd_arg = std::to_string(ready[1]);
     const char* argv[] = {simhv_path.c_str(), "--dir",        dir.c_str(), "serve",
                           "--ready-fd",       fd_arg.c_str(), nullptr};
@@ -292,7 +293,7 @@ void GuestSet::stop() {
         if (!g.attached) continue;
         const std::string be = netif::format_backend_path(netif::BackendPath{hv::kDom0, g.dom, 0});
         const std::string fe = netif::format_frontend_path(netif::FrontendPath{g.dom, 0});
-        const auto deadline = Clock::now() + 20s;
+        const auto deadline = Clock::now() + 8s;
         for (;;) {
             auto s = xs_.read(hv::kNoTxn, fe + "/state");
             if (!s || *s == "5" || *s == "6" || Clock::now() >= deadline) break;
@@ -304,9 +305,19 @@ void GuestSet::stop() {
     }
     for (Guest& g : guests_) {
         std::string out;
-        (void)g.process.wait(30s, &out);
-        const auto brace = out.find('{');
-        if (brace != std::string::npos) g.summary_json = out.substr(brace);
+        (void)g.process.wait(12s, &out);
+        // The summary is its last line that is a JSON object.
+        std::size_t end = out.size();
+        while (end > 0) {
+            const std::size_t nl = end >= 2 ? out.rfind('\n', end - 2) : std::string::npos;
+            const std::size_t begin = nl == std::string::npos ? 0 : nl + 1;
+            if (out.compare(begin, 1, "{") == 0) {
+                g.summary_json = out.substr(begin, end - begin);
+                break;
+            }
+            if (nl == std::string::npos) break;
+            end = nl + 1;
+        }
     }
 }
 

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -28,6 +29,9 @@
 #include <regex>
 #include <sstream>
 #include <thread>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "dpnb/engine/engine.hpp"
 #include "dpnb/hv/sim.hpp"
@@ -72,6 +76,7 @@ struct Options {
     std::string testpmd_path = "/usr/bin/dpdk-testpmd";
     std::string simhv_path = DPNB_SIMHV_PATH;
     std::string netfront_path = DPNB_NETFRONT_PATH;
+    unsigned max_sleep_ms = 100; // EngineOptions::max_sleep
     bool json_out = false;
     std::string json_file;
 };
@@ -116,7 +121,22 @@ double ratio(double a, double b) {
 }
 
 // What one measured window found.
-json measure(const Snapshot& a, const Snapshot& b, bool rx_phase) {
+// Cycles of the lcores outside their sleep stage between two snapshots, and their idle polls.
+std::pair<std::uint64_t, std::uint64_t> busy_and_idle(const Snapshot& a, const Snapshot& b) {
+    std::uint64_t busy = 0, idle = 0;
+    for (std::size_t l = 0; l < b.lcores.size() && l < a.lcores.size(); ++l) {
+        idle += b.lcores[l].idle_polls - a.lcores[l].idle_polls;
+        for (std::size_t s = 0; s < b.lcores[l].stages.size(); ++s)
+            if (s != static_cast<std::size_t>(engine::Stage::sleep))
+                busy += b.lcores[l].stages[s].cycles - a.lcores[l].stages[s].cycles;
+    }
+    return {busy, idle};
+}
+
+// `empty_poll`: cycles of a poll that finds nothing (calibrated with guests attached and no
+// traffic), so that the polls an lcore spins between packets when the load is lower than
+// what it could take are not charged to the packets.
+json measure(const Snapshot& a, const Snapshot& b, bool rx_phase, double empty_poll) {
     const double secs = std::chrono::duration<double>(b.t - a.t).count();
     const engine::VifCounters d = sum_delta(a, b);
     const double pkts = static_cast<double>(rx_phase ? d.rx_packets : d.tx_packets);
@@ -146,7 +166,19 @@ json measure(const Snapshot& a, const Snapshot& b, bool rx_phase) {
     j["stage_timing"] = timing;
     j["tsc_hz"] = hz;
     if (timing) {
-        j["cycles_per_packet"] = ratio(static_cast<double>(busy), pkts);
+        const auto [busy2, idle_polls] = busy_and_idle(a, b);
+        (void)busy2;
+        j["lcore_cycles_per_packet"] = ratio(static_cast<double>(busy), pkts);
+        j["idle_polls_per_packet"] = ratio(static_cast<double>(idle_polls), pkts);
+        if (empty_poll > 0) {
+            j["empty_poll_cycles"] = empty_poll;
+            const double work = std::max(0.0, static_cast<double>(busy) -
+                                                  empty_poll * static_cast<double>(idle_polls));
+            // A calibration above what the window shows (noise) is not subtracted.
+            j["cycles_per_packet"] = ratio(work > 0 ? work : static_cast<double>(busy), pkts);
+        } else {
+            j["cycles_per_packet"] = ratio(static_cast<double>(busy), pkts);
+        }
         j["lcore_busy_fraction"] =
             ratio(static_cast<double>(busy), static_cast<double>(hz) * secs * b.lcores.size());
         json st = json::object();
@@ -187,12 +219,14 @@ struct World {
     hv::Xenstore* xs = nullptr;
     hv::BackendHypervisor* hv = nullptr;
     pmd::EalOptions eal;
+    unsigned max_sleep_ms = 100;
 };
 
 engine::EngineOptions engine_options(const World& w, std::vector<pmd::PortConfig> ports) {
     engine::EngineOptions o;
     o.eal = w.eal;
     o.ports = std::move(ports);
+    o.max_sleep = std::chrono::milliseconds(w.max_sleep_ms);
     return o;
 }
 
@@ -294,6 +328,7 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
         return std::find(phases.begin(), phases.end(), p) != phases.end();
     };
 
+    double empty_poll = 0;
     if (has("rx")) {
         GuestSet set(*w.xs, *eng);
         if (Status st = set.start(gc, opt.guests, port_names, mode); !st) {
@@ -304,21 +339,42 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
             if (ring) {
                 for (Guest& g : set.guests())
                     ok = ok && ring->add_destination(g.mac, size);
-                ring->start(opt.rate);
             } else {
                 for (std::size_t g = 0; g < set.guests().size(); ++g)
                     ok = ok && tapgen.add(ifaces[g],
                                           make_frame(set.guests()[g].mac, peer_mac(), size, 0));
-                tapgen.start(opt.rate);
             }
             auto offered = [&] { return ring ? ring->generated() : tapgen.sent(); };
+            {
+                // Calibration: the cost of an empty poll with these guests attached.
+                const Snapshot c0 = snapshot(*eng, 0);
+                std::this_thread::sleep_for(500ms);
+                const auto [busy, idle] = busy_and_idle(c0, snapshot(*eng, 0));
+                empty_poll =
+                    idle != 0 ? static_cast<double>(busy) / static_cast<double>(idle) : 0.0;
+            }
+            if (ring)
+                ring->start(opt.rate);
+            else
+                tapgen.start(opt.rate);
             std::this_thread::sleep_for(std::chrono::duration<double>(opt.warmup));
             const Snapshot a = snapshot(*eng, offered());
             std::this_thread::sleep_for(std::chrono::duration<double>(opt.duration));
             const Snapshot b = snapshot(*eng, offered());
             if (ring) ring->stop();
             tapgen.stop();
-            out["rx"] = measure(a, b, true);
+            out["rx"] = measure(a, b, true, empty_poll);
+            // The ports' own view over the whole phase (frames the PMD took, could not take).
+            json pst = json::array();
+            for (const engine::PortStatus& ps : eng->ports())
+                pst.push_back({{"port", ps.name},
+                               {"ipackets", ps.stats.ipackets},
+                               {"imissed", ps.stats.imissed},
+                               {"ierrors", ps.stats.ierrors},
+                               {"rx_nombuf", ps.stats.rx_nombuf}});
+            out["rx"]["port_stats_after"] = pst;
+            if (tapgen.last_errno() != 0)
+                out["rx"]["generator_last_error"] = std::strerror(tapgen.last_errno());
             if (!ok) out["rx"]["error"] = "generator set-up failed";
             for (const engine::VifStatus& v : eng->list())
                 if (v.rx_mode != mode) out["rx"]["mode_in_effect"] = engine::to_string(v.rx_mode);
@@ -339,7 +395,7 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
             const Snapshot a = snapshot(*eng, 0);
             std::this_thread::sleep_for(std::chrono::duration<double>(opt.duration));
             const Snapshot b = snapshot(*eng, 0);
-            out["tx"] = measure(a, b, false);
+            out["tx"] = measure(a, b, false, empty_poll);
             set.stop();
             out["tx"]["guest_side"] = guest_summaries(set);
         }
@@ -603,6 +659,7 @@ int run(const Options& opt) {
         w.sim = &sim;
         w.xs = xs->get();
         w.hv = bhv->get();
+        w.max_sleep_ms = opt.max_sleep_ms;
         w.eal.main_lcore = 0;
         std::string map = "0@0";
         for (unsigned l = 1; l <= opt.lcores; ++l) {
@@ -724,9 +781,12 @@ int main(int argc, char** argv) {
     app.add_option("--testpmd", opt.testpmd_path, "dpdk-testpmd binary");
     app.add_option("--simhv", opt.simhv_path, "dpnb-simhv binary");
     app.add_option("--netfront", opt.netfront_path, "dpnb-netfront binary");
+    app.add_option("--max-sleep-ms", opt.max_sleep_ms, "EngineOptions::max_sleep of the lcores");
     app.add_flag("--json", opt.json_out, "print JSON instead of the table");
     app.add_option("--json-file", opt.json_file, "also write the JSON there");
     CLI11_PARSE(app, argc, argv);
+    // Logs go to stderr: stdout carries the table or the JSON.
+    spdlog::set_default_logger(spdlog::stderr_color_mt("bench"));
     if (opt.guests == 0 || opt.lcores == 0 || opt.lcores > 8 || opt.duration <= 0) {
         std::fprintf(stderr, "dpnb-bench-datapath: --guests >= 1, --lcores 1..8, --duration > 0\n");
         return 2;

@@ -256,6 +256,7 @@ void TapGenerator::start(std::uint64_t pps) {
                 done += static_cast<unsigned>(sent);
                 sent_.fetch_add(static_cast<unsigned>(sent), std::memory_order_relaxed);
             } else {
+                if (sent < 0) last_errno_.store(errno, std::memory_order_relaxed);
                 std::this_thread::yield();
             }
         }
@@ -303,6 +304,7 @@ LatencyResult measure_latency(const std::string& iface, const netif::MacAddress&
             ++r.answered;
             break;
         }
+        if (r.sent >= 50 && r.answered == 0) break; // nothing comes back: stop waiting
         std::this_thread::sleep_for(std::chrono::microseconds(gap_us));
     }
     ::close(fd);

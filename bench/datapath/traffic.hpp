@@ -63,6 +63,7 @@ public:
     void start(std::uint64_t pps);
     void stop();
     std::uint64_t sent() const { return sent_.load(std::memory_order_relaxed); }
+    int last_errno() const { return last_errno_.load(std::memory_order_relaxed); }
 
 private:
     struct Target {
@@ -72,6 +73,7 @@ private:
     std::vector<Target> targets_;
     std::atomic<bool> stop_{false};
     std::atomic<std::uint64_t> sent_{0};
+    std::atomic<int> last_errno_{0};
     std::thread thread_;
 };
 

@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""Merges the JSON files bench/run.sh collected into bench/results/<date>.json, writes the
+report bench/results/<date>.md and draws PNG plots with gnuplot. Every number in the report
+comes from those files; nothing is estimated or typed in (the paper's figures are quoted
+as the paper's, next to ours)."""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+
+def load(work, name):
+    p = os.path.join(work, name + ".json")
+    if not os.path.exists(p):
+        return None
+    try:
+        with open(p) as f:
+            return json.load(f)
+    except json.JSONDecodeError:
+        return None
+
+
+def f(v, d=2):
+    if v is None:
+        return "-"
+    if isinstance(v, (int, float)):
+        return f"{v:.{d}f}"
+    return str(v)
+
+
+def case(doc, device, mode, size):
+    if not doc:
+        return None
+    for c in doc.get("cases", []):
+        if c.get("device") == device and c.get("mode") == mode and c.get("size") == size:
+            return c
+    return None
+
+
+def get(c, *path):
+    for p in path:
+        if c is None or not isinstance(c, dict) or p not in c:
+            return None
+        c = c[p]
+    return c
+
+
+def gnuplot(script, out_png, data):
+    if not shutil.which("gnuplot"):
+        return False
+    dat = out_png[:-4] + ".dat"
+    with open(dat, "w") as fd:
+        fd.write(data)
+    src = f'set terminal pngcairo size 800,480 noenhanced\nset output "{out_png}"\n' \
+          f'datafile = "{dat}"\n' + script
+    r = subprocess.run(["gnuplot"], input=src, text=True, capture_output=True)
+    os.unlink(dat)
+    if r.returncode != 0:
+        sys.stderr.write(r.stderr)
+    return r.returncode == 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--date", required=True)
+    ap.add_argument("--quick", default="0")
+    ap.add_argument("--lab", default="")
+    a = ap.parse_args()
+
+    names = sorted(n[:-5] for n in os.listdir(a.work) if n.endswith(".json"))
+    runs = {n: load(a.work, n) for n in names}
+    merged = {"date": a.date, "quick": a.quick == "1", "runs": runs}
+    md = []
+    w = md.append
+    w(f"# dpnetback benchmark results, {a.date}" + (" (quick run)" if a.quick == "1" else ""))
+    w("")
+    w("Written by `bench/run.sh` (docs/benchmarks.md explains every figure). Machine: "
+      f"{get(runs.get('mechanisms'), 'cpus') or '?'} CPUs shared with other work, DPDK without "
+      "hugepages, the simulated hypervisor (dpnb-simhv, a separate process: every grant "
+      "operation is a socket round trip to it) and simulated guests (dpnb-netfront processes). "
+      "TSC cycles are wall-clock cycles of the lcore thread: they include time it waits for "
+      "the simulated hypervisor and time it is descheduled, so they are upper bounds of the "
+      "daemon's own work; ratios between rows of one run are the figures to read.")
+    w("")
+
+    mech = runs.get("mechanisms")
+    hz = None
+    # --- 1 and 2 ---------------------------------------------------------------------------
+    w("## 1-2. Driver-domain cost per packet by mechanism, and the ceiling")
+    w("")
+    w("`dpnb-bench-datapath --modes copy,map,reuse --sizes 64,1514 --phases rx,tx`: one "
+      "guest, one lcore. `ring` = net_ring with a generator thread (copy only: net_ring hands "
+      "mbufs over); `tap` = net_tap, one port per guest, the kernel side injecting with "
+      "AF_PACKET sendmmsg (map and reuse are zero copy: the PMD reads into the guest buffer). "
+      "cycles/pkt = lcore TSC cycles outside its sleep stage, minus the calibrated cost of "
+      "the empty polls it spun, per packet; `x testpmd` = that over testpmd io-forward's "
+      "cycles/packet (TSC Hz / forwarded pps on one saturated core) on the same vdev type "
+      "and frame size, measured in the same run.")
+    w("")
+    w("| device | mode | size | dir | Mpps | offered Mpps | cycles/pkt | raw lcore cycles/pkt | "
+      "x testpmd | grant hypercalls/pkt | notifications/pkt | drops (no buffer) |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    rows = []
+    for c in (mech or {}).get("cases", []):
+        for d in ("rx", "tx"):
+            m = c.get(d)
+            if not m:
+                continue
+            if "error" in m and "mpps" not in m:
+                w(f"| {c['device']} | {c['mode']} | {c['size']} | {d} | error: {m['error']} |||||||| ")
+                continue
+            hz = hz or m.get("tsc_hz")
+            off = m.get("offered_mpps", m.get("generator_mpps"))
+            w(f"| {c['device']} | {c['mode']} | {c['size']} | {d} | {f(m.get('mpps'), 3)} | "
+              f"{f(off, 3)} | {f(m.get('cycles_per_packet'), 0)} | "
+              f"{f(m.get('lcore_cycles_per_packet'), 0)} | {f(m.get('x_testpmd'), 1)} | "
+              f"{f(m.get('grant_hypercalls_per_packet'), 3)} | "
+              f"{f(m.get('notifications_sent_per_packet'), 3)} | "
+              f"{get(m, 'drops', 'no_buffer')} |")
+            rows.append((c, d, m))
+    w("")
+    w("Stage breakdown (cycles/packet per poll-loop stage, `LcoreStats::stages`; the engine "
+      "times these stages, not ring/grant/NIC/notification separately: grant operations are "
+      "inside `guest_tx`, `rx_deliver` (copy) and `nic_rx`/`rx_post` (map), notifications "
+      "inside `rx_deliver` and `tx_completions`):")
+    w("")
+    stages = ["commands", "tx_completions", "guest_tx", "nic_rx", "rx_deliver", "rx_post"]
+    w("| device | mode | size | dir | " + " | ".join(stages) + " |")
+    w("| --- | --- | --- | --- | " + " | ".join("---" for _ in stages) + " |")
+    for c, d, m in rows:
+        sc = m.get("stage_cycles_per_packet", {})
+        w(f"| {c['device']} | {c['mode']} | {c['size']} | {d} | " +
+          " | ".join(f(sc.get(s), 0) for s in stages) + " |")
+    w("")
+    w("Ceiling, dpdk-testpmd io-forward (`--forward-mode=io --nb-cores=1`; net_ring ports "
+      "loop back what they send, started with `--tx-first`; net_tap fed by the same AF_PACKET "
+      "generator):")
+    w("")
+    w("| vdev | size | Mpps | cycles/packet | generator Mpps |")
+    w("| --- | --- | --- | --- | --- |")
+    for t in (mech or {}).get("testpmd", []):
+        w(f"| {t['vdev']} | {t['size']} | {f(t.get('mpps'), 3)} | {f(t.get('cycles_per_packet'), 1)} | "
+          f"{f(t.get('generator_mpps'), 3)} |" + (f" error: {t['error']}" if "error" in t else ""))
+    w("")
+    w("Reductions computed as the paper does (RX, cycles per packet): per-guest queue with "
+      "the guest's own buffers (map, tap) against the shared queue with copy (copy, ring); "
+      "then reuse against map. Paper: 69 % and a further 53 %.")
+    w("")
+    w("| size | copy (shared) | map (own queue) | reuse | map vs copy | reuse vs map |")
+    w("| --- | --- | --- | --- | --- | --- |")
+    red = []
+    for size in (64, 1514):
+        cp = get(case(mech, "ring", "copy", size), "rx", "cycles_per_packet")
+        mp = get(case(mech, "tap", "map", size), "rx", "cycles_per_packet")
+        ru = get(case(mech, "tap", "reuse", size), "rx", "cycles_per_packet")
+        r1 = (1 - mp / cp) * 100 if cp and mp else None
+        r2 = (1 - ru / mp) * 100 if mp and ru else None
+        red.append({"size": size, "copy": cp, "map": mp, "reuse": ru,
+                    "map_vs_copy_percent": r1, "reuse_vs_map_percent": r2})
+        w(f"| {size} | {f(cp, 0)} | {f(mp, 0)} | {f(ru, 0)} | {f(r1, 0)} % | {f(r2, 0)} % |")
+    merged["reductions"] = red
+    w("")
+    data = ""
+    for i, (c, d, m) in enumerate(rows):
+        if m.get("cycles_per_packet"):
+            data += f"\"{c['device']}-{c['mode']}-{c['size']}-{d}\" {m['cycles_per_packet']:.1f}\n"
+    if data and gnuplot(
+            'set style fill solid\nset boxwidth 0.7\nset ylabel "cycles/packet (log)"\n'
+            'set logscale y\nset xtics rotate by -45\nset title "lcore cycles per packet by mechanism"\n'
+            'plot datafile using 0:2:xtic(1) with boxes notitle\n',
+            os.path.join(a.out, f"{a.date}-cycles.png"), data):
+        w(f"![cycles per packet]({a.date}-cycles.png)")
+        w("")
+
+    # --- 3 ---------------------------------------------------------------------------------
+    w("## 3. Scaling over guests and lcores")
+    w("")
+    w("`--devices ring --modes copy --sizes 64 --guests N --lcores L`: aggregate Mpps to the "
+      "guests (RX) and from them (TX), and each guest's share of RX (fairness: min/max).")
+    w("")
+    w("| lcores | guests | RX Mpps | RX offered | TX Mpps | RX per guest (Mpps) | fairness min/max |")
+    w("| --- | --- | --- | --- | --- | --- | --- |")
+    plot = {}
+    for n in names:
+        mm = re.match(r"scaling-l(\d+)-g(\d+)$", n)
+        if not mm:
+            continue
+        l, g = int(mm.group(1)), int(mm.group(2))
+        c = (runs[n] or {}).get("cases", [None])[0]
+        rx, tx = get(c, "rx"), get(c, "tx")
+        per = [p["mpps"] for p in (get(rx, "per_guest") or [])]
+        fair = (min(per) / max(per)) if per and max(per) > 0 else None
+        plot.setdefault(l, []).append((g, get(rx, "mpps") or 0, get(tx, "mpps") or 0))
+        w(f"| {l} | {g} | {f(get(rx, 'mpps'), 3)} | {f(get(rx, 'offered_mpps'), 3)} | "
+          f"{f(get(tx, 'mpps'), 3)} | {' '.join(f(p, 3) for p in per)} | {f(fair, 2)} |")
+    w("")
+    if plot:
+        data = ""
+        for l in sorted(plot):
+            for g, rx, tx in sorted(plot[l]):
+                data += f"{g} {rx} {tx}\n"
+            data += "\n\n"
+        script = 'set xlabel "guests"\nset ylabel "Mpps"\nset title "aggregate rate, net_ring copy, 64 B"\nplot '
+        script += ", ".join(
+            f'datafile index {i} using 1:2 with linespoints title "RX, {l} lcore(s)", '
+            f'datafile index {i} using 1:3 with linespoints title "TX, {l} lcore(s)"'
+            for i, l in enumerate(sorted(plot))) + "\n"
+        if gnuplot(script, os.path.join(a.out, f"{a.date}-scaling.png"), data):
+            w(f"![scaling]({a.date}-scaling.png)")
+            w("")
+
+    # --- 4 ---------------------------------------------------------------------------------
+    w("## 4. Grant reuse")
+    w("")
+    w("`--devices tap --modes reuse --sizes 1514 --phases rx --hold 64` with the guest's "
+      "`--buffer full` or `half`, and with `--pool-target 160` (the pool shrinks below the "
+      "working set: pages leave, their translation-table entries are revoked, and come back "
+      "as misses). Reuse rate = the guest's reuse_hits / rx_posts (docs/netfront.md); the "
+      "daemon's translation-table hits and misses over the window beside it. Paper: 95 % with "
+      "full pages, 99.4 % with half pages.")
+    w("")
+    w("| run | buffer | guest reuse rate | IOTT hits | IOTT misses | pages added | pages removed | "
+      "RX Mpps | cycles/pkt |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for n in ("reuse-full", "reuse-half", "reuse-shrink"):
+        c = ((runs.get(n) or {}).get("cases") or [None])[0]
+        rx = get(c, "rx")
+        gs = (get(rx, "guest_side") or [{}])[0]
+        w(f"| {n} | {get(runs.get(n), 'options', 'buffer')} | {f(gs.get('reuse_rate'), 3)} | "
+          f"{get(rx, 'iott_hits')} | {get(rx, 'iott_misses')} | {gs.get('pool_pages_added')} | "
+          f"{gs.get('pool_pages_removed')} | {f(get(rx, 'mpps'), 3)} | "
+          f"{f(get(rx, 'cycles_per_packet'), 0)} |")
+    w("")
+    w("Half pages need the backend to honour `feature-rx-buffer-offset` (docs/netfront.md); "
+      "the daemon does not offer it yet, so the netfront falls back to full pages and the "
+      "`reuse-half` row measures full pages too (its buffer size is in the guest's summary).")
+    w("")
+
+    # --- 5 ---------------------------------------------------------------------------------
+    w("## 5. Notifications and idle CPU")
+    w("")
+    sat = get(case(mech, "ring", "copy", 64), "rx")
+    low = get(((runs.get("lowrate") or {}).get("cases") or [None])[0], "rx")
+    w("| load | RX Mpps | notifications sent/pkt | notifications received/pkt |")
+    w("| --- | --- | --- | --- |")
+    w(f"| saturation (ring copy 64 B, generator flat out) | {f(get(sat, 'mpps'), 3)} | "
+      f"{f(get(sat, 'notifications_sent_per_packet'), 4)} | {f(get(sat, 'notifications_received_per_packet'), 4)} |")
+    w(f"| low rate (`--rate 10000`) | {f(get(low, 'mpps'), 3)} | "
+      f"{f(get(low, 'notifications_sent_per_packet'), 4)} | {f(get(low, 'notifications_received_per_packet'), 4)} |")
+    w("")
+    idle = get(((runs.get("idle") or {}).get("cases") or [None])[0], "idle")
+    w("Idle: one guest attached, no traffic, `getrusage` of the engine process over "
+      f"{f(get(idle, 'seconds'), 1)} s: **{f(get(idle, 'cpu_percent_of_one_core'), 2)} % of one core**, "
+      f"{f(get(idle, 'lcore_sleeps_per_second'), 1)} lcore sleeps per second.")
+    w("")
+
+    # --- 6 ---------------------------------------------------------------------------------
+    w("## 6. Latency")
+    w("")
+    w("`--devices tap --phases latency`: an AF_PACKET socket on the tap's kernel side sends "
+      "a 64-byte frame to the guest, one at a time with 1 ms gaps, and times the echo "
+      "(dpnb-netfront --echo); round trip = kernel -> tap -> daemon RX -> guest -> daemon TX "
+      "-> tap -> kernel.")
+    w("")
+    w("| mode | answered/sent | median µs | p99 µs | min µs | max µs |")
+    w("| --- | --- | --- | --- | --- | --- |")
+    for c in (runs.get("latency") or {}).get("cases", []):
+        lt = c.get("latency", {})
+        w(f"| {c['mode']} | {lt.get('answered')}/{lt.get('sent')} | {f(lt.get('median_us'), 1)} | "
+          f"{f(lt.get('p99_us'), 1)} | {f(lt.get('min_us'), 1)} | {f(lt.get('max_us'), 1)} |")
+    w("")
+
+    # --- 7 ---------------------------------------------------------------------------------
+    w("## 7. The peer on real Xen (e2e lab)")
+    w("")
+    lab = a.lab
+    if lab and os.path.exists(lab):
+        with open(lab, errors="replace") as fd:
+            lines = [ln.rstrip() for ln in fd if ln.startswith("== dpnetbackd") or
+                     re.match(r"\s*E2E \S+ (PASS|FAIL)", ln)]
+        merged["lab"] = lines
+        w(f"From `{lab}` (the output of tests/e2e/run.sh, Xen under QEMU TCG):")
+        w("")
+        w("```")
+        md.extend(lines)
+        w("```")
+    else:
+        merged["lab"] = "not run"
+        w("not run. The lab (tests/e2e/run.sh, Xen 4.17 under QEMU) prints E2E lines and a "
+          "`== dpnetbackd / in-kernel netback:` ratio line; save its output and run "
+          "`DPNB_LAB_SUMMARY=<file> bench/run.sh` to include them here.")
+    w("")
+
+    # --- 8 ---------------------------------------------------------------------------------
+    w("## 8. Memory")
+    w("")
+    w("VmRSS of the engine process (EAL with `-m 512 --no-huge`, one lcore, the ring port) "
+      "before the guests are attached and with them attached and idle.")
+    w("")
+    w("| guests | RSS before (MiB) | RSS attached (MiB) | per guest (KiB) |")
+    w("| --- | --- | --- | --- |")
+    for n in ("idle", "memory-many"):
+        c = ((runs.get(n) or {}).get("cases") or [None])[0]
+        i = get(c, "idle")
+        if not i:
+            continue
+        b, at, g = i.get("rss_bytes_before_guests", 0), i.get("rss_bytes_with_guests", 0), i.get("attached", 0)
+        per = (at - b) / g / 1024 if g else None
+        w(f"| {g} | {f(b / 2**20, 1)} | {f(at / 2**20, 1)} | {f(per, 0)} |")
+    w("")
+
+    errors = []
+    for n, doc in runs.items():
+        if doc is None:
+            errors.append(f"{n}: no JSON (see its log)")
+            continue
+        for c in doc.get("cases", []):
+            for k in ("error", "leaks"):
+                if k in c:
+                    errors.append(f"{n} {c.get('device')} {c.get('mode')} {c.get('size')}: {k}: {c[k]}")
+            for d in ("rx", "tx", "idle", "latency"):
+                if isinstance(c.get(d), dict) and "error" in c[d]:
+                    errors.append(f"{n} {c.get('device')} {c.get('mode')} {c.get('size')} {d}: {c[d]['error']}")
+    if errors:
+        w("## Errors during the run")
+        w("")
+        for e in errors:
+            w(f"- {e}")
+        w("")
+    merged["errors"] = errors
+
+    with open(os.path.join(a.out, a.date + ".json"), "w") as fd:
+        json.dump(merged, fd, indent=1)
+        fd.write("\n")
+    with open(os.path.join(a.out, a.date + ".md"), "w") as fd:
+        fd.write("\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    main()
