@@ -8,6 +8,8 @@
 #                Connected; `offline` detaches it and removes hotplug-status; a second
 #                `offline` (the vif no longer served) is not an error; SIGTERM stops the
 #                daemon with status 0.
+#   attach-all   the same with vifs.serve = "all", libxl's order: the daemon serves the vif
+#                at once and holds Connected (backend InitWait) until the script has run.
 #   daemon-down  only the simulator: `online` fails with hotplug-status = error and a
 #                readable hotplug-error; `offline` is not an error; a folder whose keys
 #                disagree with its path, or whose mac is bad, is refused with the reason.
@@ -130,8 +132,11 @@ node_absent() { ! xenstore-read "$1" >/dev/null 2>&1; }
 socket_or_exit() { [ -e "$1" ] || ! kill -0 "$2" 2>/dev/null; }
 has_vif_folder() { [ -n "$(xenstore-list /local/domain/0/backend/vif 2>/dev/null)" ]; }
 
+# case_attach SERVE: "adopted-only" (the script's attach makes the daemon serve the vif) or
+# "all" (libxl's own order: the daemon serves the vif at once, the frontend connects, and
+# Connected is held until the script writes hotplug-status).
 case_attach() {
-    local pid=$$
+    local serve=$1 pid=$$
     cat >"$tmp/dpnetback.toml" <<EOF
 [hypervisor]
 kind = "sim"
@@ -147,7 +152,7 @@ file_prefix = "dpnbvh$pid"
 [port.uplink]
 device = "net_tap_vh,iface=dpnbvh$pid"
 [vifs]
-serve = "adopted-only"
+serve = "$serve"
 hotplug_wait = "always"
 [management]
 socket = "$sock"
@@ -172,7 +177,15 @@ EOF
     domid=$(xenstore-list /local/domain/0/backend/vif | head -n1)
     local bp=/local/domain/0/backend/vif/$domid/0
     wait_for 120 "the vif's hotplug-status \"\"" node_is "$bp/hotplug-status" ""
-    [ "$(xs_read "$bp/state")" = 1 ] || fail "an unadopted vif was touched: state $(xs_read "$bp/state")"
+    if [ "$serve" = all ]; then
+        wait_for 300 "vif$domid.0 held for the hotplug script" \
+            vif_is "vif$domid.0" "served hotplug_wait attached"
+        [ "$(xs_read "$bp/state")" = 2 ] || fail "Connected not held: state $(xs_read "$bp/state")"
+        pass "vif$domid.0 served at once, Connected held (backend InitWait) until the script"
+    else
+        [ "$(xs_read "$bp/state")" = 1 ] ||
+            fail "an unadopted vif was touched: state $(xs_read "$bp/state")"
+    fi
 
     hotplug online "$bp" "$sock" || fail "online exited $?"
     [ "$(xs_read "$bp/hotplug-status")" = connected ] ||
@@ -249,6 +262,15 @@ case_daemon_down() {
     [ "$(xs_read "$bp/hotplug-status")" = error ] || fail "bad mac: hotplug-status not error"
     pass "inconsistent folders refused with the reason"
 
+    # An emulated NIC's tap (HVM, type_if = tap, add): QEMU's, left alone.
+    xenstore-write "$bp/hotplug-status" ""
+    env -i PATH="$PATH" XENSTORED_PATH="$XENSTORED_PATH" XENBUS_PATH="$bp" type_if=tap \
+        INTERFACE=vif7.0-emu DPNB_SOCKET="$tmp/nothing.sock" DPNB_CTL="$ctl" \
+        DPNB_DEFAULTS=/nonexistent DPNB_SYSLOG=0 "$script" add 2>>"$tmp/hotplug.log" ||
+        fail "add for a tap exited $?"
+    node_is "$bp/hotplug-status" "" || fail "add for a tap touched the vif's hotplug-status"
+    pass "an emulated NIC's tap left alone"
+
     # Not a vif folder at all: refused, and nothing written there.
     xenstore-write /local/domain/0/backend/vbd/7/0/frontend-id 7
     hotplug online /local/domain/0/backend/vbd/7/0 "$tmp/nothing.sock" &&
@@ -258,7 +280,8 @@ case_daemon_down() {
 }
 
 case "$case_name" in
-    attach) case_attach ;;
+    attach) case_attach adopted-only ;;
+    attach-all) case_attach all ;;
     daemon-down) case_daemon_down ;;
     *) echo "unknown case $case_name" >&2; exit 2 ;;
 esac
