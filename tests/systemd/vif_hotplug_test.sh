@@ -87,14 +87,14 @@ wait_for() {
     done
 }
 
-# Runs the script as libxl does: a minimal environment plus XENBUS_PATH, vif and type_if.
+# Runs the script as libxl does: `<action> type_if=vif`, XENBUS_PATH, vif and script set.
 hotplug() {
     local action=$1 path=$2 socket=$3
     local name=${path#/local/domain/*/backend/vif/}
     env -i PATH="$PATH" XENSTORED_PATH="$XENSTORED_PATH" XENBUS_PATH="$path" \
-        vif="vif${name%%/*}.${name#*/}" type_if=vif script="$script" \
+        vif="vif${name%%/*}.${name#*/}" script="$script" \
         DPNB_SOCKET="$socket" DPNB_CTL="$ctl" DPNB_DEFAULTS=/nonexistent DPNB_SYSLOG=0 \
-        DPNB_TIMEOUT=120 "$script" "$action" 2>>"$tmp/hotplug.log"
+        DPNB_TIMEOUT=120 "$script" "$action" type_if=vif 2>>"$tmp/hotplug.log"
 }
 
 xs_read() { xenstore-read "$1" 2>/dev/null; }
@@ -264,9 +264,9 @@ case_daemon_down() {
 
     # An emulated NIC's tap (HVM, type_if = tap, add): QEMU's, left alone.
     xenstore-write "$bp/hotplug-status" ""
-    env -i PATH="$PATH" XENSTORED_PATH="$XENSTORED_PATH" XENBUS_PATH="$bp" type_if=tap \
+    env -i PATH="$PATH" XENSTORED_PATH="$XENSTORED_PATH" XENBUS_PATH="$bp" \
         INTERFACE=vif7.0-emu DPNB_SOCKET="$tmp/nothing.sock" DPNB_CTL="$ctl" \
-        DPNB_DEFAULTS=/nonexistent DPNB_SYSLOG=0 "$script" add 2>>"$tmp/hotplug.log" ||
+        DPNB_DEFAULTS=/nonexistent DPNB_SYSLOG=0 "$script" add type_if=tap 2>>"$tmp/hotplug.log" ||
         fail "add for a tap exited $?"
     node_is "$bp/hotplug-status" "" || fail "add for a tap touched the vif's hotplug-status"
     pass "an emulated NIC's tap left alone"
