@@ -17,7 +17,7 @@ pkgs_build=(build-essential g++ cmake ninja-build pkg-config git
   libdpdk-dev dpdk libxen-dev libspdlog-dev libfmt-dev libcli11-dev
   libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev libnuma-dev python3)
 pkgs_test=(googletest libgtest-dev libgmock-dev clang libclang-rt-14-dev clang-format xenstore-utils
-  clang-tidy iproute2 procps valgrind systemd)
+  clang-tidy iproute2 procps valgrind systemd prometheus)
 # e2e (tests/e2e): QEMU runs Xen under TCG; the PV dom0 and domU boot the host's Debian
 # kernel (linux-image-amd64: /boot/vmlinuz-* and its modules); xen-utils-4.17 has xl,
 # oxenstored, xenconsoled and xen-init-dom0 (in /usr/lib/xen-4.17/bin); xenstore-utils the
