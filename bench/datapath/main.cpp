@@ -12,6 +12,7 @@
 // map and reuse are zero copy; the kernel side injects frames with AF_PACKET sendmmsg).
 #include <sched.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -83,6 +84,19 @@ struct Options {
 
 std::string g_prefix;
 unsigned g_seq = 0;
+
+// net_tap raises SIGIO per received frame (its RX interrupt); under a flood a relative
+// nanosleep, restarted after every signal with its remainder, may never end. Sleep until an
+// absolute time instead.
+void nap(std::chrono::duration<double> d) {
+    timespec until{};
+    ::clock_gettime(CLOCK_MONOTONIC, &until);
+    const auto ns = static_cast<long long>(d.count() * 1e9) + until.tv_nsec;
+    until.tv_sec += static_cast<time_t>(ns / 1'000'000'000);
+    until.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, nullptr) == EINTR) {
+    }
+}
 
 // --- snapshots -------------------------------------------------------------------------------
 
@@ -348,7 +362,7 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
             {
                 // Calibration: the cost of an empty poll with these guests attached.
                 const Snapshot c0 = snapshot(*eng, 0);
-                std::this_thread::sleep_for(500ms);
+                nap(500ms);
                 const auto [busy, idle] = busy_and_idle(c0, snapshot(*eng, 0));
                 empty_poll =
                     idle != 0 ? static_cast<double>(busy) / static_cast<double>(idle) : 0.0;
@@ -357,9 +371,9 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
                 ring->start(opt.rate);
             else
                 tapgen.start(opt.rate);
-            std::this_thread::sleep_for(std::chrono::duration<double>(opt.warmup));
+            nap(std::chrono::duration<double>(opt.warmup));
             const Snapshot a = snapshot(*eng, offered());
-            std::this_thread::sleep_for(std::chrono::duration<double>(opt.duration));
+            nap(std::chrono::duration<double>(opt.duration));
             const Snapshot b = snapshot(*eng, offered());
             if (ring) ring->stop();
             tapgen.stop();
@@ -391,9 +405,9 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
         if (Status st = set.start(tx, opt.guests, port_names, mode); !st) {
             out["tx"]["error"] = st.error().describe();
         } else {
-            std::this_thread::sleep_for(std::chrono::duration<double>(opt.warmup));
+            nap(std::chrono::duration<double>(opt.warmup));
             const Snapshot a = snapshot(*eng, 0);
-            std::this_thread::sleep_for(std::chrono::duration<double>(opt.duration));
+            nap(std::chrono::duration<double>(opt.duration));
             const Snapshot b = snapshot(*eng, 0);
             out["tx"] = measure(a, b, false, empty_poll);
             set.stop();
@@ -407,11 +421,11 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
         if (Status st = set.start(gc, opt.guests, port_names, mode); !st) {
             out["idle"]["error"] = st.error().describe();
         } else {
-            std::this_thread::sleep_for(1s);
+            nap(1s);
             const Snapshot a = snapshot(*eng, 0);
             const double c0 = cpu_seconds();
             const auto t0 = Clock::now();
-            std::this_thread::sleep_for(std::chrono::duration<double>(opt.idle_seconds));
+            nap(std::chrono::duration<double>(opt.idle_seconds));
             const double cpu = cpu_seconds() - c0;
             const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
             const Snapshot b = snapshot(*eng, 0);
@@ -505,7 +519,7 @@ json run_testpmd(const Options& opt, const std::string& vdev, unsigned size, dou
                 tp.signal(SIGKILL);
                 return out;
             }
-        std::this_thread::sleep_for(1s);
+        nap(1s);
         netif::MacAddress dst;
         dst.bytes = {0x02, 0x00, 0x00, 0xbe, 0x0c, 0x02};
         (void)gen.add(ifaces[0], make_frame(dst, peer_mac(), size, 0));
@@ -513,7 +527,7 @@ json run_testpmd(const Options& opt, const std::string& vdev, unsigned size, dou
     }
     const auto t0 = Clock::now();
     const std::uint64_t g0 = gen.sent();
-    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    nap(std::chrono::duration<double>(seconds));
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     const std::uint64_t g1 = gen.sent();
     gen.stop();
