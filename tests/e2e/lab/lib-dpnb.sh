@@ -127,6 +127,9 @@ dpnb_try_start() {
   local deadline=$((SECONDS + 180))
   # net_tap opens /dev/net/tun, which dom0's devtmpfs has once tun is loaded.
   modprobe tun || { log "modprobe tun failed"; return 1; }
+  # The metrics endpoint binds 127.0.0.1: after kernel-netback in the same boot, dom0's lo
+  # was found without it ("Cannot assign requested address").
+  ip link set lo up
   if [ -z "$DPNB_MON" ]; then
     dpnb_monitor &
     DPNB_MON=$!
