@@ -80,6 +80,7 @@ file_prefix = "e2e"
 device = "net_tap0,iface=$DPNB_IFACE"
 steering = "$steering"
 rx_queues = $rxq
+${DPNB_PORT_EXTRA:-}
 
 [engine]
 # Software emulation: the guests share the two emulated CPUs with dom0, and a poll loop that
@@ -160,6 +161,21 @@ dpnb_try_start() {
   log "dpnetbackd answers; $DPNB_IFACE is $DOM0_IP/24"
 }
 dpnb_start() { dpnb_try_start "$@" || fail "dpnetbackd did not start (its log above)"; }
+
+# dpnb_start_dedicated [TOML_LINE...]: dpnb0 as the one member of the group "guests" with
+# "dedicated_port" steering: the guest served gets the whole port (its RX queue is its own,
+# so RX modes map and reuse are possible on net_tap, which has no rte_flow); guests served one
+# after another get it in turn. The extra lines must not set [vifs] default_port.
+dpnb_start_dedicated() {
+  DPNB_PORT_EXTRA='group = "guests"'
+  dpnb_config dedicated_port 1 "$@"
+  DPNB_PORT_EXTRA=""
+  sed -i 's/^\[vifs\]$/[vifs]\ndefault_port = "guests"/' "$DPNB_CONF"
+  grep -q '^default_port' "$DPNB_CONF" || printf '[vifs]\ndefault_port = "guests"\n' >> "$DPNB_CONF"
+  STEERING=dedicated_port
+  dpnb_start
+  kv steering dedicated_port
+}
 
 # dpnb_start_steered [TOML_LINE...]: "mac_flow" with 3 RX queues (1 shared + 2 guests), or,
 # when the daemon does not start with it, "shared" with the reason in steering_fallback.

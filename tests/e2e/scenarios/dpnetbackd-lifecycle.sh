@@ -32,7 +32,7 @@ vif_unknown_h() { ! ctlj list 2>/dev/null | jq -e --argjson d "$1" --argjson h "
 no_folder() { ! xenstore-exists "$1"; }
 rx_packets_above() { vif_field "$1" .rx_packets; [ "${REPLY:-0}" -gt "$2" ]; }
 
-dpnb_start_steered "[vifs]" 'serve = "all"'
+dpnb_start_dedicated "[vifs]" 'serve = "all"'
 
 # 1. xl destroy mid-transfer, RX mode map.
 dpnb_guest e2e-dpnb-a 00:16:3e:e2:e0:31

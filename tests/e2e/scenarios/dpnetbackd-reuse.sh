@@ -21,7 +21,7 @@
 FRAMES=${E2E_REUSE_FRAMES:-2000}
 MAC=00:16:3e:e2:e0:41
 
-dpnb_start_steered "[features]" "ctrl_ring = true" "static_grants = true" \
+dpnb_start_dedicated "[features]" "ctrl_ring = true" "static_grants = true" \
   "[vifs]" 'serve = "all"' 'default_rx_mode = "reuse"'
 
 guest_create e2e-dpnb-reuse dpnetbackd-reuse 'vif = [ ]'
