@@ -11,6 +11,7 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include <map>
 #include <set>
 
+#include "ctrl_server.hpp"
 #include "engine_core.hpp"
 
 namespace dpnb::engine {
@@ -98,6 +100,10 @@ struct VifRecord {
     std::vector<std::unique_ptr<GuestQueue>> queues;
     std::vector<hv::GrantMapping> rings; // per queue: TX ring page, RX ring page
     std::unique_ptr<hv::TranslationTable> iott;
+    // Static grants: the table the control ring fills (iott's own persistent_grants(), or
+    // null), and the control ring's server (control thread).
+    hv::PersistentGrantTable* static_table = nullptr;
+    std::unique_ptr<detail::CtrlServer> ctrl;
     unsigned lcore = 0;
     std::uint16_t port_index = 0;
     std::optional<std::uint16_t> rx_queue; // dedicated NIC queue
@@ -121,6 +127,7 @@ public:
     Status set_rate(const VifId& id, std::optional<netif::RateLimit> rate);
     VifStatus status_of(const VifRecord& r) const;
     std::optional<DataPlaneEvent> next_event();
+    void serve_control_rings();
     Status shutdown();
     LeakReport current_leaks(bool after_stop) const;
 
@@ -139,14 +146,21 @@ private:
     void push_event(DataPlaneEvent e);
 
     hv::BackendHypervisor& hv_;
-    std::unique_ptr<hv::GrantTable> gt_; // ring pages
+    std::unique_ptr<hv::GrantTable> gt_; // ring pages, control rings, their gref lists
+    // The control thread's event channels (control rings), and what events_fd() returns: an
+    // epoll set of it and event_fd.
+    std::unique_ptr<hv::EventChannels> ctl_ev_;
     std::uint32_t next_key_ = 1;
+
+public:
+    int epoll_fd_ = -1;
 };
 
 Engine::Impl::~Impl() {
     if (!shut_down_) (void)shutdown();
     if (ack_fd >= 0) ::close(ack_fd);
     if (event_fd >= 0) ::close(event_fd);
+    if (epoll_fd_ >= 0) ::close(epoll_fd_);
 }
 
 Status Engine::Impl::init() {
@@ -162,6 +176,18 @@ Status Engine::Impl::init() {
     auto gt = hv_.open_grant_table();
     if (!gt) return std::move(gt).error();
     gt_ = std::move(*gt);
+    auto ev = hv_.open_event_channels();
+    if (!ev) return std::move(ev).error();
+    ctl_ev_ = std::move(*ev);
+    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd_ < 0) return make_error(Errc::io, "epoll_create1", errno);
+    for (int fd : {event_fd, ctl_ev_->fd()}) {
+        epoll_event e{};
+        e.events = EPOLLIN;
+        e.data.fd = fd;
+        if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &e) != 0)
+            return make_error(Errc::io, "epoll_ctl", errno);
+    }
 
     // Lcores first: ports need their count (a TX queue each).
     for (unsigned i = 0; i < opts.eal.worker_lcores.size(); ++i)
@@ -389,10 +415,27 @@ Status Engine::Impl::attach(const VifSpec& spec) {
                 nicq ? ps->copy_reason : "frames come from the shared queue of port " + pc.name;
         mode = RxMode::copy;
     }
-    if (mode == RxMode::reuse) {
+    if (spec.frontend.static_grants) {
+        // The frontend registers its RX buffers over the control ring (docs/protocol.md):
+        // a persistent-grant table of our own, whatever the hypervisor keeps, since this
+        // frontend's registrations arrive here and nowhere else.
+        auto mapper = hv_.open_grant_table();
+        auto t = mapper ? hv::PersistentGrantTable::create(std::move(*mapper), spec.id.dom,
+                                                           opts.static_grants)
+                        : Result<std::unique_ptr<hv::PersistentGrantTable>>(mapper.error());
+        if (!t) return make_error(t.error().code, name + ": static grants: " + t.error().message);
+        rec->static_table = t->get();
+        rec->iott = std::move(*t);
+    } else if (mode == RxMode::reuse) {
         auto t = hv_.open_translation_table(spec.id.dom);
         if (!t) {
             rec->mode_reason = "no I/O translation table: " + t.error().message;
+            mode = RxMode::map;
+        } else if ((*t)->persistent_grants() != nullptr) {
+            // Stock Xen keeps no table: only a frontend that registers its buffers (static
+            // grants) fills one; without them every lookup would miss.
+            rec->mode_reason = "the frontend did not negotiate static grants (feature-static-"
+                               "grants), and this hypervisor keeps no translation table";
             mode = RxMode::map;
         } else {
             rec->iott = std::move(*t);
@@ -402,6 +445,16 @@ Status Engine::Impl::attach(const VifSpec& spec) {
         if (rec->flow != nullptr) (void)ps->port->remove_rule(rec->flow);
         free_record(*rec);
     };
+    if (spec.frontend.ctrl_ring) {
+        auto c = detail::CtrlServer::open(*gt_, *ctl_ev_, spec.id.dom, *spec.frontend.ctrl_ring,
+                                          rec->static_table, static_cast<std::uint32_t>(fq.size()),
+                                          name);
+        if (!c) {
+            cleanup();
+            return std::move(c).error();
+        }
+        rec->ctrl = std::move(*c);
+    }
 
     // Rings: both pages of a queue mapped with one call.
     for (std::size_t qi = 0; qi < fq.size(); ++qi) {
@@ -628,6 +681,24 @@ Status Engine::Impl::detach(const VifId& id) {
 }
 
 void Engine::Impl::free_record(VifRecord& r) {
+    const std::string name = to_string(r.spec.id);
+    if (r.ctrl) {
+        const detail::CtrlCounters& c = r.ctrl->counters();
+        spdlog::info("{}: control ring: {} request(s), {} grant(s) registered, {} removed, {} "
+                     "removal(s) refused in flight, {} invalid, {} not supported",
+                     name, c.requests, c.grefs_added, c.grefs_removed, c.grefs_busy, c.invalid,
+                     c.not_supported);
+        r.ctrl.reset();
+    }
+    if (r.static_table != nullptr) {
+        // Every queue is detached: nothing is in flight, so close() unmaps everything.
+        const hv::PersistentGrantCloseReport rep = r.static_table->close();
+        if (!rep.clean())
+            spdlog::error("{}: static grants: {} still in flight, {} unmap failure(s): left "
+                          "mapped",
+                          name, rep.leaked_in_flight, rep.unmap_failures);
+        r.static_table = nullptr;
+    }
     for (hv::GrantMapping& m : r.rings)
         if (m) {
             if (Status st = gt_->unmap(m); !st)
@@ -649,15 +720,27 @@ Status Engine::Impl::set_rx_mode(const VifId& id, RxMode mode) {
     if (it == vifs_.end()) return make_error(Errc::not_found, to_string(id) + " is not attached");
     VifRecord& r = *it->second;
     GuestQueue& q0 = *r.queues[0];
-    if (mode != RxMode::copy && q0.nic.kind != NicKind::guest_pool)
+    if (mode != RxMode::copy && q0.nic.kind != NicKind::guest_pool) {
+        const PortState& ps = *ports[r.port_index];
+        std::string why = r.mode_reason;
+        if (why.empty())
+            why = !r.rx_queue
+                      ? "its frames come from the shared queue of port " + ps.port->config().name
+                      : ps.copy_reason;
         return make_error(Errc::unsupported, to_string(id) + ": RX mode " + to_string(mode) +
-                                                 " needs a zero-copy NIC queue: " + r.mode_reason);
+                                                 " needs a zero-copy NIC queue: " + why);
+    }
     auto c = std::make_unique<Command>();
     c->kind = Command::Kind::set_mode;
     c->mode = mode;
     if (mode == RxMode::reuse && !r.iott) {
         auto t = hv_.open_translation_table(id.dom);
         if (!t) return make_error(Errc::unsupported, to_string(id) + ": " + t.error().message);
+        if ((*t)->persistent_grants() != nullptr)
+            return make_error(Errc::unsupported,
+                              to_string(id) + ": RX mode reuse needs static grants on this "
+                                              "hypervisor, and the frontend did not negotiate "
+                                              "them (feature-static-grants)");
         r.iott = std::move(*t);
     }
     if (r.iott) {
@@ -699,6 +782,8 @@ VifStatus Engine::Impl::status_of(const VifRecord& r) const {
     s.rx_queue = r.rx_queue;
     s.lcore = lcores[r.lcore]->lcore_id();
     s.queues = static_cast<unsigned>(r.queues.size());
+    s.control_ring = r.ctrl != nullptr;
+    s.static_grants = r.static_table != nullptr ? r.static_table->valid_entries() : 0;
     s.tx_errors.assign(detail::kTxErrorCount, 0);
     for (const auto& q : r.queues) {
         const detail::QueueCounters& c = q->counters;
@@ -711,9 +796,36 @@ VifStatus Engine::Impl::status_of(const VifRecord& r) const {
     return s;
 }
 
+// Control rings are served here, on the control thread, when their channels fire (the
+// control plane calls next_event() whenever events_fd() is readable).
+void Engine::Impl::serve_control_rings() {
+    if (!ctl_ev_) return;
+    for (int i = 0; i < 4096; ++i) {
+        auto p = ctl_ev_->pending();
+        if (!p) {
+            spdlog::error("control rings: reading pending ports: {}", p.error().describe());
+            return;
+        }
+        if (!*p) return;
+        const hv::EvtchnPort port = **p;
+        (void)ctl_ev_->unmask(port);
+        for (auto& [id, r] : vifs_) {
+            if (!r->ctrl || r->ctrl->port() != port) continue;
+            if (Status st = r->ctrl->serve(); !st && !r->reported_disabled) {
+                spdlog::warn("{}", st.error().message);
+                r->reported_disabled = true;
+                events_.push_back(
+                    DataPlaneEvent{DataPlaneEvent::Kind::vif_disabled, id, st.error().message});
+            }
+            break;
+        }
+    }
+}
+
 std::optional<DataPlaneEvent> Engine::Impl::next_event() {
     std::uint64_t v;
     (void)!::read(event_fd, &v, sizeof(v));
+    serve_control_rings();
     for (auto& [id, r] : vifs_) {
         if (!r->reported_disabled && r->shared->disabled.load(std::memory_order_acquire)) {
             r->reported_disabled = true;
@@ -902,7 +1014,7 @@ Result<VifStatus> Engine::status(const VifId& id) const {
 }
 
 int Engine::events_fd() const {
-    return impl_->event_fd;
+    return impl_->epoll_fd_;
 }
 
 std::optional<DataPlaneEvent> Engine::next_event() {

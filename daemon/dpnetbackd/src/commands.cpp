@@ -85,7 +85,9 @@ Json vif_detail(const control::VifInfo& v) {
             {"port", s.port},
             {"rx_queue", s.rx_queue ? Json(*s.rx_queue) : Json(nullptr)},
             {"lcore", s.lcore},
-            {"queues", s.queues}};
+            {"queues", s.queues},
+            {"control_ring", s.control_ring},
+            {"static_grants", s.static_grants}};
         j["counters"] = counters_json(s.counters);
         Json errors = Json::object();
         const auto table = netif::tx_error_table();

@@ -1072,6 +1072,9 @@ Result<Config> build(const toml::table& root, std::string path) {
     load_shutdown(l, top_table(l, root, "shutdown"), c);
 
     if (l.errors_.empty()) {
+        // Static grants size the engine's persistent-grant tables on either hypervisor (a
+        // simulated guest may register its buffers over the control ring too).
+        c.engine.static_grants = c.hypervisor.xen.persistent_grants;
         // The parts' own checks (whatever the per-key checks above cannot see).
         if (Status st = engine::validate(c.engine); !st) l.error(st.error().message);
         if (Status st = control::validate(c.control); !st) l.error(st.error().message);

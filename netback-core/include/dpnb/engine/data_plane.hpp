@@ -111,6 +111,10 @@ struct VifStatus {
     unsigned lcore = 0;
     unsigned queues = 0;
     std::string disabled_reason; // when state == disabled
+    // Static grants (docs/protocol.md): whether the vif has a control ring, and the RX
+    // buffers its frontend has registered over it.
+    bool control_ring = false;
+    std::uint32_t static_grants = 0;
     VifCounters counters;
     // TX parser failures by reason (netif::tx_error_table() order).
     std::vector<std::uint64_t> tx_errors;

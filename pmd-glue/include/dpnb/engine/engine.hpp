@@ -25,6 +25,7 @@
 
 #include "dpnb/engine/data_plane.hpp"
 #include "dpnb/hv/hypervisor.hpp"
+#include "dpnb/hv/persistent_grant_table.hpp"
 #include "dpnb/netif/tx_parser.hpp"
 #include "dpnb/pmd/eal.hpp"
 #include "dpnb/pmd/port.hpp"
@@ -43,6 +44,10 @@ struct EngineOptions {
     unsigned map_batch = 1;
     // Reuse mode: what to do with a posted buffer that is not in the translation table.
     RxMode reuse_miss = RxMode::map; // map or copy
+
+    // Static grants (docs/protocol.md): the persistent-grant table of a vif whose frontend
+    // registers its RX buffers over the control ring.
+    hv::PersistentGrantLimits static_grants;
 
     // TX
     std::uint16_t tx_copy_len = 128; // bytes grant-copied into the header mbuf (Linux: 128)
