@@ -69,6 +69,39 @@ TEST_F(ControlApi, AdoptedOnlyServesWhatIsHandedOver) {
     EXPECT_EQ(missing.error().code, Errc::not_found);
 }
 
+// adopted-only across a restart: the new daemon serves what the old one adopted (its marker
+// in the backend folder), and still leaves the other vifs alone.
+TEST_F(ControlApi, AdoptedVifsAreServedAgainAfterARestart) {
+    options_.serve = VifSelection::adopted_only;
+    start_daemon();
+    const hv::DomId a = create_guest("adopted");
+    const hv::DomId b = create_guest("someone-elses");
+    CT_ASSERT_OK(plug(a));
+    CT_ASSERT_OK(plug(b));
+    CT_ASSERT_OK(hotplug_done(a));
+    CT_ASSERT_OK(hotplug_done(b)); // as another backend's script would
+    ASSERT_TRUE(pump_until([&] { return cp_->list().size() == 2; }));
+    GuestProcess& ga = spawn_guest(a, GuestOptions{.reconnect = false});
+    CT_ASSERT_OK(cp_->adopt({a, 0}, VifOverrides{}));
+    ASSERT_TRUE(guest_connected(ga));
+    EXPECT_EQ(read(backend_path(a) + "/dpnetback-adopted"), std::optional<std::string>("1"));
+    EXPECT_EQ(read(backend_path(b) + "/dpnetback-adopted"), std::nullopt);
+
+    stop_daemon(); // a crash
+    start_daemon();
+    ASSERT_TRUE(pump_until([&] { return dp_->attached({a, 0}); }));
+    EXPECT_TRUE(dp_->spec({a, 0})->resume);
+    EXPECT_TRUE(backend_state_is(a, "4"));
+    EXPECT_EQ(ask(ga, "state"), "connected");
+    EXPECT_EQ(vif(b)->role, VifRole::unadopted);
+    EXPECT_FALSE(dp_->attached({b, 0}));
+
+    // Released: the marker goes, so the next daemon leaves the vif alone.
+    CT_ASSERT_OK(cp_->release({a, 0}));
+    ASSERT_TRUE(backend_state_is(a, "6"));
+    EXPECT_EQ(read(backend_path(a) + "/dpnetback-adopted"), std::nullopt);
+}
+
 TEST_F(ControlApi, RulesAndRuntimeChangesReachTheDataPlane) {
     VifRule general;
     general.set.rx_mode = engine::RxMode::map;

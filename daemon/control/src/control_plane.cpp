@@ -155,6 +155,7 @@ Status ControlPlane::Impl::adopt(const engine::VifId& id, const VifOverrides& ov
         v.overrides = overrides;
         v.adopted = true;
         spdlog::info("control: {}: adopted", name);
+        if (options_.serve == VifSelection::adopted_only) mark_adopted(v, true);
         serve(v);
         refresh_gauges();
         if (v.role != VifRole::served)
@@ -195,6 +196,7 @@ Status ControlPlane::Impl::release(const engine::VifId& id) {
     Vif& v = *it->second;
     spdlog::info("control: {}: released", v.name);
     v.adopted = false;
+    if (options_.serve == VifSelection::adopted_only) mark_adopted(v, false);
     if (!v.detach_raised) {
         v.detach_raised = true;
         feed(v, Input::detach);

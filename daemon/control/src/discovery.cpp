@@ -116,12 +116,35 @@ void ControlPlane::Impl::discover(const netif::BackendPath& path) {
 
     if (!load_toolstack(v)) return;
     if (stopped_) return; // shutdown() ran: listed, not served
-    if (options_.serve == VifSelection::all) {
+    if (options_.serve == VifSelection::all || adopted_before(v)) {
         v.adopted = true;
         serve(v);
     } else {
         v.role = VifRole::unadopted;
         spdlog::info("control: {}: left alone until adopted (vif selection adopted-only)", v.name);
+    }
+}
+
+// adopted-only: a folder an earlier daemon adopted carries our marker (adopt() writes it,
+// release() removes it, the toolstack removes it with the folder). Serve it again, so that a
+// restart (crash, upgrade, watchdog) does not leave running guests unserved. The marker is
+// ours alone: a vif another backend serves (hotplug-status = connected written by its own
+// script) is still left alone. The attach's overrides (RX mode, queue, MAC) are not kept
+// across the restart: [[vifs.rule]] is the place for options that must survive one.
+bool ControlPlane::Impl::adopted_before(const Vif& v) {
+    auto raw = read_opt(v.backend, kAdoptedKey);
+    if (!raw || !*raw || **raw != "1") return false;
+    spdlog::info("control: {}: adopted by an earlier daemon ({}), serving it again", v.name,
+                 kAdoptedKey);
+    return true;
+}
+
+void ControlPlane::Impl::mark_adopted(Vif& v, bool adopted) {
+    const std::string node = v.backend + "/" + std::string(kAdoptedKey);
+    Status st = adopted ? xs_->write(hv::kNoTxn, node, "1") : xs_->rm(hv::kNoTxn, node);
+    if (!st && st.error().code != Errc::not_found) {
+        count(ControlError::xenstore);
+        log_xenstore_failure(v.name, (adopted ? "writing " : "removing ") + node, st.error());
     }
 }
 

@@ -101,6 +101,8 @@ public:
     void handle_watch(const hv::XsWatchEvent& ev);
     void scan();
     void discover(const netif::BackendPath& path);
+    bool adopted_before(const Vif& v);
+    void mark_adopted(Vif& v, bool adopted);
     Status load_toolstack(Vif& v);
     void serve(Vif& v);
     void backend_changed(Vif& v, std::string_view key);
@@ -169,6 +171,8 @@ int error_number(const Error& e) noexcept;
 inline constexpr std::string_view kRootToken = "dpnb-control:backend";
 inline constexpr std::string_view kReleaseToken = "dpnb-control:release";
 inline constexpr std::string_view kFrontendTokenPrefix = "dpnb-control:frontend:";
+// adopted-only: the node in a backend folder that says a dpnetbackd adopted the vif.
+inline constexpr std::string_view kAdoptedKey = "dpnetback-adopted";
 inline constexpr std::string_view kReleaseDomain = "@releaseDomain";
 
 } // namespace dpnb::control
