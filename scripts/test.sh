@@ -26,7 +26,10 @@ cmake --build build/fuzz -j "$jobs"
 
 status=0
 echo "== tests"
-ctest --test-dir build/asan --output-on-failure --timeout 900 | tee build/asan-ctest.log || status=1
+# The Xen lab (CTest entry e2e) is not part of this command: it boots Xen under QEMU for
+# 20-45 minutes on these machines and has its own command (tests/e2e/README.md).
+ctest --test-dir build/asan --output-on-failure --timeout 900 -E '^e2e$' \
+  | tee build/asan-ctest.log || status=1
 echo "== fuzz (${DPNB_FUZZ_SECONDS} s per target)"
 ctest --test-dir build/fuzz --output-on-failure | tee build/fuzz-ctest.log || status=1
 
