@@ -381,6 +381,9 @@ void Lcore::attach_queue(Command* cmd) {
             n.queue = q->nic.queue;
             n.q = q;
             n.intr_fd = q->nic.intr_fd;
+            n.burst_within_ready =
+                q->nic.kind == NicKind::guest_pool &&
+                engine_.ports[q->nic.port_index]->port->caps().driver == "net_tap";
             if (n.intr_fd >= 0) {
                 epoll_event e{};
                 e.events = EPOLLIN;

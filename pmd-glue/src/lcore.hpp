@@ -118,6 +118,10 @@ private:
         GuestQueue* q = nullptr; // dedicated; nullptr for a shared (demux) queue
         int intr_fd = -1;
         bool intr_armed = false;
+        // The PMD reads a frame before it allocates the buffer that replaces it, and drops
+        // the frame when that allocation fails (net_tap): ask it for at most as many frames
+        // as the guest pool can replace (do_nic_rx).
+        bool burst_within_ready = false;
     };
     struct Target {
         std::uint32_t key;
