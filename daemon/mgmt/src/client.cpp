@@ -84,8 +84,10 @@ Result<Response> Client::call(const Request& request) {
         const ssize_t w = ::send(fd_, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR || errno == EAGAIN) continue;
-            if (errno == EPIPE || errno == ECONNRESET)
-                return make_error(Errc::closed, "the daemon closed the connection", errno);
+            // The daemon may have answered and closed before it read the request (it
+            // refuses a peer at accept: permission denied, too many clients): read that
+            // answer below rather than report the closed socket.
+            if (errno == EPIPE || errno == ECONNRESET) break;
             return make_error(Errc::io, std::string("send: ") + std::strerror(errno), errno);
         }
         sent += static_cast<std::size_t>(w);
@@ -106,9 +108,10 @@ Result<Response> Client::call(const Request& request) {
         const ssize_t r = ::recv(fd_, buf, sizeof buf, 0);
         if (r < 0) {
             if (errno == EINTR || errno == EAGAIN) continue;
-            return make_error(Errc::io, std::string("recv: ") + std::strerror(errno), errno);
+            if (errno != ECONNRESET)
+                return make_error(Errc::io, std::string("recv: ") + std::strerror(errno), errno);
         }
-        if (r == 0)
+        if (r <= 0)
             return make_error(Errc::closed,
                               "the daemon closed the connection without answering (permission "
                               "denied or shutting down)");
