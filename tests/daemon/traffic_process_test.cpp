@@ -285,6 +285,34 @@ TEST(DaemonLifecycle, SigkillThenRestartGuestsReconnectAndTrafficResumes) {
     ASSERT_EQ(env.daemon->wait(), 0) << env.daemon_log();
 }
 
+// shutdown.vifs = keep: SIGTERM detaches and writes nothing (the upgrade path), so the next
+// daemon re-attaches and the guests never see their backend leave Connected.
+TEST(DaemonLifecycle, SigtermWithKeepLeavesVifsForTheNextDaemon) {
+    DT_REQUIRE_ENVIRONMENT();
+    DaemonEnv env({.embedded_sim = false, .extra_toml = "[shutdown]\nvifs = \"keep\"\n"});
+    ASSERT_TRUE(env.start_simhv());
+    ASSERT_TRUE(env.start_daemon());
+    const auto d = env.create_domain("kept");
+    ASSERT_TRUE(d);
+    Process& g = env.start_guest(*d, {"--echo"});
+    const std::vector<std::string> vifs{vif_name(*d)};
+    ASSERT_TRUE(env.wait_connected(vifs));
+    expect_echo(env, {guest_mac(*d)}, 200);
+
+    env.daemon->signal(SIGTERM);
+    ASSERT_EQ(env.daemon->wait(), 0) << env.daemon_log();
+    EXPECT_NE(env.daemon_log().find("shutdown.vifs = keep"), std::string::npos);
+    EXPECT_EQ(env.xenstore_read("/local/domain/0/backend/vif/" + std::to_string(*d) + "/0/state"),
+              std::optional<std::string>("4"));
+
+    ASSERT_TRUE(env.start_daemon());
+    ASSERT_TRUE(env.wait_connected(vifs));
+    EXPECT_TRUE(g.running());
+    expect_echo(env, {guest_mac(*d)}, 500);
+    env.daemon->signal(SIGTERM);
+    ASSERT_EQ(env.daemon->wait(), 0) << env.daemon_log();
+}
+
 TEST(DaemonLifecycle, GuestsDestroyedMidTransferAreReleasedOthersKeepTraffic) {
     DT_REQUIRE_ENVIRONMENT();
     DaemonEnv env;
