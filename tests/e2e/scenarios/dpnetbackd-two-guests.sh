@@ -61,16 +61,19 @@ for d in $A $B; do
 done
 
 # 1. Both guests send to dom0 at once.
-declare -A SUM LST N
+declare -A SUM LST N HOLD
 for d in $A $B; do
   gcmd "$d" 300 "gen $HALF"
   SUM[$d]=$REPLY
   mkfifo "$DPNB_DIR/hold-$d"
   timeout 900 busybox nc -l -p "50$d" < "$DPNB_DIR/hold-$d" > "$DPNB_DIR/tx-$d.bin" &
   LST[$d]=$!
+  # The listener's shell opens the fifo for reading, which blocks until a writer opens it:
+  # hold it open now (it keeps nc's stdin from ending), then wait for the socket.
+  exec {fd}> "$DPNB_DIR/hold-$d"
+  HOLD[$d]=$fd
   wait_for 30 "listener on 50$d" tcp_listening "50$d"
 done
-exec 7> "$DPNB_DIR/hold-$A" 8> "$DPNB_DIR/hold-$B"
 c0=$(cpu_busy_ticks)
 for d in $A $B; do
   gcmd_send "$d" "send $DOM0_IP 50$d"
@@ -86,7 +89,7 @@ for d in $A $B; do
   [ "$(sha256sum < "$DPNB_DIR/tx-$d.bin" | cut -d' ' -f1)" = "${SUM[$d]}" ] ||
     fail "guest $d to dom0: data differs (sha256)"
 done
-exec 7>&- 8>&-
+for d in $A $B; do fd=${HOLD[$d]}; exec {fd}>&-; done
 
 # 2. dom0 sends to both guests at once.
 declare -A SND
