@@ -29,6 +29,7 @@ s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 16 << 20)
 s.bind((iface, 0))
 s.settimeout(0.5)
 echoed = 0
+errors = 0
 last = time.monotonic()
 while not stop:
     try:
@@ -37,10 +38,18 @@ while not stop:
         frame = None
     except InterruptedError:
         continue
+    except OSError:  # ENETDOWN while the port is down: wait for it to come back
+        time.sleep(0.1)
+        continue
     if frame and addr[2] != socket.PACKET_OUTGOING and frame[0:6] == mac:
-        s.send(frame[6:12] + frame[0:6] + frame[12:])
-        echoed += 1
+        try:
+            s.send(frame[6:12] + frame[0:6] + frame[12:])
+            echoed += 1
+        except OSError as e:  # the port goes down when the guest leaves: say so, go on
+            errors += 1
+            if errors == 1:
+                print(f"send: {e}", file=sys.stderr, flush=True)
     if time.monotonic() - last >= 5:
-        print(f"echoed {echoed}", flush=True)
+        print(f"echoed {echoed} send_errors {errors}", flush=True)
         last = time.monotonic()
-print(f"echoed {echoed}", flush=True)
+print(f"echoed {echoed} send_errors {errors}", flush=True)
