@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cerrno>
 #include <cstring>
 #include <ctime>
 
@@ -548,7 +549,14 @@ void Lcore::sleep_when_idle() {
         epoll_event events[8];
         timespec ts{static_cast<time_t>(timeout_us / 1000000),
                     static_cast<long>((timeout_us % 1000000) * 1000)};
-        (void)::epoll_pwait2(epfd_, events, 8, &ts, nullptr);
+        // epoll_pwait2 (Linux 5.11) sleeps in microseconds; a driver domain on an older
+        // kernel, or valgrind (bench/callgrind.sh), answers ENOSYS: fall back to epoll_wait,
+        // rounding the sleep up to whole milliseconds.
+        if (!use_epoll_wait_ && ::epoll_pwait2(epfd_, events, 8, &ts, nullptr) < 0 &&
+            errno == ENOSYS)
+            use_epoll_wait_ = true;
+        if (use_epoll_wait_)
+            (void)::epoll_wait(epfd_, events, 8, static_cast<int>((timeout_us + 999) / 1000));
     }
     sleeping_.store(false, std::memory_order_seq_cst);
     for (NicRx& n : nic_rx_)

@@ -202,6 +202,7 @@ private:
     std::unique_ptr<hv::GrantTable> gt_;
     std::unique_ptr<hv::EventChannels> ev_;
     int epfd_ = -1;
+    bool use_epoll_wait_ = false; // epoll_pwait2 answered ENOSYS (sleep_when_idle)
     int wakefd_ = -1;
     rte_ring* cmds_ = nullptr;
     rte_ring* inbox_ = nullptr;
