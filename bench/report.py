@@ -141,16 +141,22 @@ def main():
       "loop back what they send, started with `--tx-first`; net_tap fed by the same AF_PACKET "
       "generator):")
     w("")
-    w("| vdev | size | Mpps | cycles/packet | generator Mpps |")
-    w("| --- | --- | --- | --- | --- |")
+    w("net_ring is saturated (cycles/packet = TSC Hz / forwarded pps); one AF_PACKET generator "
+      "thread cannot saturate net_tap, so there the rate is the generator's and cycles/packet "
+      "is testpmd's own count of busy cycles per packet (`--record-core-cycles`).")
+    w("")
+    w("| vdev | size | Mpps | cycles/packet | generator Mpps | cycles from |")
+    w("| --- | --- | --- | --- | --- | --- |")
     for t in (mech or {}).get("testpmd", []):
         w(f"| {t['vdev']} | {t['size']} | {f(t.get('mpps'), 3)} | {f(t.get('cycles_per_packet'), 1)} | "
-          f"{f(t.get('generator_mpps'), 3)} |" + (f" error: {t['error']}" if "error" in t else ""))
+          f"{f(t.get('generator_mpps'), 3)} | {t.get('cycles_basis', '-')} |"
+          + (f" error: {t['error']}" if "error" in t else ""))
     w("")
     paced = runs.get("mechanisms-paced")
-    w("Flat out, the zero-copy tap rows (map, reuse) deliver nothing once the guest's buffers "
-      "ran out (docs/benchmarks.md, \"Known issue\"). The same mechanisms with the RX "
-      "generator paced (`--rate` " + str(get(paced, "options", "rate")) + " frames/s), RX only:")
+    w("Flat out, each row above is bounded by something else (the generator, the guest's "
+      "buffers, the simulated hypervisor's round trips). The same mechanisms with the RX "
+      "generator paced (`--rate` " + str(get(paced, "options", "rate")) + " frames/s), every "
+      "mechanism at the same rate, RX only:")
     w("")
     w("| device | mode | size | Mpps | offered Mpps | cycles/pkt | raw lcore cycles/pkt | "
       "grant hypercalls/pkt | map ops/pkt | copy ops/pkt | IOTT hits/pkt | notifications/pkt | drops (no buffer) |")
@@ -185,6 +191,50 @@ def main():
         w(f"| {size} | {f(cp, 0)} | {f(mp, 0)} | {f(ru, 0)} | {f(r1, 0)} % | {f(r2, 0)} % |")
     merged["reductions"] = red
     w("")
+    cg = runs.get("callgrind")
+    w("Instructions per packet (valgrind callgrind, `bench/callgrind.sh`): the lcore's own "
+      "user-space instructions inside its poll loop during each measured window (the tool "
+      "zeroes callgrind's counts when a window starts and dumps them when it ends), divided "
+      "by the window's packets. Repeatable under load, unlike cycles; the kernel, the "
+      "hypervisor and dpnb-simhv are not counted, so a grant operation costs here only what "
+      "the daemon does to issue it. Stages, by call: grant = GrantTable/TranslationTable, "
+      "notification = EventChannels::notify, nic = the PMD's burst functions (librte_net_*, "
+      "librte_ethdev), mbuf = mempool/mbuf libraries called from the loop, ring = the rest "
+      "(netif ring parsing, inlined into the loop, validation, header copies, the loop).")
+    w("")
+    if not cg or not cg.get("rows"):
+        w("not run (valgrind missing, or `bench/callgrind.sh` failed: see run.sh's output)")
+    else:
+        w("| device | mode | size | dir | packets | instructions/pkt | ring | grant | nic | mbuf | notification |")
+        w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in cg["rows"]:
+            st = r.get("stages_per_packet", {})
+            w(f"| {r['device']} | {r['mode']} | {r['size']} | {r['phase']} | {r['packets']} | "
+              f"{f(r.get('instructions_per_packet'), 0)} | {f(st.get('ring'), 0)} | "
+              f"{f(st.get('grant'), 0)} | {f(st.get('nic'), 0)} | {f(st.get('mbuf'), 0)} | "
+              f"{f(st.get('notification'), 1)} |")
+        w("")
+
+        def ipp(device, mode, size):
+            for r in cg["rows"]:
+                if (r["device"], r["mode"], r["size"], r["phase"]) == (device, mode, size, "rx"):
+                    return r.get("instructions_per_packet")
+            return None
+        w("The paper's reductions in instructions (RX): map on the guest's own queue against "
+          "copy on the shared queue, then reuse against map.")
+        w("")
+        w("| size | copy (shared) | map (own queue) | reuse | map vs copy | reuse vs map |")
+        w("| --- | --- | --- | --- | --- | --- |")
+        ired = []
+        for size in (64, 1514):
+            cp, mp, ru = ipp("ring", "copy", size), ipp("tap", "map", size), ipp("tap", "reuse", size)
+            r1 = (1 - mp / cp) * 100 if cp and mp else None
+            r2 = (1 - ru / mp) * 100 if mp and ru else None
+            ired.append({"size": size, "copy": cp, "map": mp, "reuse": ru,
+                         "map_vs_copy_percent": r1, "reuse_vs_map_percent": r2})
+            w(f"| {size} | {f(cp, 0)} | {f(mp, 0)} | {f(ru, 0)} | {f(r1, 0)} % | {f(r2, 0)} % |")
+        merged["instruction_reductions"] = ired
+        w("")
     data = ""
     for i, (c, d, m) in enumerate(rows):
         if m.get("cycles_per_packet"):
@@ -238,22 +288,25 @@ def main():
     w("## 4. Grant reuse")
     w("")
     w("`--devices tap --modes reuse --sizes 1514 --phases rx --rate 5000 --hold 64` with the guest's "
-      "`--buffer full` or `half`, and with `--pool-target 160` (the pool shrinks below the "
-      "working set: pages leave, their translation-table entries are revoked, and come back "
-      "as misses). Reuse rate = the guest's reuse_hits / rx_posts (docs/netfront.md); the "
+      "`--buffer full` or `half`, and with `--pool-target 160 --pool-shrink-every 0.5` (every "
+      "0.5 s the guest shrinks its pool to 160 pages, below its working set of 256 posted + 64 "
+      "held buffers, retiring pages still in use: their translation-table entries are revoked "
+      "once the daemon no longer counts them in flight, and the pages that rejoin are misses). "
+      "Guest counters cover the guest's whole run; the daemon's over the window. Reuse rate = the guest's reuse_hits / rx_posts (docs/netfront.md); the "
       "daemon's translation-table hits and misses over the window beside it. Paper: 95 % with "
       "full pages, 99.4 % with half pages.")
     w("")
     w("| run | buffer | guest reuse rate | IOTT hits | IOTT misses | pages added | pages removed | "
-      "RX Mpps | cycles/pkt |")
-    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+      "removals refused (in flight) | RX Mpps | cycles/pkt |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for n in ("reuse-full", "reuse-half", "reuse-shrink"):
         c = ((runs.get(n) or {}).get("cases") or [None])[0]
         rx = get(c, "rx")
         gs = (get(rx, "guest_side") or [{}])[0]
         w(f"| {n} | {get(runs.get(n), 'options', 'buffer')} | {f(gs.get('reuse_rate'), 3)} | "
           f"{get(rx, 'iott_hits')} | {get(rx, 'iott_misses')} | {gs.get('pool_pages_added')} | "
-          f"{gs.get('pool_pages_removed')} | {f(get(rx, 'mpps'), 3)} | "
+          f"{gs.get('pool_pages_removed')} | {gs.get('pool_removals_refused')} | "
+          f"{f(get(rx, 'mpps'), 3)} | "
           f"{f(get(rx, 'cycles_per_packet'), 0)} |")
     w("")
     w("Half pages need the backend to honour `feature-rx-buffer-offset` (docs/netfront.md); "

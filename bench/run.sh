@@ -54,6 +54,18 @@ run mechanisms --duration $D --modes copy,map,reuse --sizes 64,1514 --phases rx,
 # 1 again at a paced RX rate that zero-copy tap queues sustain (flat out they stall once the
 # guest's buffers run out: see docs/benchmarks.md), every mechanism at the same rate.
 run mechanisms-paced --duration $D --modes copy,map,reuse --sizes 64,1514 --phases rx --rate $PACED --no-testpmd
+# 1 in instructions (valgrind callgrind, repeatable under load): each mechanism flat out,
+# the lcore's instructions per packet and their split by stage (bench/callgrind.sh).
+if command -v valgrind >/dev/null; then
+  echo "run.sh: callgrind: bench/callgrind.sh (every mechanism under valgrind)" >&2
+  t0=$SECONDS
+  "$here/callgrind.sh" "$tool" "$work/callgrind.json" --duration $D --warmup 1 \
+    --modes copy,map,reuse --sizes 64,1514 --phases rx,tx 2>"$work/callgrind.log" ||
+    echo "run.sh: callgrind failed: $(tail -n 3 "$work/callgrind.log")" >&2
+  echo "run.sh: callgrind: $((SECONDS - t0)) s" >&2
+else
+  echo "run.sh: valgrind missing: no instruction counts (scripts/install-deps.sh bench)" >&2
+fi
 # 3: scaling over guests and lcores (net_ring, copy: no kernel in the loop).
 for l in $SCALE_LCORES; do
   for g in $SCALE_GUESTS; do
@@ -61,10 +73,11 @@ for l in $SCALE_LCORES; do
       --guests "$g" --lcores "$l" --no-testpmd
   done
 done
-# 4: grant reuse with full and half pages, and a pool that shrinks below the working set.
+# 4: grant reuse with full and half pages, and a pool that the guest shrinks below its
+# working set every 0.5 s (revocations: its pages leave the translation table, then rejoin).
 run reuse-full --duration $D --devices tap --modes reuse --sizes 1514 --phases rx --rate $PACED --buffer full --hold 64 --no-testpmd
 run reuse-half --duration $D --devices tap --modes reuse --sizes 1514 --phases rx --rate $PACED --buffer half --hold 64 --no-testpmd
-run reuse-shrink --duration $D --devices tap --modes reuse --sizes 1514 --phases rx --rate $PACED --buffer full --hold 64 --pool-target 160 --no-testpmd
+run reuse-shrink --duration $D --devices tap --modes reuse --sizes 1514 --phases rx --rate $PACED --buffer full --hold 64 --pool-target 160 --pool-shrink-every 0.5 --no-testpmd
 # 5: notifications at low rate; idle CPU with guests attached.
 run lowrate --duration $D --devices ring --modes copy --sizes 64 --phases rx --rate 10000 --no-testpmd
 run idle --devices ring --modes copy --sizes 64 --phases idle --idle-seconds $IDLE --no-testpmd

@@ -28,7 +28,7 @@ pkgs_test=(googletest libgtest-dev libgmock-dev clang libclang-rt-14-dev clang-f
 pkgs_e2e=(qemu-system-x86 xen-hypervisor-4.17-amd64 xen-utils-4.17 xenstore-utils
   linux-image-amd64 busybox-static cpio kmod xz-utils iproute2)
 # bench (bench/run.sh): the ceiling (dpdk-testpmd) and the plots.
-pkgs_bench=(dpdk-dev gnuplot-nox)
+pkgs_bench=(dpdk-dev gnuplot-nox valgrind)
 
 want=()
 for g in "${groups[@]}"; do

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Instructions per packet of dpnetback's poll loop, split by stage, from callgrind dumps.
+
+bench/callgrind.sh runs dpnb-bench-datapath under `valgrind --tool=callgrind` with
+collection on only inside the lcores' poll loop (`--toggle-collect` on Lcore::run); the tool
+zeroes the counts when a measured window starts and dumps them when it ends (client
+requests, "window <device> <mode> <size> <phase>"), so each dump holds the instructions the
+lcore executed (user space only: syscalls, the kernel and the hypervisor are not counted)
+during exactly the window whose packets the tool's JSON reports.
+
+The split charges each call from uncharged code (the poll loop's own) into a stage with the
+call's inclusive cost (everything the callee did, including what it called, so a stage
+called from inside another stage counts for the outer one):
+  grant         GrantTable / TranslationTable (map, unmap, copy, the reuse lookups)
+  notification  EventChannels::notify
+  nic           the PMD's burst functions and ethdev (DPDK's librte_net_* and librte_ethdev)
+  mbuf          mbuf pools (librte_mempool*, librte_ring, librte_mbuf)
+  ring          what is left: the netif rings (their parsing is inlined into the loop),
+                validation, headers, copies into mbufs and the loop itself
+Usage: callgrind_split.py --json BENCH.json DUMP... > split.json
+"""
+import argparse
+import json
+import re
+import sys
+
+STAGES = [
+    ("grant", lambda ob, fn: re.search(r"(GrantTable|TranslationTable)::", fn) is not None),
+    ("notification", lambda ob, fn: re.search(r"EventChannels::notify\(", fn) is not None),
+    ("nic", lambda ob, fn: re.search(r"librte_(net_|ethdev)", ob) is not None),
+    ("mbuf", lambda ob, fn: re.search(r"librte_(mempool|ring|mbuf)", ob) is not None),
+]
+
+
+def stage_of(ob, fn):
+    for name, pred in STAGES:
+        if pred(ob, fn):
+            return name
+    return None
+
+
+def parse(path):
+    """Returns (label, total Ir, {stage: Ir})."""
+    names = {"ob": {}, "fl": {}, "fn": {}}
+    kind_of = {"ob": "ob", "cob": "ob", "fl": "fl", "fi": "fl", "fe": "fl", "cfi": "fl",
+               "cfl": "fl", "fn": "fn", "cfn": "fn"}
+
+    def name(key, value):
+        table = names[kind_of[key]]
+        m = re.match(r"\((\d+)\)(?: (.*))?$", value)
+        if not m:
+            return value
+        if m.group(2) is not None:
+            table[m.group(1)] = m.group(2)
+        return table.get(m.group(1), "?")
+
+    label, total = "", 0
+    ob = fn = ""
+    cob = cfn = None
+    in_call = False
+    split = {s: 0 for s, _ in STAGES}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("desc: Trigger:"):
+                label = line.split("Client Request:", 1)[-1].strip()
+                continue
+            if line.startswith(("totals:", "summary:")):
+                total = int(line.split()[1])
+                continue
+            m = re.match(r"(ob|fl|fi|fe|fn|cob|cfi|cfl|cfn)=(.*)$", line)
+            if m:
+                key, value = m.group(1), name(m.group(1), m.group(2))
+                if key == "ob":
+                    ob = value
+                elif key == "fn":
+                    fn = value
+                    cob = None
+                elif key == "cob":
+                    cob = value
+                elif key == "cfn":
+                    cfn = value
+                continue
+            if line.startswith("calls="):
+                in_call = True
+                continue
+            if in_call and line and (line[0].isdigit() or line[0] in "+-*"):
+                in_call = False
+                parts = line.split()
+                cost = int(parts[1]) if len(parts) > 1 else 0
+                callee_ob = cob if cob is not None else ob
+                to = stage_of(callee_ob, cfn or "")
+                # Only entries from uncharged code: a stage's inclusive cost already holds
+                # what it calls (the tap PMD allocating mbufs is NIC work, not mbuf work).
+                if to is not None and stage_of(ob, fn) is None:
+                    split[to] += cost
+                cob = None
+                continue
+    return label, total, split
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", required=True, help="dpnb-bench-datapath --json-file output")
+    ap.add_argument("dumps", nargs="+")
+    a = ap.parse_args()
+    with open(a.json, encoding="utf-8") as f:
+        bench = json.load(f)
+    packets = {}
+    for case in bench.get("cases", []):
+        for phase in ("rx", "tx"):
+            if phase in case and "packets" in case[phase]:
+                key = f"window {case['device']} {case['mode']} {case['size']} {phase}"
+                packets[key] = case[phase]["packets"]
+    rows = []
+    for d in a.dumps:
+        label, total, split = parse(d)
+        if not label.startswith("window "):
+            continue
+        _, device, mode, size, phase = label.split()
+        pk = packets.get(label, 0)
+        per = (lambda v: v / pk if pk else 0.0)
+        charged = sum(split.values())
+        stages = {s: per(v) for s, v in split.items()}
+        stages["ring"] = per(total - charged)
+        rows.append({"device": device, "mode": mode, "size": int(size), "phase": phase,
+                     "packets": pk, "instructions": total,
+                     "instructions_per_packet": per(total), "stages_per_packet": stages})
+    rows.sort(key=lambda r: (r["phase"], r["device"], r["size"],
+                             ["copy", "map", "reuse"].index(r["mode"])
+                             if r["mode"] in ("copy", "map", "reuse") else 9))
+    json.dump({"rows": rows}, sys.stdout, indent=1)
+    print()
+
+
+if __name__ == "__main__":
+    main()
