@@ -212,6 +212,10 @@ Status GuestSet::start(const GuestConfig& config, unsigned count,
             argv.push_back("--pool-target");
             argv.push_back(std::to_string(config.pool_target));
         }
+        if (config.pool_shrink_every > 0) {
+            argv.push_back("--pool-shrink-every");
+            argv.push_back(std::to_string(config.pool_shrink_every));
+        }
         if (config.send != 0) {
             argv.insert(argv.end(), {"--send", std::to_string(config.send), "--size",
                                      std::to_string(config.size), "--dst-mac", config.dst_mac,

@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
     bool single_evtchn = false;
     std::string rx_mode = "copy", buffer = "full";
     std::uint32_t hold = 0, pool_target = 0;
+    double pool_shrink_every = 0;
     Workload work;
     double duration = 0;
     double connect_timeout = 30;
@@ -134,6 +135,10 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"full", "half"}));
     app.add_option("--hold", hold, "received frames the simulated stack keeps");
     app.add_option("--pool-target", pool_target, "RX pool target size in pages (0: auto)");
+    app.add_option("--pool-shrink-every", pool_shrink_every,
+                   "every this many seconds, shrink the RX pool to --pool-target pages, "
+                   "retiring pages still in use too (they regrow on demand: a pool that "
+                   "keeps shrinking, for the cost of revocations)");
     app.add_option("--send", work.send, "frames to send");
     app.add_option("--size", work.size, "frame size in bytes (38 .. 65535)");
     app.add_option("--dst-mac", dst_text, "destination MAC of sent frames (default: own MAC)");
@@ -145,6 +150,10 @@ int main(int argc, char** argv) {
     app.add_flag("--json", json, "print the summary as JSON");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
     CLI11_PARSE(app, argc, argv);
+    if (pool_shrink_every > 0 && pool_target == 0) {
+        std::fprintf(stderr, "dpnb-netfront: --pool-shrink-every needs --pool-target\n");
+        return 2;
+    }
     spdlog::set_level(spdlog::level::from_str(log_level));
     spdlog::set_default_logger(spdlog::default_logger()); // stderr
     if (work.size < kPayloadMinFrame || work.size > netif::kMaxTxSize) {
@@ -309,8 +318,15 @@ int main(int argc, char** argv) {
     const bool finite = work.send != 0 || work.receive != 0;
     const double limit = duration > 0 ? duration : (finite ? 60.0 : 0.0);
     const auto t0 = Clock::now();
+    auto last_shrink = t0;
     for (;;) {
         if (g_stop.load()) break;
+        if (pool_shrink_every > 0 &&
+            std::chrono::duration<double>(Clock::now() - last_shrink).count() >=
+                pool_shrink_every) {
+            nf.set_pool_target_pages(pool_target);
+            last_shrink = Clock::now();
+        }
         const bool send_done = res.sent == work.send && res.tx_completed >= work.send;
         const bool recv_done = res.rx_verified >= work.receive;
         if (finite && send_done && recv_done && duration == 0) break;
