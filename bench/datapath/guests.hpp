@@ -62,9 +62,9 @@ struct GuestConfig {
     std::string rx_mode = "copy"; // netfront: copy (grant per buffer) or reuse (registered pool)
     std::string buffer = "full";
     unsigned hold = 0;
-    unsigned pool_target = 0; // pages; 0: the netfront's default
+    unsigned pool_target = 0;     // pages; 0: the netfront's default
     double pool_shrink_every = 0; // seconds; 0: never (dpnb-netfront --pool-shrink-every)
-    std::uint64_t send = 0;   // frames to send (TX phase)
+    std::uint64_t send = 0;       // frames to send (TX phase)
     std::uint32_t size = 64;
     std::string dst_mac;
     bool echo = false;

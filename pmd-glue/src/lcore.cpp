@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cerrno>
 #include <cstring>
 #include <ctime>
 
