@@ -60,6 +60,7 @@ struct Results {
     std::uint64_t tx_failed = 0;
     std::uint64_t rx_verified = 0;
     std::uint64_t rx_bad = 0;
+    std::uint64_t rx_foreign = 0; // frames of another ethertype than the payload's
     std::uint64_t rx_duplicates = 0;
     std::uint64_t echoed = 0;
     std::uint64_t echo_dropped = 0;
@@ -288,6 +289,13 @@ int main(int argc, char** argv) {
             swap_macs(frame);
         }
         const PayloadInfo info = check_payload_frame(frame);
+        if (info.result == PayloadCheck::bad_ethertype) {
+            // Not a payload frame at all: other traffic of the network the vif is on (the
+            // far end's IPv6 neighbour discovery, ARP). Counted, not a failure; a payload
+            // frame that fails its checks is.
+            ++res.rx_foreign;
+            return;
+        }
         if (info.result != PayloadCheck::ok) {
             if (!work.echo) {
                 ++res.rx_bad;
@@ -392,6 +400,7 @@ int main(int argc, char** argv) {
                ",\"tx_failed\":" + std::to_string(res.tx_failed) +
                ",\"rx_verified\":" + std::to_string(res.rx_verified) +
                ",\"rx_bad\":" + std::to_string(res.rx_bad) +
+               ",\"rx_foreign\":" + std::to_string(res.rx_foreign) +
                ",\"rx_duplicates\":" + std::to_string(res.rx_duplicates) +
                ",\"echoed\":" + std::to_string(res.echoed) +
                ",\"echo_dropped\":" + std::to_string(res.echo_dropped) +
@@ -413,7 +422,8 @@ int main(int argc, char** argv) {
     } else {
         std::printf("dpnb-netfront: dom=%u vif=%u queues=%u rx_mode=%s buffer=%u "
                     "tx_frames=%llu tx_bytes=%llu tx_failed=%llu rx_frames=%llu rx_bytes=%llu "
-                    "rx_verified=%llu rx_bad=%llu rx_errors=%llu echoed=%llu reuse_rate=%.4f "
+                    "rx_verified=%llu rx_bad=%llu rx_foreign=%llu rx_errors=%llu echoed=%llu "
+                    "reuse_rate=%.4f "
                     "pool_pages=%u removals_refused=%llu seconds=%.3f result=%s\n",
                     dom, handle, queues, rx_mode.c_str(), nf.rx_buffer_size(),
                     static_cast<unsigned long long>(c[Counter::tx_frames_ok]),
@@ -423,6 +433,7 @@ int main(int argc, char** argv) {
                     static_cast<unsigned long long>(c[Counter::rx_bytes]),
                     static_cast<unsigned long long>(res.rx_verified),
                     static_cast<unsigned long long>(res.rx_bad),
+                    static_cast<unsigned long long>(res.rx_foreign),
                     static_cast<unsigned long long>(
                         c[Counter::rx_error_status] + c[Counter::rx_bad_offset] +
                         c[Counter::rx_bad_id] + c[Counter::rx_bad_extra] + c[Counter::rx_bad_gso] +
