@@ -50,13 +50,25 @@ kv frontend_state "$(xenstore-read "$FE/state")"
 kv ctrl_ring "$(xenstore-exists "$FE/ctrl-ring-ref" && echo 1 || echo 0)"
 kv static_grants "$(xenstore-read "$FE/feature-static-grants" 2>/dev/null || echo 0)"
 
-guest_wait "$D" nf-rc 600
+# The vif's counters while the netfront runs (once it closes, the daemon detaches the vif
+# and `show` has none): the last sample before the guest's exit status appears.
+LAST_VIF=""
+sample_until_done() {
+  vif_json "$D"
+  [ "$(jq -r '.counters // empty' <<<"$REPLY" 2>/dev/null)" = "" ] || LAST_VIF=$REPLY
+  xenstore-exists "$(guest_key "$D" nf-rc)" && return 0
+  sleep 0.5
+  return 1
+}
+wait_for 600 "dpnb-netfront to finish" sample_until_done
+guest_wait "$D" nf-rc 10
 rc=$REPLY
 kill -TERM "$echo_pid" 2>/dev/null
 wait "$echo_pid" 2>/dev/null
 kv echoed "$(tail -n 1 "$DPNB_DIR/echo.txt" | awk '{ print $2 }')"
 kv netfront "$(guest_get "$D" nf-summary)"
-vif_json "$D"
+REPLY=$LAST_VIF
+[ -n "$REPLY" ] || fail "no counters of vif$D.0 while the netfront ran"
 log "vif: $(jq -c '{rx_mode, rx_mode_reason, counters}' <<<"$REPLY")"
 kv rx_mode "$(jq -r .rx_mode <<<"$REPLY")"
 kv iott_hits "$(jq -r '.counters.iott_hits // empty' <<<"$REPLY")"
