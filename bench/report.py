@@ -351,22 +351,62 @@ def main():
     # --- 7 ---------------------------------------------------------------------------------
     w("## 7. The peer on real Xen (e2e lab)")
     w("")
-    lab = a.lab
-    if lab and os.path.exists(lab):
-        with open(lab, errors="replace") as fd:
-            lines = [ln.rstrip() for ln in fd if ln.startswith("== dpnetbackd") or
-                     re.match(r"\s*E2E \S+ (PASS|FAIL)", ln)]
-        merged["lab"] = lines
-        w(f"From `{lab}` (the output of tests/e2e/run.sh, Xen under QEMU TCG):")
+    # DPNB_LAB_SUMMARY: one or more saved outputs of tests/e2e/run.sh, colon-separated, in
+    # the order they ran: a later verdict of a scenario replaces an earlier one (a scenario
+    # re-run alone after a fix).
+    labs = [p for p in (a.lab or "").split(":") if p]
+    labs = [p for p in labs if os.path.exists(p)]
+    if labs:
+        verdicts, ratio = {}, None
+        for p in labs:
+            with open(p, errors="replace") as fd:
+                for ln in fd:
+                    m = re.match(r"\s*E2E (\S+) (PASS|FAIL)(.*)$", ln.rstrip())
+                    if m:
+                        kv = dict(re.findall(r"(\S+?)=(\S+)", m.group(3)))
+                        verdicts[m.group(1)] = {"result": m.group(2), "keys": kv, "file": p}
+                    if ln.startswith("== dpnetbackd / in-kernel netback:"):
+                        ratio = ln.rstrip()
+        merged["lab"] = {"files": labs, "verdicts": verdicts, "ratio_line": ratio}
+        # Keep the verdict lines beside the report: the figures below come from them.
+        lab_copy = os.path.join(a.out, f"{a.date}-lab.txt")
+        with open(lab_copy, "w") as fd:
+            for name, v in sorted(verdicts.items()):
+                fd.write(f"E2E {name} {v['result']} " +
+                         " ".join(f"{k}={x}" for k, x in v["keys"].items()) + "\n")
+            if ratio:
+                fd.write(ratio + "\n")
+        w("From the output of `tests/e2e/run.sh` (Xen 4.17 under QEMU TCG, Linux 6.1 "
+          "xen-netfront guests; verdict lines kept in "
+          f"[{a.date}-lab.txt]({a.date}-lab.txt)). The same 4 MiB TCP transfer each way "
+          "through dpnetbackd (`dpnetbackd-basic`, RX mode copy, shared queue) and through "
+          "the in-kernel xen-netback (`kernel-netback`) in the same boot; dom0 CPU per byte "
+          "= busy jiffies of all dom0 vCPUs over the transfer / bytes. tx = guest to dom0.")
         w("")
-        w("```")
-        md.extend(lines)
-        w("```")
+        d, k = verdicts.get("dpnetbackd-basic"), verdicts.get("kernel-netback")
+        if d and k:
+            w("| figure | dpnetbackd | in-kernel netback | dpnetbackd / in-kernel |")
+            w("| --- | --- | --- | --- |")
+            rows7 = []
+            for key, label in (("tx_mbit", "guest to dom0, Mbit/s"),
+                               ("rx_mbit", "dom0 to guest, Mbit/s"),
+                               ("tx_dom0_ns_per_byte", "guest to dom0, dom0 CPU ns/byte"),
+                               ("rx_dom0_ns_per_byte", "dom0 to guest, dom0 CPU ns/byte")):
+                x, y = d["keys"].get(key), k["keys"].get(key)
+                r = float(x) / float(y) if x and y and float(y) > 0 else None
+                rows7.append({"figure": key, "dpnetbackd": x, "kernel": y, "ratio": r})
+                w(f"| {label} | {x or '-'} | {y or '-'} | {f(r, 2)} |")
+            merged["lab"]["ratios"] = rows7
+            w("")
+        w("| scenario | result | from |")
+        w("| --- | --- | --- |")
+        for name, v in sorted(verdicts.items()):
+            w(f"| {name} | {v['result']} | `{os.path.basename(v['file'])}` |")
     else:
         merged["lab"] = "not run"
         w("not run. The lab (tests/e2e/run.sh, Xen 4.17 under QEMU) prints E2E lines and a "
           "`== dpnetbackd / in-kernel netback:` ratio line; save its output and run "
-          "`DPNB_LAB_SUMMARY=<file> bench/run.sh` to include them here.")
+          "`DPNB_LAB_SUMMARY=<file>[:<file>...] bench/run.sh` to include them here.")
     w("")
 
     # --- 8 ---------------------------------------------------------------------------------

@@ -5,8 +5,8 @@
 #   bench/run.sh [--quick] [--build DIR] [--out DIR]
 # --quick: a smoke run (about 1-2 minutes) with short windows; the full run takes about
 # 10 minutes on the project's 2-core machine. Needs root for net_tap (zero-copy cases).
-# Section 7 (the peer on real Xen) is read from the saved output of tests/e2e/run.sh when
-# DPNB_LAB_SUMMARY names that file; otherwise the report says "not run".
+# Section 7 (the peer on real Xen) is read from the saved outputs of tests/e2e/run.sh when
+# DPNB_LAB_SUMMARY names them (FILE[:FILE...], later verdicts win); otherwise "not run".
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="$here/../build/bench-rel"
