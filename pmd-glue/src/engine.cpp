@@ -70,6 +70,8 @@ Status validate(const EngineOptions& o) {
         return make_error(Errc::invalid_argument, "reuse_miss must be map or copy");
     if (o.tx_copy_len < netif::kEthHeaderLen || o.tx_copy_len > 256)
         return make_error(Errc::invalid_argument, "tx_copy_len must be 14..256");
+    if (o.tx_copy_slot_max > netif::kPageSize)
+        return make_error(Errc::invalid_argument, "tx_copy_slot_max must be 0..4096");
     if (Status st = netif::validate(o.tx_limits); !st) return st;
     if (o.eal.worker_lcores.empty())
         return make_error(Errc::invalid_argument, "at least one worker lcore is needed");

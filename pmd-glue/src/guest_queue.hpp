@@ -203,6 +203,12 @@ struct TxWork {
     std::uint32_t seg = 0;       // its header copy segment
     std::uint32_t map_first = 0; // its first grant in the burst's map request list
     std::uint16_t map_count = 0;
+    // Slots (after the header copy) grant-copied into daemon mbufs instead of mapped:
+    // copies[k] holds slot k's mbuf (nullptr: mapped, or nothing left), copy_seg[k] its
+    // segment in the burst's copy list.
+    std::array<rte_mbuf*, netif::kTxMaxSlots> copies{};
+    std::array<std::uint32_t, netif::kTxMaxSlots> copy_seg{};
+    std::uint16_t nr_copies = 0;
     bool drop = false; // answered in error (nothing mapped)
     PacketHeaders h;
 };

@@ -55,6 +55,7 @@ Lcore::~Lcore() {
     if (inbox_ != nullptr) rte_ring_free(inbox_);
     if (hdr_pool_ != nullptr) rte_mempool_free(hdr_pool_);
     if (ext_pool_ != nullptr) rte_mempool_free(ext_pool_);
+    if (copy_pool_ != nullptr) rte_mempool_free(copy_pool_);
     if (wakefd_ >= 0) ::close(wakefd_);
     if (epfd_ >= 0) ::close(epfd_);
 }
@@ -95,9 +96,20 @@ Status Lcore::init(hv::BackendHypervisor& hv, unsigned tx_mbufs) {
                                         0, socket);
     if (hdr_pool_ == nullptr || ext_pool_ == nullptr)
         return make_error(Errc::io, std::string("lcore TX mbuf pools: ") + rte_strerror(rte_errno));
+    // Copied TX slots, a page each at most. Half as many as header mbufs: when they run out,
+    // slots are mapped instead (tx_build), so the pool bounds memory, not throughput.
+    if (engine_.opts.tx_copy_slot_max != 0) {
+        copy_pool_ = rte_pktmbuf_pool_create(
+            obj_name("tcp", inst, index_).c_str(), std::max(tx_mbufs / 2, 64U), 128, 0,
+            static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM + engine_.opts.tx_copy_slot_max),
+            socket);
+        if (copy_pool_ == nullptr)
+            return make_error(Errc::io,
+                              std::string("lcore TX copy pool: ") + rte_strerror(rte_errno));
+    }
 
     tx_work_.resize(kMaxBurst);
-    tx_segs_.reserve(kMaxBurst);
+    tx_segs_.reserve(kMaxBurst * 8); // headers and copied slots of a burst
     segs_.reserve(4096);
     copy_frames_.reserve(1024);
     rx_touched_.reserve(256);
@@ -161,7 +173,7 @@ LcoreStats Lcore::stats() const {
 
 std::uint64_t Lcore::missing_mbufs() const {
     std::uint64_t missing = 0;
-    for (rte_mempool* mp : {hdr_pool_, ext_pool_})
+    for (rte_mempool* mp : {hdr_pool_, ext_pool_, copy_pool_})
         if (mp != nullptr) missing += mp->size - rte_mempool_avail_count(mp);
     return missing;
 }

@@ -206,8 +206,9 @@ private:
     int wakefd_ = -1;
     rte_ring* cmds_ = nullptr;
     rte_ring* inbox_ = nullptr;
-    rte_mempool* hdr_pool_ = nullptr; // TX: copied headers, software segments
-    rte_mempool* ext_pool_ = nullptr; // TX: headers attached to mapped guest pages
+    rte_mempool* hdr_pool_ = nullptr;  // TX: copied headers, software segments
+    rte_mempool* ext_pool_ = nullptr;  // TX: headers attached to mapped guest pages
+    rte_mempool* copy_pool_ = nullptr; // TX: slots grant-copied whole (tx_copy_slot_max)
     std::atomic<bool> sleeping_{false};
     bool stop_ = false;
 

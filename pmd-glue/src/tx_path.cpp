@@ -53,6 +53,19 @@ void answer_slot(GuestQueue* q, std::uint16_t id, std::int16_t status, unsigned 
     if (ok) q->tx_publish = true;
 }
 
+// Frees what a packet holds before it is chained: its header and copied-slot mbufs.
+void free_work(TxWork& t) {
+    if (t.hdr != nullptr) rte_pktmbuf_free(t.hdr);
+    t.hdr = nullptr;
+    for (unsigned k = 0; k < t.pkt.nr_slots && t.nr_copies != 0; ++k)
+        if (t.copies[k] != nullptr) {
+            rte_pktmbuf_free(t.copies[k]);
+            t.copies[k] = nullptr;
+            --t.nr_copies;
+        }
+    t.nr_copies = 0;
+}
+
 // The ring index of data slot `k` of a packet: extras sit between the first and second.
 RingIdx slot_index(const netif::TxPacket& pkt, unsigned k) {
     return k == 0 ? pkt.first_idx : pkt.first_idx + pkt.nr_extras + k;
@@ -157,10 +170,15 @@ bool Lcore::do_guest_tx(GuestQueue* q) {
 
 void Lcore::tx_build(GuestQueue* q, unsigned n) {
     const std::uint16_t copy_len = engine_.opts.tx_copy_len;
-    // 2. The first bytes of every packet into header mbufs, with one grant copy.
+    const std::uint32_t copy_max = copy_pool_ != nullptr ? engine_.opts.tx_copy_slot_max : 0;
+    // 2. The first bytes of every packet into header mbufs, and the rest of every slot small
+    //    enough into mbufs of its own, with one grant copy for the burst.
     tx_segs_.clear();
     for (unsigned i = 0; i < n; ++i) {
         TxWork& t = tx_work_[i];
+        t.nr_copies = 0;
+        for (unsigned k = 0; k < t.pkt.nr_slots; ++k)
+            t.copies[k] = nullptr;
         t.hdr = rte_pktmbuf_alloc(hdr_pool_);
         if (t.hdr == nullptr) {
             t.drop = true;
@@ -172,6 +190,20 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
         const netif::TxSlot& s0 = t.pkt.slots[0];
         tx_segs_.push_back(hv::GrantCopySegment::from_guest(
             q->dom, s0.gref, s0.offset, rte_pktmbuf_mtod(t.hdr, void*), t.hdr_len));
+        for (unsigned k = 0; k < t.pkt.nr_slots && copy_max != 0; ++k) {
+            const netif::TxSlot& s = t.pkt.slots[k];
+            const std::uint32_t skip = k == 0 ? t.hdr_len : 0;
+            const std::uint32_t rest = s.len - skip;
+            if (rest == 0 || rest > copy_max) continue;
+            rte_mbuf* m = rte_pktmbuf_alloc(copy_pool_);
+            if (m == nullptr) continue; // none left: this slot is mapped instead
+            t.copies[k] = m;
+            ++t.nr_copies;
+            t.copy_seg[k] = static_cast<std::uint32_t>(tx_segs_.size());
+            tx_segs_.push_back(hv::GrantCopySegment::from_guest(
+                q->dom, s.gref, static_cast<std::uint16_t>(s.offset + skip),
+                rte_pktmbuf_mtod(m, void*), static_cast<std::uint16_t>(rest)));
+        }
     }
     if (!tx_segs_.empty()) {
         if (Status st = gt_->copy(std::span(tx_segs_)); !st)
@@ -184,14 +216,20 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
     for (unsigned i = 0; i < n; ++i) {
         TxWork& t = tx_work_[i];
         if (t.drop) continue;
-        const std::int16_t st = tx_segs_[t.seg].status;
+        std::int16_t st = tx_segs_[t.seg].status;
+        netif::GrantRef bad_ref = t.pkt.slots[0].gref;
+        for (unsigned k = 0; k < t.pkt.nr_slots && st == gntst::kOkay && t.nr_copies != 0; ++k)
+            if (t.copies[k] != nullptr && tx_segs_[t.copy_seg[k]].status != gntst::kOkay) {
+                st = tx_segs_[t.copy_seg[k]].status;
+                bad_ref = t.pkt.slots[k].gref;
+            }
         if (st != gntst::kOkay) {
             if (guest_fault(st) && q->fatal_bad_grants) {
                 disable(q, "TX buffer grant refused",
                         "GNTST " + std::to_string(st) + " copying from gref " +
-                            std::to_string(t.pkt.slots[0].gref));
+                            std::to_string(bad_ref));
                 for (unsigned k = 0; k < n; ++k)
-                    if (tx_work_[k].hdr != nullptr) rte_pktmbuf_free(tx_work_[k].hdr);
+                    free_work(tx_work_[k]);
                 return;
             }
             t.drop = true;
@@ -232,15 +270,14 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
     std::int16_t group = -1;
     if (!tx_map(q, n, group)) {
         for (unsigned k = 0; k < n; ++k)
-            if (tx_work_[k].hdr != nullptr) rte_pktmbuf_free(tx_work_[k].hdr);
+            free_work(tx_work_[k]);
         return; // the vif was disabled
     }
     // 5. Chains, offloads, staging.
     for (unsigned i = 0; i < n; ++i) {
         TxWork& t = tx_work_[i];
         if (t.drop) {
-            if (t.hdr != nullptr) rte_pktmbuf_free(t.hdr);
-            t.hdr = nullptr;
+            free_work(t);
             answer_packet(q, t.pkt, rsp::kError);
             continue;
         }
@@ -261,7 +298,7 @@ bool Lcore::tx_map(GuestQueue* q, unsigned n, std::int16_t& group) {
             for (unsigned k = 0; k < t.pkt.nr_slots; ++k) {
                 const netif::TxSlot& s = t.pkt.slots[k];
                 const std::uint32_t rest = k == 0 ? s.len - t.hdr_len : s.len;
-                if (rest == 0) continue;
+                if (rest == 0 || t.copies[k] != nullptr) continue;
                 map_reqs_.push_back(hv::GrantMapRequest{q->dom, s.gref, false});
                 ++t.map_count;
             }
@@ -329,6 +366,19 @@ void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
         const unsigned extras = k == 0 ? pkt.nr_extras : 0;
         if (len == 0) {
             answer_slot(q, s.id, rsp::kOkay, extras); // copied whole, or empty
+            continue;
+        }
+        if (t.copies[k] != nullptr) { // grant-copied into a daemon mbuf: answered now
+            rte_mbuf* cm = t.copies[k];
+            t.copies[k] = nullptr;
+            --t.nr_copies;
+            answer_slot(q, s.id, failed ? rsp::kError : rsp::kOkay, extras);
+            cm->data_len = static_cast<std::uint16_t>(len);
+            cm->pkt_len = len;
+            if (failed || rte_pktmbuf_chain(head, cm) != 0) {
+                rte_pktmbuf_free(cm);
+                failed = true;
+            }
             continue;
         }
         // A mapped page: the PMD gets it as an external buffer; freeing it answers the slot.

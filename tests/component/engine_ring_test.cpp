@@ -70,7 +70,9 @@ protected:
         p.device = ethdev_;
         p.steering = pmd::Steering::shared;
         p.mtu = 9000;
-        auto e = Engine::create(engine_options({p}), *backend_);
+        EngineOptions o = engine_options({p});
+        o.tx_copy_slot_max = tx_copy_slot_max_;
+        auto e = Engine::create(o, *backend_);
         CT_ASSERT_OK(e);
         engine_ = std::move(*e);
         handshake_ = std::make_unique<BackendHandshake>(*xs_, *engine_);
@@ -151,9 +153,16 @@ protected:
     std::mutex mu_;
     std::vector<std::vector<std::byte>> sent_;
     std::vector<unsigned> segs_;
+    std::uint16_t tx_copy_slot_max_ = 4096;
+
+    void jumbo_frames_both_ways(std::uint16_t tx_copy_slot_max);
 };
 
-TEST_F(EngineRing, JumboFramesBothWaysAndSoftwareOffloads) {
+// Jumbo frames both ways, TCP with a partial checksum and GSO segmented in software. TX runs
+// twice: with every slot grant-copied into daemon mbufs (tx_copy_slot_max = 4096, the
+// default) and with every piece beyond the header grant-mapped (0).
+void EngineRing::jumbo_frames_both_ways(std::uint16_t tx_copy_slot_max) {
+    tx_copy_slot_max_ = tx_copy_slot_max;
     const hv::DomId dom = create_guest("ringguest");
     CT_ASSERT_OK(plug(dom));
     GuestProcess g(dir_.path(), dom, GuestOptions{});
@@ -199,7 +208,15 @@ TEST_F(EngineRing, JumboFramesBothWaysAndSoftwareOffloads) {
     {
         std::lock_guard lock(mu_);
         EXPECT_GE(*std::max_element(segs_.begin(), segs_.end()), 3u)
-            << "the guest's pages travel as external buffers, not copied";
+            << "a slot per segment behind the copied header";
+    }
+    st = engine_->status(VifId{dom, 0});
+    CT_ASSERT_OK(st);
+    if (tx_copy_slot_max == 0) {
+        EXPECT_GE(st->counters.grant_map_ops, 48u) << "the slots beyond the header are mapped";
+    } else {
+        EXPECT_EQ(st->counters.grant_map_ops, 0u) << "every slot is copied";
+        EXPECT_GE(st->counters.grant_copy_ops, kFrames + 48u * 3);
     }
 
     // TCP with a partial checksum, and GSO, on a port with no offloads.
@@ -250,6 +267,14 @@ TEST_F(EngineRing, JumboFramesBothWaysAndSoftwareOffloads) {
     engine_.reset();
     backend_.reset();
     EXPECT_EQ(total_pinned(), 0u);
+}
+
+TEST_F(EngineRing, JumboFramesBothWaysAndSoftwareOffloadsTxCopied) {
+    jumbo_frames_both_ways(4096);
+}
+
+TEST_F(EngineRing, JumboFramesBothWaysAndSoftwareOffloadsTxMapped) {
+    jumbo_frames_both_ways(0);
 }
 
 TEST_F(EngineRing, RateLimitHoldsTransmitsUntilLifted) {

@@ -56,6 +56,7 @@ constexpr KeyInfo kKeys[] = {
     {"engine.map_batch", Reload::restart},
     {"engine.reuse_miss", Reload::restart},
     {"engine.tx_copy_len", Reload::restart},
+    {"engine.tx_copy_slot_max", Reload::restart},
     {"engine.anti_spoofing", Reload::restart},
     {"engine.fatal_bad_grants", Reload::restart},
     {"engine.tx_max_slots", Reload::restart},
@@ -707,6 +708,7 @@ void load_engine(Loader& l, const toml::table* t, Config& c) {
         enum_parser<engine::RxMode>({{"map", engine::RxMode::map}, {"copy", engine::RxMode::copy}}),
         [](engine::RxMode m) { return std::string(engine::to_string(m)); }, "\"map\", \"copy\"");
     s.integer("tx_copy_len", e.tx_copy_len, 14, 256);
+    s.integer("tx_copy_slot_max", e.tx_copy_slot_max, 0, 4096);
     s.boolean("anti_spoofing", e.anti_spoofing);
     s.boolean("fatal_bad_grants", e.fatal_bad_grants);
     s.integer("tx_max_slots", e.tx_limits.max_slots, 18, netif::kTxMaxSlots);

@@ -51,8 +51,13 @@ struct EngineOptions {
 
     // TX
     std::uint16_t tx_copy_len = 128; // bytes grant-copied into the header mbuf (Linux: 128)
-    bool anti_spoofing = true;       // the source MAC must be the vif's
-    netif::TxLimits tx_limits;       // max_frame_len is derived from the port MTU when 0
+    // The rest of each TX slot up to this many bytes is grant-copied into a daemon mbuf (in
+    // the header's batched copy); larger pieces are grant-mapped and sent zero copy. A
+    // userspace backend maps through gntdev (an ioctl, an mmap and, at unmap, a TLB flush
+    // per call), which costs more than Xen copying a page: 4096 copies every slot, 0 maps.
+    std::uint16_t tx_copy_slot_max = 4096;
+    bool anti_spoofing = true; // the source MAC must be the vif's
+    netif::TxLimits tx_limits; // max_frame_len is derived from the port MTU when 0
     // A data grant the guest revoked or never granted (map or copy fails with bad_gntref,
     // permission_denied, ...) disables the vif; otherwise the packet is answered in error.
     bool fatal_bad_grants = true;
