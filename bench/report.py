@@ -326,10 +326,20 @@ def main():
     w(f"| low rate (`--rate 10000`) | {f(get(low, 'mpps'), 3)} | "
       f"{f(get(low, 'notifications_sent_per_packet'), 4)} | {f(get(low, 'notifications_received_per_packet'), 4)} |")
     w("")
-    idle = get(((runs.get("idle") or {}).get("cases") or [None])[0], "idle")
-    w("Idle: one guest attached, no traffic, `getrusage` of the engine process over "
-      f"{f(get(idle, 'seconds'), 1)} s: **{f(get(idle, 'cpu_percent_of_one_core'), 2)} % of one core**, "
-      f"{f(get(idle, 'lcore_sleeps_per_second'), 1)} lcore sleeps per second.")
+    w("Idle: one guest attached, no traffic, `getrusage` of the engine process (its lcore, "
+      "control thread and EAL threads) over the window. On net_ring, which has no RX "
+      "interrupt, the lcore must poll the port every `poll_sleep` (500 µs); on net_tap the "
+      "port's RX interrupt and the guest's event channels wake it, so it sleeps up to "
+      "`max_sleep`.")
+    w("")
+    w("| port | seconds | CPU, % of one core | lcore sleeps/s |")
+    w("| --- | --- | --- | --- |")
+    for n, label in (("idle", "net_ring (no RX interrupt)"), ("idle-tap", "net_tap (RX interrupt)")):
+        idle = get(((runs.get(n) or {}).get("cases") or [None])[0], "idle")
+        if idle is None:
+            continue
+        w(f"| {label} | {f(get(idle, 'seconds'), 1)} | {f(get(idle, 'cpu_percent_of_one_core'), 2)} | "
+          f"{f(get(idle, 'lcore_sleeps_per_second'), 1)} |")
     w("")
 
     # --- 6 ---------------------------------------------------------------------------------

@@ -81,6 +81,7 @@ run reuse-shrink --duration $D --devices tap --modes reuse --sizes 1514 --phases
 # 5: notifications at low rate; idle CPU with guests attached.
 run lowrate --duration $D --devices ring --modes copy --sizes 64 --phases rx --rate 10000 --no-testpmd
 run idle --devices ring --modes copy --sizes 64 --phases idle --idle-seconds $IDLE --no-testpmd
+run idle-tap --devices tap --modes copy --sizes 64 --phases idle --idle-seconds $IDLE --no-testpmd
 # 6: latency through an echoing guest (tap: the kernel side sends and times).
 run latency --devices tap --modes copy,map,reuse --sizes 64 --phases latency --latency-count $LAT --no-testpmd
 # 8: resident memory with 1 and many guests attached.
