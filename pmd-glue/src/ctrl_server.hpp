@@ -53,7 +53,10 @@ public:
     const CtrlCounters& counters() const noexcept { return counters_; }
 
     // Answers every request on the ring, publishes the responses, notifies once. An error
-    // is a protocol violation by the frontend: stop serving this vif.
+    // is a protocol violation by the frontend: stop serving this vif. Bounded by the ring:
+    // the responses are published only on return, so a frontend cannot free a slot (and
+    // produce again) while this runs, and a producer index beyond the ring is the error.
+    // A frontend that keeps its ring full cannot hold the control thread.
     Status serve();
 
     // Unbinds and unmaps (also done by the destructor). Idempotent.

@@ -5,9 +5,14 @@
 // (map mode). Each time the hostile vif is disabled (status, event, reason), its grants
 // are all released on detach, and the good guest's traffic goes on; the daemon runs on.
 // In map mode the guest also finds it cannot revoke a buffer the engine has mapped.
+// A second raw frontend misbehaves on the netif control ring (static grants): malformed
+// messages, a ring kept full, an impossible producer index.
+#include <poll.h>
+
 #include <thread>
 
 #include "dpnb/hv/sim.hpp"
+#include "dpnb/netif/ctrl_ring.hpp"
 #include "dpnb/netif/ring.hpp"
 #include "dpnb/netif/wire.hpp"
 #include "dpnb/netif/xs_value.hpp"
@@ -151,6 +156,35 @@ void hostile_main(const std::string& dir, hv::DomId dom, Mischief mischief, cons
     (void)link.recv(); // stay alive until the test is done with us
 }
 
+// The good guest's traffic both ways through its own tap port.
+void good_traffic(GuestProcess& g, TapPeer& good_peer, hv::DomId good, std::uint32_t stream) {
+    ASSERT_TRUE(g.send(peer_mac(), stream, 20, 300, 0));
+    for (unsigned i = 0; i < 20; ++i) {
+        auto f = good_peer.recv();
+        ASSERT_TRUE(f);
+        EXPECT_TRUE(*f == payload_frame(peer_mac(), guest_mac(good), i, stream, 300));
+    }
+    // Kernel -> guest; the first frame after start may land in a placeholder.
+    const std::uint64_t before = g.report(stream + 100)->received;
+    for (unsigned i = 0; i < 16 && g.report(stream + 100)->received < before + 8; ++i) {
+        ASSERT_TRUE(
+            good_peer.send(payload_frame(guest_mac(good), peer_mac(), i, stream + 100, 200)));
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    auto r = g.wait_received(stream + 100, before + 8);
+    ASSERT_TRUE(r);
+    EXPECT_GE(r->received, before + 8);
+}
+
+pmd::PortConfig hostile_port(const std::string& name, unsigned n) {
+    pmd::PortConfig p;
+    p.name = name;
+    p.device = "net_tap_" + name + ",iface=" + tap_name(n);
+    p.steering = pmd::Steering::dedicated_port;
+    p.rx_desc = 32;
+    return p;
+}
+
 class Hostile : public SimFixture, public ::testing::WithParamInterface<HostileCase> {
 protected:
     void SetUp() override {
@@ -178,15 +212,8 @@ TEST_P(Hostile, IsCutOffWhileAGoodGuestKeepsItsTraffic) {
 
     auto bhv = hv::sim::connect_backend(dir_.path());
     CT_ASSERT_OK(bhv);
-    auto port = [](const std::string& name, unsigned n) {
-        pmd::PortConfig p;
-        p.name = name;
-        p.device = "net_tap_" + name + ",iface=" + tap_name(n);
-        p.steering = pmd::Steering::dedicated_port;
-        p.rx_desc = 32;
-        return p;
-    };
-    auto e = Engine::create(engine_options({port("good", 10), port("bad", 11)}), **bhv);
+    auto e =
+        Engine::create(engine_options({hostile_port("good", 10), hostile_port("bad", 11)}), **bhv);
     CT_ASSERT_OK(e);
     Engine& engine = **e;
     BackendHandshake hs(*xs_, engine);
@@ -198,25 +225,7 @@ TEST_P(Hostile, IsCutOffWhileAGoodGuestKeepsItsTraffic) {
     TapPeer bad_peer(tap_name(11));
     ASSERT_TRUE(good_peer.ok() && bad_peer.ok());
 
-    auto good_traffic = [&](std::uint32_t stream) {
-        ASSERT_TRUE(g.send(peer_mac(), stream, 20, 300, 0));
-        for (unsigned i = 0; i < 20; ++i) {
-            auto f = good_peer.recv();
-            ASSERT_TRUE(f);
-            EXPECT_TRUE(*f == payload_frame(peer_mac(), guest_mac(good), i, stream, 300));
-        }
-        // Kernel -> guest; the first frame after start may land in a placeholder.
-        const std::uint64_t before = g.report(stream + 100)->received;
-        for (unsigned i = 0; i < 16 && g.report(stream + 100)->received < before + 8; ++i) {
-            ASSERT_TRUE(
-                good_peer.send(payload_frame(guest_mac(good), peer_mac(), i, stream + 100, 200)));
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-        auto r = g.wait_received(stream + 100, before + 8);
-        ASSERT_TRUE(r);
-        EXPECT_GE(r->received, before + 8);
-    };
-    good_traffic(1);
+    good_traffic(g, good_peer, good, 1);
 
     ASSERT_TRUE(hostile_link.send(1)); // go
     std::optional<std::uint64_t> revoke_busy;
@@ -263,13 +272,13 @@ TEST_P(Hostile, IsCutOffWhileAGoodGuestKeepsItsTraffic) {
     }
 
     // The good guest does not notice.
-    good_traffic(2);
+    good_traffic(g, good_peer, good, 2);
     EXPECT_EQ(engine.status(VifId{good, 0})->state, VifRunState::running);
 
     // The control plane detaches the hostile vif: every grant of it is released.
     CT_EXPECT_OK(engine.detach(VifId{bad, 0}));
     EXPECT_EQ(pinned_grants(bad), 0u);
-    good_traffic(3);
+    good_traffic(g, good_peer, good, 3);
 
     ASSERT_TRUE(g.request_close());
     CT_EXPECT_OK(hs.disconnect(good, 0));
@@ -299,6 +308,246 @@ INSTANTIATE_TEST_SUITE_P(Mischief, Hostile,
                                            HostileCase{Mischief::rx_bad_gref, RxMode::map,
                                                        "rx_bad_gref", "grant refused"}),
                          [](const auto& p) { return std::string(p.param.name); });
+
+} // namespace
+} // namespace dpnb::component
+
+namespace dpnb::component {
+namespace {
+
+namespace ctrl = netif::ctrl;
+
+// The control-ring hostile guest: rings by hand as hostile_main, plus a control ring (page
+// 2), a list page (3) and static grants negotiated. Steps, each on a command from the test:
+//   1  malformed messages, then one good ADD: reports each response's status;
+//   2  keeps the ring full of ADDs until told to stop or 20 s passed: reports 1 when
+//      stopped by the test, 2 when it gave up (the engine never came back to the test);
+//   3  a producer index 1000 requests ahead of the responses.
+void ctrl_hostile_main(const std::string& dir, hv::DomId dom, const Link& link) {
+    auto hv = hv::sim::connect_guest(dir, dom);
+    ASSERT_TRUE(hv.has_value()) << hv.error().describe();
+    auto xs = (*hv)->open_xenstore();
+    auto ev = (*hv)->open_event_channels();
+    auto pages = (*hv)->alloc_pages(5);
+    ASSERT_TRUE(xs && ev && pages);
+    auto tx = netif::TxFrontRing::init(pages->page(0));
+    auto rx = netif::RxFrontRing::init(pages->page(1));
+    auto cr = ctrl::FrontRing::init(pages->page(2));
+    ASSERT_TRUE(tx && rx && cr);
+    auto tx_ref = (*hv)->grant_access(hv::kDom0, pages->page(0), false);
+    auto rx_ref = (*hv)->grant_access(hv::kDom0, pages->page(1), false);
+    auto cr_ref = (*hv)->grant_access(hv::kDom0, pages->page(2), false);
+    auto list_ref = (*hv)->grant_access(hv::kDom0, pages->page(3), false);
+    auto data_ref = (*hv)->grant_access(hv::kDom0, pages->page(4), false);
+    ASSERT_TRUE(tx_ref && rx_ref && cr_ref && list_ref && data_ref);
+    auto tx_port = (*ev)->bind_unbound(hv::kDom0);
+    auto rx_port = (*ev)->bind_unbound(hv::kDom0);
+    auto cr_port = (*ev)->bind_unbound(hv::kDom0);
+    ASSERT_TRUE(tx_port && rx_port && cr_port);
+    const std::string fe = "/local/domain/" + std::to_string(dom) + "/device/vif/0";
+    const std::pair<std::string, std::string> keys[] = {
+        {"tx-ring-ref", std::to_string(*tx_ref)},
+        {"rx-ring-ref", std::to_string(*rx_ref)},
+        {"event-channel-tx", std::to_string(*tx_port)},
+        {"event-channel-rx", std::to_string(*rx_port)},
+        {"ctrl-ring-ref", std::to_string(*cr_ref)},
+        {"event-channel-ctrl", std::to_string(*cr_port)},
+        {"feature-static-grants", "1"},
+        {"request-rx-copy", "1"},
+        {"feature-rx-notify", "1"},
+        {"state", "4"},
+    };
+    for (const auto& [k, v] : keys)
+        ASSERT_TRUE((*xs)->write(hv::kNoTxn, fe + "/" + k, v).has_value()) << k;
+    const std::string be = "/local/domain/0/backend/vif/" + std::to_string(dom) + "/0";
+    for (int i = 0; i < 6000; ++i) {
+        auto s = (*xs)->read(hv::kNoTxn, be + "/state");
+        if (s && *s == "4") break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    link.send(1);
+    auto* list = reinterpret_cast<ctrl::Gref*>(pages->page(3));
+    auto push = [&] {
+        if (cr->push_requests()) (void)(*ev)->notify(*cr_port);
+    };
+    // Collects `n` responses (the test pumps the engine meanwhile).
+    auto responses = [&](unsigned n) {
+        std::vector<ctrl::Response> out;
+        for (int i = 0; i < 2000 && out.size() < n; ++i) {
+            const netif::ResponseWindow w = cr->poll_responses();
+            EXPECT_FALSE(w.overflow);
+            for (std::uint32_t k = 0; k < w.available; ++k)
+                out.push_back(cr->copy_response(w.cons + k));
+            cr->consume_responses(w.available);
+            if (out.size() < n) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        return out;
+    };
+
+    for (auto cmd = link.recv(); cmd && *cmd != 0; cmd = link.recv()) {
+        if (*cmd == 1) {
+            list[0] = ctrl::Gref{*data_ref, 0x80, 0}; // an unknown flag
+            const ctrl::Request reqs[] = {
+                {1, ctrl::kTypeAddGrefMapping, {0, *list_ref, 0}}, // no entries
+                {2, ctrl::kTypeAddGrefMapping, {0, *list_ref, ctrl::kMaxGrefsPerMessage + 1}},
+                {3, ctrl::kTypeAddGrefMapping, {0, 0x7FFF0, 1}},   // a list never granted
+                {4, ctrl::kTypeAddGrefMapping, {0, *list_ref, 1}}, // the unknown flag
+                {5, ctrl::kTypeGetGrefMappingSize, {5, 0, 0}},     // a queue it lacks
+                {6, 99, {0, 0, 0}},                                // no such message
+            };
+            for (const ctrl::Request& r : reqs)
+                EXPECT_TRUE(cr->put_request(r));
+            push();
+            for (const ctrl::Response& r : responses(6))
+                link.send((std::uint64_t{r.id} << 32) | r.status);
+            // Then a good ADD: the ring still serves.
+            list[0] = ctrl::Gref{*data_ref, 0, 0};
+            EXPECT_TRUE(cr->put_request({7, ctrl::kTypeAddGrefMapping, {0, *list_ref, 1}}));
+            push();
+            for (const ctrl::Response& r : responses(1))
+                link.send((std::uint64_t{r.id} << 32) | r.status);
+        } else if (*cmd == 2) {
+            const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+            std::uint16_t id = 100;
+            while (!link.readable() && std::chrono::steady_clock::now() < deadline) {
+                const netif::ResponseWindow w = cr->poll_responses();
+                cr->consume_responses(w.available);
+                // ADDs of the page already registered: each costs the engine a grant copy
+                // of the list (and is refused), more than the guest spends producing it,
+                // so the ring never runs dry while the flood lasts.
+                while (cr->put_request({id++, ctrl::kTypeAddGrefMapping, {0, *list_ref, 1}})) {
+                }
+                push();
+            }
+            const bool stopped = link.readable();
+            if (stopped) (void)link.recv();
+            (void)responses(cr->req_prod_pvt() - cr->rsp_cons()); // drain what is left
+            link.send(stopped ? 1 : 2);
+        } else if (*cmd == 3) {
+            auto* hdr = reinterpret_cast<netif::SharedRingHeader*>(pages->page(2));
+            std::atomic_ref<netif::RingIdx>(hdr->req_prod)
+                .store(cr->rsp_cons() + 1000, std::memory_order_release);
+            (void)(*ev)->notify(*cr_port);
+            link.send(1);
+        }
+    }
+}
+
+class HostileControlRing : public SimFixture {
+protected:
+    void SetUp() override {
+        std::string why;
+        if (!tap_available(&why)) GTEST_SKIP() << "tap tests need " << why;
+        SimFixture::SetUp();
+    }
+};
+
+TEST_F(HostileControlRing, MischiefIsAnsweredServedInBoundedSharesThenCutOff) {
+    const hv::DomId good = create_guest("good");
+    const hv::DomId bad = create_guest("hostile");
+    CT_ASSERT_OK(plug(good));
+    CT_ASSERT_OK(plug(bad));
+    GuestProcess g(dir_.path(), good, GuestOptions{netfront::RxMode::reuse, 0});
+    auto [mine, theirs] = Link::make();
+    Link hostile_link = std::move(mine);
+    Link child_link = std::move(theirs);
+    Child hostile([&] {
+        hostile_link.close();
+        ctrl_hostile_main(dir_.path(), bad, child_link);
+    });
+    child_link.close();
+
+    auto bhv = hv::sim::connect_backend(dir_.path());
+    CT_ASSERT_OK(bhv);
+    auto e =
+        Engine::create(engine_options({hostile_port("good", 12), hostile_port("bad", 13)}), **bhv);
+    CT_ASSERT_OK(e);
+    Engine& engine = **e;
+    BackendHandshake hs(*xs_, engine);
+    hs.caps.ctrl_ring = true;
+    hs.caps.static_grants = true;
+    CT_ASSERT_OK(hs.connect(good, 0, "good", RxMode::reuse));
+    ASSERT_TRUE(g.wait_connected());
+    CT_ASSERT_OK(hs.connect(bad, 0, "bad", RxMode::copy));
+    ASSERT_EQ(hostile_link.recv(), std::optional<std::uint64_t>(1));
+    ASSERT_TRUE(engine.status(VifId{bad, 0})->control_ring);
+    TapPeer good_peer(tap_name(12));
+    ASSERT_TRUE(good_peer.ok());
+
+    // The control thread's loop: next_event() whenever events_fd() is readable.
+    std::vector<DataPlaneEvent> events;
+    auto pump = [&](int ms) {
+        pollfd p{engine.events_fd(), POLLIN, 0};
+        (void)::poll(&p, 1, ms);
+        while (auto ev = engine.next_event())
+            events.push_back(*ev);
+    };
+    // Waits for the hostile guest's next report, serving the control rings meanwhile.
+    auto report = [&]() -> std::optional<std::uint64_t> {
+        for (int i = 0; i < 3000 && !hostile_link.readable(); ++i)
+            pump(10);
+        return hostile_link.recv(100);
+    };
+    good_traffic(g, good_peer, good, 1);
+
+    // 1. Malformed messages: answered, counted, the vif lives.
+    ASSERT_TRUE(hostile_link.send(1));
+    const std::uint32_t want[] = {ctrl::kStatusInvalidParameter, ctrl::kStatusInvalidParameter,
+                                  ctrl::kStatusInvalidParameter, ctrl::kStatusInvalidParameter,
+                                  ctrl::kStatusInvalidParameter, ctrl::kStatusNotSupported,
+                                  ctrl::kStatusSuccess};
+    for (std::uint32_t k = 0; k < 7; ++k) {
+        auto r = report();
+        ASSERT_TRUE(r) << "no response to request " << k + 1;
+        EXPECT_EQ(*r >> 32, k + 1);
+        EXPECT_EQ(*r & 0xFFFFFFFFu, want[k]) << "request " << k + 1;
+    }
+    EXPECT_EQ(engine.status(VifId{bad, 0})->state, VifRunState::running);
+    EXPECT_EQ(engine.status(VifId{bad, 0})->static_grants, 1u);
+
+    // 2. A ring kept full: each next_event() serves at most a ring of requests (responses
+    //    are published when it returns, so the guest cannot refill meanwhile) and returns,
+    //    so the control thread gets back to its other work (here: telling the guest to stop).
+    ASSERT_TRUE(hostile_link.send(2));
+    for (int i = 0; i < 20; ++i)
+        pump(10);
+    ASSERT_TRUE(hostile_link.send(1)); // stop
+    EXPECT_EQ(report(), std::optional<std::uint64_t>(1))
+        << "the flood ended by itself: the engine did not return to the control thread";
+
+    // 3. An impossible producer index: the vif is reported disabled, with the reason.
+    ASSERT_TRUE(hostile_link.send(3));
+    ASSERT_EQ(report(), std::optional<std::uint64_t>(1));
+    bool disabled = false;
+    for (int i = 0; i < 300 && !disabled; ++i) {
+        pump(10);
+        for (const DataPlaneEvent& ev : events)
+            if (ev.kind == DataPlaneEvent::Kind::vif_disabled && ev.vif == VifId{bad, 0}) {
+                disabled = true;
+                EXPECT_NE(ev.detail.find("control ring"), std::string::npos) << ev.detail;
+            }
+    }
+    EXPECT_TRUE(disabled);
+
+    // The good guest does not notice; detaching the hostile vif releases every grant.
+    good_traffic(g, good_peer, good, 2);
+    CT_EXPECT_OK(engine.detach(VifId{bad, 0}));
+    EXPECT_EQ(pinned_grants(bad), 0u);
+    good_traffic(g, good_peer, good, 3);
+
+    ASSERT_TRUE(g.request_close());
+    CT_EXPECT_OK(hs.disconnect(good, 0));
+    EXPECT_TRUE(g.close_result());
+    EXPECT_TRUE(g.succeeded());
+    hostile_link.send(0);
+    EXPECT_TRUE(hostile.succeeded());
+    CT_EXPECT_OK(engine.shutdown());
+    for (const auto& d : engine.leaks().details)
+        ADD_FAILURE() << d;
+    e->reset();
+    bhv->reset();
+    EXPECT_EQ(total_pinned(), 0u);
+}
 
 } // namespace
 } // namespace dpnb::component
