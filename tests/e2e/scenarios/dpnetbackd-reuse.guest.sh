@@ -16,7 +16,7 @@ mac=$REPLY
 put no-netfront 1
 wait_key vif-attached 300
 dpnb-netfront --xen --mac "$mac" --rx-mode reuse --send "$frames" --size 1000 \
-  --dst-mac "$dst" --receive $((frames * 9 / 10)) --connect-timeout 120 \
+  --dst-mac "$dst" --receive $((frames * 9 / 10)) --connect-timeout 120 --duration 20 \
   > /tmp/nf.txt 2>&1
 rc=$?
 sed 's/^/nf| /' /tmp/nf.txt

@@ -51,7 +51,9 @@ kv ctrl_ring "$(xenstore-exists "$FE/ctrl-ring-ref" && echo 1 || echo 0)"
 kv static_grants "$(xenstore-read "$FE/feature-static-grants" 2>/dev/null || echo 0)"
 
 # The vif's counters while the netfront runs (once it closes, the daemon detaches the vif
-# and `show` has none): the last sample before the guest's exit status appears.
+# and `show` has none): the last sample before the guest's exit status appears. The guest
+# stays connected for 20 s (--duration) after a transfer of a few seconds, so that slow
+# samples on a loaded host still see the counters.
 LAST_VIF=""
 sample_until_done() {
   vif_json "$D"
