@@ -42,8 +42,9 @@ if [ "${DPNB_E2E:-1}" != 0 ]; then
   rm -rf build/e2e-logs
   E2E_XFER_MIB=${E2E_XFER_MIB:-4} tests/e2e/run.sh --build build/release --out build/e2e-logs \
     | tee build/e2e.log || status=1
-  e2e_summary=$(grep -E '^(E2E [a-z0-9-]+ (PASS|FAIL)|== dpnetbackd / in-kernel)' build/e2e.log |
-    cut -c1-160 || true)
+  # run.sh's own summary: one verdict per scenario, then the ratio line.
+  e2e_summary=$(sed -n '/^== e2e summary/,$p' build/e2e.log |
+    grep -E '^  E2E |^== dpnetbackd / in-kernel' | sed 's/^  //' | cut -c1-160 || true)
 else
   echo "== end to end: left out (DPNB_E2E=0)"
 fi
