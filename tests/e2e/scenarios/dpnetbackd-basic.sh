@@ -33,7 +33,7 @@ D=$E2E_DOMID
 watch_guest "$D"
 handshake "$D"
 log "guest $D: handshake done"
-vif_field "$D" .rx_queue
+vif_field "$D" .data_plane.rx_queue
 kv rx_queue "${REPLY:-shared}"
 [ "$STEERING" != mac_flow ] || [ -n "$REPLY" ] || fail "mac_flow: the vif has no NIC queue of its own"
 gcmd "$D" 120 "up 198.18.0.2/24"

@@ -35,7 +35,7 @@ queues=()
 for d in $A $B; do
   vif_json "$d"
   mac=$(jq -r .mac <<<"$REPLY")
-  q=$(jq -r '.rx_queue // "shared"' <<<"$REPLY")
+  q=$(jq -r '.data_plane.rx_queue // "shared"' <<<"$REPLY")
   kv "${P[$d]}mac" "$mac"
   kv "${P[$d]}rx_queue" "$q"
   [ "$mac" = "${MAC[$d]}" ] || fail "vif$d.0 has MAC $mac, the toolstack gave ${MAC[$d]}"
