@@ -41,46 +41,84 @@ void PrintTo(const HostileCase& c, std::ostream* os) {
     *os << c.name;
 }
 
+// A frontend written by hand, in the guest's own process: one queue's TX and RX rings in
+// pages 0 and 1 (granted to dom0), their event channels, `pages` pages in all (the rest are
+// the caller's). connect() writes the rings' keys, the caller's extra keys and Connected,
+// then waits for the backend's Connected.
+struct RawFrontend {
+    hv::DomId dom = 0;
+    std::unique_ptr<hv::GuestHypervisor> hv;
+    std::unique_ptr<hv::Xenstore> xs;
+    std::unique_ptr<hv::EventChannels> ev;
+    hv::GuestPages pages;
+    netif::TxFrontRing tx;
+    netif::RxFrontRing rx;
+    netif::GrantRef tx_ref = 0, rx_ref = 0;
+    hv::EvtchnPort tx_port = 0, rx_port = 0;
+
+    void open(const std::string& dir, hv::DomId d, std::uint32_t npages) {
+        dom = d;
+        auto h = hv::sim::connect_guest(dir, dom);
+        ASSERT_TRUE(h.has_value()) << h.error().describe();
+        hv = std::move(*h);
+        auto x = hv->open_xenstore();
+        ASSERT_TRUE(x.has_value()) << x.error().describe();
+        xs = std::move(*x);
+        auto e = hv->open_event_channels();
+        ASSERT_TRUE(e.has_value()) << e.error().describe();
+        ev = std::move(*e);
+        auto p = hv->alloc_pages(npages);
+        ASSERT_TRUE(p.has_value()) << p.error().describe();
+        pages = *p;
+        auto t = netif::TxFrontRing::init(pages.page(0));
+        auto r = netif::RxFrontRing::init(pages.page(1));
+        ASSERT_TRUE(t && r);
+        tx = *t;
+        rx = *r;
+        auto tr = hv->grant_access(hv::kDom0, pages.page(0), false);
+        auto rr = hv->grant_access(hv::kDom0, pages.page(1), false);
+        ASSERT_TRUE(tr && rr);
+        tx_ref = *tr;
+        rx_ref = *rr;
+        auto tp = ev->bind_unbound(hv::kDom0);
+        auto rp = ev->bind_unbound(hv::kDom0);
+        ASSERT_TRUE(tp && rp);
+        tx_port = *tp;
+        rx_port = *rp;
+    }
+
+    void connect(const std::vector<std::pair<std::string, std::string>>& extra) {
+        const std::string fe = "/local/domain/" + std::to_string(dom) + "/device/vif/0";
+        std::vector<std::pair<std::string, std::string>> keys = {
+            {"tx-ring-ref", std::to_string(tx_ref)},
+            {"rx-ring-ref", std::to_string(rx_ref)},
+            {"event-channel-tx", std::to_string(tx_port)},
+            {"event-channel-rx", std::to_string(rx_port)},
+            {"request-rx-copy", "1"},
+            {"feature-rx-notify", "1"},
+        };
+        keys.insert(keys.end(), extra.begin(), extra.end());
+        keys.emplace_back("state", "4");
+        for (const auto& [k, v] : keys)
+            ASSERT_TRUE(xs->write(hv::kNoTxn, fe + "/" + k, v).has_value()) << k;
+        const std::string be = "/local/domain/0/backend/vif/" + std::to_string(dom) + "/0";
+        for (int i = 0; i < 6000; ++i) {
+            auto st = xs->read(hv::kNoTxn, be + "/state");
+            if (st && *st == "4") break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+    }
+};
+
 // The hostile guest: sets up one queue by hand, connects, then does its mischief when told.
 // Reports over the link: 1 connected; after the mischief, 1 done; for rx_revoked_buffer and
 // rx_bad_gref, the result of trying to end access to a posted buffer (0 ok, 1 busy).
 void hostile_main(const std::string& dir, hv::DomId dom, Mischief mischief, const Link& link) {
-    auto hv = hv::sim::connect_guest(dir, dom);
-    ASSERT_TRUE(hv.has_value()) << hv.error().describe();
-    auto xs = (*hv)->open_xenstore();
-    ASSERT_TRUE(xs.has_value()) << xs.error().describe();
-    auto ev = (*hv)->open_event_channels();
-    ASSERT_TRUE(ev.has_value()) << ev.error().describe();
-    auto pages = (*hv)->alloc_pages(2 + 64);
-    ASSERT_TRUE(pages.has_value()) << pages.error().describe();
-    auto tx = netif::TxFrontRing::init(pages->page(0));
-    auto rx = netif::RxFrontRing::init(pages->page(1));
-    ASSERT_TRUE(tx && rx);
-    auto tx_ref = (*hv)->grant_access(hv::kDom0, pages->page(0), false);
-    auto rx_ref = (*hv)->grant_access(hv::kDom0, pages->page(1), false);
-    ASSERT_TRUE(tx_ref && rx_ref);
-    auto tx_port = (*ev)->bind_unbound(hv::kDom0);
-    auto rx_port = (*ev)->bind_unbound(hv::kDom0);
-    ASSERT_TRUE(tx_port && rx_port);
-    const std::string fe = "/local/domain/" + std::to_string(dom) + "/device/vif/0";
-    const std::pair<std::string, std::string> keys[] = {
-        {"tx-ring-ref", std::to_string(*tx_ref)},
-        {"rx-ring-ref", std::to_string(*rx_ref)},
-        {"event-channel-tx", std::to_string(*tx_port)},
-        {"event-channel-rx", std::to_string(*rx_port)},
-        {"request-rx-copy", "1"},
-        {"feature-rx-notify", "1"},
-        {"feature-sg", "1"},
-        {"state", "4"},
-    };
-    for (const auto& [k, v] : keys)
-        ASSERT_TRUE((*xs)->write(hv::kNoTxn, fe + "/" + k, v).has_value()) << k;
-    const std::string be = "/local/domain/0/backend/vif/" + std::to_string(dom) + "/0";
-    for (int i = 0; i < 6000; ++i) {
-        auto s = (*xs)->read(hv::kNoTxn, be + "/state");
-        if (s && *s == "4") break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    RawFrontend f;
+    f.open(dir, dom, 2 + 64);
+    if (::testing::Test::HasFatalFailure()) return;
+    f.connect({{"feature-sg", "1"}});
+    if (::testing::Test::HasFatalFailure()) return;
     link.send(1);
 
     // Buffers for RX: pages 2.., granted writable.
@@ -89,14 +127,14 @@ void hostile_main(const std::string& dir, hv::DomId dom, Mischief mischief, cons
         for (unsigned i = 0; i < n; ++i) {
             netif::GrantRef ref = 0x7FFF0 + i; // never granted
             if (!bad) {
-                auto r = (*hv)->grant_access(hv::kDom0, pages->page(2 + i), false);
+                auto r = f.hv->grant_access(hv::kDom0, f.pages.page(2 + i), false);
                 EXPECT_TRUE(r.has_value());
                 ref = r.value_or(0);
             }
             refs.push_back(ref);
-            EXPECT_TRUE(rx->put_request(netif::RxRequest{static_cast<std::uint16_t>(i), 0, ref}));
+            EXPECT_TRUE(f.rx.put_request(netif::RxRequest{static_cast<std::uint16_t>(i), 0, ref}));
         }
-        if (rx->push_requests()) (void)(*ev)->notify(*rx_port);
+        if (f.rx.push_requests()) (void)f.ev->notify(f.rx_port);
         return refs;
     };
     auto cmd = link.recv();
@@ -104,26 +142,26 @@ void hostile_main(const std::string& dir, hv::DomId dom, Mischief mischief, cons
     switch (mischief) {
     case Mischief::tx_too_many_slots: {
         // 30 chained slots: more than fatal_slots (20).
-        auto data = (*hv)->grant_access(hv::kDom0, pages->page(2), true);
+        auto data = f.hv->grant_access(hv::kDom0, f.pages.page(2), true);
         ASSERT_TRUE(data.has_value());
         for (std::uint16_t i = 0; i < 30; ++i) {
             netif::TxRequest r{*data, 0, i + 1 < 30 ? netif::txf::kMoreData : std::uint16_t{0}, i,
                                static_cast<std::uint16_t>(i == 0 ? 30 * 64 : 64)};
-            EXPECT_TRUE(tx->put_request(r));
+            EXPECT_TRUE(f.tx.put_request(r));
         }
-        if (tx->push_requests()) (void)(*ev)->notify(*tx_port);
+        if (f.tx.push_requests()) (void)f.ev->notify(f.tx_port);
         break;
     }
     case Mischief::tx_bad_gref: {
         netif::TxRequest r{0x7FFF0, 0, 0, 1, 60};
-        EXPECT_TRUE(tx->put_request(r));
-        if (tx->push_requests()) (void)(*ev)->notify(*tx_port);
+        EXPECT_TRUE(f.tx.put_request(r));
+        if (f.tx.push_requests()) (void)f.ev->notify(f.tx_port);
         break;
     }
     case Mischief::tx_ring_overflow: {
-        auto* hdr = reinterpret_cast<netif::SharedRingHeader*>(pages->page(0));
+        auto* hdr = reinterpret_cast<netif::SharedRingHeader*>(f.pages.page(0));
         std::atomic_ref<netif::RingIdx>(hdr->req_prod).store(300, std::memory_order_release);
-        (void)(*ev)->notify(*tx_port);
+        (void)f.ev->notify(f.tx_port);
         break;
     }
     case Mischief::rx_ring_overflow: {
@@ -131,10 +169,10 @@ void hostile_main(const std::string& dir, hv::DomId dom, Mischief mischief, cons
         auto refs = post_rx(8, false);
         link.send(2); // posted
         if (!link.recv()) return;
-        link.send((*hv)->end_access(refs[0]) ? 0 : 1);
-        auto* hdr = reinterpret_cast<netif::SharedRingHeader*>(pages->page(1));
+        link.send(f.hv->end_access(refs[0]) ? 0 : 1);
+        auto* hdr = reinterpret_cast<netif::SharedRingHeader*>(f.pages.page(1));
         std::atomic_ref<netif::RingIdx>(hdr->req_prod).store(1000, std::memory_order_release);
-        (void)(*ev)->notify(*rx_port);
+        (void)f.ev->notify(f.rx_port);
         break;
     }
     case Mischief::rx_revoked_buffer: {
@@ -142,7 +180,7 @@ void hostile_main(const std::string& dir, hv::DomId dom, Mischief mischief, cons
         std::this_thread::sleep_for(std::chrono::milliseconds(200)); // let the engine post them
         bool busy = false;
         for (netif::GrantRef r : refs) {
-            auto st = (*hv)->end_access(r);
+            auto st = f.hv->end_access(r);
             busy = busy || !st;
         }
         link.send(busy ? 1 : 0);
@@ -324,51 +362,25 @@ namespace ctrl = netif::ctrl;
 //      stopped by the test, 2 when it gave up (the engine never came back to the test);
 //   3  a producer index 1000 requests ahead of the responses.
 void ctrl_hostile_main(const std::string& dir, hv::DomId dom, const Link& link) {
-    auto hv = hv::sim::connect_guest(dir, dom);
-    ASSERT_TRUE(hv.has_value()) << hv.error().describe();
-    auto xs = (*hv)->open_xenstore();
-    auto ev = (*hv)->open_event_channels();
-    auto pages = (*hv)->alloc_pages(5);
-    ASSERT_TRUE(xs && ev && pages);
-    auto tx = netif::TxFrontRing::init(pages->page(0));
-    auto rx = netif::RxFrontRing::init(pages->page(1));
-    auto cr = ctrl::FrontRing::init(pages->page(2));
-    ASSERT_TRUE(tx && rx && cr);
-    auto tx_ref = (*hv)->grant_access(hv::kDom0, pages->page(0), false);
-    auto rx_ref = (*hv)->grant_access(hv::kDom0, pages->page(1), false);
-    auto cr_ref = (*hv)->grant_access(hv::kDom0, pages->page(2), false);
-    auto list_ref = (*hv)->grant_access(hv::kDom0, pages->page(3), false);
-    auto data_ref = (*hv)->grant_access(hv::kDom0, pages->page(4), false);
-    ASSERT_TRUE(tx_ref && rx_ref && cr_ref && list_ref && data_ref);
-    auto tx_port = (*ev)->bind_unbound(hv::kDom0);
-    auto rx_port = (*ev)->bind_unbound(hv::kDom0);
-    auto cr_port = (*ev)->bind_unbound(hv::kDom0);
-    ASSERT_TRUE(tx_port && rx_port && cr_port);
-    const std::string fe = "/local/domain/" + std::to_string(dom) + "/device/vif/0";
-    const std::pair<std::string, std::string> keys[] = {
-        {"tx-ring-ref", std::to_string(*tx_ref)},
-        {"rx-ring-ref", std::to_string(*rx_ref)},
-        {"event-channel-tx", std::to_string(*tx_port)},
-        {"event-channel-rx", std::to_string(*rx_port)},
-        {"ctrl-ring-ref", std::to_string(*cr_ref)},
-        {"event-channel-ctrl", std::to_string(*cr_port)},
-        {"feature-static-grants", "1"},
-        {"request-rx-copy", "1"},
-        {"feature-rx-notify", "1"},
-        {"state", "4"},
-    };
-    for (const auto& [k, v] : keys)
-        ASSERT_TRUE((*xs)->write(hv::kNoTxn, fe + "/" + k, v).has_value()) << k;
-    const std::string be = "/local/domain/0/backend/vif/" + std::to_string(dom) + "/0";
-    for (int i = 0; i < 6000; ++i) {
-        auto s = (*xs)->read(hv::kNoTxn, be + "/state");
-        if (s && *s == "4") break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    RawFrontend f;
+    f.open(dir, dom, 5);
+    if (::testing::Test::HasFatalFailure()) return;
+    auto cr = ctrl::FrontRing::init(f.pages.page(2));
+    ASSERT_TRUE(cr);
+    auto cr_ref = f.hv->grant_access(hv::kDom0, f.pages.page(2), false);
+    auto list_ref = f.hv->grant_access(hv::kDom0, f.pages.page(3), false);
+    auto data_ref = f.hv->grant_access(hv::kDom0, f.pages.page(4), false);
+    ASSERT_TRUE(cr_ref && list_ref && data_ref);
+    auto cr_port = f.ev->bind_unbound(hv::kDom0);
+    ASSERT_TRUE(cr_port);
+    f.connect({{"ctrl-ring-ref", std::to_string(*cr_ref)},
+               {"event-channel-ctrl", std::to_string(*cr_port)},
+               {"feature-static-grants", "1"}});
+    if (::testing::Test::HasFatalFailure()) return;
     link.send(1);
-    auto* list = reinterpret_cast<ctrl::Gref*>(pages->page(3));
+    auto* list = reinterpret_cast<ctrl::Gref*>(f.pages.page(3));
     auto push = [&] {
-        if (cr->push_requests()) (void)(*ev)->notify(*cr_port);
+        if (cr->push_requests()) (void)f.ev->notify(*cr_port);
     };
     // Collects `n` responses (the test pumps the engine meanwhile).
     auto responses = [&](unsigned n) {
@@ -424,10 +436,10 @@ void ctrl_hostile_main(const std::string& dir, hv::DomId dom, const Link& link) 
             (void)responses(cr->req_prod_pvt() - cr->rsp_cons()); // drain what is left
             link.send(stopped ? 1 : 2);
         } else if (*cmd == 3) {
-            auto* hdr = reinterpret_cast<netif::SharedRingHeader*>(pages->page(2));
+            auto* hdr = reinterpret_cast<netif::SharedRingHeader*>(f.pages.page(2));
             std::atomic_ref<netif::RingIdx>(hdr->req_prod)
                 .store(cr->rsp_cons() + 1000, std::memory_order_release);
-            (void)(*ev)->notify(*cr_port);
+            (void)f.ev->notify(*cr_port);
             link.send(1);
         }
     }
