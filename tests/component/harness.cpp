@@ -830,4 +830,84 @@ std::uint64_t SimFixture::total_pinned() {
     return s ? s->pinned_grants : ~0ULL;
 }
 
+// --- TapEngineFixture ----------------------------------------------------------------------
+
+void TapEngineFixture::SetUp() {
+    std::string why;
+    if (!tap_available(&why)) GTEST_SKIP() << "tap tests need " << why;
+    SimFixture::SetUp();
+}
+
+pmd::PortConfig TapEngineFixture::tap_port(const std::string& name, const std::string& iface,
+                                           pmd::Steering steering) {
+    pmd::PortConfig p;
+    p.name = name;
+    p.device = "net_tap_" + name + ",iface=" + iface;
+    p.steering = steering;
+    p.rx_desc = 32;
+    return p;
+}
+
+void TapEngineFixture::start_engine(std::vector<pmd::PortConfig> ports) {
+    start_engine(engine_options(std::move(ports)));
+}
+
+void TapEngineFixture::start_engine(const EngineOptions& options) {
+    auto bhv = hv::sim::connect_backend(dir_.path());
+    CT_ASSERT_OK(bhv);
+    backend_ = std::move(*bhv);
+    auto e = Engine::create(options, *backend_);
+    CT_ASSERT_OK(e);
+    engine_ = std::move(*e);
+    handshake_ = std::make_unique<BackendHandshake>(*xs_, *engine_);
+}
+
+VifStatus TapEngineFixture::status(hv::DomId dom) {
+    auto s = engine_->status(VifId{dom, 0});
+    EXPECT_TRUE(s.has_value()) << s.error().describe();
+    return s.value_or(VifStatus{});
+}
+
+std::string TapEngineFixture::describe(hv::DomId dom) {
+    const VifStatus s = status(dom);
+    std::string out =
+        to_string(s.id) +
+        (s.state == VifRunState::disabled ? " disabled (" + s.disabled_reason + ")" : " running") +
+        ", RX " + to_string(s.rx_mode);
+    const auto table = vif_counter_table();
+    for (std::size_t i = 0; i < table.size(); ++i)
+        if (const auto v = counter_value(s.counters, i); v != 0)
+            out += ", " + std::string(table[i].name) + "=" + std::to_string(v);
+    return out;
+}
+
+void TapEngineFixture::warm_up(TapPeer& peer, hv::DomId dom) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    for (std::uint64_t i = 0; std::chrono::steady_clock::now() < deadline; ++i) {
+        const VifCounters c = status(dom).counters;
+        if (c.rx_drop_placeholder + c.rx_packets != 0) return;
+        ASSERT_TRUE(peer.send(payload_frame(guest_mac(dom), peer_mac(), i, 99, 60)));
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    FAIL() << "no frame reached the engine";
+}
+
+void TapEngineFixture::finish(std::vector<std::pair<GuestProcess*, hv::DomId>> guests) {
+    for (auto& [g, dom] : guests) {
+        ASSERT_TRUE(g->request_close());
+        CT_EXPECT_OK(handshake_->disconnect(dom, 0));
+        EXPECT_TRUE(g->close_result());
+    }
+    for (auto& [g, dom] : guests)
+        EXPECT_TRUE(g->succeeded());
+    CT_EXPECT_OK(engine_->shutdown());
+    const LeakReport leaks = engine_->leaks();
+    EXPECT_TRUE(leaks.clean()) << leaks.details.size() << " leak(s)";
+    for (const auto& d : leaks.details)
+        ADD_FAILURE() << d;
+    engine_.reset();
+    backend_.reset();
+    EXPECT_EQ(total_pinned(), 0u);
+}
+
 } // namespace dpnb::component

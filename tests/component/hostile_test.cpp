@@ -214,23 +214,8 @@ void good_traffic(GuestProcess& g, TapPeer& good_peer, hv::DomId good, std::uint
     EXPECT_GE(r->received, before + 8);
 }
 
-pmd::PortConfig hostile_port(const std::string& name, unsigned n) {
-    pmd::PortConfig p;
-    p.name = name;
-    p.device = "net_tap_" + name + ",iface=" + tap_name(n);
-    p.steering = pmd::Steering::dedicated_port;
-    p.rx_desc = 32;
-    return p;
-}
-
-class Hostile : public SimFixture, public ::testing::WithParamInterface<HostileCase> {
-protected:
-    void SetUp() override {
-        std::string why;
-        if (!tap_available(&why)) GTEST_SKIP() << "tap tests need " << why;
-        SimFixture::SetUp();
-    }
-};
+// These tests run an Engine of their own: from the fixture, the tap skip and tap_port.
+class Hostile : public TapEngineFixture, public ::testing::WithParamInterface<HostileCase> {};
 
 TEST_P(Hostile, IsCutOffWhileAGoodGuestKeepsItsTraffic) {
     const HostileCase hc = GetParam();
@@ -250,8 +235,10 @@ TEST_P(Hostile, IsCutOffWhileAGoodGuestKeepsItsTraffic) {
 
     auto bhv = hv::sim::connect_backend(dir_.path());
     CT_ASSERT_OK(bhv);
-    auto e =
-        Engine::create(engine_options({hostile_port("good", 10), hostile_port("bad", 11)}), **bhv);
+    auto e = Engine::create(
+        engine_options({tap_port("good", tap_name(10), pmd::Steering::dedicated_port),
+                        tap_port("bad", tap_name(11), pmd::Steering::dedicated_port)}),
+        **bhv);
     CT_ASSERT_OK(e);
     Engine& engine = **e;
     BackendHandshake hs(*xs_, engine);
@@ -445,14 +432,7 @@ void ctrl_hostile_main(const std::string& dir, hv::DomId dom, const Link& link) 
     }
 }
 
-class HostileControlRing : public SimFixture {
-protected:
-    void SetUp() override {
-        std::string why;
-        if (!tap_available(&why)) GTEST_SKIP() << "tap tests need " << why;
-        SimFixture::SetUp();
-    }
-};
+class HostileControlRing : public TapEngineFixture {};
 
 TEST_F(HostileControlRing, MischiefIsAnsweredServedInBoundedSharesThenCutOff) {
     const hv::DomId good = create_guest("good");
@@ -471,8 +451,10 @@ TEST_F(HostileControlRing, MischiefIsAnsweredServedInBoundedSharesThenCutOff) {
 
     auto bhv = hv::sim::connect_backend(dir_.path());
     CT_ASSERT_OK(bhv);
-    auto e =
-        Engine::create(engine_options({hostile_port("good", 12), hostile_port("bad", 13)}), **bhv);
+    auto e = Engine::create(
+        engine_options({tap_port("good", tap_name(12), pmd::Steering::dedicated_port),
+                        tap_port("bad", tap_name(13), pmd::Steering::dedicated_port)}),
+        **bhv);
     CT_ASSERT_OK(e);
     Engine& engine = **e;
     BackendHandshake hs(*xs_, engine);

@@ -74,79 +74,13 @@ void PrintTo(const FloodCase& c, std::ostream* os) {
     *os << c.name;
 }
 
-class TapFlood : public SimFixture, public ::testing::WithParamInterface<FloodCase> {
+class TapFlood : public TapEngineFixture, public ::testing::WithParamInterface<FloodCase> {
 protected:
-    void SetUp() override {
-        std::string why;
-        if (!tap_available(&why)) GTEST_SKIP() << "tap tests need " << why;
-        SimFixture::SetUp();
-    }
-
     void start_engine(const std::string& iface) {
-        pmd::PortConfig p;
-        p.name = "tapf";
-        p.device = "net_tap_tapf,iface=" + iface;
-        p.steering = pmd::Steering::dedicated_port;
-        p.rx_desc = 32;
-        EngineOptions o = engine_options({p});
+        EngineOptions o = engine_options({tap_port("tapf", iface, pmd::Steering::dedicated_port)});
         o.zc_depth = 4; // the guest's buffers run out early in the flood
-        auto bhv = hv::sim::connect_backend(dir_.path());
-        CT_ASSERT_OK(bhv);
-        backend_ = std::move(*bhv);
-        auto e = Engine::create(o, *backend_);
-        CT_ASSERT_OK(e);
-        engine_ = std::move(*e);
-        handshake_ = std::make_unique<BackendHandshake>(*xs_, *engine_);
+        TapEngineFixture::start_engine(o);
     }
-
-    std::string describe(hv::DomId dom) {
-        auto s = engine_->status(VifId{dom, 0});
-        if (!s) return s.error().describe();
-        std::string out = to_string(s->id) + ", RX " + to_string(s->rx_mode);
-        const auto table = vif_counter_table();
-        for (std::size_t i = 0; i < table.size(); ++i)
-            if (const auto v = counter_value(s->counters, i); v != 0)
-                out += ", " + std::string(table[i].name) + "=" + std::to_string(v);
-        return out;
-    }
-
-    VifCounters counters(hv::DomId dom) {
-        auto s = engine_->status(VifId{dom, 0});
-        EXPECT_TRUE(s.has_value()) << s.error().describe();
-        return s ? s->counters : VifCounters{};
-    }
-
-    // The first frame after the port started lands in a start-up placeholder and is
-    // dropped: send until one is accounted for.
-    void warm_up(TapPeer& peer, hv::DomId dom) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-        for (std::uint64_t i = 0; std::chrono::steady_clock::now() < deadline; ++i) {
-            const VifCounters c = counters(dom);
-            if (c.rx_drop_placeholder + c.rx_packets != 0) return;
-            ASSERT_TRUE(peer.send(payload_frame(guest_mac(dom), peer_mac(), i, 99, 60)));
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        }
-        FAIL() << "no frame reached the engine";
-    }
-
-    void finish(GuestProcess& g, hv::DomId dom) {
-        ASSERT_TRUE(g.request_close());
-        CT_EXPECT_OK(handshake_->disconnect(dom, 0));
-        EXPECT_TRUE(g.close_result());
-        EXPECT_TRUE(g.succeeded());
-        CT_EXPECT_OK(engine_->shutdown());
-        const LeakReport leaks = engine_->leaks();
-        EXPECT_TRUE(leaks.clean()) << leaks.details.size() << " leak(s)";
-        for (const auto& d : leaks.details)
-            ADD_FAILURE() << d;
-        engine_.reset();
-        backend_.reset();
-        EXPECT_EQ(total_pinned(), 0u);
-    }
-
-    std::unique_ptr<hv::BackendHypervisor> backend_;
-    std::unique_ptr<Engine> engine_;
-    std::unique_ptr<BackendHandshake> handshake_;
 };
 
 TEST_P(TapFlood, FramesFlowAgainAfterTheGuestRanOutOfBuffers) {
@@ -216,10 +150,10 @@ TEST_P(TapFlood, FramesFlowAgainAfterTheGuestRanOutOfBuffers) {
     EXPECT_EQ(flooded->foreign, 0u);
     EXPECT_EQ(flooded->broken, 0u);
 
-    const VifCounters c = counters(dom);
+    const VifCounters c = status(dom).counters;
     EXPECT_EQ(c.daemon_copies, 0u) << "zero copy expected: " << describe(dom);
     EXPECT_EQ(c.rx_drop_error, 0u) << describe(dom);
-    finish(g, dom);
+    finish({{&g, dom}});
 }
 
 INSTANTIATE_TEST_SUITE_P(RxModes, TapFlood,
