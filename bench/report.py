@@ -48,6 +48,23 @@ def get(c, *path):
     return c
 
 
+def reductions_table(w, value):
+    """The paper's two reductions (RX): map on the guest's own queue against copy on the
+    shared queue, then reuse against map; value(device, mode, size) gives the cost. Writes
+    the table and returns its rows."""
+    w("| size | copy (shared) | map (own queue) | reuse | map vs copy | reuse vs map |")
+    w("| --- | --- | --- | --- | --- | --- |")
+    out = []
+    for size in (64, 1514):
+        cp, mp, ru = value("ring", "copy", size), value("tap", "map", size), value("tap", "reuse", size)
+        r1 = (1 - mp / cp) * 100 if cp and mp else None
+        r2 = (1 - ru / mp) * 100 if mp and ru else None
+        out.append({"size": size, "copy": cp, "map": mp, "reuse": ru,
+                    "map_vs_copy_percent": r1, "reuse_vs_map_percent": r2})
+        w(f"| {size} | {f(cp, 0)} | {f(mp, 0)} | {f(ru, 0)} | {f(r1, 0)} % | {f(r2, 0)} % |")
+    return out
+
+
 def gnuplot(script, out_png, data):
     if not shutil.which("gnuplot"):
         return False
@@ -189,19 +206,8 @@ def main():
       "the guest's own buffers (map, tap) against the shared queue with copy (copy, ring); "
       "then reuse against map. Paper: 69 % and a further 53 %.")
     w("")
-    w("| size | copy (shared) | map (own queue) | reuse | map vs copy | reuse vs map |")
-    w("| --- | --- | --- | --- | --- | --- |")
-    red = []
-    for size in (64, 1514):
-        cp = get(case(paced, "ring", "copy", size), "rx", "lcore_cycles_per_packet")
-        mp = get(case(paced, "tap", "map", size), "rx", "lcore_cycles_per_packet")
-        ru = get(case(paced, "tap", "reuse", size), "rx", "lcore_cycles_per_packet")
-        r1 = (1 - mp / cp) * 100 if cp and mp else None
-        r2 = (1 - ru / mp) * 100 if mp and ru else None
-        red.append({"size": size, "copy": cp, "map": mp, "reuse": ru,
-                    "map_vs_copy_percent": r1, "reuse_vs_map_percent": r2})
-        w(f"| {size} | {f(cp, 0)} | {f(mp, 0)} | {f(ru, 0)} | {f(r1, 0)} % | {f(r2, 0)} % |")
-    merged["reductions"] = red
+    merged["reductions"] = reductions_table(
+        w, lambda d, mo, sz: get(case(paced, d, mo, sz), "rx", "lcore_cycles_per_packet"))
     w("")
     cg = runs.get("callgrind")
     w("Instructions per packet (valgrind callgrind, `bench/callgrind.sh`): the lcore's own "
@@ -235,17 +241,7 @@ def main():
         w("The paper's reductions in instructions (RX): map on the guest's own queue against "
           "copy on the shared queue, then reuse against map.")
         w("")
-        w("| size | copy (shared) | map (own queue) | reuse | map vs copy | reuse vs map |")
-        w("| --- | --- | --- | --- | --- | --- |")
-        ired = []
-        for size in (64, 1514):
-            cp, mp, ru = ipp("ring", "copy", size), ipp("tap", "map", size), ipp("tap", "reuse", size)
-            r1 = (1 - mp / cp) * 100 if cp and mp else None
-            r2 = (1 - ru / mp) * 100 if mp and ru else None
-            ired.append({"size": size, "copy": cp, "map": mp, "reuse": ru,
-                         "map_vs_copy_percent": r1, "reuse_vs_map_percent": r2})
-            w(f"| {size} | {f(cp, 0)} | {f(mp, 0)} | {f(ru, 0)} | {f(r1, 0)} % | {f(r2, 0)} % |")
-        merged["instruction_reductions"] = ired
+        merged["instruction_reductions"] = reductions_table(w, ipp)
         w("")
     data = ""
     for i, (c, d, m) in enumerate(rows):
