@@ -208,7 +208,6 @@ struct TxWork {
     // segment in the burst's copy list.
     std::array<rte_mbuf*, netif::kTxMaxSlots> copies{};
     std::array<std::uint32_t, netif::kTxMaxSlots> copy_seg{};
-    std::uint16_t nr_copies = 0;
     bool drop = false; // answered in error (nothing mapped)
     PacketHeaders h;
 };

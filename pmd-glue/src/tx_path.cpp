@@ -57,13 +57,11 @@ void answer_slot(GuestQueue* q, std::uint16_t id, std::int16_t status, unsigned 
 void free_work(TxWork& t) {
     if (t.hdr != nullptr) rte_pktmbuf_free(t.hdr);
     t.hdr = nullptr;
-    for (unsigned k = 0; k < t.pkt.nr_slots && t.nr_copies != 0; ++k)
+    for (unsigned k = 0; k < t.pkt.nr_slots; ++k)
         if (t.copies[k] != nullptr) {
             rte_pktmbuf_free(t.copies[k]);
             t.copies[k] = nullptr;
-            --t.nr_copies;
         }
-    t.nr_copies = 0;
 }
 
 // The ring index of data slot `k` of a packet: extras sit between the first and second.
@@ -176,7 +174,6 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
     tx_segs_.clear();
     for (unsigned i = 0; i < n; ++i) {
         TxWork& t = tx_work_[i];
-        t.nr_copies = 0;
         for (unsigned k = 0; k < t.pkt.nr_slots; ++k)
             t.copies[k] = nullptr;
         t.hdr = rte_pktmbuf_alloc(hdr_pool_);
@@ -198,7 +195,6 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
             rte_mbuf* m = rte_pktmbuf_alloc(copy_pool_);
             if (m == nullptr) continue; // none left: this slot is mapped instead
             t.copies[k] = m;
-            ++t.nr_copies;
             t.copy_seg[k] = static_cast<std::uint32_t>(tx_segs_.size());
             tx_segs_.push_back(hv::GrantCopySegment::from_guest(
                 q->dom, s.gref, static_cast<std::uint16_t>(s.offset + skip),
@@ -218,7 +214,7 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
         if (t.drop) continue;
         std::int16_t st = tx_segs_[t.seg].status;
         netif::GrantRef bad_ref = t.pkt.slots[0].gref;
-        for (unsigned k = 0; k < t.pkt.nr_slots && st == gntst::kOkay && t.nr_copies != 0; ++k)
+        for (unsigned k = 0; k < t.pkt.nr_slots && st == gntst::kOkay; ++k)
             if (t.copies[k] != nullptr && tx_segs_[t.copy_seg[k]].status != gntst::kOkay) {
                 st = tx_segs_[t.copy_seg[k]].status;
                 bad_ref = t.pkt.slots[k].gref;
@@ -371,7 +367,6 @@ void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
         if (t.copies[k] != nullptr) { // grant-copied into a daemon mbuf: answered now
             rte_mbuf* cm = t.copies[k];
             t.copies[k] = nullptr;
-            --t.nr_copies;
             answer_slot(q, s.id, failed ? rsp::kError : rsp::kOkay, extras);
             cm->data_len = static_cast<std::uint16_t>(len);
             cm->pkt_len = len;
@@ -385,6 +380,7 @@ void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
         if (grp == nullptr) { // cannot happen: tx_map mapped every piece of a kept packet
             disable(q, "internal", "TX piece without a mapping");
             rte_pktmbuf_free(head);
+            free_work(t); // copied slots not chained yet
             return;
         }
         const RingIdx idx = slot_index(pkt, k);
