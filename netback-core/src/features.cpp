@@ -205,6 +205,7 @@ Result<std::vector<XsEntry>> backend_feature_entries(const BackendCapabilities& 
         XsEntry{std::string(key::kMultiQueueMaxQueues), format_unsigned(caps.max_queues)},
         flag(key::kFeatureCtrlRing, caps.ctrl_ring),
         flag(key::kFeatureStaticGrants, caps.static_grants),
+        flag(key::kFeatureRxBufferOffset, caps.rx_buffer_offset),
     };
 }
 
@@ -361,6 +362,31 @@ Result<FrontendConfig> parse_frontend_config(const KeyReader& frontend,
                                                   std::string(key::kCtrlRingRef) + ", " +
                                                   std::string(key::kEventChannelCtrl) + ")");
         cfg.static_grants = *wanted;
+    }
+    {
+        const std::string k(key::kFeatureRxBufferOffset);
+        const std::string size_key(key::kRxBufferSize);
+        auto wanted = read_flag(frontend, k, false);
+        if (!wanted) return std::move(wanted).error();
+        if (*wanted && !offered.rx_buffer_offset)
+            return not_offered(k, "1", "feature-rx-buffer-offset = 0");
+        auto size = read_optional<std::uint64_t>(
+            frontend, size_key, [](std::string_view text, std::string_view what) {
+                return parse_unsigned(text, kMinRxBufferSize, kPageSize, what);
+            });
+        if (!size) return std::move(size).error();
+        if (*wanted) {
+            if (!size->has_value())
+                return make_error(Errc::protocol, k + " = \"1\" needs " + size_key);
+            cfg.rx_buffer_offset = true;
+            cfg.rx_buffer_size = static_cast<std::uint16_t>(**size);
+            // The XDP headroom is taken from each buffer: some room must be left.
+            if (cfg.xdp_headroom >= cfg.rx_buffer_size)
+                return make_error(Errc::protocol, std::string(key::kXdpHeadroom) + " " +
+                                                      std::to_string(cfg.xdp_headroom) +
+                                                      " leaves no room in " + size_key + " " +
+                                                      std::to_string(cfg.rx_buffer_size));
+        }
     }
 
     if (auto st = check_distinct(cfg); !st) return std::move(st).error();

@@ -88,6 +88,23 @@ const char* to_string(RxBuildError error) noexcept {
     return "unknown";
 }
 
+RxBufferGeometry rx_uniform_geometry(RxBufferLayout layout) noexcept {
+    if (layout.buffer_size == 0 || layout.buffer_size > kPageSize ||
+        layout.headroom >= layout.buffer_size)
+        return RxBufferGeometry{0, 0};
+    return RxBufferGeometry{layout.headroom,
+                            static_cast<std::uint16_t>(layout.buffer_size - layout.headroom)};
+}
+
+std::optional<RxBufferGeometry> rx_request_buffer(RxBufferLayout layout,
+                                                  std::uint16_t pad) noexcept {
+    const RxBufferGeometry g = rx_uniform_geometry(layout);
+    if (g.size == 0) return std::nullopt;
+    const std::uint32_t start = layout.request_offsets ? pad : 0U;
+    if (start + layout.buffer_size > kPageSize) return std::nullopt;
+    return RxBufferGeometry{static_cast<std::uint16_t>(start + g.offset), g.size};
+}
+
 RxPlan plan_rx_frame(const RxFrame& frame, RxBufferGeometry geometry,
                      const RxFeatures& features) noexcept {
     RxPlan plan;

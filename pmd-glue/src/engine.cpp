@@ -402,6 +402,17 @@ Status Engine::Impl::attach(const VifSpec& spec) {
     }
     rec->rx_queue = nicq;
     const bool zc = nicq && ps->guest_pools[*nicq] != nullptr;
+    if (zc && spec.frontend.rx_buffer_size < RTE_PKTMBUF_HEADROOM + ps->max_frame) {
+        // The NIC writes each frame whole into one posted buffer, after its headroom.
+        if (rec->flow != nullptr) (void)ps->port->remove_rule(rec->flow);
+        return make_error(Errc::unsupported,
+                          name + ": the frontend's RX buffers (rx-buffer-size " +
+                              std::to_string(spec.frontend.rx_buffer_size) +
+                              ") cannot hold a frame of port " + pc.name + " (" +
+                              std::to_string(ps->max_frame) + " bytes after " +
+                              std::to_string(RTE_PKTMBUF_HEADROOM) +
+                              " bytes of headroom), and its queue receives into them");
+    }
 
     // The lcore: the least loaded.
     unsigned li = 0;
@@ -497,7 +508,9 @@ Status Engine::Impl::attach(const VifSpec& spec) {
         q->multicast_control = spec.frontend.multicast_control;
         q->rx_features = netif::RxFeatures{spec.frontend.gso_tcpv4, spec.frontend.gso_tcpv6};
         q->rx_sg = spec.frontend.sg;
-        q->xdp_headroom = spec.frontend.xdp_headroom;
+        q->rx_buffers =
+            netif::RxBufferLayout{spec.frontend.rx_buffer_offset, spec.frontend.rx_buffer_size,
+                                  spec.frontend.xdp_headroom};
         q->tx_limits = opts.tx_limits;
         if (q->tx_limits.max_frame_len == 0) q->tx_limits.max_frame_len = ps->max_frame;
         q->anti_spoofing = opts.anti_spoofing;

@@ -171,10 +171,10 @@ GuestBufferPool::~GuestBufferPool() {
     if (daemon_mem_ != nullptr) rte_free(daemon_mem_);
 }
 
-void GuestBufferPool::attach(rte_mbuf* m, std::byte* buffer) noexcept {
+void GuestBufferPool::attach(rte_mbuf* m, std::byte* buffer, std::uint16_t len) noexcept {
     m->buf_addr = buffer;
     m->buf_iova = rte_mem_virt2iova(buffer);
-    m->buf_len = kBufferSize;
+    m->buf_len = len;
     m->data_off = RTE_PKTMBUF_HEADROOM;
     m->data_len = 0;
     m->pkt_len = 0;
@@ -209,9 +209,10 @@ void GuestBufferPool::give_header(rte_mbuf* m) noexcept {
 }
 
 bool GuestBufferPool::push_ready(rte_mbuf* m, std::byte* buffer, GuestBufKind kind,
-                                 std::uint32_t ring_idx, std::uint16_t slot) noexcept {
+                                 std::uint32_t ring_idx, std::uint16_t slot,
+                                 std::uint16_t buffer_len) noexcept {
     if (ready_.size() == ready_.capacity()) return false;
-    attach(m, buffer);
+    attach(m, buffer, buffer_len);
     GuestBufInfo& i = info(m);
     i.kind = kind;
     i.bound = true;
@@ -275,7 +276,7 @@ int GuestBufferPool::ops_dequeue(void** objs, unsigned n) noexcept {
             auto* m = static_cast<rte_mbuf*>(free_.pop());
             std::byte* buf = placeholders_free_.back();
             placeholders_free_.pop_back();
-            attach(m, buf);
+            attach(m, buf, kBufferSize);
             info(m).kind = GuestBufKind::placeholder;
             objs[i] = m;
         }

@@ -68,9 +68,10 @@ struct RxSlot {
     Buf buf = Buf::none;
     std::uint16_t id = 0;
     netif::GrantRef gref = 0;
-    std::int16_t group = -1; // map group (Buf::mapped)
-    rte_mbuf* m = nullptr;   // posted header (zero-copy queues)
-    std::byte* page = nullptr;
+    std::int16_t group = -1;     // map group (Buf::mapped)
+    std::uint16_t buf_start = 0; // where the frontend's buffer starts in `page` (sub-page)
+    rte_mbuf* m = nullptr;       // posted header (zero-copy queues)
+    std::byte* page = nullptr;   // the page (guest or bounce) the buffer lies in
     netif::RxEntry entry;
 };
 
@@ -135,7 +136,7 @@ struct GuestQueue {
     bool multicast_control = false;
     netif::RxFeatures rx_features;
     bool rx_sg = false;
-    std::uint16_t xdp_headroom = 0;
+    netif::RxBufferLayout rx_buffers; // whole pages, or the frontend's sub-page buffers
     netif::TxLimits tx_limits;
     bool anti_spoofing = true;
     bool fatal_bad_grants = true;

@@ -172,6 +172,7 @@ private:
     void group_filled(GuestQueue* q, std::int16_t g);
     void answer_rx(GuestQueue* q);
     void release_rx_slot(GuestQueue* q, RxSlot& s);
+    void bad_rx_request(GuestQueue* q, const netif::RxRequest& req);
     void drop_posted(GuestQueue* q);
     Demux* demux_for(std::uint16_t port_index);
 

@@ -212,8 +212,10 @@ void Lcore::complete_zero_copy(GuestQueue* q, rte_mbuf* m) {
     --q->posted;
 
     const netif::RxFrame meta = frame_meta(m);
-    const std::uint16_t offset = m->data_off;
+    // Where the frame starts in the page: the buffer's start plus the PMD's headroom.
+    const auto offset = static_cast<std::uint16_t>(s.buf_start + m->data_off);
     const bool whole = m->nb_segs == 1 && m->pkt_len == m->data_len && m->pkt_len != 0 &&
+                       std::uint32_t{m->data_off} + m->pkt_len <= m->buf_len &&
                        std::uint32_t{offset} + m->pkt_len <= netif::kPageSize;
     s.m = nullptr;
     pool.recycle(m);
@@ -382,12 +384,23 @@ bool Lcore::do_rx_post(GuestQueue* q) {
     for (; took < budget; ++took) {
         const RingIdx idx = w.cons + took;
         const netif::RxRequest req = q->rx.copy_request(idx);
+        const auto buffer = netif::rx_request_buffer(q->rx_buffers, req.pad);
+        if (!buffer) {
+            // Nothing of this round reached the NIC: release it all, stop serving.
+            for (RingIdx j = w.cons; j != idx; ++j) {
+                release_rx_slot(q, q->slots[j & kRingMask]);
+                q->slots[j & kRingMask] = RxSlot{};
+            }
+            bad_rx_request(q, req);
+            return true;
+        }
         RxSlot& s = q->slots[idx & kRingMask];
         rte_mbuf* m = pool.take_header();
         if (m == nullptr) break;
         s = RxSlot{};
         s.id = req.id;
         s.gref = req.gref;
+        s.buf_start = static_cast<std::uint16_t>(buffer->offset - q->rx_buffers.headroom);
         s.m = m;
         RxMode how = q->zc_out_of_order ? RxMode::copy : q->mode;
         if (how == RxMode::reuse) {
@@ -494,11 +507,21 @@ bool Lcore::do_rx_post(GuestQueue* q) {
         }
         const auto kind =
             s.buf == RxSlot::Buf::bounce ? pmd::GuestBufKind::bounce : pmd::GuestBufKind::guest;
-        (void)pool.push_ready(s.m, s.page, kind, j, static_cast<std::uint16_t>(j & kRingMask));
+        (void)pool.push_ready(s.m, s.page + s.buf_start, kind, j,
+                              static_cast<std::uint16_t>(j & kRingMask), q->rx_buffers.buffer_size);
         q->nic_order[q->nic_tail++ & kRingMask] = j;
         ++q->posted;
     }
     return true;
+}
+
+// A request whose buffer offset leaves its page: the frontend is broken or hostile.
+void Lcore::bad_rx_request(GuestQueue* q, const netif::RxRequest& req) {
+    bump(q->counters.c.rx_bad_request);
+    disable(q, "RX request names a buffer beyond its page",
+            "id " + std::to_string(req.id) + ", gref " + std::to_string(req.gref) + ", offset " +
+                std::to_string(req.pad) + ", rx-buffer-size " +
+                std::to_string(q->rx_buffers.buffer_size));
 }
 
 // --- copying and answering -----------------------------------------------------------------
@@ -506,9 +529,7 @@ bool Lcore::do_rx_post(GuestQueue* q) {
 // Takes the next requests for a frame in a daemon mbuf and stages its grant copy.
 bool Lcore::stage_copy_frame(GuestQueue* q, rte_mbuf* m) {
     netif::RxFrame meta = frame_meta(m);
-    const std::uint16_t headroom = q->xdp_headroom;
-    const netif::RxBufferGeometry geo{headroom,
-                                      static_cast<std::uint16_t>(netif::kPageSize - headroom)};
+    const netif::RxBufferGeometry geo = netif::rx_uniform_geometry(q->rx_buffers);
     netif::RxFeatures features = q->rx_features;
     const netif::RxPlan plan = netif::plan_rx_frame(meta, geo, features);
     if (plan.error != netif::RxBuildError::none || (!q->rx_sg && plan.data_slots > 1)) {
@@ -545,6 +566,19 @@ bool Lcore::stage_copy_frame(GuestQueue* q, rte_mbuf* m) {
     for (std::uint32_t k = 0; k < plan.requests; ++k) {
         const RingIdx idx = w.cons + k;
         const netif::RxRequest req = q->rx.copy_request(idx);
+        // Request 1 of a GSO frame carries the extra-info slot: its buffer is not written.
+        const bool extra = plan.gso_extra && k == 1;
+        if (!extra) {
+            const auto buffer = netif::rx_request_buffer(q->rx_buffers, req.pad);
+            if (!buffer) {
+                for (std::uint32_t j = 0; j < k; ++j)
+                    q->slots[(w.cons + j) & kRingMask] = RxSlot{};
+                bad_rx_request(q, req);
+                rte_pktmbuf_free(m);
+                return false;
+            }
+            f.chunks[k == 0 ? 0 : k - (plan.gso_extra ? 1U : 0U)].offset = buffer->offset;
+        }
         RxSlot& s = q->slots[idx & kRingMask];
         s = RxSlot{};
         s.id = req.id;

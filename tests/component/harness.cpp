@@ -496,6 +496,7 @@ void guest_main(const std::string& sim_dir, hv::DomId dom, const GuestOptions& o
     netfront::NetfrontOptions no;
     no.handle = options.handle;
     no.rx_mode = options.rx_mode;
+    no.half_page_buffers = options.half_page_buffers;
     no.auto_reconnect = false;
     auto nf = netfront::Netfront::create(**hv, no);
     if (!nf) {
@@ -613,6 +614,7 @@ void guest_main(const std::string& sim_dir, hv::DomId dom, const GuestOptions& o
             link.send(tx_failed);
             link.send(f.broken() ? 1 : 0);
             link.send(f.counters()[netfront::Counter::reuse_hits]);
+            link.send(f.rx_buffer_size());
             std::string diag;
             for (const auto& info : netfront::counter_table())
                 if (const auto v = f.counters()[info.counter]; v != 0)
@@ -672,8 +674,8 @@ bool GuestProcess::send(const netif::MacAddress& dst, std::uint32_t stream, std:
 std::optional<GuestReport> GuestProcess::report(std::uint32_t stream) {
     if (!link_.send(kReport) || !link_.send(stream)) return std::nullopt;
     GuestReport r;
-    std::uint64_t* fields[] = {&r.received,  &r.bad,    &r.foreign,   &r.tx_ok,
-                               &r.tx_failed, &r.broken, &r.reuse_hits};
+    std::uint64_t* fields[] = {&r.received,  &r.bad,    &r.foreign,    &r.tx_ok,
+                               &r.tx_failed, &r.broken, &r.reuse_hits, &r.rx_buffer_size};
     for (std::uint64_t* f : fields) {
         auto v = link_.recv();
         if (!v) return std::nullopt;

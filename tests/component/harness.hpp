@@ -156,6 +156,7 @@ TcpSegment check_tcp_frame(const std::vector<std::byte>& frame, bool ipv6, std::
 struct GuestOptions {
     netfront::RxMode rx_mode = netfront::RxMode::copy;
     std::uint32_t handle = 0;
+    bool half_page_buffers = false; // two RX buffers per page, if the backend offers offsets
 };
 
 struct GuestReport {
@@ -166,7 +167,8 @@ struct GuestReport {
     std::uint64_t tx_failed = 0;
     std::uint64_t broken = 0;
     std::uint64_t reuse_hits = 0;
-    std::string counters; // the netfront's non-zero counters, for failure messages
+    std::uint64_t rx_buffer_size = 0; // bytes per posted RX buffer
+    std::string counters;             // the netfront's non-zero counters, for failure messages
 };
 
 // A netfront in a forked process, driven by commands. Received frames are checked with the

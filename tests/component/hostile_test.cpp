@@ -2,7 +2,8 @@
 // its own process) connects next to a well-behaved netfront guest, then misbehaves:
 //   too many TX slots, a TX grant it never gave, an impossible TX or RX producer index, a
 // posted RX buffer it revokes before the frame arrives, an RX buffer it never granted
-// (map mode). Each time the hostile vif is disabled (status, event, reason), its grants
+// (map mode), a sub-page buffer offset beyond its page (copy and map modes). Each time the
+// hostile vif is disabled (status, event, reason), its grants
 // are all released on detach, and the good guest's traffic goes on; the daemon runs on.
 // In map mode the guest also finds it cannot revoke a buffer the engine has mapped.
 // A second raw frontend misbehaves on the netif control ring (static grants): malformed
@@ -28,6 +29,7 @@ enum class Mischief : std::uint8_t {
     rx_ring_overflow,
     rx_revoked_buffer, // copy mode: revoked after posting, before the frame
     rx_bad_gref,       // map mode: a gref it never granted
+    rx_bad_offset,     // sub-page buffers: a request whose buffer leaves its page
 };
 
 struct HostileCase {
@@ -117,12 +119,16 @@ void hostile_main(const std::string& dir, hv::DomId dom, Mischief mischief, cons
     RawFrontend f;
     f.open(dir, dom, 2 + 64);
     if (::testing::Test::HasFatalFailure()) return;
-    f.connect({{"feature-sg", "1"}});
+    if (mischief == Mischief::rx_bad_offset)
+        f.connect(
+            {{"feature-sg", "1"}, {"feature-rx-buffer-offset", "1"}, {"rx-buffer-size", "2048"}});
+    else
+        f.connect({{"feature-sg", "1"}});
     if (::testing::Test::HasFatalFailure()) return;
     link.send(1);
 
     // Buffers for RX: pages 2.., granted writable.
-    auto post_rx = [&](unsigned n, bool bad) {
+    auto post_rx = [&](unsigned n, bool bad, std::uint16_t offset = 0) {
         std::vector<netif::GrantRef> refs;
         for (unsigned i = 0; i < n; ++i) {
             netif::GrantRef ref = 0x7FFF0 + i; // never granted
@@ -132,7 +138,8 @@ void hostile_main(const std::string& dir, hv::DomId dom, Mischief mischief, cons
                 ref = r.value_or(0);
             }
             refs.push_back(ref);
-            EXPECT_TRUE(f.rx.put_request(netif::RxRequest{static_cast<std::uint16_t>(i), 0, ref}));
+            EXPECT_TRUE(
+                f.rx.put_request(netif::RxRequest{static_cast<std::uint16_t>(i), offset, ref}));
         }
         if (f.rx.push_requests()) (void)f.ev->notify(f.rx_port);
         return refs;
@@ -188,6 +195,9 @@ void hostile_main(const std::string& dir, hv::DomId dom, Mischief mischief, cons
     }
     case Mischief::rx_bad_gref:
         (void)post_rx(4, true);
+        break;
+    case Mischief::rx_bad_offset:
+        (void)post_rx(4, false, 3000); // 3000 + 2048 bytes: past the page's end
         break;
     }
     link.send(1);
@@ -268,8 +278,9 @@ TEST_P(Hostile, IsCutOffWhileAGoodGuestKeepsItsTraffic) {
     if (revoke_busy) {
         EXPECT_EQ(*revoke_busy, 0u) << "copy mode maps nothing: revoking works";
     }
-    if (hc.mischief == Mischief::rx_revoked_buffer) {
-        // The frame that needs a revoked buffer.
+    if (hc.mischief == Mischief::rx_revoked_buffer ||
+        (hc.mischief == Mischief::rx_bad_offset && hc.mode == RxMode::copy)) {
+        // The frame that needs the bad buffer (copy mode reads a request when a frame comes).
         for (unsigned i = 0; i < 50; ++i) {
             if (engine.status(VifId{bad, 0})->state == VifRunState::disabled) break;
             ASSERT_TRUE(bad_peer.send(payload_frame(guest_mac(bad), peer_mac(), i, 9, 100)));
@@ -290,6 +301,10 @@ TEST_P(Hostile, IsCutOffWhileAGoodGuestKeepsItsTraffic) {
         event =
             event || (ev->kind == DataPlaneEvent::Kind::vif_disabled && ev->vif == VifId{bad, 0});
     EXPECT_TRUE(event);
+    if (hc.mischief == Mischief::rx_bad_offset) {
+        EXPECT_EQ(st.counters.rx_bad_request, 1u);
+        EXPECT_EQ(st.counters.rx_packets, 0u) << "nothing was written past the page";
+    }
     if (hc.mischief == Mischief::tx_too_many_slots) {
         const auto i = static_cast<std::size_t>(netif::TxError::too_many_slots_fatal) - 1;
         ASSERT_LT(i, st.tx_errors.size());
@@ -319,20 +334,22 @@ TEST_P(Hostile, IsCutOffWhileAGoodGuestKeepsItsTraffic) {
     EXPECT_EQ(total_pinned(), 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Mischief, Hostile,
-                         ::testing::Values(HostileCase{Mischief::tx_too_many_slots, RxMode::copy,
-                                                       "tx_too_many_slots", "tx_slot_fatal"},
-                                           HostileCase{Mischief::tx_bad_gref, RxMode::copy,
-                                                       "tx_bad_gref", "grant refused"},
-                                           HostileCase{Mischief::tx_ring_overflow, RxMode::copy,
-                                                       "tx_ring_overflow", "TX ring overflow"},
-                                           HostileCase{Mischief::rx_ring_overflow, RxMode::map,
-                                                       "rx_ring_overflow", "RX ring overflow"},
-                                           HostileCase{Mischief::rx_revoked_buffer, RxMode::copy,
-                                                       "rx_revoked_buffer", "grant refused"},
-                                           HostileCase{Mischief::rx_bad_gref, RxMode::map,
-                                                       "rx_bad_gref", "grant refused"}),
-                         [](const auto& p) { return std::string(p.param.name); });
+INSTANTIATE_TEST_SUITE_P(
+    Mischief, Hostile,
+    ::testing::Values(
+        HostileCase{Mischief::tx_too_many_slots, RxMode::copy, "tx_too_many_slots",
+                    "tx_slot_fatal"},
+        HostileCase{Mischief::tx_bad_gref, RxMode::copy, "tx_bad_gref", "grant refused"},
+        HostileCase{Mischief::tx_ring_overflow, RxMode::copy, "tx_ring_overflow",
+                    "TX ring overflow"},
+        HostileCase{Mischief::rx_ring_overflow, RxMode::map, "rx_ring_overflow",
+                    "RX ring overflow"},
+        HostileCase{Mischief::rx_revoked_buffer, RxMode::copy, "rx_revoked_buffer",
+                    "grant refused"},
+        HostileCase{Mischief::rx_bad_gref, RxMode::map, "rx_bad_gref", "grant refused"},
+        HostileCase{Mischief::rx_bad_offset, RxMode::copy, "rx_bad_offset_copy", "beyond its page"},
+        HostileCase{Mischief::rx_bad_offset, RxMode::map, "rx_bad_offset_map", "beyond its page"}),
+    [](const auto& p) { return std::string(p.param.name); });
 
 } // namespace
 } // namespace dpnb::component

@@ -55,6 +55,7 @@ TEST_P(ControlHandshake, ReachesConnectedWithLinuxKeysAndTheFrontendsConfig) {
         {"multi-queue-max-queues", "4"},
         {"feature-ctrl-ring", "1"},
         {"feature-static-grants", "0"},
+        {"feature-rx-buffer-offset", "1"},
     };
     std::set<std::string> expected{"frontend", "frontend-id", "online", "state", "script",
                                    "mac",      "bridge",      "handle", "type",  "hotplug-status"};

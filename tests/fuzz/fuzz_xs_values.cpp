@@ -153,6 +153,14 @@ void check_config(const nf::FrontendConfig& cfg, const nf::BackendCapabilities& 
         check(ports.insert(cfg.ctrl_ring->evtchn).second, "ctrl port reused");
     }
     check(!cfg.static_grants || (caps.static_grants && cfg.ctrl_ring), "static grants");
+    if (cfg.rx_buffer_offset) {
+        check(caps.rx_buffer_offset, "rx buffer offsets not offered");
+        check(cfg.rx_buffer_size >= nf::kMinRxBufferSize && cfg.rx_buffer_size <= nf::kPageSize,
+              "rx buffer size range");
+        check(cfg.xdp_headroom < cfg.rx_buffer_size, "headroom fills the rx buffer");
+    } else {
+        check(cfg.rx_buffer_size == nf::kPageSize, "whole pages without rx buffer offsets");
+    }
 }
 
 void fuzz_configs(const std::map<std::string, std::string, std::less<>>& keys,
@@ -281,11 +289,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     caps.max_queues = (data[1] & 0x07) + 1U;
     caps.static_grants = caps.ctrl_ring && (data[1] & 0x08) != 0;
     caps.dynamic_multicast_control = caps.multicast_control && (data[1] & 0x10) != 0;
+    caps.rx_buffer_offset = (data[1] & 0x40) != 0;
     const bool inject_fault = (data[1] & 0x20) != 0;
     const unsigned fault_at = data[2];
     check(static_cast<bool>(nf::validate(caps)), "fuzzer built invalid capabilities");
     auto entries = nf::backend_feature_entries(caps);
-    check(entries && entries->size() == 13, "backend feature entries");
+    check(entries && entries->size() == 14, "backend feature entries");
 
     std::map<std::string, std::string, std::less<>> keys;
     std::string_view rest(reinterpret_cast<const char*>(data + 3), size - 3);

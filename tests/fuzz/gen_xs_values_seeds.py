@@ -16,8 +16,11 @@ ALL_FEATURES = 0xFF        # sg gso4 gso6 ipv6csum mcast split ctrl xdp
 DEFAULT_FEATURES = 0x3F    # dpnetback defaults: no ctrl ring, no XDP headroom
 
 
-def header(features=ALL_FEATURES, max_queues=4, static=False, dyn_mcast=True, fault=None):
+def header(features=ALL_FEATURES, max_queues=4, static=False, dyn_mcast=True, fault=None,
+           rx_offset=False):
     b1 = (max_queues - 1) & 0x07
+    if rx_offset:
+        b1 |= 0x40
     if static:
         b1 |= 0x08
     if dyn_mcast:
@@ -112,6 +115,10 @@ SEEDS = {
     "ctrl_ring_static_grants": header(static=True) + lines(replace(
         LINUX_1Q, ctrl_ring_ref="77", event_channel_ctrl="25", feature_static_grants="1",
         request_multicast_control="1", xdp_headroom="256")),
+    "rx_buffer_offset_half_pages": header(rx_offset=True) + lines(replace(
+        LINUX_1Q, feature_rx_buffer_offset="1", rx_buffer_size="2048", xdp_headroom="256")),
+    "rx_buffer_offset_not_offered": header() + lines(replace(
+        LINUX_1Q, feature_rx_buffer_offset="1", rx_buffer_size="2048")),
     "both_channel_forms": header() + lines(replace(LINUX_1Q, event_channel="18")),
     "toplevel_keys_with_2q": header() + lines(replace(LINUX_1Q, multi_queue_num_queues="2")),
     "too_many_queues": header(max_queues=2) + lines(replace(linux_2q(),

@@ -109,6 +109,51 @@ TEST(RxLayout, SplitsAFrameOverBuffers) {
 
 // --- responses ------------------------------------------------------------------------------
 
+// --- sub-page RX buffers (feature-rx-buffer-offset) ------------------------------------------
+
+TEST(RxBufferLayout, WholePagesIgnoreThePadField) {
+    const nf::RxBufferLayout pages{};
+    const auto b = nf::rx_request_buffer(pages, 0xBEEF); // Linux netfront leaves pad as is
+    ASSERT_TRUE(b.has_value());
+    EXPECT_EQ(b->offset, 0);
+    EXPECT_EQ(b->size, 4096);
+    const nf::RxBufferLayout xdp{false, 4096, 256};
+    EXPECT_EQ(nf::rx_uniform_geometry(xdp).offset, 256);
+    EXPECT_EQ(nf::rx_uniform_geometry(xdp).size, 4096 - 256);
+    EXPECT_EQ(nf::rx_request_buffer(xdp, 0xBEEF)->offset, 256);
+}
+
+TEST(RxBufferLayout, HalfPagesSitWhereTheRequestSays) {
+    const nf::RxBufferLayout half{true, 2048, 0};
+    EXPECT_EQ(nf::rx_request_buffer(half, 0)->offset, 0);
+    EXPECT_EQ(nf::rx_request_buffer(half, 2048)->offset, 2048);
+    EXPECT_EQ(nf::rx_request_buffer(half, 2048)->size, 2048);
+    EXPECT_EQ(nf::rx_request_buffer(half, 100)->offset, 100); // any offset that stays inside
+    const nf::RxBufferLayout half_xdp{true, 2048, 64};
+    EXPECT_EQ(nf::rx_request_buffer(half_xdp, 2048)->offset, 2048 + 64);
+    EXPECT_EQ(nf::rx_request_buffer(half_xdp, 2048)->size, 2048 - 64);
+    // A frame is planned against the shared size: 1514 bytes fit one half page, 3000 need two.
+    RxFrame f;
+    f.len = 3000;
+    EXPECT_EQ(nf::plan_rx_frame(f, nf::rx_uniform_geometry(half), {}).data_slots, 2U);
+}
+
+TEST(RxBufferLayout, OffsetsThatLeaveThePageAreRefused) {
+    const nf::RxBufferLayout half{true, 2048, 0};
+    EXPECT_FALSE(nf::rx_request_buffer(half, 2049).has_value());
+    EXPECT_FALSE(nf::rx_request_buffer(half, 4096).has_value());
+    EXPECT_FALSE(nf::rx_request_buffer(half, 0xFFFF).has_value());
+    // A layout with no room left refuses every request and plans nothing.
+    const nf::RxBufferLayout full_headroom{true, 1024, 1024};
+    EXPECT_FALSE(nf::rx_request_buffer(full_headroom, 0).has_value());
+    RxFrame f;
+    f.len = 60;
+    EXPECT_EQ(nf::plan_rx_frame(f, nf::rx_uniform_geometry(full_headroom), {}).error,
+              RxBuildError::bad_geometry);
+    EXPECT_FALSE(nf::rx_request_buffer(nf::RxBufferLayout{true, 0, 0}, 0).has_value());
+    EXPECT_FALSE(nf::rx_request_buffer(nf::RxBufferLayout{false, 5000, 0}, 0).has_value());
+}
+
 TEST(RxBuild, SingleSlotFrame) {
     std::array<RxEntry, 4> out{};
     const std::array<std::uint16_t, 1> ids{17};

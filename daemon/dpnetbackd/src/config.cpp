@@ -99,6 +99,7 @@ constexpr KeyInfo kKeys[] = {
     {"features.ctrl_ring", Reload::restart},
     {"features.xdp_headroom", Reload::restart},
     {"features.static_grants", Reload::restart},
+    {"features.rx_buffer_offset", Reload::restart},
 
     {"vifs.serve", Reload::restart},
     {"vifs.hotplug_wait", Reload::restart},
@@ -829,6 +830,7 @@ void load_features(Loader& l, const toml::table* t, Config& c) {
     s.boolean("ctrl_ring", f.ctrl_ring);
     s.boolean("xdp_headroom", f.xdp_headroom);
     s.boolean("static_grants", f.static_grants);
+    s.boolean("rx_buffer_offset", f.rx_buffer_offset);
     s.finish();
     if (Status st = netif::validate(f); !st) s.section_error(st.error().message);
 }

@@ -375,7 +375,7 @@ Result<BackendFeatures> Netfront::read_backend_features() {
           std::pair{nkey::kFeatureIpv6CsumOffload, &f.ipv6_csum_offload},
           std::pair{nkey::kFeatureSplitEventChannels, &f.split_event_channels},
           std::pair{nkey::kFeatureXdpHeadroom, &f.xdp_headroom},
-          std::pair{key::kFeatureRxBufferOffset, &f.rx_buffer_offset},
+          std::pair{nkey::kFeatureRxBufferOffset, &f.rx_buffer_offset},
           std::pair{nkey::kFeatureCtrlRing, &f.ctrl_ring},
           std::pair{nkey::kFeatureStaticGrants, &f.static_grants}})
         if (Status st = read_bool(key, *out); !st) return st.error();
@@ -398,8 +398,8 @@ Status Netfront::write_keys() {
         // queue or several): the backend must see exactly this connection's.
         for (std::string_view k :
              {nkey::kMultiQueueNumQueues, nkey::kTxRingRef, nkey::kRxRingRef, nkey::kEventChannel,
-              nkey::kEventChannelTx, nkey::kEventChannelRx, key::kFeatureRxBufferOffset,
-              key::kRxBufferSize, nkey::kFeatureStaticGrants, nkey::kCtrlRingRef,
+              nkey::kEventChannelTx, nkey::kEventChannelRx, nkey::kFeatureRxBufferOffset,
+              nkey::kRxBufferSize, nkey::kFeatureStaticGrants, nkey::kCtrlRingRef,
               nkey::kEventChannelCtrl})
             if (Status st = ignore_missing(xs_->rm(t, fe + std::string(k))); !st) return st;
         auto names = xs_->directory(t, fe_path_);
@@ -457,9 +457,9 @@ Status Netfront::write_keys() {
                 return st;
         }
         if (use_buffer_offset_) {
-            if (Status st = w(fe, key::kFeatureRxBufferOffset, "1"); !st) return st;
+            if (Status st = w(fe, nkey::kFeatureRxBufferOffset, "1"); !st) return st;
             if (Status st =
-                    w(fe, key::kRxBufferSize, netif::format_unsigned(pool_->config().buffer_size));
+                    w(fe, nkey::kRxBufferSize, netif::format_unsigned(pool_->config().buffer_size));
                 !st)
                 return st;
         }
@@ -497,7 +497,7 @@ Status Netfront::connect() {
     use_buffer_offset_ = options_.half_page_buffers && features_.rx_buffer_offset;
     if (options_.half_page_buffers && !features_.rx_buffer_offset)
         spdlog::info("netfront {}: the backend does not offer {}; using full-page buffers",
-                     fe_path_, key::kFeatureRxBufferOffset);
+                     fe_path_, nkey::kFeatureRxBufferOffset);
     const std::uint16_t buffer_size = use_buffer_offset_ ? 2048 : 4096;
     const unsigned nq = std::min(options_.max_queues, features_.max_queues.value_or(1U));
     const std::uint32_t per_page = 4096U / buffer_size;

@@ -148,7 +148,7 @@ ReflectorOptions linux_like_backend() {
     o.caps.max_queues = 4;
     o.caps.xdp_headroom = true;
     o.caps.ctrl_ring = true;
-    o.offer_rx_buffer_offset = false;
+    o.caps.rx_buffer_offset = false;
     return o;
 }
 

@@ -50,8 +50,6 @@ struct Reflector::Vif {
     bool detached = false;
     bool forget = false;
     bool present = true; // the backend folder exists
-    bool buffer_offset = false;
-    std::uint16_t buffer_size = 4096;
     std::vector<std::unique_ptr<Queue>> queues;
     std::unique_ptr<hv::TranslationTable> iott;
     std::unique_ptr<hv::PersistentGrantTable> pgt; // static grants, instead of `iott`
@@ -221,9 +219,6 @@ void Reflector::apply(Vif& vif, const Step& step) {
             if (entries)
                 for (const XsEntry& x : *entries)
                     (void)xs_->write(hv::kNoTxn, vif.be + "/" + x.key, x.value);
-            if (options_.offer_rx_buffer_offset)
-                (void)xs_->write(hv::kNoTxn,
-                                 vif.be + "/" + std::string(key::kFeatureRxBufferOffset), "1");
             break;
         }
         case Action::connect_data_path: {
@@ -262,25 +257,6 @@ Status Reflector::connect(Vif& vif) {
         auto cfg = parse_frontend_config(reader, options_.caps);
         if (!cfg) return cfg.error();
         vif.cfg = *cfg;
-        vif.buffer_offset = false;
-        vif.buffer_size = 4096;
-        auto ext = reader(key::kFeatureRxBufferOffset);
-        if (!ext) return ext.error();
-        if (*ext) {
-            auto on = parse_bool(**ext, key::kFeatureRxBufferOffset);
-            if (!on) return on.error();
-            if (*on && !options_.offer_rx_buffer_offset)
-                return make_error(Errc::unsupported, "rx buffer offsets were not offered");
-            auto size = reader(key::kRxBufferSize);
-            if (!size) return size.error();
-            if (*on) {
-                if (!*size) return make_error(Errc::protocol, "rx-buffer-size missing");
-                auto n = parse_unsigned(**size, 64, 4096, key::kRxBufferSize);
-                if (!n) return n.error();
-                vif.buffer_offset = true;
-                vif.buffer_size = static_cast<std::uint16_t>(*n);
-            }
-        }
         return ok();
     });
     if (!parsed) return parsed;
@@ -480,8 +456,9 @@ void Reflector::serve_ctrl(Vif& vif) {
 
 bool Reflector::deliver(Vif& vif, Queue& q) {
     const RxFeatures features{vif.cfg.gso_tcpv4, vif.cfg.gso_tcpv6};
-    const std::uint16_t size = vif.buffer_offset ? vif.buffer_size : 4096;
-    const RxPlan plan = plan_rx_frame(q.meta, RxBufferGeometry{0, size}, features);
+    const RxBufferLayout layout{vif.cfg.rx_buffer_offset, vif.cfg.rx_buffer_size, 0};
+    const std::uint16_t size = vif.cfg.rx_buffer_size;
+    const RxPlan plan = plan_rx_frame(q.meta, rx_uniform_geometry(layout), features);
     if (plan.error != RxBuildError::none) {
         q.pending = false;
         ++dropped_;
@@ -505,11 +482,11 @@ bool Reflector::deliver(Vif& vif, Queue& q) {
     for (std::uint32_t c = 0; c < plan.data_slots; ++c) {
         const std::uint32_t r = c == 0 ? 0 : c + (plan.gso_extra ? 1U : 0U);
         const auto& p = q.posted[r];
-        const std::uint32_t off = vif.buffer_offset ? p.pad : 0;
+        const auto buffer = rx_request_buffer(layout, p.pad);
+        if (!buffer) bad_request = true;
+        const std::uint16_t off = buffer ? buffer->offset : 0;
         const std::uint32_t len = std::min<std::uint32_t>(q.meta.len - pos, size);
-        if (off + len > kPageSize || (vif.buffer_offset && off + size > kPageSize))
-            bad_request = true;
-        chunks.push_back(RxChunk{static_cast<std::uint16_t>(off), static_cast<std::uint16_t>(len)});
+        chunks.push_back(RxChunk{off, static_cast<std::uint16_t>(len)});
         data_req.push_back(r);
         pos += len;
     }

@@ -41,12 +41,12 @@ enum class Mischief : std::uint8_t {
 
 struct ReflectorOptions {
     hv::DomId self = hv::kDom0;
+    // caps.rx_buffer_offset: dpnetback's sub-page buffer extension (on by default).
     netif::BackendCapabilities caps = [] {
         netif::BackendCapabilities c;
         c.max_queues = 4;
         return c;
     }();
-    bool offer_rx_buffer_offset = true;
     // Offer a control ring and static grants (docs/protocol.md) and keep a persistent-grant
     // table filled from them, as dpnetback does on stock Xen, instead of reading the
     // hypervisor's translation table.

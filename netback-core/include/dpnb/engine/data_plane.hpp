@@ -73,6 +73,7 @@ enum class VifRunState : std::uint8_t {
     X(rx_drop_no_buffer, "frames for the guest dropped: no RX buffer posted")                      \
     X(rx_drop_placeholder, "frames that landed in a start-up placeholder buffer")                  \
     X(rx_drop_error, "frames for the guest dropped: grant or NIC error")                           \
+    X(rx_bad_request, "RX requests naming a buffer beyond its page (the vif is disabled)")         \
     X(tx_drop_protocol, "guest packets dropped by the TX parser (see tx_error_*)")                 \
     X(tx_drop_spoofed, "guest packets dropped: source MAC is not the vif's")                       \
     X(tx_drop_error, "guest packets dropped: grant or NIC error")                                  \

@@ -8,8 +8,8 @@
 // Rules (docs/xenbus.md has the full key tables):
 //  * every value present is parsed strictly (xs_value.hpp), optional or not;
 //  * asking for something the backend did not offer (split event channels, more queues than
-//    multi-queue-max-queues, a control ring, XDP headroom, multicast control, static grants)
-//    is an error, Errc::unsupported;
+//    multi-queue-max-queues, a control ring, XDP headroom, multicast control, static grants, RX
+//    buffer offsets) is an error, Errc::unsupported;
 //  * missing required keys and inconsistent layouts are Errc::protocol;
 //  * the result is a function of the reader's answers only: keys are read in a fixed order
 //    and the first problem is reported, naming the key and quoting the value.
@@ -48,6 +48,10 @@ inline constexpr std::string_view kFeatureCtrlRing = "feature-ctrl-ring";
 // dpnetback's own: persistent (static) grants over the control ring (docs/architecture.md).
 // The same key in the frontend folder is the frontend's request.
 inline constexpr std::string_view kFeatureStaticGrants = "feature-static-grants";
+// dpnetback's own: sub-page RX buffers (docs/netfront.md). The backend offers it; a frontend
+// that writes it too puts each RX buffer's offset in the request's `pad` field and the
+// buffers' size in rx-buffer-size.
+inline constexpr std::string_view kFeatureRxBufferOffset = "feature-rx-buffer-offset";
 
 // frontend -> backend (frontend folder)
 inline constexpr std::string_view kMultiQueueNumQueues = "multi-queue-num-queues";
@@ -64,6 +68,7 @@ inline constexpr std::string_view kMtu = "mtu";
 inline constexpr std::string_view kXdpHeadroom = "xdp-headroom";
 inline constexpr std::string_view kCtrlRingRef = "ctrl-ring-ref";
 inline constexpr std::string_view kEventChannelCtrl = "event-channel-ctrl";
+inline constexpr std::string_view kRxBufferSize = "rx-buffer-size";
 // (feature-sg, feature-gso-tcpv4/v6, feature-ipv6-csum-offload, feature-static-grants: as
 // above, with the frontend's meaning.)
 
@@ -85,6 +90,9 @@ inline constexpr std::string_view kState = "state";
 inline constexpr std::uint16_t kMaxXdpHeadroom = 0x7FFF;
 inline constexpr std::uint32_t kMinMtu = 68; // IPv4's minimum
 inline constexpr std::uint32_t kMaxMtu = 65535;
+// rx-buffer-size: a buffer must hold at least a minimum-size Ethernet frame's worth of
+// data per slot; 512 keeps a 1514-byte frame within 3 slots.
+inline constexpr std::uint32_t kMinRxBufferSize = 512;
 
 // What this backend offers a frontend. rx-copy is always offered and rx-flip never is.
 struct BackendCapabilities {
@@ -99,6 +107,7 @@ struct BackendCapabilities {
     bool ctrl_ring = false;                // feature-ctrl-ring
     bool xdp_headroom = false;             // feature-xdp-headroom
     bool static_grants = false;            // feature-static-grants (needs ctrl_ring)
+    bool rx_buffer_offset = true;          // feature-rx-buffer-offset (dpnetback's own)
 
     bool operator==(const BackendCapabilities&) const = default;
 };
@@ -160,6 +169,10 @@ struct FrontendConfig {
     std::uint16_t xdp_headroom = 0;   // bytes before the frame in the first RX slot
     std::optional<CtrlRingConfig> ctrl_ring;
     bool static_grants = false; // feature-static-grants: frontend registers RX buffers
+    // feature-rx-buffer-offset: each RX request's `pad` is its buffer's offset in the page,
+    // and every buffer holds rx_buffer_size bytes. Without it: whole pages.
+    bool rx_buffer_offset = false;
+    std::uint16_t rx_buffer_size = static_cast<std::uint16_t>(kPageSize);
 
     bool operator==(const FrontendConfig&) const = default;
 };

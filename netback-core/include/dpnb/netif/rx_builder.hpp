@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "dpnb/netif/ring.hpp"
@@ -48,6 +49,29 @@ struct RxBufferGeometry {
     std::uint16_t offset = 0;
     std::uint16_t size = static_cast<std::uint16_t>(kPageSize);
 };
+
+// How the frontend lays out its RX buffers. Linux netfront posts whole pages; with
+// dpnetback's sub-page extension (feature-rx-buffer-offset, docs/netfront.md) each request's
+// `pad` field is its buffer's offset in the page and every buffer holds `buffer_size` bytes,
+// so a page can carry two half-page buffers (the paper's section 6.3). The XDP headroom is
+// left free at the start of every buffer.
+struct RxBufferLayout {
+    bool request_offsets = false;
+    std::uint16_t buffer_size = static_cast<std::uint16_t>(kPageSize);
+    std::uint16_t headroom = 0;
+};
+
+// The geometry every buffer of a layout shares apart from where it sits in its page: plan
+// frames (plan_rx_frame, rx_layout) with it. bad_geometry follows when the headroom leaves
+// no room.
+RxBufferGeometry rx_uniform_geometry(RxBufferLayout layout) noexcept;
+
+// The buffer one RX request names: its offset and size in the granted page. nullopt when the
+// request's offset puts the buffer beyond the page or the layout leaves no room: the
+// frontend is broken or hostile. `pad` is ignored without request_offsets (netif.h leaves
+// it unused, and Linux netfront does not clear it).
+std::optional<RxBufferGeometry> rx_request_buffer(RxBufferLayout layout,
+                                                  std::uint16_t pad) noexcept;
 
 // One request's share of the frame: where in that request's page, and how many bytes.
 struct RxChunk {

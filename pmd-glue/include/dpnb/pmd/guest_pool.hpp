@@ -48,7 +48,7 @@ struct GuestBufInfo {
     GuestBufKind kind = GuestBufKind::none;
     bool bound = false; // attached and handed to the FIFO (or the PMD)
     std::uint16_t slot = 0;
-    std::byte* buffer = nullptr; // start of the buffer (page start for guest buffers)
+    std::byte* buffer = nullptr; // start of the buffer (in a guest page or a daemon buffer)
 };
 
 struct GuestPoolConfig {
@@ -74,8 +74,9 @@ struct GuestPoolCounts {
 
 class GuestBufferPool {
 public:
-    // Every buffer is one page: the PMD sees data room kBufferSize, headroom
-    // RTE_PKTMBUF_HEADROOM, so a frame of up to kBufferSize - headroom bytes fits.
+    // A buffer is at most one page: the PMD sees data room kBufferSize, headroom
+    // RTE_PKTMBUF_HEADROOM, so a frame of up to kBufferSize - headroom bytes fits (less in a
+    // sub-page buffer, whose header says its own buf_len).
     static constexpr std::uint16_t kBufferSize = 4096;
 
     static Result<std::unique_ptr<GuestBufferPool>> create(const GuestPoolConfig& config);
@@ -94,10 +95,11 @@ public:
     // --- the owning lcore -----------------------------------------------------------------
     rte_mbuf* take_header() noexcept;       // a free header, or nullptr
     void give_header(rte_mbuf* m) noexcept; // an unused (never pushed) header back
-    // Binds `m` to `buffer` (one page) for the RX request at ring index `ring_idx` and
-    // appends it to the FIFO. False (nothing changed) when the FIFO is full.
+    // Binds `m` to `buffer` (`buffer_len` bytes: a page, or less for a frontend's sub-page
+    // buffers) for the RX request at ring index `ring_idx` and appends it to the FIFO. The
+    // frame lands RTE_PKTMBUF_HEADROOM bytes in. False (nothing changed) when the FIFO is full.
     bool push_ready(rte_mbuf* m, std::byte* buffer, GuestBufKind kind, std::uint32_t ring_idx,
-                    std::uint16_t slot) noexcept;
+                    std::uint16_t slot, std::uint16_t buffer_len = kBufferSize) noexcept;
     // Takes back the oldest header the PMD has not taken yet (detach), still bound.
     rte_mbuf* pop_ready() noexcept;
     unsigned ready() const noexcept { return ready_.size(); }
@@ -137,7 +139,7 @@ private:
 
     explicit GuestBufferPool(const GuestPoolConfig& c) : config_(c) {}
     Status init();
-    void attach(rte_mbuf* m, std::byte* buffer) noexcept;
+    void attach(rte_mbuf* m, std::byte* buffer, std::uint16_t len) noexcept;
     void detach(rte_mbuf* m) noexcept;
 
     GuestPoolConfig config_;

@@ -45,14 +45,10 @@ enum class RxMode : std::uint8_t {
 };
 const char* to_string(RxMode m) noexcept;
 
-// dpnetback's extension for sub-page RX buffers (docs/netfront.md): the backend offers it
-// with "feature-rx-buffer-offset" = 1; the frontend then writes the same key and
+// dpnetback's extension for sub-page RX buffers (docs/netfront.md, netif::key::
+// kFeatureRxBufferOffset): the backend offers it; the frontend then writes the same key and
 // "rx-buffer-size", and each RX request carries its buffer's offset within the granted page
 // in the `pad` field. Without the backend's offer the netfront uses full pages.
-namespace key {
-inline constexpr std::string_view kFeatureRxBufferOffset = "feature-rx-buffer-offset";
-inline constexpr std::string_view kRxBufferSize = "rx-buffer-size";
-} // namespace key
 
 struct NetfrontOptions {
     std::uint32_t handle = 0;         // the vif's devid (frontend folder device/vif/<handle>)
