@@ -304,22 +304,30 @@ def main():
       "daemon's translation-table hits and misses over the window beside it. Paper: 95 % with "
       "full pages, 99.4 % with half pages.")
     w("")
-    w("| run | buffer | guest reuse rate | IOTT hits | IOTT misses | pages added | pages removed | "
+    w("| run | buffer (asked, bytes used) | guest reuse rate | IOTT hits | IOTT misses | pages added | pages removed | "
       "removals refused (in flight) | RX Mpps | lcore cycles/pkt |")
     w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for n in ("reuse-full", "reuse-half", "reuse-shrink"):
         c = ((runs.get(n) or {}).get("cases") or [None])[0]
         rx = get(c, "rx")
         gs = (get(rx, "guest_side") or [{}])[0]
-        w(f"| {n} | {get(runs.get(n), 'options', 'buffer')} | {f(gs.get('reuse_rate'), 3)} | "
+        used = (gs.get("pool") or {}).get("buffer_size")
+        w(f"| {n} | {get(runs.get(n), 'options', 'buffer')}, {used} | {f(gs.get('reuse_rate'), 3)} | "
           f"{get(rx, 'iott_hits')} | {get(rx, 'iott_misses')} | {gs.get('pool_pages_added')} | "
           f"{gs.get('pool_pages_removed')} | {gs.get('pool_removals_refused')} | "
           f"{f(get(rx, 'mpps'), 3)} | "
           f"{f(get(rx, 'lcore_cycles_per_packet'), 0)} |")
     w("")
-    w("Half pages need the backend to honour `feature-rx-buffer-offset` (docs/netfront.md); "
-      "the daemon does not offer it yet, so the netfront falls back to full pages and the "
-      "`reuse-half` row measures full pages too (its buffer size is in the guest's summary).")
+    half = ((((runs.get("reuse-half") or {}).get("cases") or [{}])[0].get("rx") or {})
+            .get("guest_side") or [{}])[0]
+    half_size = (half.get("pool") or {}).get("buffer_size")
+    w("Half pages use dpnetback's `feature-rx-buffer-offset` (docs/netfront.md): each RX "
+      "request names its half of the page, the NIC writes the frame there, and both halves "
+      "share the page's one translation-table entry. "
+      + ("The guest posted 2048-byte buffers in the `reuse-half` run."
+         if half_size == 2048 else
+         f"**The guest did not get half pages in this run** (buffer size {half_size}): the "
+         "`reuse-half` row is not a half-page figure."))
     w("")
 
     # --- 5 ---------------------------------------------------------------------------------

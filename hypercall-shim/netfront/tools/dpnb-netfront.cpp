@@ -414,7 +414,8 @@ int main(int argc, char** argv) {
         }
         out += "},\"pool\":{\"pages\":" + std::to_string(pool.pages) +
                ",\"retiring_pages\":" + std::to_string(pool.retiring_pages) +
-               ",\"target_pages\":" + std::to_string(pool.target_pages) + "}";
+               ",\"target_pages\":" + std::to_string(pool.target_pages) +
+               ",\"buffer_size\":" + std::to_string(nf.rx_buffer_size()) + "}";
         out += ",\"reuse_rate\":" + std::to_string(nf.reuse_rate());
         out += ",\"last_error\":\"" + json_escape(nf.last_error()) + "\"";
         out += ",\"result\":\"" + std::string(failed ? "failed" : "ok") + "\"}";
