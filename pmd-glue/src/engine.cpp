@@ -272,7 +272,8 @@ Status Engine::Impl::init() {
             if (std::find(ps->demux_lcores.begin(), ps->demux_lcores.end(), li) ==
                 ps->demux_lcores.end())
                 ps->demux_lcores.push_back(li);
-            lcores[li]->add_demux(ps->index, ps->port->id(), q, ps->port->rx_interrupt_fd(q));
+            lcores[li]->add_demux(ps->index, ps->port->id(), q, ps->port->rx_interrupt_fd(q),
+                                  ps->port->rx_interrupt(q) == pmd::RxInterrupt::level);
         }
     }
     for (auto& l : lcores) {
@@ -529,6 +530,7 @@ Status Engine::Impl::attach(const VifSpec& spec) {
             q->nic.queue = *nicq;
             q->nic.pool = zc ? ps->guest_pools[*nicq].get() : nullptr;
             q->nic.intr_fd = ps->port->rx_interrupt_fd(*nicq);
+            q->nic.intr_level = ps->port->rx_interrupt(*nicq) == pmd::RxInterrupt::level;
         }
         q->mode = qi == 0 ? mode : RxMode::copy;
         q->reuse_miss = opts.reuse_miss;

@@ -52,6 +52,7 @@ struct NicBinding {
     std::uint16_t queue = 0;
     pmd::GuestBufferPool* pool = nullptr;
     int intr_fd = -1;
+    bool intr_level = false; // pmd::RxInterrupt::level: armed through epoll, not the PMD
 };
 
 // One consumed RX request, by ring index & kRingMask.

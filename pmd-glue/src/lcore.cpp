@@ -24,7 +24,11 @@ namespace {
 // epoll tags: what woke us.
 constexpr std::uint64_t kTagWake = 1;
 constexpr std::uint64_t kTagEvtchn = 2;
-constexpr std::uint64_t kTagNic = 3;
+constexpr std::uint64_t kTagNic = 3; // | port id << 16 | queue << 32
+
+std::uint64_t nic_tag(std::uint16_t port_id, std::uint16_t queue) noexcept {
+    return kTagNic | std::uint64_t{port_id} << 16 | std::uint64_t{queue} << 32;
+}
 
 std::string obj_name(const char* what, unsigned instance, unsigned index) {
     return "dpnb" + std::to_string(instance) + "_" + what + std::to_string(index);
@@ -123,12 +127,13 @@ Status Lcore::init(hv::BackendHypervisor& hv, unsigned tx_mbufs) {
 }
 
 void Lcore::add_demux(std::uint16_t port_index, std::uint16_t port_id, std::uint16_t queue,
-                      int intr_fd) {
+                      int intr_fd, bool intr_level) {
     NicRx n;
     n.port_index = port_index;
     n.port_id = port_id;
     n.queue = queue;
     n.intr_fd = intr_fd;
+    n.intr_level = intr_level;
     nic_rx_.push_back(n);
     if (demux_for(port_index) == nullptr) {
         Demux d;
@@ -138,7 +143,7 @@ void Lcore::add_demux(std::uint16_t port_index, std::uint16_t port_id, std::uint
     if (intr_fd >= 0) {
         epoll_event e{};
         e.events = EPOLLIN;
-        e.data.u64 = kTagNic;
+        e.data.u64 = nic_tag(port_id, queue);
         (void)::epoll_ctl(epfd_, EPOLL_CTL_ADD, intr_fd, &e);
     }
 }
@@ -397,13 +402,14 @@ void Lcore::attach_queue(Command* cmd) {
             n.queue = q->nic.queue;
             n.q = q;
             n.intr_fd = q->nic.intr_fd;
+            n.intr_level = q->nic.intr_level;
             n.burst_within_ready =
                 q->nic.kind == NicKind::guest_pool &&
                 engine_.ports[q->nic.port_index]->port->caps().driver == "net_tap";
             if (n.intr_fd >= 0) {
                 epoll_event e{};
                 e.events = EPOLLIN;
-                e.data.u64 = kTagNic;
+                e.data.u64 = nic_tag(n.port_id, n.queue);
                 (void)::epoll_ctl(epfd_, EPOLL_CTL_ADD, n.intr_fd, &e);
             }
             nic_rx_.push_back(n);
@@ -520,6 +526,14 @@ void Lcore::notify_tx(GuestQueue* q) {
     if (ev_->notify(q->tx_port)) bump(q->counters.c.notify_sent);
 }
 
+void Lcore::listen_nic(NicRx& n, bool on) {
+    if (n.listening == on) return;
+    epoll_event e{};
+    e.events = on ? std::uint32_t{EPOLLIN} : 0U;
+    e.data.u64 = nic_tag(n.port_id, n.queue);
+    if (::epoll_ctl(epfd_, EPOLL_CTL_MOD, n.intr_fd, &e) == 0) n.listening = on;
+}
+
 void Lcore::sleep_when_idle() {
     do_events(); // unmask what fired, so that the fds can wake us
     const auto& o = engine_.opts;
@@ -552,6 +566,15 @@ void Lcore::sleep_when_idle() {
             timeout_us = std::min(timeout_us, poll_us);
             continue;
         }
+        if (n.intr_level) {
+            // Frames the guest pool cannot take keep the fd readable: the guest's event
+            // channel wakes us when it posts (the RX ring was armed above).
+            const bool starved = n.burst_within_ready && n.q->nic.pool->ready() == 0;
+            const bool listen = !starved && n.empty_wakes == 0;
+            if (!listen && !starved) timeout_us = std::min(timeout_us, poll_us);
+            listen_nic(n, listen);
+            continue;
+        }
         n.intr_armed = rte_eth_dev_rx_intr_enable(n.port_id, n.queue) == 0;
         if (!n.intr_armed) timeout_us = std::min(timeout_us, poll_us);
     }
@@ -567,11 +590,18 @@ void Lcore::sleep_when_idle() {
         // epoll_pwait2 (Linux 5.11) sleeps in microseconds; a driver domain on an older
         // kernel, or valgrind (bench/callgrind.sh), answers ENOSYS: fall back to epoll_wait,
         // rounding the sleep up to whole milliseconds.
-        if (!use_epoll_wait_ && ::epoll_pwait2(epfd_, events, 8, &ts, nullptr) < 0 &&
-            errno == ENOSYS)
-            use_epoll_wait_ = true;
+        int ready = -1;
+        if (!use_epoll_wait_) {
+            ready = ::epoll_pwait2(epfd_, events, 8, &ts, nullptr);
+            if (ready < 0 && errno == ENOSYS) use_epoll_wait_ = true;
+        }
         if (use_epoll_wait_)
-            (void)::epoll_wait(epfd_, events, 8, static_cast<int>((timeout_us + 999) / 1000));
+            ready = ::epoll_wait(epfd_, events, 8, static_cast<int>((timeout_us + 999) / 1000));
+        for (int i = 0; i < ready; ++i) {
+            if ((events[i].data.u64 & 0xFFFF) != kTagNic) continue;
+            for (NicRx& n : nic_rx_)
+                if (nic_tag(n.port_id, n.queue) == events[i].data.u64) n.woke = true;
+        }
     }
     sleeping_.store(false, std::memory_order_seq_cst);
     for (NicRx& n : nic_rx_)

@@ -87,7 +87,7 @@ public:
     // Control thread, before launch.
     Status init(hv::BackendHypervisor& hv, unsigned tx_mbufs);
     void add_demux(std::uint16_t port_index, std::uint16_t port_id, std::uint16_t queue,
-                   int intr_fd);
+                   int intr_fd, bool intr_level);
 
     // The loop; runs on the lcore until a stop command.
     int run();
@@ -118,11 +118,20 @@ private:
         GuestQueue* q = nullptr; // dedicated; nullptr for a shared (demux) queue
         int intr_fd = -1;
         bool intr_armed = false;
+        // pmd::RxInterrupt::level (net_tap): the fd is readable while frames wait, and the
+        // lcore listens to it only when a wake would find frames it can take: not while
+        // the guest pool is empty, and not after a wake whose burst found nothing (net_tap
+        // reads no frame until its next SIGIO): then it polls until a burst succeeds.
+        bool intr_level = false;
+        bool listening = true; // in epfd_ with EPOLLIN
+        bool woke = false;     // its fd was among the last sleep's events
+        std::uint32_t empty_wakes = 0;
         // The PMD reads a frame before it allocates the buffer that replaces it, and drops
         // the frame when that allocation fails (net_tap): ask it for at most as many frames
         // as the guest pool can replace (do_nic_rx).
         bool burst_within_ready = false;
     };
+    void listen_nic(NicRx& n, bool on);
     struct Target {
         std::uint32_t key;
         unsigned lcore;

@@ -245,7 +245,8 @@ Status Port::configure(std::span<rte_mempool* const> rx_pools, std::uint16_t nb_
     setup_.nb_rx = nb_rx;
     setup_.nb_tx = nb_tx;
     setup_.max_frame = config_.mtu + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN;
-    setup_.rx_intr.assign(nb_rx, conf.intr_conf.rxq != 0);
+    rx_intr_configured_ = conf.intr_conf.rxq != 0;
+    setup_.rx_intr.assign(nb_rx, RxInterrupt::none);
 
     if (config_.mac) {
         rte_ether_addr a = to_ether(*config_.mac);
@@ -380,13 +381,23 @@ Status Port::start() {
     if (int rc = rte_eth_dev_start(caps_.port_id); rc != 0)
         return eth_error("port " + config_.name + ": rte_eth_dev_start", rc);
     started_ = true;
-    for (std::uint16_t q = 0; q < setup_.nb_rx; ++q) {
-        if (!setup_.rx_intr[q]) continue;
-        // A queue has usable interrupts when it has an fd and can be armed.
+    setup_.rx_intr.assign(setup_.nb_rx, RxInterrupt::none);
+    for (std::uint16_t q = 0; q < setup_.nb_rx && rx_intr_configured_; ++q) {
+        // A queue has usable interrupts when it has an fd and can be armed, or when the PMD
+        // has no arming at all (-ENOTSUP: net_tap, whose fd is the tun queue's).
         const int fd = rte_eth_dev_rx_intr_ctl_q_get_fd(caps_.port_id, q);
-        const bool armable = fd >= 0 && rte_eth_dev_rx_intr_enable(caps_.port_id, q) == 0;
-        if (armable) (void)rte_eth_dev_rx_intr_disable(caps_.port_id, q);
-        setup_.rx_intr[q] = armable;
+        if (fd < 0) continue;
+        const int rc = rte_eth_dev_rx_intr_enable(caps_.port_id, q);
+        if (rc == 0) {
+            (void)rte_eth_dev_rx_intr_disable(caps_.port_id, q);
+            setup_.rx_intr[q] = RxInterrupt::armed;
+        } else if (rc == -ENOTSUP) {
+            setup_.rx_intr[q] = RxInterrupt::level;
+        }
+        spdlog::debug("port {}: RX queue {}: interrupt {}", config_.name, q,
+                      setup_.rx_intr[q] == RxInterrupt::armed   ? "armed by the PMD"
+                      : setup_.rx_intr[q] == RxInterrupt::level ? "level (its fd, through epoll)"
+                                                                : "none (polled)");
     }
     return ok();
 }
@@ -412,8 +423,13 @@ Status Port::setup_rx_queue(std::uint16_t q, rte_mempool* pool) {
 }
 
 int Port::rx_interrupt_fd(std::uint16_t q) const noexcept {
-    if (!started_ || q >= setup_.rx_intr.size() || !setup_.rx_intr[q]) return -1;
+    if (rx_interrupt(q) == RxInterrupt::none) return -1;
     return rte_eth_dev_rx_intr_ctl_q_get_fd(caps_.port_id, q);
+}
+
+RxInterrupt Port::rx_interrupt(std::uint16_t q) const noexcept {
+    if (!started_ || q >= setup_.rx_intr.size()) return RxInterrupt::none;
+    return setup_.rx_intr[q];
 }
 
 bool Port::enable_rx_interrupt(std::uint16_t q) noexcept {

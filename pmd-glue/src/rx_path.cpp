@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "engine_core.hpp"
 #include "lcore.hpp"
@@ -66,6 +67,7 @@ Lcore::Demux* Lcore::demux_for(std::uint16_t port_index) {
 // --- receiving -------------------------------------------------------------------------------
 
 bool Lcore::do_nic_rx(NicRx& nic) {
+    const bool woke = std::exchange(nic.woke, false);
     if (port_paused_[nic.port_index]) return false;
     unsigned want = engine_.opts.burst;
     if (nic.burst_within_ready) {
@@ -84,7 +86,11 @@ bool Lcore::do_nic_rx(NicRx& nic) {
     rte_mbuf* pkts[kMaxBurst];
     const std::uint16_t n =
         rte_eth_rx_burst(nic.port_id, nic.queue, pkts, static_cast<std::uint16_t>(want));
-    if (n == 0) return false;
+    if (n == 0) {
+        if (woke) ++nic.empty_wakes;
+        return false;
+    }
+    nic.empty_wakes = 0;
     if (nic.q == nullptr) {
         if (Demux* d = demux_for(nic.port_index); d != nullptr)
             demux(*d, pkts, n);

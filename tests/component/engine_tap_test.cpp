@@ -138,6 +138,56 @@ INSTANTIATE_TEST_SUITE_P(
                       ModeCase{RxMode::reuse, netfront::RxMode::reuse, "reuse_half_pages", true}),
     [](const auto& p) { return std::string(p.param.name); });
 
+// net_tap has no RX interrupt arming, but its queue's fd is readable while frames wait
+// (pmd::RxInterrupt::level): an idle lcore sleeps on it for up to max_sleep instead of
+// waking every poll_sleep to poll the tap, and a frame from the kernel wakes it at once.
+// In copy mode (daemon mbufs) and in reuse mode (the guest's buffers, posted ahead).
+class EngineTapIdle : public EngineTap, public ::testing::WithParamInterface<RxMode> {};
+
+TEST_P(EngineTapIdle, SleepsOnTheTapUntilAFrameComes) {
+    const RxMode mode = GetParam();
+    const hv::DomId dom = create_guest("idleguest");
+    CT_ASSERT_OK(plug(dom));
+    GuestProcess g(
+        dir_.path(), dom,
+        GuestOptions{mode == RxMode::reuse ? netfront::RxMode::reuse : netfront::RxMode::copy, 0});
+    const std::string iface = tap_name(4);
+    EngineOptions o = engine_options({tap_port("tap4", iface, pmd::Steering::dedicated_port)});
+    o.max_sleep = std::chrono::milliseconds(5000);
+    start_engine(o);
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(dom, 0, "tap4", mode));
+    ASSERT_TRUE(g.wait_connected());
+    TapPeer peer(iface);
+    ASSERT_TRUE(peer.ok());
+    warm_up(peer, dom);
+
+    auto sleeps = [&] {
+        std::uint64_t n = 0;
+        for (const LcoreStats& l : engine_->lcore_stats())
+            n += l.sleeps;
+        return n;
+    };
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const std::uint64_t before = sleeps();
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    // Polling the tap every poll_sleep (500 us) would be about 1700 sleeps in that second;
+    // the kernel's own frames on the tap (IPv6 autoconfiguration) may wake it a few times.
+    EXPECT_LT(sleeps() - before, 50u) << describe(dom);
+
+    const auto sent = std::chrono::steady_clock::now();
+    ASSERT_TRUE(peer.send(payload_frame(guest_mac(dom), peer_mac(), 0, 7, 100)));
+    auto r = g.wait_received(7, 1);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->received, 1u) << describe(dom);
+    EXPECT_LT(std::chrono::steady_clock::now() - sent, std::chrono::milliseconds(2500))
+        << "the frame waited for max_sleep (5 s) to end: the tap's fd did not wake the lcore";
+    finish({{&g, dom}});
+}
+
+INSTANTIATE_TEST_SUITE_P(RxModes, EngineTapIdle, ::testing::Values(RxMode::copy, RxMode::reuse),
+                         [](const auto& p) { return std::string(to_string(p.param)); });
+
 TEST_F(EngineTap, SharedPortDemultiplexesByMac) {
     const hv::DomId a = create_guest("shared-a");
     const hv::DomId b = create_guest("shared-b");

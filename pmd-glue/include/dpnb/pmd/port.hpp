@@ -82,6 +82,15 @@ struct PortCaps {
     bool equal_rx_tx_queues = false;
 };
 
+// How an RX queue wakes a sleeping lcore (settled at start).
+enum class RxInterrupt : std::uint8_t {
+    none,  // no interrupt: the lcore polls the queue every poll_sleep
+    armed, // rte_eth_dev_rx_intr_enable before each sleep, disable after (hardware NICs)
+    // The PMD has no enable operation, and its fd is readable while frames wait (net_tap:
+    // the tun queue's own fd). The lcore arms it through epoll.
+    level,
+};
+
 // What configure() settled on.
 struct PortSetup {
     bool zero_copy = false;  // RX queues take guest buffers
@@ -92,8 +101,8 @@ struct PortSetup {
     std::uint64_t tx_offloads = 0;
     std::uint16_t nb_rx = 0;
     std::uint16_t nb_tx = 0;
-    std::uint32_t max_frame = 0; // largest frame (Ethernet header + VLAN tag + MTU)
-    std::vector<bool> rx_intr;   // per RX queue: an interrupt fd exists
+    std::uint32_t max_frame = 0;      // largest frame (Ethernet header + VLAN tag + MTU)
+    std::vector<RxInterrupt> rx_intr; // per RX queue (none until start)
 };
 
 // A frame of at most this many bytes fits one guest buffer after the mbuf headroom.
@@ -131,6 +140,7 @@ public:
 
     // RX interrupts (after start): the fd to sleep on, and arming.
     int rx_interrupt_fd(std::uint16_t q) const noexcept; // -1 when none
+    RxInterrupt rx_interrupt(std::uint16_t q) const noexcept;
     bool enable_rx_interrupt(std::uint16_t q) noexcept;
     void disable_rx_interrupt(std::uint16_t q) noexcept;
 
@@ -158,6 +168,7 @@ private:
     bool probed_here_ = false; // rte_dev_probe by us: rte_dev_remove at close
     bool configured_ = false;
     bool started_ = false;
+    bool rx_intr_configured_ = false; // intr_conf.rxq was accepted at configure
 };
 
 } // namespace dpnb::pmd
