@@ -307,20 +307,19 @@ def main():
     w("| run | buffer (asked, bytes used) | guest reuse rate | IOTT hits | IOTT misses | pages added | pages removed | "
       "removals refused (in flight) | RX Mpps | lcore cycles/pkt |")
     w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    used_sizes = {}
     for n in ("reuse-full", "reuse-half", "reuse-shrink"):
         c = ((runs.get(n) or {}).get("cases") or [None])[0]
         rx = get(c, "rx")
         gs = (get(rx, "guest_side") or [{}])[0]
-        used = (gs.get("pool") or {}).get("buffer_size")
+        used = used_sizes[n] = (gs.get("pool") or {}).get("buffer_size")
         w(f"| {n} | {get(runs.get(n), 'options', 'buffer')}, {used} | {f(gs.get('reuse_rate'), 3)} | "
           f"{get(rx, 'iott_hits')} | {get(rx, 'iott_misses')} | {gs.get('pool_pages_added')} | "
           f"{gs.get('pool_pages_removed')} | {gs.get('pool_removals_refused')} | "
           f"{f(get(rx, 'mpps'), 3)} | "
           f"{f(get(rx, 'lcore_cycles_per_packet'), 0)} |")
     w("")
-    half = ((((runs.get("reuse-half") or {}).get("cases") or [{}])[0].get("rx") or {})
-            .get("guest_side") or [{}])[0]
-    half_size = (half.get("pool") or {}).get("buffer_size")
+    half_size = used_sizes["reuse-half"]
     w("Half pages use dpnetback's `feature-rx-buffer-offset` (docs/netfront.md): each RX "
       "request names its half of the page, the NIC writes the frame there, and both halves "
       "share the page's one translation-table entry. "

@@ -403,16 +403,16 @@ Status Engine::Impl::attach(const VifSpec& spec) {
     }
     rec->rx_queue = nicq;
     const bool zc = nicq && ps->guest_pools[*nicq] != nullptr;
-    if (zc && spec.frontend.rx_buffer_size < RTE_PKTMBUF_HEADROOM + ps->max_frame) {
+    if (zc && ps->max_frame > pmd::zero_copy_frame_limit(spec.frontend.rx_buffer_size)) {
         // The NIC writes each frame whole into one posted buffer, after its headroom.
         if (rec->flow != nullptr) (void)ps->port->remove_rule(rec->flow);
-        return make_error(Errc::unsupported,
-                          name + ": the frontend's RX buffers (rx-buffer-size " +
-                              std::to_string(spec.frontend.rx_buffer_size) +
-                              ") cannot hold a frame of port " + pc.name + " (" +
-                              std::to_string(ps->max_frame) + " bytes after " +
-                              std::to_string(RTE_PKTMBUF_HEADROOM) +
-                              " bytes of headroom), and its queue receives into them");
+        return make_error(
+            Errc::unsupported,
+            name + ": the frontend's RX buffers (rx-buffer-size " +
+                std::to_string(spec.frontend.rx_buffer_size) + ") hold frames of " +
+                std::to_string(pmd::zero_copy_frame_limit(spec.frontend.rx_buffer_size)) +
+                " bytes after the NIC's headroom, and port " + pc.name + " receives frames of " +
+                std::to_string(ps->max_frame) + " bytes into them");
     }
 
     // The lcore: the least loaded.

@@ -192,6 +192,8 @@ std::uint64_t Lcore::missing_mbufs() const {
 constexpr unsigned kShortSpin = 8;
 
 int Lcore::run() {
+    const unsigned full_spin = engine_.opts.idle_polls;
+    const unsigned short_spin_polls = std::min(kShortSpin, full_spin);
     unsigned idle = 0;
     unsigned polls_since_wake = 0;
     bool short_spin = false; // since the last wake-up, work came only in its first polls
@@ -240,8 +242,7 @@ int Lcore::run() {
             }
         }
         ++polls_since_wake;
-        const unsigned limit =
-            short_spin ? std::min(kShortSpin, engine_.opts.idle_polls) : engine_.opts.idle_polls;
+        const unsigned limit = short_spin ? short_spin_polls : full_spin;
         if (work) {
             idle = 0;
             // Work later than the first polls after a wake-up is a stream: spin in full
@@ -259,8 +260,7 @@ int Lcore::run() {
                 // a third busy on net_tap, where each empty poll is a readv().
                 short_spin = true;
                 polls_since_wake = 0;
-                idle = std::min(kShortSpin, engine_.opts.idle_polls);
-                idle = idle == 0 ? 0 : idle - 1;
+                idle = short_spin_polls == 0 ? 0 : short_spin_polls - 1;
             }
         }
     }
@@ -587,7 +587,7 @@ void Lcore::sleep_when_idle() {
             // Frames the guest pool cannot take keep the fd readable: the guest's event
             // channel wakes us when it posts (the RX ring was armed above).
             const bool starved = n.burst_within_ready && n.q->nic.pool->ready() == 0;
-            const bool listen = !starved && n.empty_wakes == 0;
+            const bool listen = !starved && !n.woke_empty;
             if (!listen && !starved) timeout_us = std::min(timeout_us, poll_us);
             listen_nic(n, listen);
             continue;

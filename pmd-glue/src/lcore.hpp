@@ -123,9 +123,9 @@ private:
         // the guest pool is empty, and not after a wake whose burst found nothing (net_tap
         // reads no frame until its next SIGIO): then it polls until a burst succeeds.
         bool intr_level = false;
-        bool listening = true; // in epfd_ with EPOLLIN
-        bool woke = false;     // its fd was among the last sleep's events
-        std::uint32_t empty_wakes = 0;
+        bool listening = true;   // in epfd_ with EPOLLIN
+        bool woke = false;       // its fd was among the last sleep's events
+        bool woke_empty = false; // and the burst after that wake found nothing
         // The PMD reads a frame before it allocates the buffer that replaces it, and drops
         // the frame when that allocation fails (net_tap): ask it for at most as many frames
         // as the guest pool can replace (do_nic_rx).
@@ -181,6 +181,7 @@ private:
     void group_filled(GuestQueue* q, std::int16_t g);
     void answer_rx(GuestQueue* q);
     void release_rx_slot(GuestQueue* q, RxSlot& s);
+    void release_rx_round(GuestQueue* q, netif::RingIdx first, netif::RingIdx end);
     void bad_rx_request(GuestQueue* q, const netif::RxRequest& req);
     void drop_posted(GuestQueue* q);
     Demux* demux_for(std::uint16_t port_index);

@@ -104,8 +104,8 @@ Result<Steering> parse_steering(std::string_view text) {
                           netif::quote(text));
 }
 
-std::uint32_t zero_copy_frame_limit() noexcept {
-    return GuestBufferPool::kBufferSize - RTE_PKTMBUF_HEADROOM;
+std::uint32_t zero_copy_frame_limit(std::uint32_t buffer_size) noexcept {
+    return buffer_size > RTE_PKTMBUF_HEADROOM ? buffer_size - RTE_PKTMBUF_HEADROOM : 0;
 }
 
 Result<std::unique_ptr<Port>> Port::open(const PortConfig& config) {

@@ -87,10 +87,10 @@ bool Lcore::do_nic_rx(NicRx& nic) {
     const std::uint16_t n =
         rte_eth_rx_burst(nic.port_id, nic.queue, pkts, static_cast<std::uint16_t>(want));
     if (n == 0) {
-        if (woke) ++nic.empty_wakes;
+        if (woke) nic.woke_empty = true;
         return false;
     }
-    nic.empty_wakes = 0;
+    nic.woke_empty = false;
     if (nic.q == nullptr) {
         if (Demux* d = demux_for(nic.port_index); d != nullptr)
             demux(*d, pkts, n);
@@ -346,6 +346,14 @@ void Lcore::release_rx_slot(GuestQueue* q, RxSlot& s) {
     }
 }
 
+// Releases the slots [first, end) of a posting round that gave nothing to the NIC.
+void Lcore::release_rx_round(GuestQueue* q, RingIdx first, RingIdx end) {
+    for (RingIdx j = first; j != end; ++j) {
+        release_rx_slot(q, q->slots[j & kRingMask]);
+        q->slots[j & kRingMask] = RxSlot{};
+    }
+}
+
 // Takes back the buffers the NIC has not taken yet (detach).
 void Lcore::drop_posted(GuestQueue* q) {
     if (q->nic.kind != NicKind::guest_pool) return;
@@ -393,10 +401,7 @@ bool Lcore::do_rx_post(GuestQueue* q) {
         const auto buffer = netif::rx_request_buffer(q->rx_buffers, req.pad);
         if (!buffer) {
             // Nothing of this round reached the NIC: release it all, stop serving.
-            for (RingIdx j = w.cons; j != idx; ++j) {
-                release_rx_slot(q, q->slots[j & kRingMask]);
-                q->slots[j & kRingMask] = RxSlot{};
-            }
+            release_rx_round(q, w.cons, idx);
             bad_rx_request(q, req);
             return true;
         }
@@ -459,10 +464,7 @@ bool Lcore::do_rx_post(GuestQueue* q) {
             if (mapping) (void)gt_->unmap(mapping);
             if (guest_fault(bad) && q->fatal_bad_grants) {
                 // Nothing of this round reached the NIC: release it all, stop serving.
-                for (RingIdx j = w.cons; j != w.cons + took; ++j) {
-                    release_rx_slot(q, q->slots[j & kRingMask]);
-                    q->slots[j & kRingMask] = RxSlot{};
-                }
+                release_rx_round(q, w.cons, w.cons + took);
                 q->rx.consume(took);
                 q->rx_answer_pending += took;
                 disable(q, "RX buffer grant refused",

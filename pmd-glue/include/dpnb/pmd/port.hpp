@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "dpnb/netif/xs_value.hpp"
+#include "dpnb/pmd/guest_pool.hpp"
 #include "dpnb/util/result.hpp"
 
 struct rte_mempool;
@@ -105,8 +106,10 @@ struct PortSetup {
     std::vector<RxInterrupt> rx_intr; // per RX queue (none until start)
 };
 
-// A frame of at most this many bytes fits one guest buffer after the mbuf headroom.
-std::uint32_t zero_copy_frame_limit() noexcept;
+// A frame of at most this many bytes fits one guest buffer of `buffer_size` bytes (a page,
+// or a frontend's sub-page buffer) after the mbuf headroom; 0 if the headroom fills it.
+std::uint32_t
+zero_copy_frame_limit(std::uint32_t buffer_size = GuestBufferPool::kBufferSize) noexcept;
 
 class Port {
 public:
