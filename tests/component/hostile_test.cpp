@@ -225,7 +225,33 @@ void good_traffic(GuestProcess& g, TapPeer& good_peer, hv::DomId good, std::uint
 }
 
 // These tests run an Engine of their own: from the fixture, the tap skip and tap_port.
-class Hostile : public TapEngineFixture, public ::testing::WithParamInterface<HostileCase> {};
+class HostileFixture : public TapEngineFixture {
+protected:
+    // After the hostile vif was cut off: the good guest does not notice; detaching the
+    // hostile vif releases every grant of it; then the good guest closes, the hostile one is
+    // let go, and the engine shuts down with nothing leaked.
+    void detach_hostile_and_close(Engine& engine, BackendHandshake& hs, GuestProcess& g,
+                                  TapPeer& good_peer, hv::DomId good, hv::DomId bad,
+                                  const Link& hostile_link, Child& hostile) {
+        good_traffic(g, good_peer, good, 2);
+        EXPECT_EQ(engine.status(VifId{good, 0})->state, VifRunState::running);
+        CT_EXPECT_OK(engine.detach(VifId{bad, 0}));
+        EXPECT_EQ(pinned_grants(bad), 0u);
+        good_traffic(g, good_peer, good, 3);
+
+        ASSERT_TRUE(g.request_close());
+        CT_EXPECT_OK(hs.disconnect(good, 0));
+        EXPECT_TRUE(g.close_result());
+        EXPECT_TRUE(g.succeeded());
+        hostile_link.send(0);
+        EXPECT_TRUE(hostile.succeeded());
+        CT_EXPECT_OK(engine.shutdown());
+        for (const auto& d : engine.leaks().details)
+            ADD_FAILURE() << d;
+    }
+};
+
+class Hostile : public HostileFixture, public ::testing::WithParamInterface<HostileCase> {};
 
 TEST_P(Hostile, IsCutOffWhileAGoodGuestKeepsItsTraffic) {
     const HostileCase hc = GetParam();
@@ -311,24 +337,8 @@ TEST_P(Hostile, IsCutOffWhileAGoodGuestKeepsItsTraffic) {
         EXPECT_EQ(st.tx_errors[i], 1u);
     }
 
-    // The good guest does not notice.
-    good_traffic(g, good_peer, good, 2);
-    EXPECT_EQ(engine.status(VifId{good, 0})->state, VifRunState::running);
-
-    // The control plane detaches the hostile vif: every grant of it is released.
-    CT_EXPECT_OK(engine.detach(VifId{bad, 0}));
-    EXPECT_EQ(pinned_grants(bad), 0u);
-    good_traffic(g, good_peer, good, 3);
-
-    ASSERT_TRUE(g.request_close());
-    CT_EXPECT_OK(hs.disconnect(good, 0));
-    EXPECT_TRUE(g.close_result());
-    EXPECT_TRUE(g.succeeded());
-    hostile_link.send(0);
-    EXPECT_TRUE(hostile.succeeded());
-    CT_EXPECT_OK(engine.shutdown());
-    for (const auto& d : engine.leaks().details)
-        ADD_FAILURE() << d;
+    detach_hostile_and_close(engine, hs, g, good_peer, good, bad, hostile_link, hostile);
+    if (HasFatalFailure()) return;
     e->reset();
     bhv->reset();
     EXPECT_EQ(total_pinned(), 0u);
@@ -449,7 +459,7 @@ void ctrl_hostile_main(const std::string& dir, hv::DomId dom, const Link& link) 
     }
 }
 
-class HostileControlRing : public TapEngineFixture {};
+class HostileControlRing : public HostileFixture {};
 
 TEST_F(HostileControlRing, MischiefIsAnsweredServedInBoundedSharesThenCutOff) {
     const hv::DomId good = create_guest("good");
@@ -540,21 +550,8 @@ TEST_F(HostileControlRing, MischiefIsAnsweredServedInBoundedSharesThenCutOff) {
     }
     EXPECT_TRUE(disabled);
 
-    // The good guest does not notice; detaching the hostile vif releases every grant.
-    good_traffic(g, good_peer, good, 2);
-    CT_EXPECT_OK(engine.detach(VifId{bad, 0}));
-    EXPECT_EQ(pinned_grants(bad), 0u);
-    good_traffic(g, good_peer, good, 3);
-
-    ASSERT_TRUE(g.request_close());
-    CT_EXPECT_OK(hs.disconnect(good, 0));
-    EXPECT_TRUE(g.close_result());
-    EXPECT_TRUE(g.succeeded());
-    hostile_link.send(0);
-    EXPECT_TRUE(hostile.succeeded());
-    CT_EXPECT_OK(engine.shutdown());
-    for (const auto& d : engine.leaks().details)
-        ADD_FAILURE() << d;
+    detach_hostile_and_close(engine, hs, g, good_peer, good, bad, hostile_link, hostile);
+    if (HasFatalFailure()) return;
     e->reset();
     bhv->reset();
     EXPECT_EQ(total_pinned(), 0u);
