@@ -188,6 +188,29 @@ TEST_P(EngineTapIdle, SleepsOnTheTapUntilAFrameComes) {
 INSTANTIATE_TEST_SUITE_P(RxModes, EngineTapIdle, ::testing::Values(RxMode::copy, RxMode::reuse),
                          [](const auto& p) { return std::string(to_string(p.param)); });
 
+// A zero-copy queue receives each frame whole into one posted buffer: a frontend whose
+// sub-page buffers cannot hold the port's frames is refused at attach, with the sizes. A
+// 1024-byte buffer holds 896 bytes after the NIC's headroom; the tap's frames are 1518.
+TEST_F(EngineTap, ZeroCopyRefusesBuffersTooSmallForThePortsFrames) {
+    start_engine({tap_port("tap5", tap_name(5), pmd::Steering::dedicated_port)});
+    if (!engine_) return;
+    ASSERT_TRUE(engine_->ports().front().zero_copy) << engine_->ports().front().copy_reason;
+    VifSpec spec;
+    spec.id = VifId{7, 0};
+    spec.mac = guest_mac(7);
+    spec.port = "tap5";
+    spec.rx_mode = RxMode::reuse;
+    spec.frontend.queues.resize(1);
+    spec.frontend.rx_buffer_offset = true;
+    spec.frontend.rx_buffer_size = 1024;
+    auto refused = engine_->attach(spec);
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_EQ(refused.error().code, Errc::unsupported) << refused.error().describe();
+    for (const char* part : {"rx-buffer-size 1024", "frames of 896 bytes", "frames of 1518 bytes"})
+        EXPECT_NE(refused.error().message.find(part), std::string::npos) << refused.error().message;
+    EXPECT_FALSE(engine_->status(spec.id).has_value()) << "nothing of the vif stays attached";
+}
+
 TEST_F(EngineTap, SharedPortDemultiplexesByMac) {
     const hv::DomId a = create_guest("shared-a");
     const hv::DomId b = create_guest("shared-b");
