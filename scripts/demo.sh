@@ -38,7 +38,7 @@ fi
 cmake --build "$build" -j "$jobs" --target dpnetbackd dpnetbackctl dpnb-netfront dpnb-peer
 daemon_bin=$PWD/$build/daemon/dpnetbackd/dpnetbackd
 ctl_bin=$PWD/$build/daemon/dpnetbackctl/dpnetbackctl
-netfront_bin=$PWD/$build/hypercall-shim/netfront/dpnb-netfront
+netfront_bin=$PWD/$build/guest/dpnb-netfront
 peer_bin=$PWD/$build/tests/tools/dpnb-peer
 
 # A prefix rather than a function, so that "$!" of a background command is the program itself

@@ -1,6 +1,6 @@
 // dpnb-peer: the kernel side of a daemon's tap port, as a traffic tool for the demo, the
 // daemon's process-level tests and the benchmarks. It speaks the verifiable frames of
-// dpnb-netfront (hypercall-shim/netfront's payload.hpp: ethertype 0x88B5, sequence number,
+// dpnb-netfront (guest/'s payload.hpp: ethertype 0x88B5, sequence number,
 // stream id, pattern, FNV-1a checksum) on an AF_PACKET socket bound to the interface.
 //
 //   dpnb-peer --iface IF echo    --to MAC[,MAC...] [--count N | --duration S] [--size B]

@@ -2,7 +2,7 @@
 // xen_netif_ctrl_response, xen_netif_gref, the request types and statuses), as ring views of
 // ring.hpp, for the static-grant messages of docs/protocol.md: the test netfront is the
 // frontend side; the daemon's engine (pmd-glue/src/ctrl_server) and the tests' reflector
-// the backend side. Byte for byte as Xen's header (tests/shim/netfront compares them).
+// the backend side. Byte for byte as Xen's header (tests/guest compares them).
 #pragma once
 
 #include <cstddef>
