@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # README's test command: installs what is missing, builds dpnetback with ASan+UBSan, runs
-# every test (unit, component, fuzz for a bounded time, format), then the end-to-end suite
-# on a real Xen booted under QEMU (tests/e2e, with the release build), and prints a summary.
+# every test (unit, component, the simulator-backed ones again under CPU contention, fuzz,
+# each for a bounded time, format), then the end-to-end suite on a real Xen booted under QEMU
+# (tests/e2e, with the release build), and prints a summary.
 #   DPNB_FUZZ_SECONDS  seconds per fuzz target (default 30)
+#   DPNB_STRESS_SECONDS  seconds of the stress mode, scripts/stress-tests.sh (default 300)
 #   DPNB_JOBS          parallel build jobs (default: number of CPUs)
 #   DPNB_E2E           0: leave the Xen lab out (it adds about 10-20 minutes on 2 cores)
 #   E2E_XFER_MIB       MiB per transfer in the lab (default 4 here: ratios, not volume)
@@ -11,6 +13,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 jobs=${DPNB_JOBS:-$(nproc)}
 export DPNB_FUZZ_SECONDS=${DPNB_FUZZ_SECONDS:-30}
+export DPNB_STRESS_SECONDS=${DPNB_STRESS_SECONDS:-300}
 
 scripts/install-deps.sh build test
 
@@ -32,6 +35,8 @@ echo "== tests"
 # The Xen lab's CTest entry (e2e) runs below with the release build, not under ASan here.
 ctest --test-dir build/asan --output-on-failure --timeout 900 -E '^e2e$' \
   | tee build/asan-ctest.log || status=1
+echo "== stress (${DPNB_STRESS_SECONDS} s: simulator-backed tests repeated beside busy loops)"
+scripts/stress-tests.sh build/asan | tee build/stress.log || status=1
 echo "== fuzz (${DPNB_FUZZ_SECONDS} s per target)"
 ctest --test-dir build/fuzz --output-on-failure | tee build/fuzz-ctest.log || status=1
 
@@ -51,6 +56,7 @@ fi
 
 echo "== summary"
 grep -h 'tests passed' build/asan-ctest.log build/fuzz-ctest.log | sed 's/^/  /'
+grep -h -e '^stress: .* no failure' -e '^== stress: FAILED' -A2 build/stress.log | sed 's/^/  /' || true
 [ -z "$e2e_summary" ] || sed 's/^/  /' <<<"$e2e_summary"
 if [ $status -ne 0 ]; then echo "FAILED"; exit 1; fi
 echo "ALL TESTS PASSED"
