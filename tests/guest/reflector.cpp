@@ -583,6 +583,9 @@ bool Reflector::deliver(Vif& vif, Queue& q) {
 void Reflector::run_queue(Vif& vif, Queue& q) {
     const TxLimits limits;
     for (int round = 0; round < 64 && !q.dead; ++round) {
+        // The control ring between rounds, as dpnetback's control thread serves it beside the
+        // data path: a registration never waits for the traffic to pause.
+        serve_ctrl(vif);
         bool progress = false;
         const RequestWindow rw = q.rx.poll_requests();
         if (rw.overflow) {
@@ -697,7 +700,6 @@ Status Reflector::poll(std::chrono::milliseconds timeout) {
     }
     for (auto& [be, vif] : vifs_) {
         if (!vif->connected) continue;
-        serve_ctrl(*vif);
         for (auto& q : vif->queues)
             run_queue(*vif, *q);
     }
