@@ -23,35 +23,6 @@ namespace {
 
 constexpr std::string_view kBackendToken = "dpnb-netfront-backend";
 
-int errno_of(const Error& e) {
-    if (e.sys_errno != 0) return e.sys_errno;
-    switch (e.code) {
-    case Errc::invalid_argument:
-        return EINVAL;
-    case Errc::not_found:
-        return ENOENT;
-    case Errc::permission_denied:
-        return EACCES;
-    case Errc::exists:
-        return EEXIST;
-    case Errc::again:
-        return EAGAIN;
-    case Errc::busy:
-        return EBUSY;
-    case Errc::protocol:
-        return EPROTO;
-    case Errc::unsupported:
-        return ENODEV;
-    case Errc::io:
-        return EIO;
-    case Errc::closed:
-        return ENOTCONN;
-    case Errc::internal:
-        return EFAULT;
-    }
-    return EIO;
-}
-
 Status ignore_missing(Status st) {
     if (!st && st.error().code == Errc::not_found) return ok();
     return st;
@@ -238,7 +209,7 @@ void Netfront::report_error(const Error& e) {
     spdlog::warn("netfront {}: {}", fe_path_, last_error_);
     // xenbus_dev_error(): "<errno> <message>" under error/device/vif/<handle>/error.
     (void)xs_->write(hv::kNoTxn, error_path_,
-                     std::to_string(errno_of(e)) + " " + e.message.substr(0, 1024));
+                     std::to_string(to_errno(e)) + " " + e.message.substr(0, 1024));
 }
 
 Result<std::optional<XenbusState>> Netfront::read_backend_state() {
@@ -473,7 +444,9 @@ Status Netfront::connect() {
     if (!feat) return std::move(feat).error();
     features_ = *feat;
     if (!features_.rx_copy)
-        return make_error(Errc::unsupported, "backend does not support copying receive path");
+        // ENODEV, as Linux netfront's xennet_connect answers it.
+        return make_error(Errc::unsupported, "backend does not support copying receive path",
+                          ENODEV);
 
     auto mac = xs_->read(hv::kNoTxn, fe_path_ + "/mac");
     if (!mac)

@@ -165,9 +165,6 @@ public:
 
 void log_xenstore_failure(std::string_view vif, std::string_view what, const Error& e);
 
-// errno that Linux's xenbus_dev_fatal() would report for an error of this kind.
-int error_number(const Error& e) noexcept;
-
 inline constexpr std::string_view kRootToken = "dpnb-control:backend";
 inline constexpr std::string_view kReleaseToken = "dpnb-control:release";
 inline constexpr std::string_view kFrontendTokenPrefix = "dpnb-control:frontend:";

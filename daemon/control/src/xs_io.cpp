@@ -2,8 +2,6 @@
 // writes that never recreate a removed folder, and the xenbus_dev_fatal()-style error node.
 #include <spdlog/spdlog.h>
 
-#include <cerrno>
-
 #include "impl.hpp"
 
 namespace dpnb::control {
@@ -52,39 +50,11 @@ void log_xenstore_failure(std::string_view vif, std::string_view what, const Err
     spdlog::warn("control: {}: xenstore: {}: {}", vif, what, e.describe());
 }
 
-int error_number(const Error& e) noexcept {
-    switch (e.code) {
-    case Errc::invalid_argument:
-        return EINVAL;
-    case Errc::not_found:
-        return ENOENT;
-    case Errc::permission_denied:
-        return EACCES;
-    case Errc::exists:
-        return EEXIST;
-    case Errc::again:
-        return EAGAIN;
-    case Errc::busy:
-        return EBUSY;
-    case Errc::protocol:
-        return EPROTO;
-    case Errc::unsupported:
-        return EOPNOTSUPP;
-    case Errc::io:
-        return e.sys_errno != 0 ? e.sys_errno : EIO;
-    case Errc::closed:
-        return ENOTCONN;
-    case Errc::internal:
-        return EIO;
-    }
-    return EIO;
-}
-
 // xenbus_dev_fatal() writes "<errno> <message>" to error/<nodename>/error, relative to the
 // backend domain's home: /local/domain/<self>/error/backend/vif/<dom>/<handle>/error.
 void ControlPlane::Impl::write_error_node(Vif& v, const Error& e) {
     const std::string node = netif::format_backend_error_path(v.path) + "/error";
-    const std::string value = std::to_string(error_number(e)) + " " + e.message;
+    const std::string value = std::to_string(to_errno(e)) + " " + e.message;
     if (Status st = xs_->write(hv::kNoTxn, node, value); !st) {
         count(ControlError::xenstore);
         log_xenstore_failure(v.name, "writing " + node, st.error());

@@ -77,31 +77,7 @@ std::optional<std::uint32_t> number(std::string_view s, std::uint32_t max) {
 } // namespace
 
 std::string_view wire_code(Errc code) noexcept {
-    switch (code) {
-    case Errc::invalid_argument:
-        return "invalid_argument";
-    case Errc::not_found:
-        return "not_found";
-    case Errc::permission_denied:
-        return "permission_denied";
-    case Errc::exists:
-        return "exists";
-    case Errc::again:
-        return "again";
-    case Errc::busy:
-        return "busy";
-    case Errc::protocol:
-        return "protocol";
-    case Errc::unsupported:
-        return "unsupported";
-    case Errc::io:
-        return "io";
-    case Errc::closed:
-        return "closed";
-    case Errc::internal:
-        return "internal";
-    }
-    return "internal";
+    return errc_name(code);
 }
 
 Result<Request> parse_request(std::string_view line) {

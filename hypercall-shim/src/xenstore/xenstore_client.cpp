@@ -20,40 +20,10 @@ namespace dpnb::hv {
 
 namespace {
 
+// libxenstore's errno: the errno's code (result.hpp), and EBADF, which it answers once its
+// connection is gone, means closed.
 Error xs_error(std::string what, int err) {
-    Errc code = Errc::io;
-    switch (err) {
-    case ENOENT:
-        code = Errc::not_found;
-        break;
-    case EACCES:
-    case EPERM:
-        code = Errc::permission_denied;
-        break;
-    case EAGAIN:
-        code = Errc::again;
-        break;
-    case EEXIST:
-        code = Errc::exists;
-        break;
-    case EINVAL:
-    case E2BIG:
-        code = Errc::invalid_argument;
-        break;
-    case EBUSY:
-        code = Errc::busy;
-        break;
-    case ENOSYS:
-        code = Errc::unsupported;
-        break;
-    case EBADF:
-    case EPIPE:
-    case ECONNRESET:
-        code = Errc::closed;
-        break;
-    default:
-        break;
-    }
+    const Errc code = err == EBADF ? Errc::closed : errc_from_errno(err);
     return make_error(code, "xenstore " + what + ": " + std::strerror(err), err);
 }
 

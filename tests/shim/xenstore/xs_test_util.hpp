@@ -72,39 +72,12 @@ protected:
 
 // "ok", or the name of the Errc that failed: children report with strings, the parent
 // asserts.
-inline std::string errc_name(Errc code) {
-    switch (code) {
-    case Errc::invalid_argument:
-        return "invalid_argument";
-    case Errc::not_found:
-        return "not_found";
-    case Errc::permission_denied:
-        return "permission_denied";
-    case Errc::exists:
-        return "exists";
-    case Errc::again:
-        return "again";
-    case Errc::busy:
-        return "busy";
-    case Errc::protocol:
-        return "protocol";
-    case Errc::unsupported:
-        return "unsupported";
-    case Errc::io:
-        return "io";
-    case Errc::closed:
-        return "closed";
-    case Errc::internal:
-        return "internal";
-    }
-    return "?";
-}
 inline std::string describe(const Status& st) {
-    return st ? "ok" : errc_name(st.error().code);
+    return st ? "ok" : std::string(dpnb::errc_name(st.error().code));
 }
 template <class T>
 std::string describe(const Result<T>& r) {
-    return r ? "ok" : errc_name(r.error().code);
+    return r ? "ok" : std::string(dpnb::errc_name(r.error().code));
 }
 
 // Runs `body` in a child process and returns the string it produced. The child only talks

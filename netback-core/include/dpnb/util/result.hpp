@@ -3,13 +3,17 @@
 // use this: it returns small verdict enums and never allocates.
 #pragma once
 
+#include <array>
+#include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <variant>
 
 namespace dpnb {
 
+// Each code has a row in errc_table() (name, text, errno); internal stays the last code.
 enum class Errc {
     invalid_argument,  // a value that is malformed or out of range
     not_found,         // no such key, domain, vif, grant, port
@@ -24,7 +28,25 @@ enum class Errc {
     internal,          // a bug in dpnetback; logged loudly
 };
 
-const char* to_string(Errc code) noexcept;
+// Every code's name (the management protocol's wire code), text (log lines, CLI messages)
+// and errno (what a peer that speaks errno is told, e.g. a xenbus error node), in one table
+// (result.cpp), in enum order.
+struct ErrcInfo {
+    Errc code;
+    std::string_view name;
+    std::string_view text;
+    int sys_errno;
+    // Further errnos that mean this code when an OS or library call fails (0: none).
+    std::array<int, 2> also_from{};
+};
+std::span<const ErrcInfo> errc_table() noexcept;
+const ErrcInfo& errc_info(Errc code) noexcept;
+
+const char* to_string(Errc code) noexcept; // the text
+std::string_view errc_name(Errc code) noexcept;
+int to_errno(Errc code) noexcept;
+// The code that `err` (an errno) means, from the table; Errc::io for an errno no row claims.
+Errc errc_from_errno(int err) noexcept;
 
 struct Error {
     Errc code = Errc::internal;
@@ -33,6 +55,9 @@ struct Error {
 
     std::string describe() const;
 };
+
+// The errno a peer is told about `e`: the failed call's own errno, or its code's.
+int to_errno(const Error& e) noexcept;
 
 inline Error make_error(Errc code, std::string message, int sys_errno = 0) {
     return Error{code, std::move(message), sys_errno};
