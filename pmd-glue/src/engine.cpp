@@ -207,17 +207,17 @@ Status Engine::Impl::init() {
         ps->zero_copy = port_ref.can_zero_copy(&ps->copy_reason);
         if (!ps->zero_copy) spdlog::info("port {}: RX copies frames: {}", pc.name, ps->copy_reason);
         // Queues: a dedicated port is used by one guest, hence one lcore: one TX queue.
-        // Other ports get a TX queue per lcore. net_tap wants as many RX queues as TX
-        // queues and spreads frames over all of them: every one is then a shared queue.
-        const bool equal = port_ref.caps().equal_rx_tx_queues;
+        // Other ports get a TX queue per lcore. A PMD may want as many RX queues as TX
+        // queues; one that spreads frames over all of them makes every one a shared queue.
+        const pmd::DriverCaps& dc = port_ref.caps().driver_caps;
         ps->single_tx = ps->dedicated();
         std::uint16_t nb_tx = ps->single_tx ? 1 : nl;
         std::uint16_t nb_rx = pc.rx_queues;
-        if (equal) nb_rx = nb_tx = std::max(nb_rx, nb_tx);
+        if (dc.equal_rx_tx_queues) nb_rx = nb_tx = std::max(nb_rx, nb_tx);
         ps->dedicated_queue.assign(nb_rx, false);
         if (ps->dedicated()) {
             ps->dedicated_queue[0] = true;
-        } else if (pc.steering == pmd::Steering::mac_flow && !equal) {
+        } else if (pc.steering == pmd::Steering::mac_flow && !dc.spreads_unmatched_frames) {
             for (std::uint16_t q = 1; q < nb_rx; ++q)
                 ps->dedicated_queue[q] = true;
         }
@@ -251,8 +251,7 @@ Status Engine::Impl::init() {
         for (auto& gp : ps->guest_pools)
             if (gp) gp->set_start_mode(false); // placeholders only while the queues start
         ps->tx_offloads = port_ref.setup().tx_offloads;
-        // librte_gso, which net_tap's TSO uses, segments TCP over IPv4 only.
-        ps->tso_ipv6 = port_ref.caps().driver != "net_tap";
+        ps->tso_ipv6 = dc.tso_ipv6;
         ps->max_frame = port_ref.setup().max_frame;
         if (pc.steering == pmd::Steering::mac_flow && !port_ref.setup().flow_rules)
             spdlog::warn("port {}: no rte_flow MAC rules: guests share the port's queue(s) and "

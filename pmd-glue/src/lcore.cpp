@@ -422,7 +422,7 @@ void Lcore::attach_queue(Command* cmd) {
             n.intr_level = q->nic.intr_level;
             n.burst_within_ready =
                 q->nic.kind == NicKind::guest_pool &&
-                engine_.ports[q->nic.port_index]->port->caps().driver == "net_tap";
+                engine_.ports[q->nic.port_index]->port->caps().driver_caps.burst_within_ready;
             if (n.intr_fd >= 0) {
                 epoll_event e{};
                 e.events = EPOLLIN;

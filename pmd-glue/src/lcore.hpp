@@ -126,9 +126,8 @@ private:
         bool listening = true;   // in epfd_ with EPOLLIN
         bool woke = false;       // its fd was among the last sleep's events
         bool woke_empty = false; // and the burst after that wake found nothing
-        // The PMD reads a frame before it allocates the buffer that replaces it, and drops
-        // the frame when that allocation fails (net_tap): ask it for at most as many frames
-        // as the guest pool can replace (do_nic_rx).
+        // pmd::DriverCaps::burst_within_ready on a zero-copy queue: ask the PMD for at most
+        // as many frames as the guest pool can replace (do_nic_rx).
         bool burst_within_ready = false;
     };
     void listen_nic(NicRx& n, bool on);

@@ -47,40 +47,6 @@ std::string mac_text(const netif::MacAddress& m) {
     return buf;
 }
 
-// How each PMD treats the RX buffers it allocates (docs/datapath.md, constraints 3 and 4).
-struct DriverClass {
-    std::string_view driver;
-    RxBufferUse use;
-    std::string_view why;
-};
-constexpr std::array kDrivers = {
-    DriverClass{"net_tap", RxBufferUse::in_order,
-                "readv() fills the head buffer, replaced in allocation order (RX scatter off)"},
-    DriverClass{"net_ixgbe", RxBufferUse::in_order, "descriptor ring"},
-    DriverClass{"net_ixgbe_vf", RxBufferUse::in_order, "descriptor ring"},
-    DriverClass{"net_i40e", RxBufferUse::in_order, "descriptor ring"},
-    DriverClass{"net_i40e_vf", RxBufferUse::in_order, "descriptor ring"},
-    DriverClass{"net_iavf", RxBufferUse::in_order, "descriptor ring"},
-    DriverClass{"net_ice", RxBufferUse::in_order, "descriptor ring"},
-    DriverClass{"net_e1000_igb", RxBufferUse::in_order, "descriptor ring"},
-    DriverClass{"net_e1000_igb_vf", RxBufferUse::in_order, "descriptor ring"},
-    DriverClass{"net_e1000_em", RxBufferUse::in_order, "descriptor ring"},
-    DriverClass{"net_igc", RxBufferUse::in_order, "descriptor ring"},
-    DriverClass{"net_ring", RxBufferUse::own_memory, "hands over the peer's mbufs"},
-    DriverClass{"net_af_packet", RxBufferUse::own_memory,
-                "copies frames from its packet mmap ring"},
-    DriverClass{"net_memif", RxBufferUse::own_memory, "copies frames from the shared region"},
-    DriverClass{"net_pcap", RxBufferUse::own_memory, "copies frames from libpcap"},
-    DriverClass{"net_null", RxBufferUse::own_memory, "makes up frames"},
-};
-
-bool is_hardware(std::string_view driver) {
-    return driver != "net_tap" &&
-           std::any_of(kDrivers.begin(), kDrivers.end(), [&](const DriverClass& d) {
-               return d.driver == driver && d.use == RxBufferUse::in_order;
-           });
-}
-
 } // namespace
 
 const char* to_string(Steering s) noexcept {
@@ -152,25 +118,18 @@ Status Port::probe() {
     caps_.tx_offload_capa = info.tx_offload_capa;
     rte_ether_addr mac{};
     if (rte_eth_macaddr_get(id, &mac) == 0) caps_.mac = to_mac(mac);
-    caps_.rx_buffers = RxBufferUse::own_memory;
-    caps_.rx_buffers_reason =
-        "unknown PMD " + caps_.driver + ": assumed to copy into its own memory";
-    for (const DriverClass& d : kDrivers)
-        if (d.driver == caps_.driver) {
-            caps_.rx_buffers = d.use;
-            caps_.rx_buffers_reason = caps_.driver + ": " + std::string(d.why);
-        }
-    caps_.equal_rx_tx_queues = caps_.driver == "net_tap";
+    caps_.driver_caps = driver_caps(caps_.driver);
     if (config_.rx_queues > caps_.max_rx_queues)
         return make_error(Errc::invalid_argument,
                           "port " + config_.name + ": " + std::to_string(config_.rx_queues) +
                               " RX queues asked, " + caps_.driver + " has " +
                               std::to_string(caps_.max_rx_queues));
     spdlog::info("port {}: {} (ethdev {}, port id {}), MAC {}, {} RX / {} TX queues at most, RX "
-                 "buffers: {}",
+                 "buffers: {}{}",
                  config_.name, caps_.driver, devname, id, mac_text(caps_.mac), caps_.max_rx_queues,
                  caps_.max_tx_queues,
-                 caps_.rx_buffers == RxBufferUse::in_order ? "in order" : "own memory");
+                 caps_.driver_caps.rx_buffers == RxBufferUse::in_order ? "in order" : "own memory",
+                 find_driver(caps_.driver) != nullptr ? "" : " (unknown PMD: safe defaults)");
     return ok();
 }
 
@@ -182,8 +141,10 @@ bool Port::can_zero_copy(std::string* why) const {
     if (!config_.zero_copy) return no("zero copy disabled in the port's configuration");
     if (config_.steering == Steering::shared)
         return no("shared steering: frames are demultiplexed in software and copied");
-    if (caps_.rx_buffers != RxBufferUse::in_order) return no(caps_.rx_buffers_reason);
-    if (is_hardware(caps_.driver))
+    const DriverCaps& dc = caps_.driver_caps;
+    if (dc.rx_buffers != RxBufferUse::in_order)
+        return no(caps_.driver + ": " + std::string(dc.rx_buffers_why));
+    if (dc.needs_dma_map)
         return no(caps_.driver +
                   ": guest pages would have to be registered for DMA (rte_dev_dma_map), which "
                   "this build does not do");
@@ -283,10 +244,13 @@ Status Port::configure(std::span<rte_mempool* const> rx_pools, std::uint16_t nb_
 }
 
 void Port::probe_flow_rules() {
-    if (caps_.equal_rx_tx_queues) {
+    if (caps_.driver_caps.spreads_unmatched_frames) {
         setup_.flow_reason = caps_.driver +
-                             " spreads frames no rule matches over every RX queue, so a queue "
-                             "cannot be a guest's alone";
+                             (find_driver(caps_.driver) != nullptr
+                                  ? " spreads frames no rule matches over every RX queue"
+                                  : " (an unknown PMD) may spread frames no rule matches over "
+                                    "every RX queue") +
+                             ", so a queue cannot be a guest's alone";
         return;
     }
     if (setup_.nb_rx < 2) {
@@ -382,22 +346,20 @@ Status Port::start() {
         return eth_error("port " + config_.name + ": rte_eth_dev_start", rc);
     started_ = true;
     setup_.rx_intr.assign(setup_.nb_rx, RxInterrupt::none);
+    const RxInterrupt offered = caps_.driver_caps.rx_interrupt;
     for (std::uint16_t q = 0; q < setup_.nb_rx && rx_intr_configured_; ++q) {
-        // A queue has usable interrupts when it has an fd and can be armed, or when the PMD
-        // has no arming at all (-ENOTSUP: net_tap, whose fd is the tun queue's).
+        // A queue has usable interrupts when it has an fd and, for an armed one, the PMD
+        // accepts arming it.
         const int fd = rte_eth_dev_rx_intr_ctl_q_get_fd(caps_.port_id, q);
-        if (fd < 0) continue;
-        const int rc = rte_eth_dev_rx_intr_enable(caps_.port_id, q);
-        if (rc == 0) {
+        if (fd < 0 || offered == RxInterrupt::none) continue;
+        if (offered == RxInterrupt::level) {
+            setup_.rx_intr[q] = RxInterrupt::level;
+        } else if (rte_eth_dev_rx_intr_enable(caps_.port_id, q) == 0) {
             (void)rte_eth_dev_rx_intr_disable(caps_.port_id, q);
             setup_.rx_intr[q] = RxInterrupt::armed;
-        } else if (rc == -ENOTSUP) {
-            setup_.rx_intr[q] = RxInterrupt::level;
         }
         spdlog::debug("port {}: RX queue {}: interrupt {}", config_.name, q,
-                      setup_.rx_intr[q] == RxInterrupt::armed   ? "armed by the PMD"
-                      : setup_.rx_intr[q] == RxInterrupt::level ? "level (its fd, through epoll)"
-                                                                : "none (polled)");
+                      to_string(setup_.rx_intr[q]));
     }
     return ok();
 }

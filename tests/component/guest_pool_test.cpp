@@ -60,7 +60,7 @@ TEST_F(GuestPoolTap, TheNicWritesPostedBuffersInPostingOrder) {
     CT_ASSERT_OK(port);
     std::string why;
     ASSERT_TRUE((*port)->can_zero_copy(&why)) << why;
-    EXPECT_EQ((*port)->caps().rx_buffers, pmd::RxBufferUse::in_order);
+    EXPECT_EQ((*port)->caps().driver_caps.rx_buffers, pmd::RxBufferUse::in_order);
 
     pmd::GuestPoolConfig gc;
     gc.name = "ct_pool";
@@ -157,7 +157,7 @@ TEST(PortClassification, CopyingPmdsAreNotZeroCopy) {
     std::string why;
     EXPECT_FALSE((*port)->can_zero_copy(&why));
     EXPECT_NE(why.find("net_null"), std::string::npos) << why;
-    EXPECT_EQ((*port)->caps().rx_buffers, pmd::RxBufferUse::own_memory);
+    EXPECT_EQ((*port)->caps().driver_caps.rx_buffers, pmd::RxBufferUse::own_memory);
 }
 
 TEST(EalOptions, RefusesWhatCannotWork) {

@@ -1,5 +1,5 @@
 // One DPDK port (ethdev) as the engine uses it: probed from devargs or found by name,
-// classified (can its device write into guest buffers in order?), configured with RX queues
+// classified by the driver table (driver_caps.hpp), configured with RX queues
 // for its steering method and one TX queue per worker lcore (so no TX locks), offloads
 // negotiated against what the PMD has, MTU, MAC, promiscuous mode, RX interrupts, rte_flow
 // MAC rules, and the ixgbe PF's VF MAC when that PMD is loaded.
@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "dpnb/netif/xs_value.hpp"
+#include "dpnb/pmd/driver_caps.hpp"
 #include "dpnb/pmd/guest_pool.hpp"
 #include "dpnb/util/result.hpp"
 
@@ -58,12 +59,6 @@ struct PortConfig {
     std::uint16_t vf_index = 0;
 };
 
-// How the device's RX relates to the buffers it is given.
-enum class RxBufferUse : std::uint8_t {
-    in_order,   // writes the buffers it allocated, in allocation order: zero copy possible
-    own_memory, // copies from its own memory (or hands over a peer's mbufs): copy only
-};
-
 struct PortCaps {
     std::uint16_t port_id = 0;
     std::string ethdev_name;
@@ -76,20 +71,9 @@ struct PortCaps {
     std::uint16_t max_mtu = 0;
     std::uint64_t rx_offload_capa = 0;
     std::uint64_t tx_offload_capa = 0;
-    RxBufferUse rx_buffers = RxBufferUse::own_memory;
-    std::string rx_buffers_reason; // why (driver classification)
-    // net_tap wants as many RX as TX queues, and its kernel side spreads frames over every
-    // RX queue by flow hash (rte_flow rules only divert matching frames).
-    bool equal_rx_tx_queues = false;
-};
-
-// How an RX queue wakes a sleeping lcore (settled at start).
-enum class RxInterrupt : std::uint8_t {
-    none,  // no interrupt: the lcore polls the queue every poll_sleep
-    armed, // rte_eth_dev_rx_intr_enable before each sleep, disable after (hardware NICs)
-    // The PMD has no enable operation, and its fd is readable while frames wait (net_tap:
-    // the tun queue's own fd). The lcore arms it through epoll.
-    level,
+    // The driver's quirks (driver_caps.hpp): its row of the driver table, or the defaults
+    // for an unknown PMD.
+    DriverCaps driver_caps;
 };
 
 // What configure() settled on.
@@ -103,7 +87,7 @@ struct PortSetup {
     std::uint16_t nb_rx = 0;
     std::uint16_t nb_tx = 0;
     std::uint32_t max_frame = 0;      // largest frame (Ethernet header + VLAN tag + MTU)
-    std::vector<RxInterrupt> rx_intr; // per RX queue (none until start)
+    std::vector<RxInterrupt> rx_intr; // per RX queue, settled at start (none until then)
 };
 
 // A frame of at most this many bytes fits one guest buffer of `buffer_size` bytes (a page,

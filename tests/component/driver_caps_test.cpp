@@ -1,0 +1,86 @@
+// The driver table (dpnb/pmd/driver_caps.hpp): lookups by driver name, the conservative
+// defaults an unknown PMD gets, and the quirks of the PMDs the tests and the lab run on. Pure
+// data: no EAL.
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+
+#include "dpnb/pmd/driver_caps.hpp"
+
+namespace dpnb::pmd {
+namespace {
+
+TEST(DriverTable, EveryRowNamesOneDriverWithAReason) {
+    std::set<std::string_view> seen;
+    for (const DriverRow& r : driver_table()) {
+        EXPECT_EQ(r.driver.rfind("net_", 0), 0u) << r.driver << ": ethdev driver names start so";
+        EXPECT_TRUE(seen.insert(r.driver).second) << r.driver << " has two rows";
+        EXPECT_FALSE(r.caps.rx_buffers_why.empty()) << r.driver;
+        EXPECT_EQ(find_driver(r.driver), &r);
+        EXPECT_EQ(&driver_caps(r.driver), &r.caps);
+    }
+}
+
+TEST(DriverTable, AnUnknownDriverGetsTheConservativeDefaults) {
+    for (const std::string name : {"net_unheard_of", "", "net_TAP", "net_tap "}) {
+        EXPECT_EQ(find_driver(name), nullptr) << name;
+        const DriverCaps& c = driver_caps(name);
+        EXPECT_EQ(&c, &kUnknownDriver) << name;
+        // Copy RX: a PMD not known to fill our buffers in order never gets guest buffers.
+        EXPECT_EQ(c.rx_buffers, RxBufferUse::own_memory);
+        EXPECT_NE(c.rx_buffers_why.find("unknown"), std::string_view::npos);
+        // Interrupts only where the PMD arms them itself; a level fd is never assumed.
+        EXPECT_EQ(c.rx_interrupt, RxInterrupt::armed);
+        EXPECT_FALSE(c.tso_ipv6) << "IPv6 GSO is segmented in software";
+        EXPECT_FALSE(c.equal_rx_tx_queues);
+        EXPECT_TRUE(c.spreads_unmatched_frames) << "no queue is assumed to be a guest's alone";
+        EXPECT_TRUE(c.burst_within_ready);
+        EXPECT_TRUE(c.needs_dma_map);
+    }
+}
+
+TEST(DriverTable, NetTap) {
+    const DriverCaps& c = driver_caps("net_tap");
+    EXPECT_NE(find_driver("net_tap"), nullptr);
+    EXPECT_EQ(c.rx_buffers, RxBufferUse::in_order);
+    EXPECT_EQ(c.rx_interrupt, RxInterrupt::level);
+    EXPECT_FALSE(c.tso_ipv6) << "librte_gso segments TCP over IPv4 only";
+    EXPECT_TRUE(c.equal_rx_tx_queues);
+    EXPECT_TRUE(c.spreads_unmatched_frames);
+    EXPECT_TRUE(c.burst_within_ready);
+    EXPECT_FALSE(c.needs_dma_map) << "the kernel writes through readv()";
+}
+
+TEST(DriverTable, DescriptorRingNics) {
+    for (const char* name : {"net_ixgbe", "net_ixgbe_vf", "net_i40e", "net_iavf", "net_ice"}) {
+        const DriverCaps& c = driver_caps(name);
+        EXPECT_NE(find_driver(name), nullptr) << name;
+        EXPECT_EQ(c.rx_buffers, RxBufferUse::in_order) << name;
+        EXPECT_EQ(c.rx_interrupt, RxInterrupt::armed) << name;
+        EXPECT_TRUE(c.tso_ipv6) << name;
+        EXPECT_FALSE(c.spreads_unmatched_frames) << name;
+        EXPECT_FALSE(c.burst_within_ready) << name;
+        EXPECT_TRUE(c.needs_dma_map) << name;
+    }
+}
+
+TEST(DriverTable, VirtualPmdsThatCopy) {
+    for (const char* name : {"net_ring", "net_null", "net_af_packet", "net_memif", "net_pcap"}) {
+        const DriverCaps& c = driver_caps(name);
+        EXPECT_NE(find_driver(name), nullptr) << name;
+        EXPECT_EQ(c.rx_buffers, RxBufferUse::own_memory) << name;
+        EXPECT_FALSE(c.needs_dma_map) << name;
+    }
+    EXPECT_EQ(driver_caps("net_ring").rx_interrupt, RxInterrupt::none);
+    EXPECT_EQ(driver_caps("net_null").rx_interrupt, RxInterrupt::none);
+}
+
+TEST(DriverTable, InterruptKindNames) {
+    EXPECT_STREQ(to_string(RxInterrupt::none), "none");
+    EXPECT_STREQ(to_string(RxInterrupt::armed), "armed");
+    EXPECT_STREQ(to_string(RxInterrupt::level), "level");
+}
+
+} // namespace
+} // namespace dpnb::pmd
