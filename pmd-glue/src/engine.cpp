@@ -110,7 +110,9 @@ struct VifRecord {
     std::uint16_t port_index = 0;
     std::optional<std::uint16_t> rx_queue; // dedicated NIC queue
     rte_flow* flow = nullptr;
-    bool steered = false; // in the demux table of the port's shared queue
+    bool steered = false;       // in the demux table of the port's shared queue
+    RxMode mode = RxMode::copy; // what attach settled on (VifShared::rx_mode: in effect now)
+    bool zero_copy = false;     // rx_queue allocates from a guest pool
     std::string mode_reason;
     bool reported_disabled = false;
     bool reported_fallback = false;
@@ -142,7 +144,25 @@ public:
 private:
     Status run(Lcore& l, Command& cmd, std::chrono::milliseconds timeout);
     Status run_owned(Lcore& l, std::unique_ptr<Command> cmd);
+    // attach: the spec, the port, then kAttachSteps in order, then steering.
+    Status check_spec(const VifSpec& spec) const;
     PortState* pick_port(const VifSpec& spec, Status& why);
+    using AttachStep = Status (Impl::*)(VifRecord& r, PortState& ps);
+    static const AttachStep kAttachSteps[];
+    Status pick_nic_queue(VifRecord& r, PortState& ps);
+    Status check_rx_buffers(VifRecord& r, PortState& ps);
+    Status pick_lcore(VifRecord& r, PortState& ps);
+    Status settle_rx_mode(VifRecord& r, PortState& ps);
+    Status open_buffer_table(VifRecord& r, PortState& ps);
+    Status open_control_ring(VifRecord& r, PortState& ps);
+    Status map_rings(VifRecord& r, PortState& ps);
+    std::unique_ptr<GuestQueue> make_queue(const VifRecord& r, const PortState& ps, std::size_t qi,
+                                           netif::TxBackRing tx, netif::RxBackRing rx);
+    Status start_serving(VifRecord& r, PortState& ps);
+    void steer_shared(VifRecord& r, const PortState& ps);
+    void set_vf_mac(const VifRecord& r, const PortState& ps);
+    void abandon(VifRecord& r, PortState& ps);
+
     Status release_nic_queue(VifRecord& r);
     void free_record(VifRecord& r);
     void push_event(DataPlaneEvent e);
@@ -342,7 +362,52 @@ PortState* Engine::Impl::pick_port(const VifSpec& spec, Status& why) {
     return nullptr;
 }
 
+// Attaching: the steps after the port is picked, in order. A step that fails leaves what the
+// earlier ones made to one rollback (abandon): the MAC rule removed, the record's tables,
+// control ring, mappings and completion rings freed.
+const Engine::Impl::AttachStep Engine::Impl::kAttachSteps[] = {
+    &Impl::pick_nic_queue,    &Impl::check_rx_buffers,  &Impl::pick_lcore, &Impl::settle_rx_mode,
+    &Impl::open_buffer_table, &Impl::open_control_ring, &Impl::map_rings,  &Impl::start_serving,
+};
+
 Status Engine::Impl::attach(const VifSpec& spec) {
+    if (Status st = check_spec(spec); !st) return st;
+    Status why = ok();
+    PortState* ps = pick_port(spec, why);
+    if (ps == nullptr) return why;
+    auto rec = std::make_unique<VifRecord>();
+    rec->spec = spec;
+    rec->shared = std::make_unique<VifShared>();
+    rec->port_index = ps->index;
+
+    for (AttachStep step : kAttachSteps) {
+        if (Status st = (this->*step)(*rec, *ps); !st) {
+            abandon(*rec, *ps);
+            return st;
+        }
+    }
+    if (rec->rx_queue) ps->owner[*rec->rx_queue] = spec.id;
+    steer_shared(*rec, *ps);
+    set_vf_mac(*rec, *ps);
+
+    const std::string name = to_string(spec.id);
+    spdlog::info("{}: attached on lcore {}, port {} {}, {} queue(s), RX {}{}", name,
+                 lcores[rec->lcore]->lcore_id(), ps->port->config().name,
+                 rec->rx_queue ? "queue " + std::to_string(*rec->rx_queue)
+                               : std::string("shared queue"),
+                 rec->queues.size(), to_string(rec->mode),
+                 rec->mode_reason.empty() ? "" : " (" + rec->mode_reason + ")");
+    if (rec->mode != spec.rx_mode)
+        push_event(DataPlaneEvent{DataPlaneEvent::Kind::mode_fallback, spec.id,
+                                  std::string("RX mode ") + to_string(spec.rx_mode) + " -> " +
+                                      to_string(rec->mode) + ": " + rec->mode_reason});
+    vifs_.emplace(spec.id, std::move(rec));
+    return ok();
+}
+
+// What the spec says on its own: the engine runs, the vif is new, its queue count and MAC
+// are usable.
+Status Engine::Impl::check_spec(const VifSpec& spec) const {
     if (shut_down_ || !launched_) return make_error(Errc::closed, "the engine is shut down");
     const std::string name = to_string(spec.id);
     if (vifs_.count(spec.id)) return make_error(Errc::exists, name + " is attached already");
@@ -351,254 +416,276 @@ Status Engine::Impl::attach(const VifSpec& spec) {
         return make_error(Errc::invalid_argument, name + ": bad queue count");
     if (spec.mac.is_multicast() || spec.mac.is_zero())
         return make_error(Errc::invalid_argument, name + ": the vif MAC must be unicast");
-    Status why = ok();
-    PortState* ps = pick_port(spec, why);
-    if (ps == nullptr) return why;
-    const pmd::PortConfig& pc = ps->port->config();
+    return ok();
+}
 
-    auto rec = std::make_unique<VifRecord>();
-    rec->spec = spec;
-    rec->shared = std::make_unique<VifShared>();
-    rec->port_index = ps->index;
-
-    // The NIC queue: the whole port, a steered queue, or the shared queue.
+// The vif's NIC queue: the whole port (dedicated_port), a queue a MAC rule steers to
+// (mac_flow, when one is free and the PMD takes the rule), or none: the port's shared
+// queue, with the reason in r.mode_reason. Errors only for a queue the operator named.
+Status Engine::Impl::pick_nic_queue(VifRecord& r, PortState& ps) {
+    const pmd::PortConfig& pc = ps.port->config();
+    const std::string name = to_string(r.spec.id);
     std::optional<std::uint16_t> nicq;
-    if (ps->dedicated()) {
+    if (ps.dedicated()) {
         nicq = 0;
     } else if (pc.steering == pmd::Steering::mac_flow) {
-        if (spec.rx_queue) {
-            const std::uint16_t q = *spec.rx_queue;
-            if (q >= ps->dedicated_queue.size() || !ps->dedicated_queue[q])
+        if (r.spec.rx_queue) {
+            const std::uint16_t q = *r.spec.rx_queue;
+            if (q >= ps.dedicated_queue.size() || !ps.dedicated_queue[q])
                 return make_error(Errc::invalid_argument, name + ": RX queue " + std::to_string(q) +
                                                               " is not a dedicated "
                                                               "queue of port " +
                                                               pc.name);
-            if (ps->owner[q])
+            if (ps.owner[q])
                 return make_error(Errc::busy, name + ": RX queue " + std::to_string(q) +
                                                   " of port " + pc.name + " serves " +
-                                                  to_string(*ps->owner[q]));
+                                                  to_string(*ps.owner[q]));
             nicq = q;
         } else {
-            for (std::uint16_t q = 0; q < ps->dedicated_queue.size() && !nicq; ++q)
-                if (ps->dedicated_queue[q] && !ps->owner[q]) nicq = q;
+            for (std::uint16_t q = 0; q < ps.dedicated_queue.size() && !nicq; ++q)
+                if (ps.dedicated_queue[q] && !ps.owner[q]) nicq = q;
         }
-        if (nicq && !ps->port->setup().flow_rules) {
-            rec->mode_reason = "port " + pc.name + " has no MAC steering rules (" +
-                               ps->port->setup().flow_reason + "): shared queue";
+        if (!nicq) {
+            r.mode_reason = "no free dedicated queue on port " + pc.name + ": shared queue";
+        } else if (!ps.port->setup().flow_rules) {
+            r.mode_reason = "port " + pc.name + " has no MAC steering rules (" +
+                            ps.port->setup().flow_reason + "): shared queue";
             nicq.reset();
-        }
-        if (nicq) {
-            auto flow = ps->port->add_mac_rule(spec.mac, *nicq);
-            if (!flow) {
-                spdlog::warn("{}: {}: the guest uses the shared queue", name, flow.error().message);
-                rec->mode_reason = flow.error().message + ": shared queue";
-                nicq.reset();
-            } else {
-                rec->flow = *flow;
-            }
-        } else if (rec->mode_reason.empty()) {
-            rec->mode_reason = "no free dedicated queue on port " + pc.name + ": shared queue";
+        } else if (auto flow = ps.port->add_mac_rule(r.spec.mac, *nicq); !flow) {
+            spdlog::warn("{}: {}: the guest uses the shared queue", name, flow.error().message);
+            r.mode_reason = flow.error().message + ": shared queue";
+            nicq.reset();
+        } else {
+            r.flow = *flow;
         }
     }
-    rec->rx_queue = nicq;
-    const bool zc = nicq && ps->guest_pools[*nicq] != nullptr;
-    if (zc && ps->max_frame > pmd::zero_copy_frame_limit(spec.frontend.rx_buffer_size)) {
-        // The NIC writes each frame whole into one posted buffer, after its headroom.
-        if (rec->flow != nullptr) (void)ps->port->remove_rule(rec->flow);
-        return make_error(
-            Errc::unsupported,
-            name + ": the frontend's RX buffers (rx-buffer-size " +
-                std::to_string(spec.frontend.rx_buffer_size) + ") hold frames of " +
-                std::to_string(pmd::zero_copy_frame_limit(spec.frontend.rx_buffer_size)) +
-                " bytes after the NIC's headroom, and port " + pc.name + " receives frames of " +
-                std::to_string(ps->max_frame) + " bytes into them");
-    }
+    r.rx_queue = nicq;
+    r.zero_copy = nicq && ps.guest_pools[*nicq] != nullptr;
+    return ok();
+}
 
-    // The lcore: the least loaded.
-    unsigned li = 0;
+// A zero-copy queue's NIC writes each frame whole into one posted buffer, after its headroom:
+// the frontend's buffers must hold the port's largest frame.
+Status Engine::Impl::check_rx_buffers(VifRecord& r, PortState& ps) {
+    const std::uint32_t size = r.spec.frontend.rx_buffer_size;
+    if (!r.zero_copy || ps.max_frame <= pmd::zero_copy_frame_limit(size)) return ok();
+    return make_error(Errc::unsupported, to_string(r.spec.id) +
+                                             ": the frontend's RX buffers (rx-buffer-size " +
+                                             std::to_string(size) + ") hold frames of " +
+                                             std::to_string(pmd::zero_copy_frame_limit(size)) +
+                                             " bytes after the NIC's headroom, and port " +
+                                             ps.port->config().name + " receives frames of " +
+                                             std::to_string(ps.max_frame) + " bytes into them");
+}
+
+// The lcore with the fewest guest queues.
+Status Engine::Impl::pick_lcore(VifRecord& r, PortState&) {
+    r.lcore = 0;
     for (unsigned i = 1; i < lcores.size(); ++i)
-        if (lcores[i]->queue_count() < lcores[li]->queue_count()) li = i;
-    rec->lcore = li;
+        if (lcores[i]->queue_count() < lcores[r.lcore]->queue_count()) r.lcore = i;
+    return ok();
+}
 
-    // RX mode in effect.
-    RxMode mode = spec.rx_mode;
-    if (mode != RxMode::copy && !zc) {
-        if (rec->mode_reason.empty())
-            rec->mode_reason =
-                nicq ? ps->copy_reason : "frames come from the shared queue of port " + pc.name;
-        mode = RxMode::copy;
-    }
+// The RX mode in effect: the one asked for, or copy when the vif has no zero-copy NIC queue.
+Status Engine::Impl::settle_rx_mode(VifRecord& r, PortState& ps) {
+    r.mode = r.spec.rx_mode;
+    if (r.mode == RxMode::copy || r.zero_copy) return ok();
+    if (r.mode_reason.empty())
+        r.mode_reason = r.rx_queue
+                            ? ps.copy_reason
+                            : "frames come from the shared queue of port " + ps.port->config().name;
+    r.mode = RxMode::copy;
+    return ok();
+}
+
+// Where the vif's RX buffers are looked up: a persistent-grant table of its own when the
+// frontend registers them over the control ring (static grants), else the hypervisor's
+// translation table in reuse mode (map when it has none, or keeps none).
+Status Engine::Impl::open_buffer_table(VifRecord& r, PortState&) {
+    const VifSpec& spec = r.spec;
     if (spec.frontend.static_grants) {
-        // The frontend registers its RX buffers over the control ring (docs/protocol.md):
-        // a persistent-grant table of our own, whatever the hypervisor keeps, since this
-        // frontend's registrations arrive here and nowhere else.
+        // A table of our own, whatever the hypervisor keeps, since this frontend's
+        // registrations arrive here and nowhere else (docs/protocol.md).
         auto mapper = hv_.open_grant_table();
         auto t = mapper ? hv::PersistentGrantTable::create(std::move(*mapper), spec.id.dom,
                                                            opts.static_grants)
                         : Result<std::unique_ptr<hv::PersistentGrantTable>>(mapper.error());
-        if (!t) return make_error(t.error().code, name + ": static grants: " + t.error().message);
-        rec->static_table = t->get();
-        rec->iott = std::move(*t);
-    } else if (mode == RxMode::reuse) {
-        auto t = hv_.open_translation_table(spec.id.dom);
-        if (!t) {
-            rec->mode_reason = "no I/O translation table: " + t.error().message;
-            mode = RxMode::map;
-        } else if ((*t)->persistent_grants() != nullptr) {
-            // Stock Xen keeps no table: only a frontend that registers its buffers (static
-            // grants) fills one; without them every lookup would miss.
-            rec->mode_reason = "the frontend did not negotiate static grants (feature-static-"
-                               "grants), and this hypervisor keeps no translation table";
-            mode = RxMode::map;
-        } else {
-            rec->iott = std::move(*t);
-        }
+        if (!t)
+            return make_error(t.error().code,
+                              to_string(spec.id) + ": static grants: " + t.error().message);
+        r.static_table = t->get();
+        r.iott = std::move(*t);
+        return ok();
     }
-    auto cleanup = [&] {
-        if (rec->flow != nullptr) (void)ps->port->remove_rule(rec->flow);
-        free_record(*rec);
-    };
-    if (spec.frontend.ctrl_ring) {
-        auto c = detail::CtrlServer::open(*gt_, *ctl_ev_, spec.id.dom, *spec.frontend.ctrl_ring,
-                                          rec->static_table, static_cast<std::uint32_t>(fq.size()),
-                                          name);
-        if (!c) {
-            cleanup();
-            return std::move(c).error();
-        }
-        rec->ctrl = std::move(*c);
+    if (r.mode != RxMode::reuse) return ok();
+    auto t = hv_.open_translation_table(spec.id.dom);
+    if (!t) {
+        r.mode_reason = "no I/O translation table: " + t.error().message;
+        r.mode = RxMode::map;
+    } else if ((*t)->persistent_grants() != nullptr) {
+        // Stock Xen keeps no table: only a frontend that registers its buffers (static
+        // grants) fills one; without them every lookup would miss.
+        r.mode_reason = "the frontend did not negotiate static grants (feature-static-"
+                        "grants), and this hypervisor keeps no translation table";
+        r.mode = RxMode::map;
+    } else {
+        r.iott = std::move(*t);
     }
+    return ok();
+}
 
-    // Rings: both pages of a queue mapped with one call.
+// The frontend's control ring (static grants), served on the control thread.
+Status Engine::Impl::open_control_ring(VifRecord& r, PortState&) {
+    const VifSpec& spec = r.spec;
+    if (!spec.frontend.ctrl_ring) return ok();
+    auto c = detail::CtrlServer::open(
+        *gt_, *ctl_ev_, spec.id.dom, *spec.frontend.ctrl_ring, r.static_table,
+        static_cast<std::uint32_t>(spec.frontend.queues.size()), to_string(spec.id));
+    if (!c) return std::move(c).error();
+    r.ctrl = std::move(*c);
+    return ok();
+}
+
+// Both ring pages of each queue mapped with one call, and the queue the lcore will own.
+Status Engine::Impl::map_rings(VifRecord& r, PortState& ps) {
+    const VifSpec& spec = r.spec;
+    const std::string name = to_string(spec.id);
+    const auto& fq = spec.frontend.queues;
     for (std::size_t qi = 0; qi < fq.size(); ++qi) {
         const netif::QueueConfig& qc = fq[qi];
         const hv::GrantMapRequest reqs[2] = {{spec.id.dom, qc.tx_ring_ref, true},
                                              {spec.id.dom, qc.rx_ring_ref, true}};
         std::int16_t status[2] = {0, 0};
         hv::GrantMapping m = gt_->map(reqs, status);
-        if (!m) {
-            cleanup();
+        if (!m)
             return make_error(Errc::protocol,
                               name + ": mapping ring grants " + std::to_string(qc.tx_ring_ref) +
                                   "/" + std::to_string(qc.rx_ring_ref) + " of queue " +
                                   std::to_string(qi) + ": GNTST " + std::to_string(status[0]) +
                                   "/" + std::to_string(status[1]));
-        }
-        rec->rings.push_back(m);
+        r.rings.push_back(m);
         auto tx = netif::TxBackRing::attach(m.page(0));
         auto rx = netif::RxBackRing::attach(m.page(1));
-        if (!tx || !rx) {
-            cleanup();
+        if (!tx || !rx)
             return make_error(Errc::protocol, name + ": queue " + std::to_string(qi) + ": " +
                                                   (!tx ? tx.error().message : rx.error().message));
-        }
-        auto q = std::make_unique<GuestQueue>();
-        q->key = next_key_++;
-        q->vif = spec.id;
-        q->index = static_cast<unsigned>(qi);
-        q->dom = spec.id.dom;
-        q->mac = spec.mac;
-        q->shared = rec->shared.get();
-        q->tx = *tx;
-        q->rx = *rx;
-        q->tx_remote = qc.tx_evtchn;
-        q->rx_remote = qc.rx_evtchn;
-        q->split_evtchn = qc.split_event_channels;
-        q->rx_notify = spec.frontend.rx_notify;
-        q->multicast_control = spec.frontend.multicast_control;
-        q->rx_features = netif::RxFeatures{spec.frontend.gso_tcpv4, spec.frontend.gso_tcpv6};
-        q->rx_sg = spec.frontend.sg;
-        q->rx_buffers =
-            netif::RxBufferLayout{spec.frontend.rx_buffer_offset, spec.frontend.rx_buffer_size,
-                                  spec.frontend.xdp_headroom};
-        q->tx_limits = opts.tx_limits;
-        if (q->tx_limits.max_frame_len == 0) q->tx_limits.max_frame_len = ps->max_frame;
-        q->anti_spoofing = opts.anti_spoofing;
-        q->fatal_bad_grants = opts.fatal_bad_grants;
-        q->out_port_index = ps->index;
-        q->out_port_id = ps->port->id();
-        q->out_tx_queue = ps->tx_queue(li);
-        q->out_offloads = ps->tx_offloads;
-        q->out_max_frame = ps->max_frame;
-        // RX frames of a dedicated queue go to the vif's first queue (netfront takes them
-        // on any queue).
-        if (qi == 0 && nicq) {
-            q->nic.kind = zc ? NicKind::guest_pool : NicKind::daemon;
-            q->nic.port_index = ps->index;
-            q->nic.port_id = ps->port->id();
-            q->nic.queue = *nicq;
-            q->nic.pool = zc ? ps->guest_pools[*nicq].get() : nullptr;
-            q->nic.intr_fd = ps->port->rx_interrupt_fd(*nicq);
-            q->nic.intr_level = ps->port->rx_interrupt(*nicq) == pmd::RxInterrupt::level;
-        }
-        q->mode = qi == 0 ? mode : RxMode::copy;
-        q->reuse_miss = opts.reuse_miss;
-        if (rec->iott) {
-            q->view = rec->iott->view();
-            q->have_view = true;
-        }
-        if (spec.rate && spec.rate->bytes != 0 && spec.rate->usec != 0) {
-            q->rate.on = true;
-            q->rate.credit_bytes = spec.rate->bytes;
-            q->rate.period_tsc = detail::usec_to_tsc(spec.rate->usec);
-            q->rate.next_refill = rte_get_tsc_cycles() + q->rate.period_tsc;
-            q->rate.max_credit = std::max<std::uint64_t>(spec.rate->bytes, 131072);
-            q->rate.remaining = spec.rate->bytes;
-        }
-        const std::string rn = "dpnb" + std::to_string(instance) + "_d" + std::to_string(q->key);
-        q->tx_done = rte_ring_create_elem(rn.c_str(), sizeof(std::uint32_t), 2 * detail::kRingSize,
-                                          SOCKET_ID_ANY, RING_F_SC_DEQ);
-        if (q->tx_done == nullptr) {
-            rec->queues.push_back(std::move(q));
-            cleanup();
+        r.queues.push_back(make_queue(r, ps, qi, *tx, *rx));
+        GuestQueue& q = *r.queues.back();
+        const std::string rn = "dpnb" + std::to_string(instance) + "_d" + std::to_string(q.key);
+        q.tx_done = rte_ring_create_elem(rn.c_str(), sizeof(std::uint32_t), 2 * detail::kRingSize,
+                                         SOCKET_ID_ANY, RING_F_SC_DEQ);
+        if (q.tx_done == nullptr)
             return make_error(Errc::io, name + ": completion ring: " + rte_strerror(rte_errno));
-        }
-        rec->queues.push_back(std::move(q));
     }
+    return ok();
+}
 
-    // Start serving: the lcore binds the event channels.
+// Queue `qi` of the vif as its lcore will see it: rings, channels, negotiated features,
+// limits, egress port, NIC queue (the first queue only: netfront takes RX frames on any
+// queue), RX mode, buffer table, rate.
+std::unique_ptr<GuestQueue> Engine::Impl::make_queue(const VifRecord& r, const PortState& ps,
+                                                     std::size_t qi, netif::TxBackRing tx,
+                                                     netif::RxBackRing rx) {
+    const VifSpec& spec = r.spec;
+    const netif::QueueConfig& qc = spec.frontend.queues[qi];
+    auto q = std::make_unique<GuestQueue>();
+    q->key = next_key_++;
+    q->vif = spec.id;
+    q->index = static_cast<unsigned>(qi);
+    q->dom = spec.id.dom;
+    q->mac = spec.mac;
+    q->shared = r.shared.get();
+    q->tx = tx;
+    q->rx = rx;
+    q->tx_remote = qc.tx_evtchn;
+    q->rx_remote = qc.rx_evtchn;
+    q->split_evtchn = qc.split_event_channels;
+    q->rx_notify = spec.frontend.rx_notify;
+    q->multicast_control = spec.frontend.multicast_control;
+    q->rx_features = netif::RxFeatures{spec.frontend.gso_tcpv4, spec.frontend.gso_tcpv6};
+    q->rx_sg = spec.frontend.sg;
+    q->rx_buffers = netif::RxBufferLayout{spec.frontend.rx_buffer_offset,
+                                          spec.frontend.rx_buffer_size, spec.frontend.xdp_headroom};
+    q->tx_limits = opts.tx_limits;
+    if (q->tx_limits.max_frame_len == 0) q->tx_limits.max_frame_len = ps.max_frame;
+    q->anti_spoofing = opts.anti_spoofing;
+    q->fatal_bad_grants = opts.fatal_bad_grants;
+    q->out_port_index = ps.index;
+    if (qi == 0 && r.rx_queue) {
+        const std::uint16_t nq = *r.rx_queue;
+        q->nic.kind = r.zero_copy ? NicKind::guest_pool : NicKind::daemon;
+        q->nic.port_index = ps.index;
+        q->nic.port_id = ps.port->id();
+        q->nic.queue = nq;
+        q->nic.pool = r.zero_copy ? ps.guest_pools[nq].get() : nullptr;
+        q->nic.intr_fd = ps.port->rx_interrupt_fd(nq);
+        q->nic.intr_level = ps.port->rx_interrupt(nq) == pmd::RxInterrupt::level;
+    }
+    q->mode = qi == 0 ? r.mode : RxMode::copy;
+    q->reuse_miss = opts.reuse_miss;
+    if (r.iott) {
+        q->view = r.iott->view();
+        q->have_view = true;
+    }
+    if (spec.rate && spec.rate->bytes != 0 && spec.rate->usec != 0) {
+        q->rate.on = true;
+        q->rate.credit_bytes = spec.rate->bytes;
+        q->rate.period_tsc = detail::usec_to_tsc(spec.rate->usec);
+        q->rate.next_refill = rte_get_tsc_cycles() + q->rate.period_tsc;
+        q->rate.max_credit = std::max<std::uint64_t>(spec.rate->bytes, 131072);
+        q->rate.remaining = spec.rate->bytes;
+    }
+    return q;
+}
+
+// The lcore binds the event channels and starts serving the queues.
+Status Engine::Impl::start_serving(VifRecord& r, PortState&) {
     auto cmd = std::make_unique<Command>();
     cmd->kind = Command::Kind::attach;
-    for (auto& q : rec->queues)
+    for (auto& q : r.queues)
         cmd->queues.push_back(q.get());
-    if (Status st = run_owned(*lcores[li], std::move(cmd)); !st) {
-        cleanup();
-        return st;
+    return run_owned(*lcores[r.lcore], std::move(cmd));
+}
+
+// On a port with shared queues, each lcore that demultiplexes one learns the guest: unicast
+// to its MAC (when no rule steers it) and every broadcast or multicast. A failure leaves the
+// guest without frames from the shared queues, and is logged.
+void Engine::Impl::steer_shared(VifRecord& r, const PortState& ps) {
+    if (!ps.has_shared_queue()) return;
+    for (unsigned dl : ps.demux_lcores) {
+        auto steer = std::make_unique<Command>();
+        steer->kind = Command::Kind::steer_add;
+        steer->port_index = ps.index;
+        steer->mac = r.spec.mac;
+        steer->key = r.queues[0]->key;
+        steer->target_lcore = r.lcore;
+        if (Status st = run_owned(*lcores[dl], std::move(steer)); !st)
+            spdlog::error("{}: steering on port {}: {}", to_string(r.spec.id),
+                          ps.port->config().name, st.error().describe());
+        else
+            r.steered = true;
     }
-    if (nicq) ps->owner[*nicq] = spec.id;
-    if (ps->has_shared_queue()) {
-        // Unicast to the guest's MAC (when no rule steers it) and every broadcast or
-        // multicast on the shared queues.
-        for (unsigned dl : ps->demux_lcores) {
-            auto steer = std::make_unique<Command>();
-            steer->kind = Command::Kind::steer_add;
-            steer->port_index = ps->index;
-            steer->mac = spec.mac;
-            steer->key = rec->queues[0]->key;
-            steer->target_lcore = li;
-            if (Status st = run_owned(*lcores[dl], std::move(steer)); !st)
-                spdlog::error("{}: steering on port {}: {}", name, pc.name, st.error().describe());
-            else
-                rec->steered = true;
+}
+
+// A VF port (vf_of): its PF gives the VF the guest's MAC.
+void Engine::Impl::set_vf_mac(const VifRecord& r, const PortState& ps) {
+    const pmd::PortConfig& pc = ps.port->config();
+    if (pc.vf_of.empty()) return;
+    for (auto& pf : ports)
+        if (pf->port->config().name == pc.vf_of) {
+            if (Status st = pf->port->set_vf_mac(pc.vf_index, r.spec.mac); !st)
+                spdlog::warn("{}: {}", to_string(r.spec.id), st.error().message);
         }
+}
+
+// Rollback of a failed attach: the MAC rule and everything the record holds.
+void Engine::Impl::abandon(VifRecord& r, PortState& ps) {
+    if (r.flow != nullptr) {
+        if (Status st = ps.port->remove_rule(r.flow); !st)
+            spdlog::warn("{}: {}", to_string(r.spec.id), st.error().message);
+        r.flow = nullptr;
     }
-    if (!pc.vf_of.empty()) {
-        for (auto& pf : ports)
-            if (pf->port->config().name == pc.vf_of) {
-                if (Status st = pf->port->set_vf_mac(pc.vf_index, spec.mac); !st)
-                    spdlog::warn("{}: {}", name, st.error().message);
-            }
-    }
-    spdlog::info("{}: attached on lcore {}, port {} {}, {} queue(s), RX {}{}", name,
-                 lcores[li]->lcore_id(), pc.name,
-                 nicq ? "queue " + std::to_string(*nicq) : std::string("shared queue"), fq.size(),
-                 to_string(mode), rec->mode_reason.empty() ? "" : " (" + rec->mode_reason + ")");
-    if (mode != spec.rx_mode)
-        push_event(DataPlaneEvent{DataPlaneEvent::Kind::mode_fallback, spec.id,
-                                  std::string("RX mode ") + to_string(spec.rx_mode) + " -> " +
-                                      to_string(mode) + ": " + rec->mode_reason});
-    vifs_.emplace(spec.id, std::move(rec));
-    return ok();
+    free_record(r);
 }
 
 // A zero-copy NIC queue still holds guest buffers: re-create it (its PMD frees them into
