@@ -112,18 +112,4 @@ Status init_eal(const EalOptions& options) {
     return ok();
 }
 
-bool eal_initialised() noexcept {
-    std::lock_guard lock(g_mu);
-    return g_initialised;
-}
-
-std::vector<unsigned> eal_worker_lcores() {
-    std::vector<unsigned> out;
-    unsigned id;
-    RTE_LCORE_FOREACH_WORKER(id) {
-        out.push_back(id);
-    }
-    return out;
-}
-
 } // namespace dpnb::pmd

@@ -209,15 +209,13 @@ void GuestBufferPool::give_header(rte_mbuf* m) noexcept {
 }
 
 bool GuestBufferPool::push_ready(rte_mbuf* m, std::byte* buffer, GuestBufKind kind,
-                                 std::uint32_t ring_idx, std::uint16_t slot,
-                                 std::uint16_t buffer_len) noexcept {
+                                 std::uint32_t ring_idx, std::uint16_t buffer_len) noexcept {
     if (ready_.size() == ready_.capacity()) return false;
     attach(m, buffer, buffer_len);
     GuestBufInfo& i = info(m);
     i.kind = kind;
     i.bound = true;
     i.ring_idx = ring_idx;
-    i.slot = slot;
     return ready_.push(m);
 }
 
@@ -245,11 +243,6 @@ void GuestBufferPool::give_bounce(std::byte* buf) noexcept {
     bounce_free_.push_back(buf);
 }
 
-bool GuestBufferPool::is_bounce(const std::byte* p) const noexcept {
-    const std::byte* first = daemon_mem_ + std::size_t{config_.placeholders} * kBufferSize;
-    return daemon_mem_ != nullptr && p >= first && p < daemon_mem_ + daemon_bytes_;
-}
-
 GuestPoolCounts GuestBufferPool::counts() const noexcept {
     GuestPoolCounts c;
     c.headers = config_.headers;
@@ -261,7 +254,6 @@ GuestPoolCounts GuestBufferPool::counts() const noexcept {
     c.bounce = config_.bounce_buffers;
     c.bounce_free = static_cast<unsigned>(bounce_free_.size());
     c.placeholders_handed = placeholders_handed_;
-    c.empty_allocations = empty_allocations_;
     return c;
 }
 
@@ -283,7 +275,6 @@ int GuestBufferPool::ops_dequeue(void** objs, unsigned n) noexcept {
         placeholders_handed_ += n;
         return 0;
     }
-    ++empty_allocations_;
     return -ENOBUFS;
 }
 

@@ -142,12 +142,8 @@ struct GuestQueue {
     bool anti_spoofing = true;
     bool fatal_bad_grants = true;
 
-    // TX egress
+    // TX egress: the engine's port (its TX queue is the lcore's, PortState::tx_queue)
     std::uint16_t out_port_index = 0;
-    std::uint16_t out_port_id = 0;
-    std::uint16_t out_tx_queue = 0; // this lcore's TX queue on that port
-    std::uint64_t out_offloads = 0;
-    std::uint32_t out_max_frame = 0;
 
     // RX source
     NicBinding nic;
@@ -168,9 +164,7 @@ struct GuestQueue {
     std::array<std::uint32_t, kRingSize> nic_order{};
     std::uint32_t nic_head = 0, nic_tail = 0;
     std::array<MapGroup, kRingSize> groups{};
-    std::uint32_t groups_used = 0;
     std::uint32_t rx_answer_pending = 0; // slots consumed, not yet answered
-    bool rx_publish = false;             // responses written, not yet pushed
 
     std::array<rte_mbuf*, kMaxPendingFrames> pending{}; // copy-path frames for this round
     std::uint32_t n_pending = 0;

@@ -475,7 +475,6 @@ void Lcore::finish_queue(GuestQueue* q) {
             }
             g = MapGroup{};
         }
-    q->groups_used = 0;
     q->posted = 0;
     if (q->tx_port != 0) {
         by_port_.erase(q->tx_port);

@@ -104,7 +104,6 @@ Status Port::probe() {
                                                    devname);
     }
     caps_.port_id = id;
-    caps_.ethdev_name = devname;
     rte_eth_dev_info info{};
     if (int rc = rte_eth_dev_info_get(id, &info); rc != 0)
         return eth_error("port " + config_.name + ": rte_eth_dev_info_get", rc);
@@ -112,8 +111,6 @@ Status Port::probe() {
     caps_.max_rx_queues = info.max_rx_queues;
     caps_.max_tx_queues = info.max_tx_queues;
     caps_.max_rx_pktlen = info.max_rx_pktlen;
-    caps_.min_mtu = info.min_mtu;
-    caps_.max_mtu = info.max_mtu;
     caps_.rx_offload_capa = info.rx_offload_capa;
     caps_.tx_offload_capa = info.tx_offload_capa;
     rte_ether_addr mac{};
@@ -201,7 +198,6 @@ Status Port::configure(std::span<rte_mempool* const> rx_pools, std::uint16_t nb_
                              ", largest frame " + std::to_string(caps_.max_rx_pktlen) + ")",
                          rc);
     configured_ = true;
-    setup_.rx_offloads = rx;
     setup_.tx_offloads = tx;
     setup_.nb_rx = nb_rx;
     setup_.nb_tx = nb_tx;
@@ -392,14 +388,6 @@ int Port::rx_interrupt_fd(std::uint16_t q) const noexcept {
 RxInterrupt Port::rx_interrupt(std::uint16_t q) const noexcept {
     if (!started_ || q >= setup_.rx_intr.size()) return RxInterrupt::none;
     return setup_.rx_intr[q];
-}
-
-bool Port::enable_rx_interrupt(std::uint16_t q) noexcept {
-    return rte_eth_dev_rx_intr_enable(caps_.port_id, q) == 0;
-}
-
-void Port::disable_rx_interrupt(std::uint16_t q) noexcept {
-    (void)rte_eth_dev_rx_intr_disable(caps_.port_id, q);
 }
 
 Port::Stats Port::stats() const {

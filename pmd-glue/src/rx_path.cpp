@@ -294,7 +294,6 @@ void Lcore::group_filled(GuestQueue* q, std::int16_t g) {
         }
     }
     grp = MapGroup{};
-    --q->groups_used;
 }
 
 void Lcore::collect_returned(GuestQueue* q) {
@@ -486,7 +485,6 @@ bool Lcore::do_rx_post(GuestQueue* q) {
         grp.pending = static_cast<std::uint16_t>(n);
         grp.first = map_idx[start];
         grp.last = map_idx[start + n - 1];
-        ++q->groups_used;
         bump(q->counters.c.grant_map_ops, n);
         bump(q->counters.c.grant_batches);
         for (std::uint32_t k = 0; k < n; ++k) {
@@ -515,8 +513,7 @@ bool Lcore::do_rx_post(GuestQueue* q) {
         }
         const auto kind =
             s.buf == RxSlot::Buf::bounce ? pmd::GuestBufKind::bounce : pmd::GuestBufKind::guest;
-        (void)pool.push_ready(s.m, s.page + s.buf_start, kind, j,
-                              static_cast<std::uint16_t>(j & kRingMask), q->rx_buffers.buffer_size);
+        (void)pool.push_ready(s.m, s.page + s.buf_start, kind, j, q->rx_buffers.buffer_size);
         q->nic_order[q->nic_tail++ & kRingMask] = j;
         ++q->posted;
     }

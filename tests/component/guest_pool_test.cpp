@@ -84,7 +84,7 @@ TEST_F(GuestPoolTap, TheNicWritesPostedBuffersInPostingOrder) {
     for (unsigned i = 0; i < kPosted; ++i) {
         rte_mbuf* m = gp.take_header();
         ASSERT_NE(m, nullptr);
-        ASSERT_TRUE(gp.push_ready(m, page(i), GuestBufKind::guest, 1000 + i, 0));
+        ASSERT_TRUE(gp.push_ready(m, page(i), GuestBufKind::guest, 1000 + i));
     }
 
     TapPeer peer(iface);
@@ -119,7 +119,7 @@ TEST_F(GuestPoolTap, TheNicWritesPostedBuffersInPostingOrder) {
     {
         rte_mbuf* m = gp.take_header();
         ASSERT_NE(m, nullptr);
-        ASSERT_TRUE(gp.push_ready(m, page(kPosted), GuestBufKind::guest, 1000 + kPosted, 0));
+        ASSERT_TRUE(gp.push_ready(m, page(kPosted), GuestBufKind::guest, 1000 + kPosted));
         const auto extra = payload_frame(guest_mac(1), peer_mac(), 99, 7, 1514);
         ASSERT_TRUE(peer.send(extra));
         auto more = receive((*port)->id(), 1, 30'000);

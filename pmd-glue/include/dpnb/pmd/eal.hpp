@@ -42,9 +42,4 @@ Result<std::vector<std::string>> eal_arguments(const EalOptions& options);
 // Errors name the refused option or carry DPDK's rte_errno text.
 Status init_eal(const EalOptions& options);
 
-bool eal_initialised() noexcept;
-
-// The worker lcores EAL knows (after init_eal), in id order.
-std::vector<unsigned> eal_worker_lcores();
-
 } // namespace dpnb::pmd

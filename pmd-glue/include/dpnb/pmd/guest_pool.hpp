@@ -46,8 +46,7 @@ enum class GuestBufKind : std::uint8_t {
 struct GuestBufInfo {
     std::uint32_t ring_idx = 0; // the RX request the buffer answers (guest, bounce)
     GuestBufKind kind = GuestBufKind::none;
-    bool bound = false; // attached and handed to the FIFO (or the PMD)
-    std::uint16_t slot = 0;
+    bool bound = false;          // attached and handed to the FIFO (or the PMD)
     std::byte* buffer = nullptr; // start of the buffer (in a guest page or a daemon buffer)
 };
 
@@ -69,7 +68,6 @@ struct GuestPoolCounts {
     unsigned bounce = 0;
     unsigned bounce_free = 0;
     std::uint64_t placeholders_handed = 0; // over the pool's life
-    std::uint64_t empty_allocations = 0;   // allocations refused: back-pressure
 };
 
 class GuestBufferPool {
@@ -90,7 +88,6 @@ public:
 
     // Start phase on/off (control thread, while no lcore uses the pool).
     void set_start_mode(bool on) noexcept { start_mode_ = on; }
-    bool start_mode() const noexcept { return start_mode_; }
 
     // --- the owning lcore -----------------------------------------------------------------
     rte_mbuf* take_header() noexcept;       // a free header, or nullptr
@@ -99,7 +96,7 @@ public:
     // buffers) for the RX request at ring index `ring_idx` and appends it to the FIFO. The
     // frame lands RTE_PKTMBUF_HEADROOM bytes in. False (nothing changed) when the FIFO is full.
     bool push_ready(rte_mbuf* m, std::byte* buffer, GuestBufKind kind, std::uint32_t ring_idx,
-                    std::uint16_t slot, std::uint16_t buffer_len = kBufferSize) noexcept;
+                    std::uint16_t buffer_len = kBufferSize) noexcept;
     // Takes back the oldest header the PMD has not taken yet (detach), still bound.
     rte_mbuf* pop_ready() noexcept;
     unsigned ready() const noexcept { return ready_.size(); }
@@ -111,7 +108,6 @@ public:
 
     std::byte* take_bounce() noexcept; // a free bounce buffer, or nullptr
     void give_bounce(std::byte* buf) noexcept;
-    bool is_bounce(const std::byte* p) const noexcept;
 
     GuestPoolCounts counts() const noexcept;
 
@@ -152,7 +148,6 @@ private:
     std::vector<std::byte*> placeholders_free_;
     std::vector<std::byte*> bounce_free_;
     std::uint64_t placeholders_handed_ = 0;
-    std::uint64_t empty_allocations_ = 0;
 };
 
 } // namespace dpnb::pmd

@@ -61,14 +61,11 @@ struct PortConfig {
 
 struct PortCaps {
     std::uint16_t port_id = 0;
-    std::string ethdev_name;
     std::string driver;
     netif::MacAddress mac;
     std::uint16_t max_rx_queues = 0;
     std::uint16_t max_tx_queues = 0;
     std::uint32_t max_rx_pktlen = 0;
-    std::uint16_t min_mtu = 0;
-    std::uint16_t max_mtu = 0;
     std::uint64_t rx_offload_capa = 0;
     std::uint64_t tx_offload_capa = 0;
     // The driver's quirks (driver_caps.hpp): its row of the driver table, or the defaults
@@ -82,7 +79,6 @@ struct PortSetup {
     std::string copy_reason; // why not, when zero_copy is false
     bool flow_rules = false; // mac_flow: the PMD accepted a validated MAC rule
     std::string flow_reason; // why not
-    std::uint64_t rx_offloads = 0;
     std::uint64_t tx_offloads = 0;
     std::uint16_t nb_rx = 0;
     std::uint16_t nb_tx = 0;
@@ -125,11 +121,10 @@ public:
     // The port must be stopped.
     Status setup_rx_queue(std::uint16_t q, rte_mempool* pool);
 
-    // RX interrupts (after start): the fd to sleep on, and arming.
+    // RX interrupts (after start): the fd to sleep on, and its kind (the lcore arms an
+    // `armed` queue with rte_eth_dev_rx_intr_enable itself).
     int rx_interrupt_fd(std::uint16_t q) const noexcept; // -1 when none
     RxInterrupt rx_interrupt(std::uint16_t q) const noexcept;
-    bool enable_rx_interrupt(std::uint16_t q) noexcept;
-    void disable_rx_interrupt(std::uint16_t q) noexcept;
 
     // mac_flow: frames to `mac` go to RX queue `q`.
     Result<rte_flow*> add_mac_rule(const netif::MacAddress& mac, std::uint16_t q);
