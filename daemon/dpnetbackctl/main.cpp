@@ -182,14 +182,16 @@ void print_stats(const Json& s) {
                             {"tx_packets", "tx packets"},
                             {"tx_bytes", "tx bytes"}});
     std::cout << "lcores\n";
-    Table l({"  LCORE", "QUEUES", "NIC-QUEUES", "BUSY-POLLS", "IDLE-POLLS", "SLEEPS", "BUSY-%"});
+    Table l({"  LCORE", "QUEUES", "NIC-QUEUES", "BUSY-POLLS", "IDLE-POLLS", "SLEEPS", "BUSY-%",
+             "INBOX-DROPS", "TX-NIC-DROPS"});
     for (const Json& c : s["lcores"]) {
         const double busy = c.value("busy_polls", 0.0), idle = c.value("idle_polls", 0.0);
         char pct[16];
         std::snprintf(pct, sizeof pct, "%.1f",
                       busy + idle > 0 ? 100.0 * busy / (busy + idle) : 0.0);
         l.add({"  " + field(c, "lcore"), field(c, "guest_queues"), field(c, "nic_queues"),
-               field(c, "busy_polls"), field(c, "idle_polls"), field(c, "sleeps"), pct});
+               field(c, "busy_polls"), field(c, "idle_polls"), field(c, "sleeps"), pct,
+               field(c, "inbox_drops"), field(c, "tx_nic_drops")});
     }
     l.print(std::cout);
     std::cout << "ports\n";

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -56,6 +57,27 @@ const char* to_string(Stage s) noexcept {
         break;
     }
     return "unknown";
+}
+
+namespace {
+constexpr std::array kLcoreCounters = {
+#define DPNB_X(name, help) CounterInfo{#name, help},
+    DPNB_LCORE_COUNTERS(DPNB_X)
+#undef DPNB_X
+};
+} // namespace
+
+std::span<const CounterInfo> lcore_counter_table() noexcept {
+    return kLcoreCounters;
+}
+
+std::uint64_t counter_value(const LcoreStats& s, std::size_t i) noexcept {
+    std::size_t k = 0;
+#define DPNB_X(name, help)                                                                         \
+    if (k++ == i) return s.name;
+    DPNB_LCORE_COUNTERS(DPNB_X)
+#undef DPNB_X
+    return 0;
 }
 
 Status validate(const EngineOptions& o) {

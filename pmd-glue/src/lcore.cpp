@@ -135,6 +135,7 @@ void Lcore::add_demux(std::uint16_t port_index, std::uint16_t port_id, std::uint
     n.intr_fd = intr_fd;
     n.intr_level = intr_level;
     nic_rx_.push_back(n);
+    nic_queue_count_.store(static_cast<unsigned>(nic_rx_.size()), std::memory_order_relaxed);
     if (demux_for(port_index) == nullptr) {
         Demux d;
         d.port_index = port_index;
@@ -163,10 +164,10 @@ LcoreStats Lcore::stats() const {
     LcoreStats s;
     s.lcore = lcore_id_;
     s.queues = queue_count();
-    s.busy_polls = read_counter(counters_.busy_polls);
-    s.idle_polls = read_counter(counters_.idle_polls);
-    s.sleeps = read_counter(counters_.sleeps);
-    s.inbox_frames = read_counter(counters_.inbox_frames);
+    s.nic_queues = nic_queue_count_.load(std::memory_order_relaxed);
+#define DPNB_X(name, help) s.name = read_counter(counters_.name);
+    DPNB_LCORE_COUNTERS(DPNB_X)
+#undef DPNB_X
     s.tsc_hz = rte_get_tsc_hz();
 #ifdef DPNB_STAGE_TIMING
     s.stage_timing = true;
@@ -301,6 +302,7 @@ void Lcore::handle(Command* cmd) {
             drop_posted(q); // buffers the NIC has not taken yet
             cmd->nic_held = cmd->nic_held || q->posted != 0;
         }
+        nic_queue_count_.store(static_cast<unsigned>(nic_rx_.size()), std::memory_order_relaxed);
         if (!try_finish_detach(cmd)) detaching_.push_back(cmd);
         return;
     case Command::Kind::release_nic:
@@ -434,6 +436,7 @@ void Lcore::attach_queue(Command* cmd) {
         if (q->index == 0) q->shared->rx_mode.store(static_cast<std::uint8_t>(q->mode));
     }
     queue_count_.store(static_cast<unsigned>(queues_.size()), std::memory_order_relaxed);
+    nic_queue_count_.store(static_cast<unsigned>(nic_rx_.size()), std::memory_order_relaxed);
     engine_.ack(cmd);
 }
 

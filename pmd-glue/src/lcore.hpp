@@ -68,13 +68,11 @@ struct InboxItem {
 };
 static_assert(sizeof(InboxItem) == 16);
 
+// Written by the lcore only (bump), read by stats() (read_counter).
 struct LcoreCounters {
-    std::uint64_t busy_polls = 0;
-    std::uint64_t idle_polls = 0;
-    std::uint64_t sleeps = 0;
-    std::uint64_t inbox_frames = 0;
-    std::uint64_t inbox_drops = 0;
-    std::uint64_t tx_nic_drops = 0; // packets a TX queue did not take (full) or a paused port
+#define DPNB_X(name, help) std::uint64_t name = 0;
+    DPNB_LCORE_COUNTERS(DPNB_X)
+#undef DPNB_X
 };
 
 class Lcore {
@@ -224,6 +222,7 @@ private:
 
     std::vector<GuestQueue*> queues_;
     std::atomic<unsigned> queue_count_{0};
+    std::atomic<unsigned> nic_queue_count_{0}; // nic_rx_.size(), for stats()
     std::unordered_map<std::uint32_t, GuestQueue*> by_key_;
     std::unordered_map<hv::EvtchnPort, GuestQueue*> by_port_;
     std::vector<NicRx> nic_rx_;

@@ -6,15 +6,26 @@
 //     is what the external-buffer callback and the completion ring are for;
 //   * TCP with a partial checksum and TCP GSO over IPv4 and IPv6 on a port with no
 //     offloads: checksums and segmentation done in software, every segment checked;
-//   * after detach: the test's mbufs all back, no grant pinned, the engine's pools full.
+//   * after detach: the test's mbufs all back, no grant pinned, the engine's pools full;
+//   * the lcore counters that need a NIC or an lcore in trouble: a TX ring the peer does not
+//     drain (tx_nic_drops), an lcore that stops taking frames from its inbox (inbox_drops),
+//     and the NIC queues each lcore polls (nic_queues).
+#include <dirent.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
 #include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <fstream>
+#include <functional>
 #include <mutex>
+#include <sys/syscall.h>
 #include <thread>
+#include <unistd.h>
+#include <utility>
 
 #include "dpnb/hv/sim.hpp"
 #include "dpnb/pmd/eal.hpp"
@@ -22,6 +33,66 @@
 
 namespace dpnb::component {
 namespace {
+
+// Holds one thread of this process (and only it) in a signal handler until released: an
+// lcore that falls behind, as when its CPU is taken away.
+int g_hold[2] = {-1, -1}; // the handler waits for a byte on g_hold[0]
+int g_held[2] = {-1, -1}; // and writes one to g_held[1] when it starts waiting
+
+void hold_thread(int) {
+    const int saved = errno;
+    char c = 1;
+    (void)!::write(g_held[1], &c, 1);
+    while (::read(g_hold[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    errno = saved;
+}
+
+class LcoreHold {
+public:
+    // EAL names the thread of worker lcore N "rte-worker-N".
+    explicit LcoreHold(unsigned lcore_id) {
+        const std::string want = "rte-worker-" + std::to_string(lcore_id);
+        if (DIR* d = ::opendir("/proc/self/task")) {
+            while (dirent* e = ::readdir(d)) {
+                std::ifstream comm(std::string("/proc/self/task/") + e->d_name + "/comm");
+                std::string name;
+                if (std::getline(comm, name) && name == want) tid_ = std::atoi(e->d_name);
+            }
+            ::closedir(d);
+        }
+        if (::pipe(g_hold) != 0 || ::pipe(g_held) != 0) tid_ = -1;
+        struct sigaction sa {};
+        sa.sa_handler = hold_thread;
+        ::sigemptyset(&sa.sa_mask);
+        ::sigaction(SIGUSR2, &sa, &old_);
+    }
+    ~LcoreHold() {
+        release();
+        ::sigaction(SIGUSR2, &old_, nullptr);
+        for (int* p : {g_hold, g_held})
+            for (int i = 0; i < 2; ++i)
+                if (p[i] >= 0) ::close(std::exchange(p[i], -1));
+    }
+    bool found() const { return tid_ > 0; }
+    // True once the thread waits in the handler.
+    bool hold() {
+        if (::syscall(SYS_tgkill, ::getpid(), tid_, SIGUSR2) != 0) return false;
+        char c;
+        held_ = ::read(g_held[0], &c, 1) == 1;
+        return held_;
+    }
+    void release() {
+        if (!std::exchange(held_, false)) return;
+        const char c = 1;
+        (void)!::write(g_hold[1], &c, 1);
+    }
+
+private:
+    int tid_ = -1;
+    bool held_ = false;
+    struct sigaction old_ {};
+};
 
 class EngineRing : public SimFixture {
 protected:
@@ -44,7 +115,7 @@ protected:
         ASSERT_NE(rx_, nullptr);
         rings_.push_back(rx_);
         for (int i = 0; i < 2; ++i) {
-            rte_ring* t = rte_ring_create((name + "_tx" + std::to_string(i)).c_str(), 1024,
+            rte_ring* t = rte_ring_create((name + "_tx" + std::to_string(i)).c_str(), tx_ring_size_,
                                           SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
             ASSERT_NE(t, nullptr);
             rings_.push_back(t);
@@ -56,8 +127,8 @@ protected:
         ASSERT_EQ(rte_eth_dev_get_name_by_port(static_cast<std::uint16_t>(port), ethdev), 0);
         ethdev_ = ethdev;
         // Cache 0: mbufs are freed by the engine's lcores and by the drainer thread.
-        pool_ = rte_pktmbuf_pool_create((name + "_pool").c_str(), 1023, 0, 0,
-                                        9216 + RTE_PKTMBUF_HEADROOM, SOCKET_ID_ANY);
+        pool_ = rte_pktmbuf_pool_create((name + "_pool").c_str(), pool_mbufs_, 0, 0,
+                                        pool_data_room_, SOCKET_ID_ANY);
         ASSERT_NE(pool_, nullptr);
     }
 
@@ -70,7 +141,9 @@ protected:
         p.device = ethdev_;
         p.steering = pmd::Steering::shared;
         p.mtu = 9000;
-        EngineOptions o = engine_options({p});
+        std::vector<pmd::PortConfig> ports = {p};
+        ports.insert(ports.end(), extra_ports_.begin(), extra_ports_.end());
+        EngineOptions o = engine_options(std::move(ports));
         o.tx_copy_slot_max = tx_copy_slot_max_;
         auto e = Engine::create(o, *backend_);
         CT_ASSERT_OK(e);
@@ -154,6 +227,21 @@ protected:
     std::vector<std::vector<std::byte>> sent_;
     std::vector<unsigned> segs_;
     std::uint16_t tx_copy_slot_max_ = 4096;
+    unsigned tx_ring_size_ = 1024; // the peer's TX rings (what the engine sends into)
+    unsigned pool_mbufs_ = 1023;   // the peer's mbufs, for what the test injects
+    std::uint16_t pool_data_room_ = 9216 + RTE_PKTMBUF_HEADROOM;
+    std::vector<pmd::PortConfig> extra_ports_; // after the ring port
+
+    std::vector<LcoreStats>
+    lcore_stats_after(std::function<bool(const std::vector<LcoreStats>&)> done) const {
+        const auto deadline =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(kTimeoutMs);
+        for (;;) {
+            auto s = engine_->lcore_stats();
+            if (done(s) || std::chrono::steady_clock::now() >= deadline) return s;
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    }
 
     void jumbo_frames_both_ways(std::uint16_t tx_copy_slot_max);
     void inject_jumbo_frames(GuestProcess& g, hv::DomId dom, unsigned count);
@@ -382,6 +470,159 @@ TEST_F(EngineRing, RateLimitHoldsTransmitsUntilLifted) {
     EXPECT_TRUE(g.close_result());
     EXPECT_TRUE(g.succeeded());
     stop_drainer();
+    CT_EXPECT_OK(engine_->shutdown());
+    for (const auto& d : engine_->leaks().details)
+        ADD_FAILURE() << d;
+}
+
+// The peer stops draining its TX ring: what the ring cannot take is dropped and counted on
+// the sending lcore (tx_nic_drops), and nothing else is. (The guest's 64-byte packets are
+// copied whole, so their slots were answered before the NIC refused them.)
+TEST_F(EngineRing, AFullTxQueueCountsNicDrops) {
+    const hv::DomId dom = create_guest("txfull");
+    CT_ASSERT_OK(plug(dom));
+    GuestProcess g(dir_.path(), dom, GuestOptions{});
+    tx_ring_size_ = 256; // holds 255: fewer than the lcore's TX mbufs
+    make_ring_port("cttxfull");
+    if (HasFatalFailure()) return;
+    start_engine();
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
+    ASSERT_TRUE(g.wait_connected());
+
+    constexpr unsigned kFrames = 600;
+    ASSERT_TRUE(g.send(peer_mac(), 1, kFrames, 64));
+    unsigned in_rings = 0;
+    for (rte_ring* t : tx_)
+        in_rings += rte_ring_count(t);
+    EXPECT_EQ(in_rings, tx_ring_size_ - 1) << "the ring the lcore sends into is full";
+    std::uint64_t drops = 0;
+    for (const LcoreStats& l : engine_->lcore_stats())
+        drops += l.tx_nic_drops;
+    EXPECT_EQ(drops, kFrames - in_rings);
+    auto rep = g.report(1);
+    ASSERT_TRUE(rep);
+    EXPECT_EQ(rep->tx_ok, kFrames);
+    auto st = engine_->status(VifId{dom, 0});
+    CT_ASSERT_OK(st);
+    EXPECT_EQ(st->counters.tx_packets, kFrames) << "the vif sent them all; the NIC refused some";
+
+    start_drainer(); // the ring's mbufs come home
+    close_and_check(g, dom);
+}
+
+// An lcore that stops taking frames from its inbox: another lcore's demultiplexing hands it
+// frames until the inbox is full, then drops and counts them (inbox_drops, on the lcore that
+// demultiplexes); once the lcore runs again it takes what waited (inbox_frames).
+TEST_F(EngineRing, AFullInboxCountsInboxDrops) {
+    const hv::DomId a = create_guest("inboxa");
+    const hv::DomId b = create_guest("inboxb");
+    CT_ASSERT_OK(plug(a));
+    CT_ASSERT_OK(plug(b));
+    GuestProcess ga(dir_.path(), a, GuestOptions{});
+    GuestProcess gb(dir_.path(), b, GuestOptions{});
+    pool_mbufs_ = 8191; // the inbox holds 4095 of them
+    pool_data_room_ = 2048 + RTE_PKTMBUF_HEADROOM;
+    make_ring_port("ctinbox");
+    if (HasFatalFailure()) return;
+    start_engine();
+    if (!engine_) return;
+    // The shared queue is demultiplexed by the first lcore; the first guest goes to the
+    // first lcore too (both are idle), the second to the other one: its frames cross.
+    CT_ASSERT_OK(handshake_->connect(a, 0, "ring", RxMode::copy));
+    CT_ASSERT_OK(handshake_->connect(b, 0, "ring", RxMode::copy));
+    ASSERT_TRUE(ga.wait_connected());
+    ASSERT_TRUE(gb.wait_connected());
+    start_drainer();
+    auto sb = engine_->status(VifId{b, 0});
+    CT_ASSERT_OK(sb);
+    const auto lcores = engine_->lcore_stats();
+    ASSERT_EQ(lcores.size(), 2u);
+    ASSERT_EQ(sb->lcore, lcores[1].lcore) << "the second guest is on the second lcore";
+
+    // A frame crosses while both lcores run.
+    ASSERT_TRUE(inject(payload_frame(guest_mac(b), peer_mac(), 0, 1, 64)));
+    ASSERT_TRUE(gb.wait_received(1, 1));
+
+    LcoreHold hold(lcores[1].lcore);
+    ASSERT_TRUE(hold.found()) << "no thread named rte-worker-" << lcores[1].lcore;
+    ASSERT_TRUE(hold.hold());
+    constexpr unsigned kInbox = 4095; // rte_ring of 4096 slots
+    constexpr unsigned kFrames = kInbox + 500;
+    for (unsigned i = 1; i <= kFrames; ++i)
+        ASSERT_TRUE(inject(payload_frame(guest_mac(b), peer_mac(), i, 1, 64)));
+    auto s = lcore_stats_after([&](const std::vector<LcoreStats>& v) {
+        return v[0].inbox_drops >= kFrames - kInbox && rte_ring_count(rx_) == 0;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    s = engine_->lcore_stats();
+    EXPECT_EQ(s[0].inbox_drops, kFrames - kInbox) << "the demultiplexing lcore counts them";
+    EXPECT_EQ(s[1].inbox_drops, 0u);
+    EXPECT_EQ(s[1].inbox_frames, 1u) << "the held lcore took nothing more";
+    hold.release();
+
+    s = lcore_stats_after(
+        [&](const std::vector<LcoreStats>& v) { return v[1].inbox_frames == 1 + kInbox; });
+    EXPECT_EQ(s[1].inbox_frames, 1 + kInbox) << "what waited in the inbox is taken";
+    EXPECT_EQ(s[0].inbox_drops, kFrames - kInbox);
+
+    for (auto [g, dom] : {std::pair{&ga, a}, std::pair{&gb, b}}) {
+        ASSERT_TRUE(g->request_close());
+        CT_EXPECT_OK(handshake_->disconnect(dom, 0));
+        EXPECT_TRUE(g->close_result());
+        EXPECT_TRUE(g->succeeded());
+    }
+    stop_drainer();
+    CT_EXPECT_OK(engine_->shutdown());
+    for (const auto& d : engine_->leaks().details)
+        ADD_FAILURE() << d;
+    EXPECT_EQ(rte_mempool_avail_count(pool_), pool_->size) << "every injected mbuf came back";
+}
+
+// nic_queues is the NIC RX queues each lcore polls: the shared queues spread over the lcores
+// at start, and a guest's dedicated queue while it is attached.
+TEST_F(EngineRing, NicQueuesAreTheQueuesEachLcorePolls) {
+    const hv::DomId dom = create_guest("nicq");
+    CT_ASSERT_OK(plug(dom));
+    GuestProcess g(dir_.path(), dom, GuestOptions{});
+    pmd::PortConfig shared;
+    shared.name = "nulls";
+    shared.device = "net_null_nqs,no-rx=1";
+    shared.steering = pmd::Steering::shared;
+    pmd::PortConfig dedicated;
+    dedicated.name = "nulld";
+    dedicated.device = "net_null_nqd,no-rx=1";
+    dedicated.steering = pmd::Steering::dedicated_port;
+    extra_ports_ = {shared, dedicated};
+    make_ring_port("ctnicq");
+    if (HasFatalFailure()) return;
+    start_engine();
+    if (!engine_) return;
+    // The ring port's queue goes to the first lcore, the shared null port's to the second;
+    // the dedicated port has no guest yet.
+    auto s = engine_->lcore_stats();
+    ASSERT_EQ(s.size(), 2u);
+    EXPECT_EQ(s[0].nic_queues, 1u);
+    EXPECT_EQ(s[1].nic_queues, 1u);
+
+    CT_ASSERT_OK(handshake_->connect(dom, 0, "nulld", RxMode::copy));
+    ASSERT_TRUE(g.wait_connected());
+    auto st = engine_->status(VifId{dom, 0});
+    CT_ASSERT_OK(st);
+    ASSERT_EQ(st->rx_queue, std::optional<std::uint16_t>(0));
+    s = engine_->lcore_stats();
+    const std::size_t mine = st->lcore == s[0].lcore ? 0 : 1;
+    EXPECT_EQ(s[mine].nic_queues, 2u) << "the guest's lcore polls its dedicated queue too";
+    EXPECT_EQ(s[1 - mine].nic_queues, 1u);
+    EXPECT_EQ(s[mine].queues, 1u);
+
+    ASSERT_TRUE(g.request_close());
+    CT_EXPECT_OK(handshake_->disconnect(dom, 0));
+    EXPECT_TRUE(g.close_result());
+    EXPECT_TRUE(g.succeeded());
+    s = engine_->lcore_stats();
+    EXPECT_EQ(s[0].nic_queues, 1u);
+    EXPECT_EQ(s[1].nic_queues, 1u);
     CT_EXPECT_OK(engine_->shutdown());
     for (const auto& d : engine_->leaks().details)
         ADD_FAILURE() << d;

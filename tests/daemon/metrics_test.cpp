@@ -131,6 +131,68 @@ TEST(Metrics, EachFamilyOnceAndContiguous) {
     }
 }
 
+// The counter samples of `text` that carry `label` (`vif="vif1.0"`) and end in " value".
+std::vector<std::string> counter_samples(const std::string& text, const std::string& label,
+                                         std::uint64_t value) {
+    std::set<std::string> counters;
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    std::string line;
+    const std::string tail = " " + std::to_string(value);
+    while (std::getline(in, line)) {
+        if (line.rfind("# TYPE ", 0) == 0 && line.size() > 8 &&
+            line.substr(line.size() - 8) == " counter")
+            counters.insert(line.substr(7, line.size() - 15));
+        if (line.empty() || line[0] == '#' || line.find(label) == std::string::npos) continue;
+        const std::string family = line.substr(0, line.find_first_of("{ "));
+        if (counters.count(family) && line.size() > tail.size() &&
+            line.substr(line.size() - tail.size()) == tail)
+            out.push_back(line);
+    }
+    return out;
+}
+
+// Every counter of the engine's vif and lcore counter tables reaches the exposition: each
+// gets a value of its own, and exactly one counter sample of its vif or lcore carries it.
+TEST(Metrics, EveryCounterOfTheCounterTablesIsExported) {
+    MetricsSnapshot s = sample();
+    engine::VifCounters& vc = s.vifs[0].data_plane->counters;
+    std::uint64_t v = 7001;
+#define DPNB_X(name, help) vc.name = v++;
+    DPNB_VIF_COUNTERS(DPNB_X)
+#undef DPNB_X
+    engine::LcoreStats& lc = s.lcores[0];
+#define DPNB_X(name, help) lc.name = v++;
+    DPNB_LCORE_COUNTERS(DPNB_X)
+#undef DPNB_X
+    const std::string t = render_metrics(s);
+
+    const auto vifs = engine::vif_counter_table();
+    ASSERT_FALSE(vifs.empty());
+    for (std::size_t i = 0; i < vifs.size(); ++i) {
+        const auto found = counter_samples(t, R"(vif="vif1.0")", engine::counter_value(vc, i));
+        EXPECT_EQ(found.size(), 1u) << "vif counter " << vifs[i].name;
+    }
+    const auto lcores = engine::lcore_counter_table();
+    ASSERT_FALSE(lcores.empty());
+    for (std::size_t i = 0; i < lcores.size(); ++i) {
+        const auto found = counter_samples(t, R"(lcore="1")", engine::counter_value(lc, i));
+        EXPECT_EQ(found.size(), 1u) << "lcore counter " << lcores[i].name;
+    }
+    EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_inbox_drops_total{lcore="1"} )" +
+                                std::to_string(lc.inbox_drops)));
+    EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_tx_nic_drops_total{lcore="1"} )" +
+                                std::to_string(lc.tx_nic_drops)));
+}
+
+TEST(Metrics, LcoreGauges) {
+    MetricsSnapshot s = sample();
+    s.lcores[0].nic_queues = 3;
+    const std::string t = render_metrics(s);
+    EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_nic_queues{lcore="1"} 3)")) << t;
+    EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_guest_queues{lcore="1"} 2)"));
+}
+
 // promtool (package prometheus) lints the exposition as Prometheus would.
 void promtool_check(const std::string& text) {
     if (system("command -v promtool >/dev/null 2>&1") != 0)

@@ -279,13 +279,10 @@ Result<Json> cmd_stats(Daemon::Impl& d, const Json& args) {
     const MetricsSnapshot s = d.snapshot();
     Json lcores = Json::array();
     for (const engine::LcoreStats& l : s.lcores) {
-        Json j = {{"lcore", l.lcore},
-                  {"guest_queues", l.queues},
-                  {"nic_queues", l.nic_queues},
-                  {"busy_polls", l.busy_polls},
-                  {"idle_polls", l.idle_polls},
-                  {"sleeps", l.sleeps},
-                  {"inbox_frames", l.inbox_frames}};
+        Json j = {{"lcore", l.lcore}, {"guest_queues", l.queues}, {"nic_queues", l.nic_queues}};
+        const auto table = engine::lcore_counter_table();
+        for (std::size_t i = 0; i < table.size(); ++i)
+            j[table[i].name] = engine::counter_value(l, i);
         if (l.stage_timing) {
             Json st = Json::object();
             for (std::size_t i = 0; i < l.stages.size(); ++i)

@@ -3,9 +3,12 @@
 // as the format requires, whatever order the snapshot is walked in.
 #include "dpnb/daemon/metrics.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <dirent.h>
 #include <fstream>
+#include <span>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -15,9 +18,10 @@ namespace dpnb::daemon {
 
 namespace {
 
-// Per-vif counters of engine::vif_counter_table() that share a family, told apart by one
-// label. A counter not listed gets dpnetback_vif_<name>_total on its own.
-struct VifFamily {
+// Counters of a counter table (engine::vif_counter_table(), engine::lcore_counter_table())
+// that share a family, told apart by a label or two. A counter not listed gets
+// <prefix><name>_total on its own, with the table's help.
+struct CounterFamily {
     std::string_view counter;
     std::string_view family;
     std::string_view help;
@@ -34,7 +38,7 @@ constexpr std::string_view kIottHelp =
     "RX buffers looked up in the I/O translation table, by result (reuse mode).";
 constexpr std::string_view kNotifyHelp = "Event-channel notifications, sent to or received from "
                                          "the guest.";
-constexpr VifFamily kVifFamilies[] = {
+constexpr CounterFamily kVifFamilies[] = {
     {"rx_packets", "dpnetback_vif_packets_total", kPacketsHelp, "direction", "rx"},
     {"tx_packets", "dpnetback_vif_packets_total", kPacketsHelp, "direction", "tx"},
     {"rx_bytes", "dpnetback_vif_bytes_total", kBytesHelp, "direction", "rx"},
@@ -58,6 +62,12 @@ constexpr VifFamily kVifFamilies[] = {
     {"iott_misses", "dpnetback_vif_iott_lookups_total", kIottHelp, "result", "miss"},
     {"notify_sent", "dpnetback_vif_notifications_total", kNotifyHelp, "direction", "sent"},
     {"notify_received", "dpnetback_vif_notifications_total", kNotifyHelp, "direction", "received"},
+};
+constexpr std::string_view kPollsHelp =
+    "Poll-loop iterations of the lcore; busy found work, idle did not.";
+constexpr CounterFamily kLcoreFamilies[] = {
+    {"busy_polls", "dpnetback_lcore_polls_total", kPollsHelp, "result", "busy"},
+    {"idle_polls", "dpnetback_lcore_polls_total", kPollsHelp, "result", "idle"},
 };
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
@@ -157,10 +167,30 @@ private:
     std::vector<std::pair<std::string, Family>> order_;
 };
 
-const VifFamily* vif_family(std::string_view counter) {
-    for (const VifFamily& f : kVifFamilies)
-        if (f.counter == counter) return &f;
-    return nullptr;
+// Every counter of `table`, its value from `value_of(i)`, labelled `labels` (plus its
+// family's labels).
+template <class ValueOf>
+void render_counters(Exposition& e, std::string_view prefix,
+                     std::span<const engine::CounterInfo> table,
+                     std::span<const CounterFamily> families, const Labels& labels,
+                     ValueOf value_of) {
+    for (std::size_t i = 0; i < table.size(); ++i) {
+        const auto value = static_cast<double>(value_of(i));
+        const auto f = std::find_if(families.begin(), families.end(), [&](const CounterFamily& c) {
+            return c.counter == table[i].name;
+        });
+        if (f != families.end()) {
+            Labels l = labels;
+            l.emplace_back(f->label1, f->value1);
+            if (!f->label2.empty()) l.emplace_back(f->label2, f->value2);
+            e.counter(f->family, f->help, l, value);
+        } else {
+            const std::string family = std::string(prefix) + table[i].name + "_total";
+            std::string help = table[i].help;
+            if (!help.empty()) help[0] = static_cast<char>(std::toupper(help[0]));
+            e.counter(family, help + ".", labels, value);
+        }
+    }
 }
 
 bool connected(netif::Phase p) {
@@ -201,21 +231,8 @@ void render_vif(Exposition& e, const control::VifInfo& v) {
             "1 when the data plane disabled the vif after a fatal protocol error.", vif,
             s.state == engine::VifRunState::disabled ? 1 : 0);
 
-    const auto table = engine::vif_counter_table();
-    for (std::size_t i = 0; i < table.size(); ++i) {
-        const double value = static_cast<double>(engine::counter_value(s.counters, i));
-        if (const VifFamily* f = vif_family(table[i].name)) {
-            Labels l = vif;
-            l.emplace_back(f->label1, f->value1);
-            if (!f->label2.empty()) l.emplace_back(f->label2, f->value2);
-            e.counter(f->family, f->help, l, value);
-        } else {
-            const std::string family = "dpnetback_vif_" + std::string(table[i].name) + "_total";
-            std::string help = table[i].help;
-            if (!help.empty()) help[0] = static_cast<char>(std::toupper(help[0]));
-            e.counter(family, help + ".", vif, value);
-        }
-    }
+    render_counters(e, "dpnetback_vif_", engine::vif_counter_table(), kVifFamilies, vif,
+                    [&](std::size_t i) { return engine::counter_value(s.counters, i); });
     const auto hits = static_cast<double>(s.counters.iott_hits);
     const auto misses = static_cast<double>(s.counters.iott_misses);
     if (hits + misses > 0)
@@ -238,18 +255,8 @@ void render_vif(Exposition& e, const control::VifInfo& v) {
 
 void render_lcore(Exposition& e, const engine::LcoreStats& l) {
     const std::string id = std::to_string(l.lcore);
-    e.counter("dpnetback_lcore_polls_total",
-              "Poll-loop iterations of the lcore; busy found work, idle did not.",
-              {{"lcore", id}, {"result", "busy"}}, static_cast<double>(l.busy_polls));
-    e.counter("dpnetback_lcore_polls_total",
-              "Poll-loop iterations of the lcore; busy found work, idle did not.",
-              {{"lcore", id}, {"result", "idle"}}, static_cast<double>(l.idle_polls));
-    e.counter("dpnetback_lcore_sleeps_total",
-              "Times the lcore slept on its event channels, interrupts and command fd.",
-              {{"lcore", id}}, static_cast<double>(l.sleeps));
-    e.counter("dpnetback_lcore_inbox_frames_total",
-              "Frames handed to the lcore by another lcore's demultiplexing.", {{"lcore", id}},
-              static_cast<double>(l.inbox_frames));
+    render_counters(e, "dpnetback_lcore_", engine::lcore_counter_table(), kLcoreFamilies,
+                    {{"lcore", id}}, [&](std::size_t i) { return engine::counter_value(l, i); });
     e.gauge("dpnetback_lcore_guest_queues", "Guest queues the lcore owns.", {{"lcore", id}},
             l.queues);
     e.gauge("dpnetback_lcore_nic_queues", "NIC RX queues the lcore polls.", {{"lcore", id}},

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -103,14 +104,22 @@ struct StageTime {
     std::uint64_t calls = 0;
 };
 
+// Counters of one lcore; names and help come from one table (lcore_counter_table()).
+#define DPNB_LCORE_COUNTERS(X)                                                                     \
+    X(busy_polls, "poll-loop iterations that found work")                                          \
+    X(idle_polls, "poll-loop iterations that found none")                                          \
+    X(sleeps, "times the lcore slept on its event channels, interrupts and command fd")            \
+    X(inbox_frames, "frames handed to the lcore by another lcore's demultiplexing")                \
+    X(inbox_drops, "frames the lcore's demultiplexing dropped: the owning lcore's inbox was full") \
+    X(tx_nic_drops, "packets a port's TX queue did not take (full), or sent to a paused port")
+
 struct LcoreStats {
     unsigned lcore = 0;
     unsigned queues = 0;     // guest queues owned
-    unsigned nic_queues = 0; // NIC RX queues polled
-    std::uint64_t busy_polls = 0;
-    std::uint64_t idle_polls = 0;
-    std::uint64_t sleeps = 0;
-    std::uint64_t inbox_frames = 0; // frames handed over by another lcore's demux
+    unsigned nic_queues = 0; // NIC RX queues polled (dedicated and shared)
+#define DPNB_X(name, help) std::uint64_t name = 0;
+    DPNB_LCORE_COUNTERS(DPNB_X)
+#undef DPNB_X
     std::uint64_t tsc_hz = 0;
     bool stage_timing = false;
     std::vector<StageTime> stages; // Stage order
@@ -128,6 +137,10 @@ struct PortStatus {
     std::vector<std::optional<VifId>> queue_owner; // dedicated queues; [0] of shared ports empty
     pmd::Port::Stats stats;
 };
+
+std::span<const CounterInfo> lcore_counter_table() noexcept; // declaration order
+// Value of the i-th counter of lcore_counter_table().
+std::uint64_t counter_value(const LcoreStats& s, std::size_t i) noexcept;
 
 // What shutdown() found still held.
 struct LeakReport {

@@ -1,14 +1,16 @@
 // The Prometheus text exposition (format 0.0.4) of dpnetbackd's state: per vif (packets,
 // bytes, drops by reason, TX errors by reason, grant operations, translation-table lookups,
-// notifications, RX mode, xenbus phase), per lcore (busy and idle polls), per port, the
+// notifications, RX mode, xenbus phase), per lcore (polls, sleeps, inbox and TX drops,
+// queues), per port, the
 // control plane's events and errors, the management server, and the process. docs/metrics.md
 // lists every family.
 //
 // render_metrics() is a pure function of a snapshot taken on the control thread: counters
 // are written by their lcore only and summed by the engine when the snapshot is taken.
-// Per-vif counter families come from engine::vif_counter_table(), so a counter the engine
-// adds appears without a change here (under dpnetback_vif_<name>_total when it has no
-// family of its own in kVifFamilies).
+// Per-vif and per-lcore counter families come from engine::vif_counter_table() and
+// engine::lcore_counter_table(), so a counter the engine adds appears without a change here
+// (under dpnetback_vif_<name>_total or dpnetback_lcore_<name>_total when it has no family of
+// its own in kVifFamilies or kLcoreFamilies).
 #pragma once
 
 #include <cstdint>
