@@ -4,6 +4,8 @@
 #include <sys/mman.h>
 
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "sim_test_util.hpp"
@@ -26,6 +28,33 @@ bool has_pattern(const std::byte* page, std::uint32_t seed) {
     for (std::size_t i = 0; i < kPageSize; ++i)
         if (page[i] != pattern(seed, i)) return false;
     return true;
+}
+
+// A guest process's part: grants `n` new pages to dom0 writable (page i filled with the
+// pattern of seed + i), sending each reference over `link`; once told, checks that the
+// backend wrote i at byte `marker` of page i, ends access to every grant if `end_access`
+// (nothing may remain pinned), and says it is done.
+void marked_pages_guest(const std::string& dir, DomId dom, std::uint32_t n, std::uint32_t seed,
+                        std::size_t marker, bool end_access, Link& link) {
+    auto gh = connect_guest(dir, dom);
+    SIM_ASSERT_OK(gh);
+    auto pages = (*gh)->alloc_pages(n);
+    SIM_ASSERT_OK(pages);
+    std::vector<GrantRef> refs;
+    for (std::uint32_t i = 0; i < n; ++i) {
+        fill(pages->page(i), seed + i);
+        auto ref = (*gh)->grant_access(kDom0, pages->page(i), false);
+        SIM_ASSERT_OK(ref);
+        refs.push_back(*ref);
+        link.send(*ref);
+    }
+    SIM_RECV(link, written);
+    for (std::uint32_t i = 0; i < n; ++i)
+        EXPECT_EQ(std::to_integer<std::uint32_t>(pages->page(i)[marker]), i) << "page " << i;
+    if (end_access)
+        for (GrantRef ref : refs)
+            SIM_EXPECT_OK((*gh)->end_access(ref));
+    link.send(1);
 }
 
 class SimGrantTableTest : public SimFixture {
@@ -111,21 +140,7 @@ TEST_F(SimGrantTableTest, BatchMapOfManyRefsIsContiguousAndInOrder) {
     constexpr std::uint32_t kPages = 48;
     auto [to_guest, to_backend] = Link::make();
     Child guest([&, &link = to_backend] {
-        auto gh = connect_guest(dir(), guest_);
-        SIM_ASSERT_OK(gh);
-        auto pages = (*gh)->alloc_pages(kPages);
-        SIM_ASSERT_OK(pages);
-        for (std::uint32_t i = 0; i < kPages; ++i) {
-            fill(pages->page(i), 100 + i);
-            auto ref = (*gh)->grant_access(kDom0, pages->page(i), false);
-            SIM_ASSERT_OK(ref);
-            link.send(*ref);
-        }
-        SIM_RECV(link, written);
-        for (std::uint32_t i = 0; i < kPages; ++i)
-            EXPECT_EQ(std::to_integer<std::uint32_t>(pages->page(i)[kPageSize - 1]), i)
-                << "page " << i;
-        link.send(1);
+        marked_pages_guest(dir(), guest_, kPages, 100, kPageSize - 1, false, link);
     });
 
     auto be = backend();
@@ -151,6 +166,75 @@ TEST_F(SimGrantTableTest, BatchMapOfManyRefsIsContiguousAndInOrder) {
     to_guest.send(1);
     SIM_RECV(to_guest, checked);
     SIM_EXPECT_OK((*gt)->unmap(m));
+    EXPECT_TRUE(guest.succeeded());
+}
+
+int count_mappings() {
+    std::ifstream maps("/proc/self/maps");
+    int n = 0;
+    for (std::string line; std::getline(maps, line);)
+        ++n;
+    return n;
+}
+
+// An unmap really unmaps (the address faults afterwards) and frees the handle for good; a
+// steady map/unmap cycle reuses the handle's address window instead of reserving more; a
+// batch in page order is mapped as one run, one larger than the window gets its own range.
+TEST_F(SimGrantTableTest, UnmapReallyUnmapsAndMappingsReuseTheWindow) {
+    constexpr std::uint32_t kPages = 8;
+    auto [to_guest, to_backend] = Link::make();
+    Child guest(
+        [&, &link = to_backend] { marked_pages_guest(dir(), guest_, kPages, 200, 7, true, link); });
+    std::vector<GrantMapRequest> reqs;
+    for (std::uint32_t i = 0; i < kPages; ++i) {
+        SIM_RECV(to_guest, ref);
+        reqs.push_back({guest_, static_cast<GrantRef>(ref), true});
+    }
+    auto be = backend();
+    ASSERT_TRUE(be);
+    auto gt = be->open_grant_table();
+    SIM_ASSERT_OK(gt);
+
+    std::vector<std::int16_t> status(kPages, 1);
+    GrantMapping m = (*gt)->map(reqs, status);
+    ASSERT_TRUE(m);
+    for (std::uint32_t i = 0; i < kPages; ++i) {
+        EXPECT_TRUE(has_pattern(m.page(i), 200 + i)) << "slot " << i;
+        m.page(i)[7] = static_cast<std::byte>(i);
+    }
+    const GrantMapping stale = m;
+    SIM_ASSERT_OK((*gt)->unmap(m));
+    EXPECT_FALSE(m) << "unmap clears the caller's mapping";
+    EXPECT_TRUE(killed_by(write_in_child(stale.page(0)), SIGSEGV)) << "still mapped";
+    GrantMapping again = (*gt)->map({reqs.data(), 1}, {status.data(), 1});
+    ASSERT_TRUE(again);
+    GrantMapping copy = stale;
+    SIM_EXPECT_ERRC((*gt)->unmap(copy), Errc::invalid_argument); // a handle is good once
+    EXPECT_EQ(again.page(0)[8], pattern(200, 8)) << "the refused unmap left the live mapping";
+    SIM_ASSERT_OK((*gt)->unmap(again));
+
+    (void)count_mappings(); // its own first allocations may map memory
+    const int before = count_mappings();
+    for (int i = 0; i < 5000; ++i) {
+        GrantMapping one = (*gt)->map({reqs.data() + i % kPages, 1}, {status.data(), 1});
+        ASSERT_TRUE(one) << "cycle " << i << ": status " << status[0];
+        SIM_ASSERT_OK((*gt)->unmap(one));
+    }
+    EXPECT_EQ(count_mappings(), before) << "map/unmap cycles left address ranges behind";
+    EXPECT_EQ((*gt)->mapped_pages(), 0U);
+
+    // 4097 mappings of one grant: more than the window holds.
+    std::vector<GrantMapRequest> many(4097, reqs[3]);
+    std::vector<std::int16_t> many_status(many.size(), 1);
+    GrantMapping big = (*gt)->map(many, many_status);
+    ASSERT_TRUE(big);
+    EXPECT_EQ(big.count, 4097U);
+    EXPECT_EQ(big.page(4096)[7], std::byte{3}) << "the last page is the grant's page";
+    SIM_ASSERT_OK((*gt)->unmap(big));
+    EXPECT_EQ(toolstack_->domain_info(guest_)->pinned_grants, 0U);
+
+    to_guest.send(1);
+    SIM_RECV(to_guest, ended);
     EXPECT_TRUE(guest.succeeded());
 }
 
