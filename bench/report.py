@@ -98,10 +98,10 @@ def main():
     w("")
     w("Written by `bench/run.sh` (docs/benchmarks.md explains every figure). Machine: "
       f"{get(runs.get('mechanisms'), 'cpus') or '?'} CPUs shared with other work, DPDK without "
-      "hugepages, the simulated hypervisor (dpnb-simhv, a separate process: every grant "
-      "operation is a socket round trip to it) and simulated guests (dpnb-netfront processes). "
-      "TSC cycles are wall-clock cycles of the lcore thread: they include time it waits for "
-      "the simulated hypervisor and time it is descheduled, so they are upper bounds of the "
+      "hugepages, the simulated hypervisor (dpnb-simhv, a separate process; grant operations "
+      "run in the lcore's thread, as on Xen: docs/simulator.md) and simulated guests "
+      "(dpnb-netfront processes). TSC cycles are wall-clock cycles of the lcore thread: they "
+      "include its system calls and time it is descheduled, so they are upper bounds of the "
       "daemon's own work; ratios between rows of one run are the figures to read.")
     w("")
 
@@ -180,7 +180,7 @@ def main():
     w("")
     paced = runs.get("mechanisms-paced")
     w("Flat out, each row above is bounded by something else (the generator, the guest's "
-      "buffers, the simulated hypervisor's round trips). The same mechanisms with the RX "
+      "buffers, a map's system calls). The same mechanisms with the RX "
       "generator paced (`--rate` " + str(get(paced, "options", "rate")) + " frames/s), every "
       "mechanism at the same rate, RX only. At this rate the lcore sleeps between frames, so "
       "its busy cycles per frame are the frame's work plus one wake-up, with no spinning to "
@@ -213,9 +213,9 @@ def main():
     w("Instructions per packet (valgrind callgrind, `bench/callgrind.sh`): the lcore's own "
       "user-space instructions inside its poll loop during each measured window (the tool "
       "zeroes callgrind's counts when a window starts and dumps them when it ends), divided "
-      "by the window's packets. Repeatable under load, unlike cycles; the kernel, the "
-      "hypervisor and dpnb-simhv are not counted, so a grant operation costs here only what "
-      "the daemon does to issue it. Stages, by call: grant = GrantTable/TranslationTable, "
+      "by the window's packets. Repeatable under load, unlike cycles; the simulated "
+      "hypervisor's grant code runs in the lcore's thread and is counted; the kernel (a map's "
+      "mmap and unmap, the PMD's readv) and dpnb-simhv are not. Stages, by call: grant = GrantTable/TranslationTable, "
       "notification = EventChannels::notify, nic = the PMD's burst functions (librte_net_*, "
       "librte_ethdev), mbuf = mempool/mbuf libraries called from the loop, ring = the rest "
       "(netif ring parsing, inlined into the loop, validation, header copies, the loop).")
