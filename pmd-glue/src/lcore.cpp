@@ -2,6 +2,7 @@
 // RX and TX stages live in rx_path.cpp and tx_path.cpp.
 #include "lcore.hpp"
 
+#include <pthread.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
@@ -169,6 +170,10 @@ LcoreStats Lcore::stats() const {
     DPNB_LCORE_COUNTERS(DPNB_X)
 #undef DPNB_X
     s.tsc_hz = rte_get_tsc_hz();
+    timespec cpu{};
+    if (cpu_clock_set_.load(std::memory_order_acquire) && ::clock_gettime(cpu_clock_, &cpu) == 0)
+        s.cpu_ns = static_cast<std::uint64_t>(cpu.tv_sec) * 1000000000U +
+                   static_cast<std::uint64_t>(cpu.tv_nsec);
 #ifdef DPNB_STAGE_TIMING
     s.stage_timing = true;
 #endif
@@ -193,6 +198,8 @@ std::uint64_t Lcore::missing_mbufs() const {
 constexpr unsigned kShortSpin = 8;
 
 int Lcore::run() {
+    if (::pthread_getcpuclockid(::pthread_self(), &cpu_clock_) == 0)
+        cpu_clock_set_.store(true, std::memory_order_release);
     const unsigned full_spin = engine_.opts.idle_polls;
     const unsigned short_spin_polls = std::min(kShortSpin, full_spin);
     unsigned idle = 0;

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <ctime>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -244,6 +245,10 @@ private:
 
     LcoreCounters counters_;
     StageClock clock_;
+    // The loop thread's CPU-time clock, published when run() starts: stats() reads what the
+    // thread has spent on a CPU (user and system) without the loop timing itself.
+    clockid_t cpu_clock_{};
+    std::atomic<bool> cpu_clock_set_{false};
 
     friend class EngineCore;
 };

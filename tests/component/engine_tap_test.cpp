@@ -168,12 +168,22 @@ TEST_P(EngineTapIdle, SleepsOnTheTapUntilAFrameComes) {
             n += l.sleeps;
         return n;
     };
+    auto cpu_ns = [&] {
+        std::uint64_t n = 0;
+        for (const LcoreStats& l : engine_->lcore_stats())
+            n += l.cpu_ns;
+        return n;
+    };
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     const std::uint64_t before = sleeps();
+    const std::uint64_t cpu_before = cpu_ns();
     std::this_thread::sleep_for(std::chrono::seconds(1));
     // Polling the tap every poll_sleep (500 us) would be about 1700 sleeps in that second;
     // the kernel's own frames on the tap (IPv6 autoconfiguration) may wake it a few times.
     EXPECT_LT(sleeps() - before, 50u) << describe(dom);
+    // The lcore's CPU time counts its work (the handshake, the warm-up), not its sleep.
+    EXPECT_GT(cpu_before, 0u);
+    EXPECT_LT(cpu_ns() - cpu_before, 250'000'000u) << "asleep for most of the second";
 
     const auto sent = std::chrono::steady_clock::now();
     ASSERT_TRUE(peer.send(payload_frame(guest_mac(dom), peer_mac(), 0, 7, 100)));

@@ -54,6 +54,7 @@ MetricsSnapshot sample() {
     l.lcore = 1;
     l.busy_polls = 10;
     l.idle_polls = 990;
+    l.cpu_ns = 2500000000;
     l.queues = 2;
     s.lcores = {l};
     engine::PortStatus p;
@@ -96,6 +97,7 @@ TEST(Metrics, FamiliesAndSamples) {
         std::string::npos);
     EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_polls_total{lcore="1",result="busy"} 10)"));
     EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_polls_total{lcore="1",result="idle"} 990)"));
+    EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_cpu_seconds_total{lcore="1"} 2.5)"));
     EXPECT_TRUE(has_line(t, R"(dpnetback_port_packets_total{port="uplink",direction="rx"} 5)"));
     EXPECT_TRUE(has_line(t, R"(dpnetback_vifs{phase="connected"} 1)"));
     EXPECT_TRUE(has_line(t, "dpnetback_vifs_connected 1"));

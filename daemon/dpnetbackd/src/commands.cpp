@@ -279,7 +279,8 @@ Result<Json> cmd_stats(Daemon::Impl& d, const Json& args) {
     const MetricsSnapshot s = d.snapshot();
     Json lcores = Json::array();
     for (const engine::LcoreStats& l : s.lcores) {
-        Json j = {{"lcore", l.lcore}, {"guest_queues", l.queues}, {"nic_queues", l.nic_queues}};
+        Json j = {{"lcore", l.lcore}, {"guest_queues", l.queues}, {"nic_queues", l.nic_queues},
+                  {"cpu_ns", l.cpu_ns}, {"tsc_hz", l.tsc_hz}};
         const auto table = engine::lcore_counter_table();
         for (std::size_t i = 0; i < table.size(); ++i)
             j[table[i].name] = engine::counter_value(l, i);
@@ -289,7 +290,6 @@ Result<Json> cmd_stats(Daemon::Impl& d, const Json& args) {
                 st[engine::to_string(static_cast<engine::Stage>(i))] = {
                     {"cycles", l.stages[i].cycles}, {"calls", l.stages[i].calls}};
             j["stages"] = std::move(st);
-            j["tsc_hz"] = l.tsc_hz;
         }
         lcores.push_back(std::move(j));
     }

@@ -257,6 +257,10 @@ void render_lcore(Exposition& e, const engine::LcoreStats& l) {
     const std::string id = std::to_string(l.lcore);
     render_counters(e, "dpnetback_lcore_", engine::lcore_counter_table(), kLcoreFamilies,
                     {{"lcore", id}}, [&](std::size_t i) { return engine::counter_value(l, i); });
+    e.counter("dpnetback_lcore_cpu_seconds_total",
+              "CPU time of the lcore's thread, user and system (its system calls included, "
+              "its sleeps not).",
+              {{"lcore", id}}, static_cast<double>(l.cpu_ns) / 1e9);
     e.gauge("dpnetback_lcore_guest_queues", "Guest queues the lcore owns.", {{"lcore", id}},
             l.queues);
     e.gauge("dpnetback_lcore_nic_queues", "NIC RX queues the lcore polls.", {{"lcore", id}},

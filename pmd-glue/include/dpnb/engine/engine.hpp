@@ -121,6 +121,9 @@ struct LcoreStats {
     DPNB_LCORE_COUNTERS(DPNB_X)
 #undef DPNB_X
     std::uint64_t tsc_hz = 0;
+    // CPU time of the lcore's thread (user and system: the PMD's and the hypervisor
+    // interface's system calls included, its sleeps and the time it waits for a CPU not).
+    std::uint64_t cpu_ns = 0;
     bool stage_timing = false;
     std::vector<StageTime> stages; // Stage order
 };
