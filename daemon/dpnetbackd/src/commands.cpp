@@ -33,8 +33,10 @@ Json optional_state(const std::optional<netif::XenbusState>& s) {
     return s ? Json(netif::to_string(*s)) : Json(nullptr);
 }
 
-// One line of `list`.
+// One line of `list`. Mode and queue: what the data plane serves while attached.
 Json vif_summary(const control::VifInfo& v) {
+    const std::optional<std::uint16_t> rx_queue =
+        v.data_plane ? v.data_plane->rx_queue : v.rx_queue;
     Json j = {{"vif", engine::to_string(v.id)},
               {"domid", v.id.dom},
               {"handle", v.id.handle},
@@ -47,7 +49,7 @@ Json vif_summary(const control::VifInfo& v) {
               {"mac", netif::format_mac(v.mac)},
               {"rx_mode", engine::to_string(v.data_plane ? v.data_plane->rx_mode : v.rx_mode)},
               {"port", v.port},
-              {"rx_queue", v.rx_queue ? Json(*v.rx_queue) : Json(nullptr)},
+              {"rx_queue", rx_queue ? Json(*rx_queue) : Json(nullptr)},
               {"queues", v.queues}};
     if (v.data_plane) {
         const engine::VifCounters& c = v.data_plane->counters;
