@@ -56,6 +56,28 @@ TEST(Config, ShippedExampleIsValidAndEqualsTheDefaults) {
                            << ::testing::PrintToString(d.restart);
 }
 
+// scripts/demo.sh runs the daemon on config/demo.toml: a tap port of its own for each of
+// its three guests, and a rule per guest that picks its port and RX mode.
+TEST(Config, DemoConfigGivesEachGuestAPortAndAMode) {
+    auto c = load_config(kSourceDir + "/config/demo.toml");
+    ASSERT_TRUE(c) << c.error().message;
+    ASSERT_EQ(c->engine.ports.size(), 3u);
+    for (const pmd::PortConfig& p : c->engine.ports) {
+        EXPECT_EQ(p.steering, pmd::Steering::dedicated_port) << p.name;
+        EXPECT_EQ(p.device.rfind("net_tap", 0), 0u) << p.name;
+    }
+    const std::vector<control::VifRule>& rules = c->control.vif_rules;
+    ASSERT_EQ(rules.size(), 3u);
+    const std::pair<const char*, engine::RxMode> want[] = {{"web1", engine::RxMode::map},
+                                                           {"web2", engine::RxMode::reuse},
+                                                           {"db1", engine::RxMode::copy}};
+    for (std::size_t i = 0; i < rules.size(); ++i) {
+        EXPECT_EQ(rules[i].domain_name, want[i].first);
+        EXPECT_EQ(rules[i].set.rx_mode, want[i].second) << want[i].first;
+        EXPECT_EQ(rules[i].set.port, "tap-" + std::string(want[i].first));
+    }
+}
+
 TEST(Config, EveryKeyIsDocumented) {
     const std::string readme = read_file(kSourceDir + "/config/README.md");
     const std::string example = read_file(kSourceDir + "/config/dpnetback.toml");

@@ -741,8 +741,8 @@ void load_ports(Loader& l, const toml::table& root, Config& c) {
     }
     if (ports && ports->empty())
         l.error_at(ports->source(), "[port]", "no port: add a [port.NAME] table");
-    // Without any [port.NAME]: the built-in default, one tap port named "uplink" (the demo's
-    // virtual NIC; needs /dev/net/tun).
+    // Without any [port.NAME]: the built-in default, one tap port named "uplink" (a virtual
+    // NIC shared by every guest; needs /dev/net/tun).
     std::vector<std::pair<std::string, const toml::table*>> list;
     if (!ports) list.emplace_back("uplink", nullptr);
     if (ports) {
