@@ -45,10 +45,20 @@ stop_qemu() {
 }
 trap 'stop_qemu; exit 130' INT TERM
 
+# What the serial log says so far: 0 when dom0 finished its stage 2, 3 after a crash, 1
+# while neither.
+log_verdict() {
+  if grep -q 'E2E-STAGE2 done' "$log"; then return 0; fi
+  if grep -qE 'Kernel panic - not syncing|Panic on CPU|Domain 0 crashed' "$log"; then return 3; fi
+  return 1
+}
+
 start=$SECONDS
 status=4
 while kill -0 "$pid" 2>/dev/null; do
-  if grep -q 'E2E-STAGE2 done' "$log"; then
+  log_verdict
+  case $? in
+  0)
     status=0
     # dom0 powers off; Xen then stops the machine. Give it a moment, then stop QEMU.
     for _ in $(seq 20); do
@@ -56,12 +66,13 @@ while kill -0 "$pid" 2>/dev/null; do
       sleep 0.5
     done
     break
-  fi
-  if grep -qE 'Kernel panic - not syncing|Panic on CPU|Domain 0 crashed' "$log"; then
+    ;;
+  3)
     sleep 2 # the rest of the panic message
     status=3
     break
-  fi
+    ;;
+  esac
   if ((SECONDS - start > timeout_s)); then
     echo "E2E-TIMEOUT the lab did not finish in ${timeout_s} s" >> "$log"
     status=2
@@ -70,6 +81,13 @@ while kill -0 "$pid" 2>/dev/null; do
   sleep 1
 done
 stop_qemu
+# QEMU may exit between two polls, right after dom0 printed its last line and powered off:
+# read the whole log once more before calling that a stop without either.
+if [ $status -eq 4 ]; then
+  log_verdict
+  verdict=$?
+  [ $verdict -eq 1 ] || status=$verdict
+fi
 if [ $status -eq 4 ] && [ -s "$lab/qemu.stderr" ]; then
   sed 's/^/qemu: /' "$lab/qemu.stderr" >> "$log"
 fi
