@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, every Debian 12 package dpnetback needs to build, test and run its
 # demo, and only the ones that are missing. Safe to run again. Groups:
-#   build  compilers, CMake, DPDK, the Xen libraries, spdlog, CLI11, toml++, JSON, systemd
+#   build  compilers, CMake, DPDK, the Xen libraries, spdlog, CLI11, toml++, JSON, systemd,
+#          libcap (the daemon's capability drop)
 #   test   GoogleTest, clang's libFuzzer runtime, clang-format, iproute2, promtool, valgrind,
 #          Xen's xenstore-* tools (xenstore-utils, run against the simulated xenstore),
 #          systemd (systemd-analyze verify and systemd-tmpfiles check the unit files)
@@ -15,7 +16,7 @@ groups=("$@")
 
 pkgs_build=(build-essential g++ cmake ninja-build pkg-config git
   libdpdk-dev dpdk libxen-dev libspdlog-dev libfmt-dev libcli11-dev
-  libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev libnuma-dev python3)
+  libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev libnuma-dev libcap-dev python3)
 pkgs_test=(googletest libgtest-dev libgmock-dev clang libclang-rt-14-dev clang-format xenstore-utils
   clang-tidy iproute2 procps valgrind systemd prometheus)
 # e2e (tests/e2e): QEMU runs Xen under TCG; the PV dom0 and domU boot the host's Debian

@@ -398,9 +398,11 @@ std::string DaemonEnv::config_text() const {
     t += "[log]\nlevel = \"info\"\ntarget = \"stderr\"\n";
     t += "[eal]\nmain_lcore = 0\nworker_lcores = [1]\nno_huge = true\nmemory_mb = 512\n";
     t += "file_prefix = \"" + file_prefix + "\"\n";
-    t += "[port.uplink]\ndevice = \"net_tap0,iface=" + iface + "\"\n";
+    t += "[port.uplink]\ndevice = \"" +
+         (setup.device.empty() ? "net_tap0,iface=" + iface : setup.device) + "\"\n";
     t += "[management]\nsocket = \"" + socket + "\"\n";
-    t += "[metrics]\naddress = \"127.0.0.1\"\nport = 0\n";
+    if (!setup.management_group.empty()) t += "group = \"" + setup.management_group + "\"\n";
+    t += "[metrics]\naddress = \"127.0.0.1\"\nport = " + std::to_string(setup.metrics_port) + "\n";
     t += setup.extra_toml;
     return t;
 }
@@ -421,9 +423,21 @@ std::string DaemonEnv::config_text() const {
 }
 
 ::testing::AssertionResult DaemonEnv::start_daemon() {
+    if (::testing::AssertionResult spawned = spawn_daemon(); !spawned) return spawned;
+    return wait_daemon_ready();
+}
+
+::testing::AssertionResult DaemonEnv::spawn_daemon() {
     if (!write_file(config_path, config_text()))
         return ::testing::AssertionFailure() << "cannot write " << config_path;
     ++daemon_starts;
+    std::vector<std::string> argv = setup.launcher;
+    argv.insert(argv.end(), {DPNB_DAEMON_PATH, "--foreground", "--config", config_path});
+    daemon = std::make_unique<Process>(argv, dir + "/daemon.out", dir + "/daemon.log");
+    return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult DaemonEnv::wait_daemon_ready() {
     // Each start appends to the same log; "ready" is counted, not just found.
     const auto ready_lines = [&] {
         const std::string log = daemon_log();
@@ -432,9 +446,6 @@ std::string DaemonEnv::config_text() const {
             ++n;
         return n;
     };
-    daemon = std::make_unique<Process>(
-        std::vector<std::string>{DPNB_DAEMON_PATH, "--foreground", "--config", config_path},
-        dir + "/daemon.out", dir + "/daemon.log");
     if (!wait_for([&] { return ready_lines() >= daemon_starts || !daemon->running(); }))
         return ::testing::AssertionFailure() << "dpnetbackd not ready in time:\n" << daemon_log();
     if (!daemon->running())

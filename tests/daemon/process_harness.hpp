@@ -97,7 +97,14 @@ std::optional<double> metric(const std::string& text, const std::string& series)
 
 struct DaemonSetup {
     bool embedded_sim = true;
-    std::string extra_toml; // appended to the configuration file
+    std::string extra_toml;            // appended to the configuration file
+    std::string management_group = {}; // management.group, when not empty
+    std::uint16_t metrics_port = 0;    // metrics.port (0: any free port)
+    // The uplink's device; empty: a net_tap port on `iface`. dpnb-peer always uses `iface`.
+    std::string device = {};
+    // Runs the daemon through this program and its arguments (e.g. setpriv with a bounding
+    // set); it must exec the daemon, which keeps its pid.
+    std::vector<std::string> launcher = {};
 };
 
 // One daemon's world: a temporary folder with the configuration file, the simulator's
@@ -115,6 +122,9 @@ public:
     ::testing::AssertionResult start_simhv();
     // Writes the configuration, starts `dpnetbackd -f -c FILE`, waits for "dpnetbackd ready".
     ::testing::AssertionResult start_daemon();
+    // start_daemon() in two halves: the start, and the wait for "dpnetbackd ready".
+    ::testing::AssertionResult spawn_daemon();
+    ::testing::AssertionResult wait_daemon_ready();
     // The daemon's stderr (its log) so far.
     std::string daemon_log() const;
     std::unique_ptr<Process> daemon;

@@ -18,7 +18,8 @@ prefix=$tmp/prefix
 for f in sbin/dpnetbackd bin/dpnetbackctl lib/systemd/system/dpnetbackd.service \
     lib/tmpfiles.d/dpnetback.conf etc/dpnetback/dpnetback.toml etc/xen/scripts/vif-dpnetback \
     share/doc/dpnetback/operations.md share/doc/dpnetback/config-reference.md \
-    share/doc/dpnetback/dpnetback.toml.example; do
+    share/doc/dpnetback/dpnetback.toml.example \
+    share/doc/dpnetback/examples/dpnetbackd-pci-noiommu.conf; do
     [ -f "$prefix/$f" ] || fail "$f not installed"
 done
 [ -x "$prefix/etc/xen/scripts/vif-dpnetback" ] || fail "vif-dpnetback is not executable"

@@ -6,15 +6,18 @@
 #include <csignal>
 #include <cstring>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <rte_eal.h>
 #include <rte_version.h>
 
 #include "daemon_impl.hpp"
 #include "dpnb/daemon/logging.hpp"
+#include "dpnb/daemon/privileges.hpp"
 #include "dpnb/hv/xen.hpp"
 
 #ifndef DPNB_VERSION
@@ -125,6 +128,31 @@ Status Daemon::Impl::start_metrics(const MetricsConfig& c) {
     return ok();
 }
 
+Status Daemon::Impl::drop_privileges() {
+    PrivilegeInputs in;
+    for (const engine::PortStatus& p : engine_->ports())
+        in.ports.push_back({p.name, p.driver, p.flow_rules});
+    in.hugepages = !config_.engine.eal.no_huge;
+    in.iova_pa = rte_eal_iova_mode() == RTE_IOVA_PA;
+    rlimit memlock{};
+    in.memlock_unlimited =
+        getrlimit(RLIMIT_MEMLOCK, &memlock) == 0 && memlock.rlim_cur == RLIM_INFINITY;
+    in.management_group = !config_.management.group.empty();
+    if (config_.metrics.enabled) in.metrics_port = config_.metrics.port;
+    auto report = drop_capabilities(capabilities_to_keep(in));
+    if (!report) return report.error();
+    auto log = logger(Component::control);
+    std::string kept;
+    for (const KeptCapability& k : report->kept)
+        kept += (kept.empty() ? "" : ", ") + capability_name(k.cap) + " (" + k.why + ")";
+    log->info("capabilities: kept {} in the control thread, none in the other {} thread(s); "
+              "dropped {}; no_new_privs set{}",
+              kept.empty() ? std::string("none") : kept, report->threads - 1,
+              capability_names(report->dropped),
+              report->bounding_trimmed ? "; bounding sets trimmed to the kept ones" : "");
+    return ok();
+}
+
 Status Daemon::Impl::start() {
     started_wall_ = std::chrono::system_clock::now();
     started_ = std::chrono::steady_clock::now();
@@ -171,6 +199,13 @@ Status Daemon::Impl::start() {
     if (!engine) return make_error(engine.error().code, "data plane: " + engine.error().message);
     engine_ = std::move(*engine);
     apply_log_levels(config_.log); // EAL's --log-level set DPDK's; ours rule from here on
+
+    // The ports and devices are open: from here on the daemon holds only what serving still
+    // needs. Before the control plane, whose xenstore watches start libxenstore's reader
+    // thread with every signal blocked: a thread made after the drop inherits its creator's
+    // sets, a thread that blocks every signal cannot be asked to drop its own.
+    notify("STATUS=dropping capabilities");
+    if (Status st = drop_privileges(); !st) return st;
 
     notify("STATUS=starting the control plane");
     auto cp = control::ControlPlane::create(config_.control, *hv_, *engine_);

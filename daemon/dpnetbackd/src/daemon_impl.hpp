@@ -73,6 +73,8 @@ public:
 private:
     Status open_hypervisor();
     Status start_metrics(const MetricsConfig& c);
+    // After start-up: every capability but those later work needs (privileges.hpp).
+    Status drop_privileges();
     void on_signal();
     void on_timer();
     void update_status();

@@ -145,8 +145,14 @@ Status ManagementServer::apply(const ManagementConfig& config) {
     }
     if (gid != gid_ && listen_fd_ >= 0) {
         // Without a group the socket goes back to root's group: root only.
-        if (chown(config_.socket.c_str(), static_cast<uid_t>(-1), gid.value_or(0)) != 0)
-            return sys_error("chown " + config_.socket);
+        if (chown(config_.socket.c_str(), static_cast<uid_t>(-1), gid.value_or(0)) != 0) {
+            Error e = sys_error("chown " + config_.socket);
+            // A daemon started without a group gave CAP_CHOWN up (privileges.hpp).
+            if (e.sys_errno == EPERM && !gid_)
+                e.message += " (CAP_CHOWN was dropped after start-up, as management.group was "
+                             "empty: restart dpnetbackd to set a group)";
+            return e;
+        }
     }
     gid_ = gid;
     config_.group = config.group;

@@ -91,9 +91,14 @@ Result<std::unique_ptr<Server>> Server::start(const std::string& socket_dir,
 
     try {
         server->thread_ = std::thread([s = server.get()] {
-            // Signals are for the process's other threads.
+            // Signals are for the process's other threads, but for the real-time ones: a
+            // process that drops its capabilities asks each thread with one
+            // (dpnetbackd's privileges.cpp), and an unhandled one ends the process wherever
+            // it is delivered.
             sigset_t all;
             sigfillset(&all);
+            for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig)
+                sigdelset(&all, sig);
             pthread_sigmask(SIG_SETMASK, &all, nullptr);
             s->loop();
         });

@@ -2,8 +2,9 @@
 // data plane (Engine), the control plane, the management socket and the metrics endpoint,
 // driven by one event loop on the control thread (the thread that initialised DPDK's EAL).
 //
-//   start()  brings the parts up in that order and tells systemd READY=1 (sd_notify), or
-//            writes to the readiness fd of a daemonising parent;
+//   start()  brings the parts up in that order, drops every capability serving does not need
+//            (privileges.hpp), and tells systemd READY=1 (sd_notify), or writes to the
+//            readiness fd of a daemonising parent;
 //   run()    the event loop: the control plane's fd, a signalfd (SIGTERM/SIGINT: graceful
 //            stop; SIGHUP: reload), the two servers, and a timer for timeouts, the STATUS=
 //            line and the systemd watchdog (kicked only while every lcore makes progress);
