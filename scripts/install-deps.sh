@@ -7,8 +7,10 @@
 #          Xen's xenstore-* tools (xenstore-utils, run against the simulated xenstore),
 #          systemd (systemd-analyze verify and systemd-tmpfiles check the unit files)
 #   e2e    QEMU, the Xen hypervisor and tools, a kernel and busybox for the Xen lab
-#   bench  dpdk-testpmd (Debian ships it in dpdk-dev, not dpdk) and gnuplot, for bench/run.sh
-# Usage: scripts/install-deps.sh [build] [test] [e2e] [bench]   (default: build test)
+#   bench  dpdk-testpmd (Debian ships it in dpdk-dev, not dpdk) and gnuplot, for bench/run.sh;
+#          prometheus-cpp and cpp-httplib for dpnb-bench-http
+#   package  debhelper, help2man (man pages) and lintian, for scripts/build-package.sh
+# Usage: scripts/install-deps.sh [build] [test] [e2e] [bench] [package]   (default: build test)
 set -euo pipefail
 
 groups=("$@")
@@ -29,7 +31,10 @@ pkgs_test=(googletest libgtest-dev libgmock-dev clang libclang-rt-14-dev clang-f
 pkgs_e2e=(qemu-system-x86 xen-hypervisor-4.17-amd64 xen-utils-4.17 xenstore-utils
   linux-image-amd64 busybox-static cpio kmod xz-utils iproute2)
 # bench (bench/run.sh): the ceiling (dpdk-testpmd) and the plots.
-pkgs_bench=(dpdk-dev gnuplot-nox valgrind)
+pkgs_bench=(dpdk-dev gnuplot-nox valgrind prometheus-cpp-dev libcpp-httplib-dev)
+# package (scripts/build-package.sh, debian/): dpkg-buildpackage with debhelper 13, the man
+# pages from --help, the package's check.
+pkgs_package=(dpkg-dev debhelper help2man lintian)
 
 want=()
 for g in "${groups[@]}"; do
@@ -38,7 +43,8 @@ for g in "${groups[@]}"; do
     test) want+=("${pkgs_test[@]}") ;;
     e2e) want+=("${pkgs_e2e[@]}") ;;
     bench) want+=("${pkgs_bench[@]}") ;;
-    *) echo "install-deps: unknown group '$g' (build, test, e2e, bench)" >&2; exit 2 ;;
+    package) want+=("${pkgs_package[@]}") ;;
+    *) echo "install-deps: unknown group '$g' (build, test, e2e, bench, package)" >&2; exit 2 ;;
   esac
 done
 

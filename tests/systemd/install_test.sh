@@ -23,6 +23,14 @@ for f in sbin/dpnetbackd bin/dpnetbackctl lib/systemd/system/dpnetbackd.service 
     [ -f "$prefix/$f" ] || fail "$f not installed"
 done
 [ -x "$prefix/etc/xen/scripts/vif-dpnetback" ] || fail "vif-dpnetback is not executable"
+# The man pages, when the build had help2man (scripts/install-deps.sh package).
+if grep -q '^DPNB_HELP2MAN:FILEPATH=/' "$build/CMakeCache.txt"; then
+    for f in share/man/man8/dpnetbackd.8 share/man/man1/dpnetbackctl.1; do
+        [ -f "$prefix/$f" ] || fail "$f not installed"
+    done
+    grep -q '^\.SH "EXIT STATUS"' "$prefix/share/man/man8/dpnetbackd.8" ||
+        fail "dpnetbackd.8 lacks the sections of docs/man/dpnetbackd.h2m"
+fi
 unit=$prefix/lib/systemd/system/dpnetbackd.service
 grep -qx "ExecStart=$prefix/sbin/dpnetbackd --foreground --config $prefix/etc/dpnetback/dpnetback.toml \$DPNETBACKD_OPTS" "$unit" ||
     fail "ExecStart does not name the installed paths: $(grep ExecStart= "$unit")"
