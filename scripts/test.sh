@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # README's test command: installs what is missing, builds dpnetback with ASan+UBSan, runs
 # every test (unit, component, the simulator-backed ones again under CPU contention, fuzz,
-# each for a bounded time, format), then the end-to-end suite on a real Xen booted under QEMU
-# (tests/e2e, with the release build), and prints a summary.
+# each for a bounded time, format), then builds the Debian package (checked by lintian)
+# and runs the end-to-end suite on a real Xen booted under QEMU (tests/e2e, with the
+# release build and the package), and prints a summary.
 #   DPNB_FUZZ_SECONDS  seconds per fuzz target (default 30)
 #   DPNB_STRESS_SECONDS  seconds of the stress mode, scripts/stress-tests.sh (default 300)
 #   DPNB_JOBS          parallel build jobs (default: number of CPUs)
@@ -40,12 +41,18 @@ scripts/stress-tests.sh build/asan | tee build/stress.log || status=1
 echo "== fuzz (${DPNB_FUZZ_SECONDS} s per target)"
 ctest --test-dir build/fuzz --output-on-failure | tee build/fuzz-ctest.log || status=1
 
-e2e_summary=""
+e2e_summary="" package_summary=""
 if [ "${DPNB_E2E:-1}" != 0 ]; then
+  # The lab's dpnetbackd-package scenario installs it in dom0.
+  echo "== Debian package (debian/, lintian)"
+  scripts/install-deps.sh package
+  DPNB_JOBS=$jobs scripts/build-package.sh build/package | tee build/package.log || status=1
+  package_summary=$(grep -E '^build-package: (built|lintian)' build/package.log || true)
   echo "== end to end: Xen 4.17 under QEMU, Linux xen-netfront guests (tests/e2e)"
   scripts/install-deps.sh e2e
   rm -rf build/e2e-logs
   E2E_XFER_MIB=${E2E_XFER_MIB:-4} tests/e2e/run.sh --build build/release --out build/e2e-logs \
+    --deb "$(ls -t build/package/dpnetback_*.deb 2>/dev/null | head -n 1)" \
     | tee build/e2e.log || status=1
   # run.sh's own summary: one verdict per scenario, then the ratio line.
   e2e_summary=$(sed -n '/^== e2e summary/,$p' build/e2e.log |
@@ -57,6 +64,7 @@ fi
 echo "== summary"
 grep -h 'tests passed' build/asan-ctest.log build/fuzz-ctest.log | sed 's/^/  /'
 grep -h -e '^stress: .* no failure' -e '^== stress: FAILED' -A2 build/stress.log | sed 's/^/  /' || true
+[ -z "$package_summary" ] || sed 's/^/  /' <<<"$package_summary"
 [ -z "$e2e_summary" ] || sed 's/^/  /' <<<"$e2e_summary"
 if [ $status -ne 0 ]; then echo "FAILED"; exit 1; fi
 echo "ALL TESTS PASSED"

@@ -9,6 +9,8 @@
 #   -o, --out DIR     keep every serial log, guest console and dom0 log under DIR
 #   -k, --keep        keep the lab's temporary folders
 #   -l, --list        list the scenarios and their groups
+#   -d, --deb FILE    the Debian package for scenarios that install it (default:
+#                     $DPNB_E2E_DEB, else build/package/dpnetback_*.deb: scripts/build-package.sh)
 # Environment: E2E_XFER_MIB (MiB per transfer direction in kernel-netback, default 16).
 # Exit status: 0 all passed, 1 a scenario failed, 2 usage, 77 the lab's packages are missing
 # (CTest's SKIP_RETURN_CODE; scripts/install-deps.sh e2e installs them).
@@ -17,13 +19,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 build=${DPNB_E2E_BUILD:-$root/build/e2e}
-out="" keep=0 list=0 wanted=()
+deb=${DPNB_E2E_DEB:-} out="" keep=0 list=0 wanted=()
 while [ $# -gt 0 ]; do
   case $1 in
     -b | --build) build=$2; shift 2 ;;
     -o | --out) out=$2; shift 2 ;;
     -k | --keep) keep=1; shift ;;
     -l | --list) list=1; shift ;;
+    -d | --deb) deb=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) wanted+=("$1"); shift ;;
@@ -91,6 +94,15 @@ trap 'exit 130' INT TERM
 declare -A verdict secs group_of
 t_all=$SECONDS
 
+# find_deb NAME: the Debian package NAME (--deb, else the newest of build/package).
+find_deb() {
+  if [ -n "$deb" ]; then
+    [ -f "$deb" ] && readlink -f "$deb"
+    return
+  fi
+  ls -t "$root/build/package/$1"_*_"$(dpkg --print-architecture)".deb 2>/dev/null | head -n 1 | grep .
+}
+
 # find_bin NAME: a dpnetback binary in the build folder.
 find_bin() {
   [ -d "$build" ] || return 1
@@ -147,6 +159,18 @@ run_group() {
         "cmake -S . -B build/e2e -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo &&" \
         "cmake --build build/e2e --target ${missing_bins[*]}" >&2
       continue
+    fi
+    # Scenarios that install the package: the host's path is dom0's (its root is the host's).
+    b=$(meta "$s" e2e-deb)
+    if [ -n "$b" ]; then
+      if path=$(find_deb "$b"); then
+        printf 'E2E_DEB_%s=%q\n' "${b//-/_}" "$path" >> "$lab/plan"
+      else
+        verdict[$s]="E2E $s FAIL reason=not_built:$b.deb"
+        secs[$s]=0
+        echo "e2e: $s needs the $b package: scripts/build-package.sh, or --deb FILE" >&2
+        continue
+      fi
     fi
     for b in $(meta "$s" e2e-guest-bins); do
       if path=$(find_bin "$b"); then guest_bins+=("$path"); else guest_bins+=("$b"); fi

@@ -124,7 +124,10 @@ dpnb_monitor() {
 # when it exits or does not answer within 180 s, so that a scenario may try another set-up.
 # Once it answers, dpnb0 gets dom0's address and a fixed MAC (a restarted daemon makes a
 # new tap device; the guests' ARP entries stay right).
-dpnb_try_start() {
+dpnb_try_start() { dpnb_try_launch "$DPNB" -f --config "$DPNB_CONF" "$@"; }
+# dpnb_try_launch COMMAND...: dpnb_try_start with the daemon's whole command line (it may
+# start with a launcher that execs the daemon, e.g. setpriv).
+dpnb_try_launch() {
   local deadline=$((SECONDS + 180))
   # net_tap opens /dev/net/tun, which dom0's devtmpfs has once tun is loaded.
   modprobe tun || { log "modprobe tun failed"; return 1; }
@@ -136,7 +139,7 @@ dpnb_try_start() {
     DPNB_MON=$!
   fi
   echo "==== dpnetbackd start T+$(uptime_s): $*" >> "$DPNB_LOG"
-  "$DPNB" -f --config "$DPNB_CONF" "$@" >> "$DPNB_LOG" 2>&1 &
+  "$@" >> "$DPNB_LOG" 2>&1 &
   DPNB_PID=$!
   log "dpnetbackd started (pid $DPNB_PID)"
   until dpnb_answers; do
