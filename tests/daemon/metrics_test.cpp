@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -10,6 +11,7 @@
 #include <set>
 #include <sstream>
 #include <sys/socket.h>
+#include <thread>
 #include <unistd.h>
 
 #include "dpnb/daemon/http_server.hpp"
@@ -318,6 +320,32 @@ TEST_F(HttpServer, TooManyClientsGet503) {
     ASSERT_TRUE(loop_->run_once(std::chrono::milliseconds(60'000)));
     EXPECT_EQ(exchange("GET /metrics HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 503", 0), 0u);
     ::close(hold);
+}
+
+// A slow-loris client (a request head that never ends) holds one connection slot, never the
+// server: scrapes are answered while it trickles, and expire() closes it at its deadline.
+TEST_F(HttpServer, ASlowClientNeitherStopsScrapesNorOutlivesItsTimeout) {
+    config_.timeout = std::chrono::milliseconds(300);
+    start();
+    const int slow = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(server_->port());
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(slow, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    const std::string part = "GET /metrics HTTP/1.1\r\nX-Slow: a";
+    ASSERT_EQ(::send(slow, part.data(), part.size(), 0), static_cast<ssize_t>(part.size()));
+    ASSERT_TRUE(loop_->run_once(std::chrono::milliseconds(60'000))); // accepted
+    EXPECT_EQ(exchange("GET /metrics HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 200 OK", 0), 0u);
+    // Past its deadline the slow client is closed: its next read sees the end.
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    server_->expire();
+    char c;
+    const ssize_t n = ::recv(slow, &c, 1, 0);
+    EXPECT_TRUE(n == 0 || (n < 0 && errno == ECONNRESET)) << n;
+    EXPECT_EQ(server_->stats().rejected, 1u);
+    EXPECT_EQ(server_->stats().scrapes, 1u);
+    ::close(slow);
 }
 
 TEST_F(HttpServer, BusyPortIsAClearError) {
