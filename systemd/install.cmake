@@ -31,8 +31,12 @@ string(REPLACE "file:/usr/share/doc/dpnetback/" "file:${doc}/" unit "${unit}")
 file(MAKE_DIRECTORY "${DPNB_STAGE_DIR}")
 file(WRITE "${DPNB_STAGE_DIR}/dpnetbackd.service" "${unit}")
 # file(INSTALL) honours DESTDIR and records the file in install_manifest.txt.
-file(INSTALL "${DPNB_STAGE_DIR}/dpnetbackd.service"
-     DESTINATION "${CMAKE_INSTALL_PREFIX}/lib/systemd/system")
+if(DPNB_SYSTEMD_UNITDIR)
+  set(unitdir "${DPNB_SYSTEMD_UNITDIR}")
+else()
+  set(unitdir "${CMAKE_INSTALL_PREFIX}/lib/systemd/system")
+endif()
+file(INSTALL "${DPNB_STAGE_DIR}/dpnetbackd.service" DESTINATION "${unitdir}")
 
 file(INSTALL "${DPNB_HOTPLUG_SCRIPT}" DESTINATION "${etc}/xen/scripts"
      FILE_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE
