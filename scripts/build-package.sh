@@ -17,8 +17,18 @@ mkdir -p "$out/src"
 git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$out/src"
 
 # ccache, when there is one, through CMake's launcher variable (read at configure time).
+# debhelper 13 points HOME at a folder inside the build tree: name ccache's own cache and
+# configuration, or every package build starts from an empty cache.
 if command -v ccache >/dev/null; then
   export CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache
+  CCACHE_DIR=$(ccache --get-config cache_dir)
+  export CCACHE_DIR
+  for f in "${XDG_CONFIG_HOME:-$HOME/.config}/ccache/ccache.conf" "$HOME/.ccache/ccache.conf"; do
+    if [ -f "$f" ]; then
+      export CCACHE_CONFIGPATH=$f
+      break
+    fi
+  done
 fi
 t0=$SECONDS
 (cd "$out/src" && DEB_BUILD_OPTIONS="parallel=$jobs ${DEB_BUILD_OPTIONS:-}" \
