@@ -16,11 +16,11 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <netinet/in.h>
-#include <sstream>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dpnb/daemon/privileges.hpp"
 #include "process_harness.hpp"
 
 namespace dpnb::daemon_test {
@@ -30,31 +30,10 @@ constexpr std::uint64_t bit(int cap) {
     return std::uint64_t{1} << cap;
 }
 
-struct Sets {
-    std::string name;
-    std::uint64_t eff = 0, prm = 0, inh = 0, amb = 0, bnd = 0;
-    bool no_new_privs = false;
-};
+using Sets = daemon::ThreadSets;
 
 std::optional<Sets> sets_of(const std::string& status_path) {
-    const std::string text = read_file(status_path);
-    if (text.empty()) return std::nullopt;
-    Sets s;
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line)) {
-        const auto hex = [&](const char* key, std::uint64_t& v) {
-            if (line.rfind(key, 0) == 0) v = std::stoull(line.substr(8), nullptr, 16);
-        };
-        if (line.rfind("Name:\t", 0) == 0) s.name = line.substr(6);
-        hex("CapEff:\t", s.eff);
-        hex("CapPrm:\t", s.prm);
-        hex("CapInh:\t", s.inh);
-        hex("CapAmb:\t", s.amb);
-        hex("CapBnd:\t", s.bnd);
-        if (line.rfind("NoNewPrivs:\t", 0) == 0) s.no_new_privs = line.substr(12) == "1";
-    }
-    return s;
+    return daemon::read_thread_sets(status_path);
 }
 
 // Every thread of a process, by thread id.

@@ -93,29 +93,10 @@ TEST(Privileges, Names) {
 
 // --- the drop, in a child process -------------------------------------------------------
 
-struct Sets {
-    std::string name;
-    std::uint64_t eff = ~0ULL, prm = ~0ULL, inh = ~0ULL, amb = ~0ULL, bnd = ~0ULL;
-    bool nnp = false;
-};
+using Sets = ThreadSets;
 
 Sets read_sets(const std::string& status_path) {
-    std::ifstream f(status_path);
-    Sets s;
-    std::string line;
-    while (std::getline(f, line)) {
-        const auto hex = [&](const char* key, std::uint64_t& v) {
-            if (line.rfind(key, 0) == 0) v = std::stoull(line.substr(8), nullptr, 16);
-        };
-        if (line.rfind("Name:\t", 0) == 0) s.name = line.substr(6);
-        hex("CapEff:\t", s.eff);
-        hex("CapPrm:\t", s.prm);
-        hex("CapInh:\t", s.inh);
-        hex("CapAmb:\t", s.amb);
-        hex("CapBnd:\t", s.bnd);
-        if (line.rfind("NoNewPrivs:\t", 0) == 0) s.nnp = line.substr(12) == "1";
-    }
-    return s;
+    return read_thread_sets(status_path).value_or(Sets{});
 }
 
 bool root_with(int cap) {
@@ -190,12 +171,12 @@ TEST(Privileges, DropReachesEveryThread) {
         int bad = 0;
         const auto check = [&](const Sets& s, std::uint64_t want, const std::string& who) {
             if (s.eff != want || s.prm != want || s.inh != 0 || s.amb != 0 ||
-                s.bnd != bit(CAP_NET_ADMIN) || !s.nnp) {
+                s.bnd != bit(CAP_NET_ADMIN) || !s.no_new_privs) {
                 std::fprintf(
                     out, "%s: eff %llx prm %llx inh %llx amb %llx bnd %llx nnp %d\n", who.c_str(),
                     static_cast<unsigned long long>(s.eff), static_cast<unsigned long long>(s.prm),
                     static_cast<unsigned long long>(s.inh), static_cast<unsigned long long>(s.amb),
-                    static_cast<unsigned long long>(s.bnd), s.nnp ? 1 : 0);
+                    static_cast<unsigned long long>(s.bnd), s.no_new_privs ? 1 : 0);
                 ++bad;
             }
         };

@@ -93,32 +93,8 @@ extern "C" void on_drop_signal(int) {
     errno = saved;
 }
 
-// A thread's sets as /proc/self/task/TID/status shows them.
-struct ThreadSets {
-    std::string name;
-    std::uint64_t eff = 0, prm = 0, inh = 0, amb = 0, bnd = 0;
-    bool no_new_privs = false;
-};
-
 std::optional<ThreadSets> read_thread(pid_t tid) {
-    const std::string dir = "/proc/self/task/" + std::to_string(tid);
-    std::ifstream status(dir + "/status");
-    if (!status) return std::nullopt;
-    ThreadSets s;
-    std::string line;
-    const auto hex = [&](std::string_view key, std::uint64_t& v) {
-        if (line.rfind(key, 0) == 0) v = std::stoull(line.substr(key.size()), nullptr, 16);
-    };
-    while (std::getline(status, line)) {
-        if (line.rfind("Name:\t", 0) == 0) s.name = line.substr(6);
-        hex("CapEff:\t", s.eff);
-        hex("CapPrm:\t", s.prm);
-        hex("CapInh:\t", s.inh);
-        hex("CapAmb:\t", s.amb);
-        hex("CapBnd:\t", s.bnd);
-        if (line.rfind("NoNewPrivs:\t", 0) == 0) s.no_new_privs = line.substr(12) == "1";
-    }
-    return s;
+    return read_thread_sets("/proc/self/task/" + std::to_string(tid) + "/status");
 }
 
 std::vector<pid_t> thread_ids() {
@@ -166,6 +142,26 @@ Error drop_error(const std::string& what, int err = 0) {
 }
 
 } // namespace
+
+std::optional<ThreadSets> read_thread_sets(const std::string& status_path) {
+    std::ifstream status(status_path);
+    if (!status) return std::nullopt;
+    ThreadSets s;
+    std::string line;
+    const auto hex = [&](std::string_view key, std::uint64_t& v) {
+        if (line.rfind(key, 0) == 0) v = std::stoull(line.substr(key.size()), nullptr, 16);
+    };
+    while (std::getline(status, line)) {
+        if (line.rfind("Name:\t", 0) == 0) s.name = line.substr(6);
+        hex("CapEff:\t", s.eff);
+        hex("CapPrm:\t", s.prm);
+        hex("CapInh:\t", s.inh);
+        hex("CapAmb:\t", s.amb);
+        hex("CapBnd:\t", s.bnd);
+        if (line.rfind("NoNewPrivs:\t", 0) == 0) s.no_new_privs = line.substr(12) == "1";
+    }
+    return s;
+}
 
 std::vector<KeptCapability> capabilities_to_keep(const PrivilegeInputs& in) {
     std::vector<KeptCapability> out;

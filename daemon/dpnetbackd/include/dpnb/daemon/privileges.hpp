@@ -64,6 +64,15 @@ Result<DropReport>
 drop_capabilities(std::span<const KeptCapability> keep,
                   std::chrono::milliseconds answer_timeout = std::chrono::seconds(10));
 
+// A thread's (or a process's main thread's) sets as /proc/.../status shows them.
+struct ThreadSets {
+    std::string name;
+    std::uint64_t eff = 0, prm = 0, inh = 0, amb = 0, bnd = 0; // CapEff, CapPrm, ...
+    bool no_new_privs = false;
+};
+// Reads /proc/PID/status or /proc/PID/task/TID/status; nullopt when it cannot be read.
+std::optional<ThreadSets> read_thread_sets(const std::string& status_path);
+
 // "cap_net_admin"; "cap_42" for one the C library has no name for.
 std::string capability_name(int cap);
 // "cap_chown,cap_net_admin" for a mask of capability bits; "none" for 0; past six of them
