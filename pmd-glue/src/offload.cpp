@@ -12,12 +12,10 @@
 #include <algorithm>
 #include <cstring>
 
+#include "dpnb/netif/packet_headers.hpp"
+
 namespace dpnb::engine::detail {
 namespace {
-
-std::uint16_t be16(const std::uint8_t* p) noexcept {
-    return static_cast<std::uint16_t>(p[0] << 8 | p[1]);
-}
 
 // Where the L4 checksum field sits in the L4 header.
 std::uint16_t l4_csum_offset(std::uint8_t proto) noexcept {
@@ -55,60 +53,36 @@ const char* to_string(HeaderError e) noexcept {
 
 HeaderError parse_headers(const std::uint8_t* d, std::uint32_t avail, PacketHeaders& out) {
     out = PacketHeaders{};
-    if (avail < RTE_ETHER_HDR_LEN) return HeaderError::truncated;
-    std::uint32_t l2 = RTE_ETHER_HDR_LEN;
-    std::uint16_t type = be16(d + 12);
-    for (int tags = 0; (type == RTE_ETHER_TYPE_VLAN || type == RTE_ETHER_TYPE_QINQ) && tags < 2;
-         ++tags) {
-        if (avail < l2 + 4) return HeaderError::truncated;
-        type = be16(d + l2 + 2);
-        l2 += 4;
-    }
-    std::uint32_t l3 = 0;
-    std::uint8_t proto = 0;
-    if (type == RTE_ETHER_TYPE_IPV4) {
-        if (avail < l2 + sizeof(rte_ipv4_hdr)) return HeaderError::truncated;
-        const std::uint8_t* ip = d + l2;
-        if ((ip[0] >> 4) != 4) return HeaderError::bad_ip;
-        l3 = (ip[0] & 0x0F) * 4U;
-        if (l3 < sizeof(rte_ipv4_hdr)) return HeaderError::bad_ip;
-        if (avail < l2 + l3) return HeaderError::truncated;
-        if ((be16(ip + 6) & 0x3FFF) != 0) return HeaderError::fragment; // MF or an offset
-        proto = ip[9];
-        out.ipv4 = true;
-    } else if (type == RTE_ETHER_TYPE_IPV6) {
-        if (avail < l2 + sizeof(rte_ipv6_hdr)) return HeaderError::truncated;
-        const std::uint8_t* ip = d + l2;
-        if ((ip[0] >> 4) != 6) return HeaderError::bad_ip;
-        l3 = sizeof(rte_ipv6_hdr);
-        proto = ip[6];
-        // Hop-by-hop, routing and destination options; at most a few.
-        for (int n = 0; n < 8 && (proto == 0 || proto == 43 || proto == 60); ++n) {
-            if (avail < l2 + l3 + 2) return HeaderError::truncated;
-            const std::uint8_t* ext = d + l2 + l3;
-            proto = ext[0];
-            l3 += (ext[1] + 1U) * 8U;
-        }
-        if (proto == 44) return HeaderError::fragment;
-        out.ipv6 = true;
-    } else {
+    netif::IpHeaders ip;
+    switch (netif::parse_ip_headers(d, avail, ip)) {
+    case netif::IpHeaderError::none:
+        break;
+    case netif::IpHeaderError::truncated:
+        return HeaderError::truncated;
+    case netif::IpHeaderError::not_ip:
         return HeaderError::not_ip;
+    case netif::IpHeaderError::bad_ip:
+        return HeaderError::bad_ip;
     }
+    if (ip.fragment) return HeaderError::fragment;
+    const std::uint32_t l4_at = ip.l4_offset();
     std::uint32_t l4 = 0;
-    if (proto == IPPROTO_TCP) {
-        if (avail < l2 + l3 + sizeof(rte_tcp_hdr)) return HeaderError::truncated;
-        l4 = (d[l2 + l3 + 12] >> 4) * 4U;
+    if (ip.proto == IPPROTO_TCP) {
+        if (avail < l4_at + sizeof(rte_tcp_hdr)) return HeaderError::truncated;
+        l4 = (d[l4_at + 12] >> 4) * 4U;
         if (l4 < sizeof(rte_tcp_hdr)) return HeaderError::bad_ip;
-    } else if (proto == IPPROTO_UDP) {
+    } else if (ip.proto == IPPROTO_UDP) {
         l4 = sizeof(rte_udp_hdr);
     } else {
         return HeaderError::not_tcp_udp;
     }
-    if (avail < l2 + l3 + l4) return HeaderError::truncated;
-    out.l2_len = static_cast<std::uint16_t>(l2);
-    out.l3_len = static_cast<std::uint16_t>(l3);
+    if (avail < l4_at + l4) return HeaderError::truncated;
+    out.l2_len = ip.l2_len;
+    out.l3_len = ip.l3_len;
     out.l4_len = static_cast<std::uint16_t>(l4);
-    out.l4_proto = proto;
+    out.ipv4 = ip.version == 4;
+    out.ipv6 = ip.version == 6;
+    out.l4_proto = ip.proto;
     return HeaderError::none;
 }
 
