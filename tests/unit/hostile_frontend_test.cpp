@@ -3,6 +3,10 @@
 // unknown and duplicate extras, bad GSO, and a frontend that rewrites requests after the
 // backend read them (no double fetch: every slot is copied once and only the copy is used).
 // Ends with a seeded random sweep of ring contents checking the parser's invariants.
+// Then the control ring: every hash and static-grant message with hostile sizes, offsets,
+// queues, algorithms, flags and copied bytes (the XSA-270 edge among them), each answered
+// INVALID_PARAMETER with its reason counted and the vif's state untouched, and a random sweep
+// of requests checking the handler's bounds.
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -15,6 +19,7 @@
 
 #include <gtest/gtest.h>
 
+#include "dpnb/netif/ctrl_handler.hpp"
 #include "dpnb/netif/tx_parser.hpp"
 #include "netif_test_ring.hpp"
 
@@ -454,3 +459,258 @@ TEST(HostileTxFrontend, RandomRingsAlwaysGetAConsistentVerdict) {
 }
 
 } // namespace
+
+// --- the control ring -----------------------------------------------------------------------
+
+namespace {
+
+namespace ctrl = nf::ctrl;
+using ctrl::CtrlError;
+
+struct CtrlCase {
+    const char* name;
+    ctrl::Request req;
+    std::vector<std::uint32_t> copied; // what the grant copy brings (words), if it is asked
+    bool copy_fails = false;
+    CtrlError error; // expected reason (status INVALID_PARAMETER)
+};
+
+// A 4-queue vif with static grants whose frontend configured Toeplitz hashing, a key and an
+// 8-entry table; each case then sends one hostile message.
+ctrl::Handler configured_vif() {
+    ctrl::Handler h(ctrl::HandlerConfig{4, true, 1024});
+    auto simple = [&](std::uint16_t type, std::uint32_t d0) {
+        EXPECT_EQ(h.begin(ctrl::Request{1, type, {d0, 0, 0}}).rsp.status, ctrl::kStatusSuccess);
+    };
+    simple(ctrl::kTypeSetHashAlgorithm, nf::hash_alg::kToeplitz);
+    simple(ctrl::kTypeSetHashFlags, nf::hash_flag::kAll);
+    simple(ctrl::kTypeSetHashMappingSize, 8);
+    const ctrl::Plan p = h.begin(ctrl::Request{2, ctrl::kTypeSetHashMapping, {9, 8, 0}});
+    std::uint32_t table[8] = {0, 1, 2, 3, 0, 1, 2, 3};
+    EXPECT_EQ(h.finish_hash(p, true, std::as_bytes(std::span(table))).rsp.status,
+              ctrl::kStatusSuccess);
+    return h;
+}
+
+const std::vector<CtrlCase>& ctrl_cases() {
+    using R = ctrl::Request;
+    static const std::vector<CtrlCase> table = {
+        {"algorithm_2",
+         R{1, ctrl::kTypeSetHashAlgorithm, {2, 0, 0}},
+         {},
+         false,
+         CtrlError::bad_hash_algorithm},
+        {"algorithm_max",
+         R{1, ctrl::kTypeSetHashAlgorithm, {0xFFFFFFFF, 0, 0}},
+         {},
+         false,
+         CtrlError::bad_hash_algorithm},
+        {"flags_bit_4",
+         R{1, ctrl::kTypeSetHashFlags, {0x10, 0, 0}},
+         {},
+         false,
+         CtrlError::bad_hash_flags},
+        {"flags_all_bits",
+         R{1, ctrl::kTypeSetHashFlags, {0xFFFFFFFF, 0, 0}},
+         {},
+         false,
+         CtrlError::bad_hash_flags},
+        {"key_41_octets",
+         R{1, ctrl::kTypeSetHashKey, {5, 41, 0}},
+         {},
+         false,
+         CtrlError::hash_key_too_long},
+        {"key_page_sized",
+         R{1, ctrl::kTypeSetHashKey, {5, 4096, 0}},
+         {},
+         false,
+         CtrlError::hash_key_too_long},
+        {"key_size_wraps_16_bits",
+         R{1, ctrl::kTypeSetHashKey, {5, 0x10008, 0}},
+         {},
+         false,
+         CtrlError::hash_key_too_long},
+        {"key_never_granted",
+         R{1, ctrl::kTypeSetHashKey, {0x7FFF0, 40, 0}},
+         {},
+         true,
+         CtrlError::hash_key_unreadable},
+        {"mapping_size_129",
+         R{1, ctrl::kTypeSetHashMappingSize, {129, 0, 0}},
+         {},
+         false,
+         CtrlError::mapping_size_too_big},
+        {"mapping_size_max",
+         R{1, ctrl::kTypeSetHashMappingSize, {0xFFFFFFFF, 0, 0}},
+         {},
+         false,
+         CtrlError::mapping_size_too_big},
+        {"mapping_one_past_the_end",
+         R{1, ctrl::kTypeSetHashMapping, {9, 1, 8}},
+         {},
+         false,
+         CtrlError::mapping_out_of_range},
+        {"mapping_spills_over_the_end",
+         R{1, ctrl::kTypeSetHashMapping, {9, 2, 7}},
+         {},
+         false,
+         CtrlError::mapping_out_of_range},
+        {"mapping_longer_than_the_table",
+         R{1, ctrl::kTypeSetHashMapping, {9, 9, 0}},
+         {},
+         false,
+         CtrlError::mapping_out_of_range},
+        {"mapping_xsa270_offset_wraps",
+         R{1, ctrl::kTypeSetHashMapping, {9, 2, 0xFFFFFFFF}},
+         {},
+         false,
+         CtrlError::mapping_out_of_range},
+        {"mapping_xsa270_length_wraps",
+         R{1, ctrl::kTypeSetHashMapping, {9, 0xFFFFFFFF, 1}},
+         {},
+         false,
+         CtrlError::mapping_out_of_range},
+        {"mapping_xsa270_sum_is_zero",
+         R{1, ctrl::kTypeSetHashMapping, {9, 0x80000000, 0x80000000}},
+         {},
+         false,
+         CtrlError::mapping_out_of_range},
+        {"mapping_page_of_entries",
+         R{1, ctrl::kTypeSetHashMapping, {9, 1024, 0}},
+         {},
+         false,
+         CtrlError::mapping_out_of_range},
+        {"mapping_queue_4_of_4",
+         R{1, ctrl::kTypeSetHashMapping, {9, 2, 6}},
+         {0, 4},
+         false,
+         CtrlError::mapping_bad_queue},
+        {"mapping_queue_max",
+         R{1, ctrl::kTypeSetHashMapping, {9, 1, 0}},
+         {0xFFFFFFFF},
+         false,
+         CtrlError::mapping_bad_queue},
+        {"mapping_never_granted",
+         R{1, ctrl::kTypeSetHashMapping, {0x7FFF0, 8, 0}},
+         {},
+         true,
+         CtrlError::mapping_unreadable},
+        {"gref_size_bad_queue",
+         R{1, ctrl::kTypeGetGrefMappingSize, {4, 0, 0}},
+         {},
+         false,
+         CtrlError::bad_queue},
+        {"gref_add_bad_queue",
+         R{1, ctrl::kTypeAddGrefMapping, {0xFFFFFFFF, 9, 1}},
+         {},
+         false,
+         CtrlError::bad_queue},
+        {"gref_add_no_entries",
+         R{1, ctrl::kTypeAddGrefMapping, {0, 9, 0}},
+         {},
+         false,
+         CtrlError::bad_gref_count},
+        {"gref_add_513_entries",
+         R{1, ctrl::kTypeAddGrefMapping, {0, 9, 513}},
+         {},
+         false,
+         CtrlError::bad_gref_count},
+        {"gref_del_count_max",
+         R{1, ctrl::kTypeDelGrefMapping, {0, 9, 0xFFFFFFFF}},
+         {},
+         false,
+         CtrlError::bad_gref_count},
+    };
+    return table;
+}
+
+} // namespace
+
+TEST(HostileCtrlFrontend, EveryBadValueIsRefusedCountedAndChangesNothing) {
+    for (const CtrlCase& c : ctrl_cases()) {
+        SCOPED_TRACE(c.name);
+        ctrl::Handler h = configured_vif();
+        const nf::HashConfig before = h.hash();
+        const std::uint64_t version = h.hash_version();
+        const ctrl::Plan p = h.begin(c.req);
+        ctrl::Response rsp = p.rsp;
+        if (p.step == ctrl::Step::copy_key || p.step == ctrl::Step::copy_mapping) {
+            ASSERT_LE(p.copy.offset + p.copy.len, nf::kPageSize);
+            std::vector<std::uint32_t> words = c.copied;
+            words.resize((p.copy.len + 3) / 4);
+            const ctrl::Answer a = h.finish_hash(
+                p, !c.copy_fails,
+                std::span(reinterpret_cast<const std::byte*>(words.data()), p.copy.len));
+            rsp = a.rsp;
+            EXPECT_EQ(a.error, c.error);
+        } else {
+            ASSERT_EQ(p.step, ctrl::Step::answer) << "a hostile message got as far as a copy";
+            EXPECT_EQ(p.error, c.error);
+        }
+        EXPECT_EQ(rsp.id, c.req.id);
+        EXPECT_EQ(rsp.type, c.req.type);
+        EXPECT_EQ(rsp.status, ctrl::kStatusInvalidParameter);
+        EXPECT_EQ(rsp.data, 0u);
+        EXPECT_EQ(h.counters().errors[static_cast<std::size_t>(c.error) - 1], 1u)
+            << ctrl::to_string(c.error);
+        EXPECT_EQ(h.hash(), before);
+        EXPECT_EQ(h.hash_version(), version);
+        // The vif keeps answering.
+        const ctrl::Plan next = h.begin(ctrl::Request{2, ctrl::kTypeGetHashMappingSize, {}});
+        EXPECT_EQ(next.rsp.status, ctrl::kStatusSuccess);
+    }
+}
+
+TEST(HostileCtrlFrontend, RandomRequestsKeepTheStateWithinItsBounds) {
+    std::mt19937 mt(20261207);
+    auto rng = [&]() -> std::uint32_t { return static_cast<std::uint32_t>(mt()); };
+    auto pick = [&](std::initializer_list<std::uint32_t> v) {
+        return *(v.begin() + rng() % v.size());
+    };
+    for (int vif = 0; vif < 40; ++vif) {
+        const std::uint32_t queues = 1 + rng() % 8;
+        ctrl::Handler h(ctrl::HandlerConfig{queues, rng() % 2 == 0, 1024});
+        for (int i = 0; i < 400; ++i) {
+            ctrl::Request r{static_cast<std::uint16_t>(rng()),
+                            static_cast<std::uint16_t>(rng() % 12),
+                            {pick({0, 1, 2, 7, 8, 40, 128, 129, 0xFFFFFFFF, rng()}),
+                             pick({0, 1, 4, 8, 40, 41, 127, 128, 0x80000000, rng()}),
+                             pick({0, 1, 7, 120, 127, 128, 0xFFFFFFFF, rng()})}};
+            const ctrl::Plan p = h.begin(r);
+            ctrl::Response rsp = p.rsp;
+            if (p.step == ctrl::Step::copy_key || p.step == ctrl::Step::copy_mapping) {
+                ASSERT_GT(p.copy.len, 0u);
+                ASSERT_LE(p.copy.len, p.step == ctrl::Step::copy_key ? nf::kMaxHashKeySize
+                                                                     : 4 * nf::kMaxHashMappingSize);
+                std::array<std::uint32_t, nf::kMaxHashMappingSize> bytes{};
+                for (auto& w : bytes)
+                    w = rng() % 3 == 0 ? rng() : rng() % (queues + 1);
+                rsp = h.finish_hash(p, rng() % 10 != 0,
+                                    std::as_bytes(std::span(bytes)).first(p.copy.len))
+                          .rsp;
+            } else if (p.step == ctrl::Step::add_grefs || p.step == ctrl::Step::del_grefs) {
+                ASSERT_GE(p.entries, 1u);
+                ASSERT_LE(p.entries, ctrl::kMaxGrefsPerMessage);
+                ASSERT_EQ(p.copy.len, p.entries * sizeof(ctrl::Gref));
+                rsp =
+                    h.finish_grefs(p, rng() % 2 ? CtrlError::none : CtrlError::gref_refused, rng())
+                        .rsp;
+            }
+            ASSERT_EQ(rsp.id, r.id);
+            ASSERT_LE(rsp.status, ctrl::kStatusInvalidParameter);
+            const nf::HashConfig& s = h.hash();
+            ASSERT_TRUE(s.algorithm == nf::hash_alg::kNone ||
+                        s.algorithm == nf::hash_alg::kToeplitz);
+            ASSERT_EQ(s.flags & ~nf::hash_flag::kAll, 0u);
+            ASSERT_LE(s.mapping_size, nf::kMaxHashMappingSize);
+            for (std::uint32_t k = 0; k < nf::kMaxHashMappingSize; ++k)
+                ASSERT_TRUE(k < s.mapping_size ? s.mapping[k] < queues : s.mapping[k] == 0) << k;
+        }
+        const ctrl::CtrlCounters& c = h.counters();
+        std::uint64_t by_reason = 0;
+        for (std::uint64_t e : c.errors)
+            by_reason += e;
+        EXPECT_EQ(by_reason, c.invalid);
+        EXPECT_EQ(c.requests, 400u);
+    }
+}

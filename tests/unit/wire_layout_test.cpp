@@ -1,16 +1,20 @@
 // Compares dpnetback's wire types with Xen's own public headers (io/netif.h, io/ring.h,
-// grant_table.h): sizes, field offsets, flag values, status codes and ring geometry.
+// grant_table.h): sizes, field offsets, flag values, status codes and ring geometry; and the
+// control ring's hash constants and Toeplitz hash with netif.h's own.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
 extern "C" {
 #include <xen/grant_table.h>
+#define XEN_NETIF_DEFINE_TOEPLITZ // netif.h's reference xen_netif_toeplitz_hash
 #include <xen/io/netif.h>
 }
 
 #include <gtest/gtest.h>
 
+#include "dpnb/netif/ctrl_ring.hpp"
+#include "dpnb/netif/flow_hash.hpp"
 #include "dpnb/netif/wire.hpp"
 
 namespace nf = dpnb::netif;
@@ -128,4 +132,47 @@ TEST(WireLayout, GrantEntryMatchesGrantTableH) {
     EXPECT_EQ(nf::gntst::kBadCopyArg, GNTST_bad_copy_arg);
     EXPECT_EQ(nf::gntst::kEagain, GNTST_eagain);
     EXPECT_EQ(nf::gntst::kNoSpace, GNTST_no_space);
+}
+
+TEST(WireLayout, ControlRingHashConstantsMatchNetifH) {
+    namespace ctrl = nf::ctrl;
+    EXPECT_EQ(ctrl::kTypeInvalid, XEN_NETIF_CTRL_TYPE_INVALID);
+    EXPECT_EQ(ctrl::kTypeGetHashFlags, XEN_NETIF_CTRL_TYPE_GET_HASH_FLAGS);
+    EXPECT_EQ(ctrl::kTypeSetHashFlags, XEN_NETIF_CTRL_TYPE_SET_HASH_FLAGS);
+    EXPECT_EQ(ctrl::kTypeSetHashKey, XEN_NETIF_CTRL_TYPE_SET_HASH_KEY);
+    EXPECT_EQ(ctrl::kTypeGetHashMappingSize, XEN_NETIF_CTRL_TYPE_GET_HASH_MAPPING_SIZE);
+    EXPECT_EQ(ctrl::kTypeSetHashMappingSize, XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING_SIZE);
+    EXPECT_EQ(ctrl::kTypeSetHashMapping, XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING);
+    EXPECT_EQ(ctrl::kTypeSetHashAlgorithm, XEN_NETIF_CTRL_TYPE_SET_HASH_ALGORITHM);
+    EXPECT_EQ(ctrl::kStatusSuccess, XEN_NETIF_CTRL_STATUS_SUCCESS);
+    EXPECT_EQ(ctrl::kStatusNotSupported, XEN_NETIF_CTRL_STATUS_NOT_SUPPORTED);
+    EXPECT_EQ(nf::hash_alg::kNone, XEN_NETIF_CTRL_HASH_ALGORITHM_NONE);
+    EXPECT_EQ(nf::hash_alg::kToeplitz, XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ);
+    EXPECT_EQ(nf::hash_flag::kIpv4, XEN_NETIF_CTRL_HASH_TYPE_IPV4);
+    EXPECT_EQ(nf::hash_flag::kIpv4Tcp, XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP);
+    EXPECT_EQ(nf::hash_flag::kIpv6, XEN_NETIF_CTRL_HASH_TYPE_IPV6);
+    EXPECT_EQ(nf::hash_flag::kIpv6Tcp, XEN_NETIF_CTRL_HASH_TYPE_IPV6_TCP);
+    EXPECT_EQ(nf::hash_type::kIpv4Tcp, _XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP);
+    EXPECT_EQ(nf::extra::kHash, XEN_NETIF_EXTRA_TYPE_HASH);
+}
+
+TEST(WireLayout, ToeplitzAgreesWithNetifHsReference) {
+    std::uint32_t seed = 12345;
+    auto next = [&] {
+        seed = seed * 1103515245U + 12345U;
+        return static_cast<std::uint8_t>(seed >> 16);
+    };
+    for (unsigned keylen : {0U, 1U, 7U, 8U, 9U, 39U, 40U}) {
+        for (unsigned len : {0U, 1U, 8U, 12U, 32U, 36U}) {
+            std::uint8_t key[40];
+            std::uint8_t data[36];
+            for (auto& b : key)
+                b = next();
+            for (auto& b : data)
+                b = next();
+            EXPECT_EQ(nf::toeplitz_hash(std::span(key, keylen), std::span(data, len)),
+                      xen_netif_toeplitz_hash(key, keylen, data, len))
+                << keylen << "/" << len;
+        }
+    }
 }

@@ -1,8 +1,9 @@
 // The netif control ring on the wire (xen/io/netif.h: struct xen_netif_ctrl_request,
 // xen_netif_ctrl_response, xen_netif_gref, the request types and statuses), as ring views of
-// ring.hpp, for the static-grant messages of docs/protocol.md: the test netfront is the
-// frontend side; the daemon's engine (pmd-glue/src/ctrl_server) and the tests' reflector
-// the backend side. Byte for byte as Xen's header (tests/guest compares them).
+// ring.hpp, for the hash and static-grant messages of docs/protocol.md: the test netfront is
+// the frontend side; the daemon's engine (pmd-glue/src/ctrl_server) and the tests' reflector
+// the backend side, both answering through ctrl_handler.hpp. Byte for byte as Xen's header
+// (tests/guest compares them).
 #pragma once
 
 #include <cstddef>
@@ -34,7 +35,15 @@ struct Gref { // xen_netif_gref
 };
 static_assert(sizeof(Gref) == 8);
 
-inline constexpr std::uint16_t kTypeGetGrefMappingSize = 8; // XEN_NETIF_CTRL_TYPE_*
+inline constexpr std::uint16_t kTypeInvalid = 0; // XEN_NETIF_CTRL_TYPE_*
+inline constexpr std::uint16_t kTypeGetHashFlags = 1;
+inline constexpr std::uint16_t kTypeSetHashFlags = 2;
+inline constexpr std::uint16_t kTypeSetHashKey = 3;
+inline constexpr std::uint16_t kTypeGetHashMappingSize = 4;
+inline constexpr std::uint16_t kTypeSetHashMappingSize = 5;
+inline constexpr std::uint16_t kTypeSetHashMapping = 6;
+inline constexpr std::uint16_t kTypeSetHashAlgorithm = 7;
+inline constexpr std::uint16_t kTypeGetGrefMappingSize = 8;
 inline constexpr std::uint16_t kTypeAddGrefMapping = 9;
 inline constexpr std::uint16_t kTypeDelGrefMapping = 10;
 inline constexpr std::uint32_t kStatusSuccess = 0; // XEN_NETIF_CTRL_STATUS_*
