@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "dpnb/util/reason_table.hpp"
+
 namespace dpnb::netif::ctrl {
 
 namespace {
@@ -17,17 +19,10 @@ constexpr CtrlErrorInfo kCtrlErrors[] = {
 static_assert(std::size(kCtrlErrors) == kCtrlErrorCount);
 
 // The table is in enum order, so CtrlError n lives at index n - 1.
-constexpr bool table_in_enum_order() {
-    for (std::size_t i = 0; i < std::size(kCtrlErrors); ++i)
-        if (static_cast<std::size_t>(kCtrlErrors[i].error) != i + 1) return false;
-    return true;
-}
-static_assert(table_in_enum_order());
+static_assert(reasons_in_enum_order(kCtrlErrors));
 
 const CtrlErrorInfo* find(CtrlError error) noexcept {
-    const auto n = static_cast<std::size_t>(error);
-    if (n == 0 || n > std::size(kCtrlErrors)) return nullptr;
-    return &kCtrlErrors[n - 1];
+    return find_reason(kCtrlErrors, error);
 }
 
 } // namespace

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "dpnb/util/reason_table.hpp"
+
 namespace dpnb::netif {
 
 namespace {
@@ -16,17 +18,10 @@ constexpr TxErrorInfo kTxErrors[] = {
 };
 
 // The table is in enum order, so TxError n lives at index n - 1.
-constexpr bool table_in_enum_order() {
-    for (std::size_t i = 0; i < std::size(kTxErrors); ++i)
-        if (static_cast<std::size_t>(kTxErrors[i].error) != i + 1) return false;
-    return true;
-}
-static_assert(table_in_enum_order());
+static_assert(reasons_in_enum_order(kTxErrors));
 
 const TxErrorInfo* find(TxError error) noexcept {
-    const auto n = static_cast<std::size_t>(error);
-    if (n == 0 || n > std::size(kTxErrors)) return nullptr;
-    return &kTxErrors[n - 1];
+    return find_reason(kTxErrors, error);
 }
 
 } // namespace
