@@ -28,6 +28,7 @@
 
 #include "dpnb/netif/ctrl_handler.hpp"
 #include "dpnb/netif/ring.hpp"
+#include "fuzz_support.hpp"
 
 namespace nf = dpnb::netif;
 namespace ctrl = dpnb::netif::ctrl;
@@ -37,22 +38,9 @@ namespace {
 constexpr std::size_t kHeader = 16;
 constexpr std::uint32_t kRingSize = ctrl::BackRing::kSize;
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) __builtin_trap();                                                             \
-    } while (0)
-
-struct alignas(nf::kPageSize) Page {
-    unsigned char bytes[nf::kPageSize];
-};
-
-std::uint16_t le16(const std::uint8_t* p) {
-    return static_cast<std::uint16_t>(p[0] | p[1] << 8);
-}
-std::uint32_t le32(const std::uint8_t* p) {
-    return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
-           static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
-}
+using dpnb::fuzz::le16;
+using dpnb::fuzz::le32;
+using dpnb::fuzz::Page;
 
 ctrl::Response read_response(const Page& page, nf::RingIdx idx) {
     ctrl::Response rsp;
@@ -88,23 +76,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     auto ring_page = std::make_unique<Page>();
     auto guest_page = std::make_unique<Page>();
-    std::memset(ring_page->bytes, 0, sizeof(ring_page->bytes));
+    const std::size_t nreq =
+        std::min<std::size_t>((size - kHeader) / sizeof(ctrl::Request), kRingSize);
+    dpnb::fuzz::fill_ring(*ring_page, kRingSize, ctrl::RingProto::kEntrySize, start, prod_delta,
+                          data + kHeader, nreq);
     std::memset(guest_page->bytes, 0, sizeof(guest_page->bytes));
-    const std::size_t body = size - kHeader;
-    const std::size_t nreq = std::min<std::size_t>(body / sizeof(ctrl::Request), kRingSize);
-    for (std::size_t i = 0; i < nreq; ++i) {
-        const nf::RingIdx idx = start + static_cast<nf::RingIdx>(i);
-        std::memcpy(ring_page->bytes + sizeof(nf::SharedRingHeader) +
-                        (idx & (kRingSize - 1)) * ctrl::RingProto::kEntrySize,
-                    data + kHeader + i * sizeof(ctrl::Request), sizeof(ctrl::Request));
-    }
     const std::size_t page_from = kHeader + nreq * sizeof(ctrl::Request);
     if (size > page_from)
         std::memcpy(guest_page->bytes, data + page_from,
                     std::min<std::size_t>(size - page_from, nf::kPageSize));
-    auto* hdr = reinterpret_cast<nf::SharedRingHeader*>(ring_page->bytes);
-    hdr->req_prod = start + prod_delta;
-    hdr->rsp_prod = start;
 
     auto attached = ctrl::BackRing::attach_at(ring_page->bytes, start);
     CHECK(attached.has_value());

@@ -17,6 +17,7 @@
 
 #include "dpnb/netif/ring.hpp"
 #include "dpnb/netif/tx_parser.hpp"
+#include "fuzz_support.hpp"
 
 namespace nf = dpnb::netif;
 
@@ -24,22 +25,9 @@ namespace {
 
 constexpr std::size_t kHeader = 16;
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) __builtin_trap();                                                             \
-    } while (0)
-
-struct alignas(nf::kPageSize) Page {
-    unsigned char bytes[nf::kPageSize];
-};
-
-std::uint16_t le16(const std::uint8_t* p) {
-    return static_cast<std::uint16_t>(p[0] | p[1] << 8);
-}
-std::uint32_t le32(const std::uint8_t* p) {
-    return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
-           static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
-}
+using dpnb::fuzz::le16;
+using dpnb::fuzz::le32;
+using dpnb::fuzz::Page;
 
 // Reads through the real ring and records which slots were read and how often.
 class CheckedSource {
@@ -93,16 +81,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                                                       : nf::kTxMaxSlots;
 
     auto page = std::make_unique<Page>();
-    std::memset(page->bytes, 0, sizeof(page->bytes));
-    const std::size_t nslots = (size - kHeader) / nf::kTxEntrySize;
-    for (std::size_t i = 0; i < nslots && i < nf::kTxRingSize; ++i) {
-        const nf::RingIdx idx = start + static_cast<nf::RingIdx>(i);
-        std::memcpy(page->bytes + sizeof(nf::SharedRingHeader) + (idx & 255U) * nf::kTxEntrySize,
-                    data + kHeader + i * nf::kTxEntrySize, nf::kTxEntrySize);
-    }
-    auto* hdr = reinterpret_cast<nf::SharedRingHeader*>(page->bytes);
-    hdr->req_prod = start + prod_delta;
-    hdr->rsp_prod = start;
+    dpnb::fuzz::fill_ring(*page, nf::kTxRingSize, nf::kTxEntrySize, start, prod_delta,
+                          data + kHeader, (size - kHeader) / nf::kTxEntrySize);
 
     auto attached = nf::TxBackRing::attach_at(page->bytes, start);
     CHECK(attached.has_value());
