@@ -10,6 +10,7 @@
 #include <cstring>
 #include <deque>
 
+#include "dpnb/hv/ctrl_requests.hpp"
 #include "dpnb/hv/persistent_grant_table.hpp"
 #include "dpnb/hv/sim.hpp"
 #include "dpnb/netfront/ctrl_ring.hpp"
@@ -58,6 +59,7 @@ struct Reflector::Vif {
     hv::GrantMapping ctrl_map;
     hv::EvtchnPort ctrl_port = 0;
     bool ctrl_dead = false;
+    std::unique_ptr<hv::CtrlRequests> ctrl_requests; // answers for the control ring
 };
 
 namespace {
@@ -341,6 +343,9 @@ Status Reflector::connect(Vif& vif) {
             vif.view = vif.iott->view();
         }
     }
+    if (vif.ctrl.attached())
+        vif.ctrl_requests = std::make_unique<hv::CtrlRequests>(
+            *gt_, guest, vif.pgt.get(), static_cast<std::uint32_t>(vif.queues.size()));
     vif.connected = true;
     for (auto& q : vif.queues) { // anything posted before we attached
         (void)q->rx.final_check_for_requests();
@@ -362,6 +367,7 @@ void Reflector::disconnect(Vif& vif) {
     }
     vif.queues.clear();
     if (vif.pgt) (void)vif.pgt->close(); // nothing is in flight any more
+    vif.ctrl_requests.reset();
     vif.pgt.reset();
     if (vif.ctrl_port != 0) (void)ev_->unbind(vif.ctrl_port);
     vif.ctrl_port = 0;
@@ -372,11 +378,10 @@ void Reflector::disconnect(Vif& vif) {
     vif.connected = false;
 }
 
-// docs/protocol.md: GET_GREF_MAPPING_SIZE, ADD_GREF_MAPPING, DEL_GREF_MAPPING over the
-// persistent-grant table; anything else is NOT_SUPPORTED.
+// docs/protocol.md: every message answered through netback-core's ctrl::Handler, as the
+// daemon's engine does (hv::CtrlRequests), static grants over the persistent-grant table.
 void Reflector::serve_ctrl(Vif& vif) {
-    if (!vif.ctrl.attached() || vif.ctrl_dead) return;
-    const DomId guest = vif.path.frontend;
+    if (!vif.ctrl.attached() || vif.ctrl_dead || !vif.ctrl_requests) return;
     bool answered = false;
     for (int round = 0; round < 16; ++round) {
         const RequestWindow w = vif.ctrl.poll_requests();
@@ -387,56 +392,7 @@ void Reflector::serve_ctrl(Vif& vif) {
         for (std::uint32_t k = 0; k < w.available; ++k) {
             const ctrl::Request req = vif.ctrl.copy_request(w.cons + k);
             vif.ctrl.consume(1);
-            ctrl::Response rsp{req.id, req.type, ctrl::kStatusNotSupported, 0};
-            const bool static_ok = vif.pgt != nullptr;
-            const bool queue_ok = req.data[0] < vif.queues.size();
-            const std::uint32_t n = req.data[2];
-            if (req.type == ctrl::kTypeGetGrefMappingSize && static_ok) {
-                rsp.status = queue_ok ? ctrl::kStatusSuccess : ctrl::kStatusInvalidParameter;
-                rsp.data = queue_ok ? vif.pgt->limits().max_entries : 0;
-            } else if ((req.type == ctrl::kTypeAddGrefMapping ||
-                        req.type == ctrl::kTypeDelGrefMapping) &&
-                       static_ok) {
-                rsp.status = ctrl::kStatusInvalidParameter;
-                std::vector<ctrl::Gref> list(n);
-                bool read = queue_ok && n != 0 && n <= ctrl::kMaxGrefsPerMessage;
-                if (read) {
-                    hv::GrantCopySegment seg = hv::GrantCopySegment::from_guest(
-                        guest, req.data[1], 0, list.data(),
-                        static_cast<std::uint16_t>(n * sizeof(ctrl::Gref)));
-                    read = gt_->copy(std::span(&seg, 1)) && seg.status == gntst::kOkay;
-                }
-                if (read && req.type == ctrl::kTypeAddGrefMapping) {
-                    std::vector<hv::StaticGrant> grants;
-                    bool flags_ok = true;
-                    for (const ctrl::Gref& g : list) {
-                        flags_ok = flags_ok && (g.flags & ~ctrl::kGrefReadonly) == 0;
-                        grants.push_back({g.ref, (g.flags & ctrl::kGrefReadonly) != 0});
-                    }
-                    std::vector<hv::StaticGrantStatus> st(n);
-                    if (flags_ok && vif.pgt->add(grants, st) &&
-                        std::all_of(st.begin(), st.end(),
-                                    [](auto x) { return x == hv::StaticGrantStatus::ok; }))
-                        rsp.status = ctrl::kStatusSuccess;
-                } else if (read) {
-                    std::vector<GrantRef> refs;
-                    for (const ctrl::Gref& g : list)
-                        refs.push_back(g.ref);
-                    std::vector<hv::StaticGrantStatus> st(n);
-                    auto removed = vif.pgt->remove(refs, st);
-                    for (std::uint32_t e = 0; e < n; ++e)
-                        list[e].status = hv::to_ctrl_status(st[e]);
-                    hv::GrantCopySegment back = hv::GrantCopySegment::to_guest(
-                        list.data(), guest, req.data[1], 0,
-                        static_cast<std::uint16_t>(n * sizeof(ctrl::Gref)));
-                    const bool written =
-                        gt_->copy(std::span(&back, 1)) && back.status == gntst::kOkay;
-                    if (removed && written) {
-                        rsp.data = *removed;
-                        if (*removed == n) rsp.status = ctrl::kStatusSuccess;
-                    }
-                }
-            }
+            ctrl::Response rsp = vif.ctrl_requests->answer(req).rsp;
             if (!mischief_done_ && options_.mischief == Mischief::ctrl_bad_id &&
                 req.type == ctrl::kTypeAddGrefMapping) {
                 rsp.id = static_cast<std::uint16_t>(rsp.id + 0x55);
