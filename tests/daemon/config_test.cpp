@@ -260,7 +260,7 @@ const BadCase kBadCases[] = {
     {"bad_metrics_address", "[metrics]\naddress = \"localhost\"\n",
      "dpnetback.toml:2:11: [metrics] address: \"localhost\" is not an IPv4 or IPv6 address "
      "literal"},
-    {"features_inconsistent", "[features]\nstatic_grants = true\n",
+    {"features_inconsistent", "[features]\nctrl_ring = false\nstatic_grants = true\n",
      "dpnetback.toml:1:1: [features]: static grants need the control ring (feature-ctrl-ring)"},
     {"rule_sets_nothing", "[[vifs.rule]]\ndomid = 3\n",
      "dpnetback.toml:1:1: [[vifs.rule]] #1: sets nothing (mac, rx_mode, port or rx_queue)"},

@@ -95,6 +95,19 @@ dpnb::Result<nf::FrontendConfig> parse(const KeyMap& m,
 
 // --- what the backend writes ----------------------------------------------------------------
 
+TEST(BackendFeatures, DefaultsOfferTheControlRingAsLinuxNetbackDoes) {
+    // Linux netback writes feature-ctrl-ring = 1 for every vif (xenbus.c netback_probe); a
+    // frontend discovers hashing through the ring itself, so nothing else is advertised.
+    auto entries = nf::backend_feature_entries(nf::BackendCapabilities{});
+    ASSERT_TRUE(entries) << entries.error().message;
+    const auto it = std::find_if(entries->begin(), entries->end(),
+                                 [](const nf::XsEntry& e) { return e.key == "feature-ctrl-ring"; });
+    ASSERT_NE(it, entries->end());
+    EXPECT_EQ(it->value, "1");
+    for (const nf::XsEntry& e : *entries)
+        EXPECT_EQ(e.key.find("hash"), std::string::npos) << e.key;
+}
+
 TEST(BackendFeatures, LinuxLikeCapabilitiesGiveLinuxNetbackKeysInOrder) {
     auto entries = nf::backend_feature_entries(linux_like_caps());
     ASSERT_TRUE(entries) << entries.error().message;
@@ -149,6 +162,7 @@ TEST(BackendFeatures, DisabledFeaturesAreWrittenAsZero) {
     caps.multicast_control = false;
     caps.dynamic_multicast_control = false;
     caps.split_event_channels = false;
+    caps.ctrl_ring = false;
     caps.rx_buffer_offset = false;
     auto entries = nf::backend_feature_entries(caps);
     ASSERT_TRUE(entries);
@@ -184,6 +198,7 @@ TEST(BackendFeatures, InvalidCapabilitiesAreRefused) {
     EXPECT_FALSE(nf::validate(caps));
     caps.max_queues = nf::kMaxQueuesLimit;
     EXPECT_TRUE(nf::validate(caps));
+    caps.ctrl_ring = false;
     caps.static_grants = true; // without the control ring
     EXPECT_FALSE(nf::validate(caps));
     caps.ctrl_ring = true;

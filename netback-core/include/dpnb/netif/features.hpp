@@ -104,7 +104,7 @@ struct BackendCapabilities {
     bool dynamic_multicast_control = true; // feature-dynamic-multicast-control
     bool split_event_channels = true;      // feature-split-event-channels
     unsigned max_queues = 1;               // multi-queue-max-queues, 1..kMaxQueuesLimit
-    bool ctrl_ring = false;                // feature-ctrl-ring
+    bool ctrl_ring = true;                 // feature-ctrl-ring (Linux netback always offers it)
     bool xdp_headroom = false;             // feature-xdp-headroom
     bool static_grants = false;            // feature-static-grants (needs ctrl_ring)
     bool rx_buffer_offset = true;          // feature-rx-buffer-offset (dpnetback's own)
