@@ -21,6 +21,32 @@ void append(FlowKey& k, const std::uint8_t* p, std::uint32_t n) noexcept {
 
 } // namespace
 
+const char* hash_algorithm_name(std::uint32_t algorithm) noexcept {
+    switch (algorithm) {
+    case hash_alg::kNone:
+        return "none";
+    case hash_alg::kToeplitz:
+        return "toeplitz";
+    default:
+        return "unknown";
+    }
+}
+
+const char* hash_type_name(std::uint8_t type) noexcept {
+    switch (type) {
+    case hash_type::kIpv4:
+        return "ipv4";
+    case hash_type::kIpv4Tcp:
+        return "ipv4_tcp";
+    case hash_type::kIpv6:
+        return "ipv6";
+    case hash_type::kIpv6Tcp:
+        return "ipv6_tcp";
+    default:
+        return "unknown";
+    }
+}
+
 std::uint32_t toeplitz_hash(std::span<const std::uint8_t> key,
                             std::span<const std::uint8_t> data) noexcept {
     auto key_byte = [&](std::size_t i) -> std::uint64_t { return i < key.size() ? key[i] : 0; };

@@ -1,14 +1,18 @@
-// The netif control ring's backend side: static grants (ctrl_server.hpp, docs/protocol.md).
+// The netif control ring's backend side (ctrl_server.hpp): the ring served in budgeted rounds,
+// each request answered through hv::CtrlRequests.
 #include "ctrl_server.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <vector>
 
 namespace dpnb::engine::detail {
 
 namespace ctrl = netif::ctrl;
+
+CtrlServer::CtrlServer(hv::GrantTable& gt, hv::EventChannels& ev, hv::DomId guest,
+                       hv::PersistentGrantTable* table, std::uint32_t num_queues, std::string name)
+    : gt_(gt), ev_(ev), name_(std::move(name)), requests_(gt, guest, table, num_queues) {}
 
 Result<std::unique_ptr<CtrlServer>> CtrlServer::open(hv::GrantTable& gt, hv::EventChannels& ev,
                                                      hv::DomId guest,
@@ -58,83 +62,22 @@ void CtrlServer::close() {
     dead_ = true;
 }
 
-bool CtrlServer::read_list(const ctrl::Request& req, std::uint32_t& n) {
-    n = req.data[2];
-    if (req.data[0] >= num_queues_ || n == 0 || n > ctrl::kMaxGrefsPerMessage) return false;
-    hv::GrantCopySegment seg = hv::GrantCopySegment::from_guest(
-        guest_, req.data[1], 0, list_, static_cast<std::uint16_t>(n * sizeof(ctrl::Gref)));
-    return gt_.copy(std::span(&seg, 1)) && seg.status == netif::gntst::kOkay;
-}
-
-std::uint32_t CtrlServer::add(const ctrl::Request& req) {
-    std::uint32_t n = 0;
-    if (!read_list(req, n)) return ctrl::kStatusInvalidParameter;
-    std::vector<hv::StaticGrant> grants;
-    grants.reserve(n);
-    for (std::uint32_t i = 0; i < n; ++i) {
-        // Copied out already: the guest cannot change it under us.
-        const ctrl::Gref g = list_[i];
-        if ((g.flags & ~ctrl::kGrefReadonly) != 0) return ctrl::kStatusInvalidParameter;
-        grants.push_back({g.ref, (g.flags & ctrl::kGrefReadonly) != 0});
-    }
-    std::vector<hv::StaticGrantStatus> st(n);
-    if (!table_->add(grants, st)) return ctrl::kStatusInvalidParameter;
-    if (!std::all_of(st.begin(), st.end(),
-                     [](hv::StaticGrantStatus s) { return s == hv::StaticGrantStatus::ok; }))
-        return ctrl::kStatusInvalidParameter;
-    counters_.grefs_added += n;
-    return ctrl::kStatusSuccess;
-}
-
-std::uint32_t CtrlServer::del(const ctrl::Request& req, std::uint32_t& removed) {
-    removed = 0;
-    std::uint32_t n = 0;
-    if (!read_list(req, n)) return ctrl::kStatusInvalidParameter;
-    std::vector<hv::GrantRef> refs(n);
-    for (std::uint32_t i = 0; i < n; ++i)
-        refs[i] = list_[i].ref;
-    std::vector<hv::StaticGrantStatus> st(n);
-    auto r = table_->remove(refs, st);
-    for (std::uint32_t i = 0; i < n; ++i) {
-        list_[i].status = hv::to_ctrl_status(st[i]);
-        if (st[i] == hv::StaticGrantStatus::busy) ++counters_.grefs_busy;
-    }
-    // The per-entry statuses go back into the guest's list page before the response.
-    hv::GrantCopySegment back = hv::GrantCopySegment::to_guest(
-        list_, guest_, req.data[1], 0, static_cast<std::uint16_t>(n * sizeof(ctrl::Gref)));
-    const bool written = gt_.copy(std::span(&back, 1)) && back.status == netif::gntst::kOkay;
-    if (!r || !written) return ctrl::kStatusInvalidParameter;
-    removed = *r;
-    counters_.grefs_removed += removed;
-    return removed == n ? ctrl::kStatusSuccess : ctrl::kStatusInvalidParameter;
-}
-
 ctrl::Response CtrlServer::answer(const ctrl::Request& req) {
-    ctrl::Response rsp{req.id, req.type, ctrl::kStatusNotSupported, 0};
-    ++counters_.requests;
-    const bool static_type = req.type == ctrl::kTypeGetGrefMappingSize ||
-                             req.type == ctrl::kTypeAddGrefMapping ||
-                             req.type == ctrl::kTypeDelGrefMapping;
-    if (!static_type || table_ == nullptr) {
-        ++counters_.not_supported;
-        return rsp;
+    const ctrl::Answer a = requests_.answer(req);
+    if (a.rsp.status == ctrl::kStatusInvalidParameter && log_.allow()) {
+        const std::uint64_t suppressed = log_.take_suppressed();
+        spdlog::warn(
+            "{}: control ring: {} (data {} {} {}) refused: {}{}", name_, ctrl::type_name(req.type),
+            req.data[0], req.data[1], req.data[2], ctrl::help(a.error),
+            suppressed != 0 ? " (" + std::to_string(suppressed) + " more not logged)" : "");
     }
-    if (req.type == ctrl::kTypeGetGrefMappingSize) {
-        const bool queue_ok = req.data[0] < num_queues_;
-        rsp.status = queue_ok ? ctrl::kStatusSuccess : ctrl::kStatusInvalidParameter;
-        rsp.data = queue_ok ? table_->limits().max_entries : 0;
-    } else if (req.type == ctrl::kTypeAddGrefMapping) {
-        rsp.status = add(req);
-    } else {
-        rsp.status = del(req, rsp.data);
-    }
-    if (rsp.status == ctrl::kStatusInvalidParameter) ++counters_.invalid;
-    return rsp;
+    return a.rsp;
 }
 
-Status CtrlServer::serve() {
-    if (dead_) return ok();
-    bool answered = false;
+Result<bool> CtrlServer::serve() {
+    if (dead_) return false;
+    std::uint32_t answered = 0;
+    bool more = false;
     for (;;) {
         const netif::RequestWindow w = ring_.poll_requests();
         if (w.overflow) {
@@ -143,21 +86,32 @@ Status CtrlServer::serve() {
                               name_ + ": control ring: the frontend's producer index claims "
                                       "more requests than the ring holds");
         }
-        for (std::uint32_t k = 0; k < w.available; ++k) {
+        const std::uint32_t n = std::min(w.available, kServeBudget - answered);
+        for (std::uint32_t k = 0; k < n; ++k) {
             const ctrl::Request req = ring_.copy_request(w.cons + k);
             ring_.consume(1);
             // One response per request, and the ring has a slot for each request consumed.
             (void)ring_.put_response(answer(req));
-            answered = true;
         }
-        if (w.available != 0) continue;
+        answered += n;
+        if (w.available > n) {
+            // The budget is spent with requests left. req_event stays where it is, so the
+            // frontend will not notify for them: the caller comes back on its own.
+            more = true;
+            break;
+        }
+        // Drained: arm req_event, unless more came meanwhile.
         if (!ring_.final_check_for_requests()) break;
+        if (answered == kServeBudget) {
+            more = true;
+            break;
+        }
     }
-    if (answered && ring_.push_responses()) {
+    if (answered != 0 && ring_.push_responses()) {
         if (Status st = ev_.notify(port_); !st)
             spdlog::warn("{}: notifying the control channel: {}", name_, st.error().message);
     }
-    return ok();
+    return more;
 }
 
 } // namespace dpnb::engine::detail

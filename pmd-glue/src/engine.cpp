@@ -128,6 +128,12 @@ struct VifRecord {
     // null), and the control ring's server (control thread).
     hv::PersistentGrantTable* static_table = nullptr;
     std::unique_ptr<detail::CtrlServer> ctrl;
+    // The control ring has requests left after a budgeted serve(), or its channel fired:
+    // serve it on the control thread's next pass.
+    bool ctrl_ready = false;
+    // The control ring's hash state the vif's queues hold (CtrlServer::hash_version()).
+    std::uint64_t hash_applied = 0;
+    netif::HashConfig hash;
     unsigned lcore = 0;
     std::uint16_t port_index = 0;
     std::optional<std::uint16_t> rx_queue; // dedicated NIC queue
@@ -151,6 +157,7 @@ public:
     Status detach(const VifId& id);
     Status set_rx_mode(const VifId& id, RxMode mode);
     Status set_rate(const VifId& id, std::optional<netif::RateLimit> rate);
+    void apply_hash(VifRecord& r);
     VifStatus status_of(const VifRecord& r) const;
     std::optional<DataPlaneEvent> next_event();
     void serve_control_rings();
@@ -423,7 +430,9 @@ Status Engine::Impl::attach(const VifSpec& spec) {
         push_event(DataPlaneEvent{DataPlaneEvent::Kind::mode_fallback, spec.id,
                                   std::string("RX mode ") + to_string(spec.rx_mode) + " -> " +
                                       to_string(rec->mode) + ": " + rec->mode_reason});
+    const bool has_ctrl = rec->ctrl != nullptr;
     vifs_.emplace(spec.id, std::move(rec));
+    if (has_ctrl) raise_event();
     return ok();
 }
 
@@ -565,6 +574,9 @@ Status Engine::Impl::open_control_ring(VifRecord& r, PortState&) {
         static_cast<std::uint32_t>(spec.frontend.queues.size()), to_string(spec.id));
     if (!c) return std::move(c).error();
     r.ctrl = std::move(*c);
+    // Requests the frontend put on the ring before the channel was bound sent no event we
+    // could see: look at the ring once on the next pass.
+    r.ctrl_ready = true;
     return ok();
 }
 
@@ -808,10 +820,11 @@ Status Engine::Impl::detach(const VifId& id) {
 void Engine::Impl::free_record(VifRecord& r) {
     const std::string name = to_string(r.spec.id);
     if (r.ctrl) {
-        const detail::CtrlCounters& c = r.ctrl->counters();
-        spdlog::info("{}: control ring: {} request(s), {} grant(s) registered, {} removed, {} "
-                     "removal(s) refused in flight, {} invalid, {} not supported",
-                     name, c.requests, c.grefs_added, c.grefs_removed, c.grefs_busy, c.invalid,
+        const netif::ctrl::CtrlCounters& c = r.ctrl->counters();
+        const hv::CtrlGrantCounts& g = r.ctrl->grants();
+        spdlog::info("{}: control ring: {} request(s), {} hash change(s), {} grant(s) registered, "
+                     "{} removed, {} removal(s) refused in flight, {} invalid, {} not supported",
+                     name, c.requests, c.hash_changes, g.added, g.removed, g.busy, c.invalid,
                      c.not_supported);
         r.ctrl.reset();
     }
@@ -909,6 +922,15 @@ VifStatus Engine::Impl::status_of(const VifRecord& r) const {
     s.queues = static_cast<unsigned>(r.queues.size());
     s.control_ring = r.ctrl != nullptr;
     s.static_grants = r.static_table != nullptr ? r.static_table->valid_entries() : 0;
+    s.ctrl_errors.assign(netif::ctrl::kCtrlErrorCount, 0);
+    if (r.ctrl) {
+        const netif::ctrl::CtrlCounters& m = r.ctrl->counters();
+        s.ctrl_requests = m.requests;
+        s.ctrl_not_supported = m.not_supported;
+        s.ctrl_invalid = m.invalid;
+        s.ctrl_errors.assign(m.errors.begin(), m.errors.end());
+    }
+    s.hash = r.hash;
     s.tx_errors.assign(detail::kTxErrorCount, 0);
     for (const auto& q : r.queues) {
         const detail::QueueCounters& c = q->counters;
@@ -922,29 +944,60 @@ VifStatus Engine::Impl::status_of(const VifRecord& r) const {
 }
 
 // Control rings are served here, on the control thread, when their channels fire (the
-// control plane calls next_event() whenever events_fd() is readable).
+// control plane calls next_event() whenever events_fd() is readable). Each ready ring gets
+// one budgeted serve() per call; a ring left with requests stays ready and events_fd() is
+// made readable again, so the control thread comes back to it after the rest of its loop
+// (xenstore, other vifs) without waiting for an event the frontend will not send.
 void Engine::Impl::serve_control_rings() {
     if (!ctl_ev_) return;
     for (int i = 0; i < 4096; ++i) {
         auto p = ctl_ev_->pending();
         if (!p) {
             spdlog::error("control rings: reading pending ports: {}", p.error().describe());
-            return;
+            break;
         }
-        if (!*p) return;
+        if (!*p) break;
         const hv::EvtchnPort port = **p;
         (void)ctl_ev_->unmask(port);
         for (auto& [id, r] : vifs_) {
-            if (!r->ctrl || r->ctrl->port() != port) continue;
-            if (Status st = r->ctrl->serve(); !st && !r->reported_disabled) {
-                spdlog::warn("{}", st.error().message);
-                r->reported_disabled = true;
-                events_.push_back(
-                    DataPlaneEvent{DataPlaneEvent::Kind::vif_disabled, id, st.error().message});
+            if (r->ctrl && r->ctrl->port() == port) {
+                r->ctrl_ready = true;
+                break;
             }
-            break;
         }
     }
+    bool again = false;
+    for (auto& [id, r] : vifs_) {
+        if (!r->ctrl_ready || !r->ctrl) continue;
+        auto more = r->ctrl->serve();
+        r->ctrl_ready = more && *more;
+        again = again || r->ctrl_ready;
+        if (!more && !r->reported_disabled) {
+            spdlog::warn("{}", more.error().message);
+            r->reported_disabled = true;
+            events_.push_back(
+                DataPlaneEvent{DataPlaneEvent::Kind::vif_disabled, id, more.error().message});
+        }
+        if (r->ctrl->hash_version() != r->hash_applied) apply_hash(*r);
+    }
+    if (again) raise_event();
+}
+
+// The vif's queues get the control ring's hash configuration as an immutable copy (the RX
+// pipelines read it on their lcore).
+void Engine::Impl::apply_hash(VifRecord& r) {
+    auto c = std::make_unique<Command>();
+    c->kind = Command::Kind::set_hash;
+    c->hash = r.ctrl->hash();
+    for (auto& q : r.queues)
+        c->queues.push_back(q.get());
+    if (Status st = run_owned(*lcores[r.lcore], std::move(c)); !st) {
+        spdlog::error("{}: handing the hash configuration to lcore {}: {}", to_string(r.spec.id),
+                      lcores[r.lcore]->lcore_id(), st.error().describe());
+        return;
+    }
+    r.hash_applied = r.ctrl->hash_version();
+    r.hash = r.ctrl->hash();
 }
 
 std::optional<DataPlaneEvent> Engine::Impl::next_event() {

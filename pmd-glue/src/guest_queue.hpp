@@ -17,6 +17,7 @@
 #include "dpnb/hv/grant_table.hpp"
 #include "dpnb/hv/translation_table.hpp"
 #include "dpnb/netif/features.hpp"
+#include "dpnb/netif/flow_hash.hpp"
 #include "dpnb/netif/ring.hpp"
 #include "dpnb/netif/rx_builder.hpp"
 #include "dpnb/netif/tx_parser.hpp"
@@ -141,6 +142,9 @@ struct GuestQueue {
     netif::TxLimits tx_limits;
     bool anti_spoofing = true;
     bool fatal_bad_grants = true;
+    // Receive-side hashing as the frontend set it over the control ring (flow_hash.hpp);
+    // replaced whole by a set_hash command, algorithm NONE until then.
+    netif::HashConfig hash;
 
     // TX egress: the engine's port (its TX queue is the lcore's, PortState::tx_queue)
     std::uint16_t out_port_index = 0;

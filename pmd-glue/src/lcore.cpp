@@ -366,6 +366,11 @@ void Lcore::handle(Command* cmd) {
         }
         engine_.ack(cmd);
         return;
+    case Command::Kind::set_hash:
+        for (GuestQueue* q : cmd->queues)
+            q->hash = cmd->hash;
+        engine_.ack(cmd);
+        return;
     case Command::Kind::port_pause:
     case Command::Kind::port_resume:
         if (cmd->port_index < port_paused_.size())

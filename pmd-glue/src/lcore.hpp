@@ -4,9 +4,9 @@
 // every port (TX queue id = lcore index), its mbuf pools, its command ring and its inbox.
 //
 // The control thread talks to it only through commands (a single-producer ring): attach
-// and detach a queue, steer a MAC on a shared queue, set a mode or a rate, pause a port,
-// stop. Another lcore hands it frames through its inbox (multi-producer): frames its demux
-// found for a guest queue this lcore owns.
+// and detach a queue, steer a MAC on a shared queue, set a mode, a rate or a hash
+// configuration, pause a port, stop. Another lcore hands it frames through its inbox
+// (multi-producer): frames its demux found for a guest queue this lcore owns.
 #pragma once
 
 #include <sys/epoll.h>
@@ -40,6 +40,7 @@ struct Command {
         steer_remove, // demux: forget `key` on port `port_index`
         set_mode,     // queues: RX mode for new buffers (view for reuse)
         set_rate,     // queues: credit-based TX rate limit
+        set_hash,     // queues: the vif's hash configuration (control ring)
         port_pause,   // stop touching port `port_index` (RX and TX)
         port_resume,
         stop, // leave the loop
@@ -54,6 +55,7 @@ struct Command {
     hv::TranslationTableView view;
     bool have_view = false;
     std::optional<netif::RateLimit> rate;
+    netif::HashConfig hash;
 
     // Written by the lcore before `done`.
     Status result;

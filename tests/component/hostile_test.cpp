@@ -6,18 +6,23 @@
 // hostile vif is disabled (status, event, reason), its grants
 // are all released on detach, and the good guest's traffic goes on; the daemon runs on.
 // In map mode the guest also finds it cannot revoke a buffer the engine has mapped.
-// A second raw frontend misbehaves on the netif control ring (static grants): malformed
-// messages, a ring kept full, an impossible producer index.
+// A second raw frontend misbehaves on the netif control ring: malformed static-grant
+// messages, every hash message with hostile values (the XSA-270 edge among them), a full
+// ring announced with one event, a ring kept full, an impossible producer index.
 #include <poll.h>
 
+#include <cstring>
 #include <thread>
 
 #include "dpnb/hv/sim.hpp"
+#include "dpnb/netif/ctrl_handler.hpp"
 #include "dpnb/netif/ctrl_ring.hpp"
+#include "dpnb/netif/flow_hash.hpp"
 #include "dpnb/netif/ring.hpp"
 #include "dpnb/netif/wire.hpp"
 #include "dpnb/netif/xs_value.hpp"
 #include "harness.hpp"
+#include "raw_frontend.hpp"
 
 namespace dpnb::component {
 namespace {
@@ -43,74 +48,7 @@ void PrintTo(const HostileCase& c, std::ostream* os) {
     *os << c.name;
 }
 
-// A frontend written by hand, in the guest's own process: one queue's TX and RX rings in
-// pages 0 and 1 (granted to dom0), their event channels, `pages` pages in all (the rest are
-// the caller's). connect() writes the rings' keys, the caller's extra keys and Connected,
-// then waits for the backend's Connected.
-struct RawFrontend {
-    hv::DomId dom = 0;
-    std::unique_ptr<hv::GuestHypervisor> hv;
-    std::unique_ptr<hv::Xenstore> xs;
-    std::unique_ptr<hv::EventChannels> ev;
-    hv::GuestPages pages;
-    netif::TxFrontRing tx;
-    netif::RxFrontRing rx;
-    netif::GrantRef tx_ref = 0, rx_ref = 0;
-    hv::EvtchnPort tx_port = 0, rx_port = 0;
-
-    void open(const std::string& dir, hv::DomId d, std::uint32_t npages) {
-        dom = d;
-        auto h = hv::sim::connect_guest(dir, dom);
-        ASSERT_TRUE(h.has_value()) << h.error().describe();
-        hv = std::move(*h);
-        auto x = hv->open_xenstore();
-        ASSERT_TRUE(x.has_value()) << x.error().describe();
-        xs = std::move(*x);
-        auto e = hv->open_event_channels();
-        ASSERT_TRUE(e.has_value()) << e.error().describe();
-        ev = std::move(*e);
-        auto p = hv->alloc_pages(npages);
-        ASSERT_TRUE(p.has_value()) << p.error().describe();
-        pages = *p;
-        auto t = netif::TxFrontRing::init(pages.page(0));
-        auto r = netif::RxFrontRing::init(pages.page(1));
-        ASSERT_TRUE(t && r);
-        tx = *t;
-        rx = *r;
-        auto tr = hv->grant_access(hv::kDom0, pages.page(0), false);
-        auto rr = hv->grant_access(hv::kDom0, pages.page(1), false);
-        ASSERT_TRUE(tr && rr);
-        tx_ref = *tr;
-        rx_ref = *rr;
-        auto tp = ev->bind_unbound(hv::kDom0);
-        auto rp = ev->bind_unbound(hv::kDom0);
-        ASSERT_TRUE(tp && rp);
-        tx_port = *tp;
-        rx_port = *rp;
-    }
-
-    void connect(const std::vector<std::pair<std::string, std::string>>& extra) {
-        const std::string fe = "/local/domain/" + std::to_string(dom) + "/device/vif/0";
-        std::vector<std::pair<std::string, std::string>> keys = {
-            {"tx-ring-ref", std::to_string(tx_ref)},
-            {"rx-ring-ref", std::to_string(rx_ref)},
-            {"event-channel-tx", std::to_string(tx_port)},
-            {"event-channel-rx", std::to_string(rx_port)},
-            {"request-rx-copy", "1"},
-            {"feature-rx-notify", "1"},
-        };
-        keys.insert(keys.end(), extra.begin(), extra.end());
-        keys.emplace_back("state", "4");
-        for (const auto& [k, v] : keys)
-            ASSERT_TRUE(xs->write(hv::kNoTxn, fe + "/" + k, v).has_value()) << k;
-        const std::string be = "/local/domain/0/backend/vif/" + std::to_string(dom) + "/0";
-        for (int i = 0; i < 6000; ++i) {
-            auto st = xs->read(hv::kNoTxn, be + "/state");
-            if (st && *st == "4") break;
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        }
-    }
-};
+using test::RawFrontend;
 
 // The hostile guest: sets up one queue by hand, connects, then does its mischief when told.
 // Reports over the link: 1 connected; after the mischief, 1 done; for rx_revoked_buffer and
@@ -374,28 +312,26 @@ namespace ctrl = netif::ctrl;
 //   1  malformed messages, then one good ADD: reports each response's status;
 //   2  keeps the ring full of ADDs until told to stop or 20 s passed: reports 1 when
 //      stopped by the test, 2 when it gave up (the engine never came back to the test);
-//   3  a producer index 1000 requests ahead of the responses.
+//   3  a producer index 1000 requests ahead of the responses;
+//   4  hash messages, hostile ones between the good set-up (key in page 3, an all-zero
+//      mapping in page 4): reports id << 48 | status << 32 | data for each;
+//   5  a full ring of requests announced with one event and never again: reports how many
+//      were answered within 20 s (all of them only if the engine comes back on its own).
 void ctrl_hostile_main(const std::string& dir, hv::DomId dom, const Link& link) {
     RawFrontend f;
     f.open(dir, dom, 5);
     if (::testing::Test::HasFatalFailure()) return;
-    auto cr = ctrl::FrontRing::init(f.pages.page(2));
-    ASSERT_TRUE(cr);
-    auto cr_ref = f.hv->grant_access(hv::kDom0, f.pages.page(2), false);
+    test::XsKeys keys = f.open_ctrl_ring(2);
     auto list_ref = f.hv->grant_access(hv::kDom0, f.pages.page(3), false);
     auto data_ref = f.hv->grant_access(hv::kDom0, f.pages.page(4), false);
-    ASSERT_TRUE(cr_ref && list_ref && data_ref);
-    auto cr_port = f.ev->bind_unbound(hv::kDom0);
-    ASSERT_TRUE(cr_port);
-    f.connect({{"ctrl-ring-ref", std::to_string(*cr_ref)},
-               {"event-channel-ctrl", std::to_string(*cr_port)},
-               {"feature-static-grants", "1"}});
+    ASSERT_TRUE(list_ref && data_ref && !keys.empty());
+    keys.emplace_back("feature-static-grants", "1");
+    f.connect(keys);
     if (::testing::Test::HasFatalFailure()) return;
     link.send(1);
     auto* list = reinterpret_cast<ctrl::Gref*>(f.pages.page(3));
-    auto push = [&] {
-        if (cr->push_requests()) (void)f.ev->notify(*cr_port);
-    };
+    ctrl::FrontRing* cr = &f.ctrl;
+    auto push = [&] { f.push_ctrl(); };
     // Collects `n` responses (the test pumps the engine meanwhile).
     auto responses = [&](unsigned n) {
         std::vector<ctrl::Response> out;
@@ -449,11 +385,59 @@ void ctrl_hostile_main(const std::string& dir, hv::DomId dom, const Link& link) 
             if (stopped) (void)link.recv();
             (void)responses(cr->req_prod_pvt() - cr->rsp_cons()); // drain what is left
             link.send(stopped ? 1 : 2);
+        } else if (*cmd == 4) {
+            const std::uint8_t key[40] = {
+                0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
+                0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
+                0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa};
+            std::memcpy(f.pages.page(3), key, sizeof(key));
+            std::memset(f.pages.page(4), 0, 64);
+            const std::uint32_t never = 0x7FFF0; // a grant reference never granted
+            const ctrl::Request reqs[] = {
+                {1, ctrl::kTypeSetHashAlgorithm, {2, 0, 0}},
+                {2, ctrl::kTypeSetHashFlags, {netif::hash_flag::kIpv4, 0, 0}}, // no algorithm
+                {3, ctrl::kTypeSetHashAlgorithm, {netif::hash_alg::kToeplitz, 0, 0}},
+                {4, ctrl::kTypeSetHashFlags, {0x10, 0, 0}},
+                {5, ctrl::kTypeSetHashKey, {*list_ref, 41, 0}},
+                {6, ctrl::kTypeSetHashKey, {never, 40, 0}},
+                {7, ctrl::kTypeSetHashMappingSize, {129, 0, 0}},
+                {8, ctrl::kTypeSetHashMappingSize, {8, 0, 0}},
+                {9, ctrl::kTypeSetHashMapping, {*data_ref, 2, 0xFFFFFFFF}}, // XSA-270
+                {10, ctrl::kTypeSetHashMapping, {*data_ref, 1, 8}},
+                {11, ctrl::kTypeSetHashMapping, {*list_ref, 8, 0}}, // queues >= 1 of 1
+                {12, ctrl::kTypeSetHashMapping, {never, 8, 0}},
+                {13, ctrl::kTypeSetHashFlags, {netif::hash_flag::kAll, 0, 0}},
+                {14, ctrl::kTypeSetHashKey, {*list_ref, 40, 0}},
+                {15, ctrl::kTypeSetHashMapping, {*data_ref, 8, 0}},
+                {16, ctrl::kTypeGetHashFlags, {0, 0, 0}},
+                {17, ctrl::kTypeGetHashMappingSize, {0, 0, 0}},
+            };
+            for (const ctrl::Request& r : reqs)
+                EXPECT_TRUE(cr->put_request(r));
+            push();
+            for (const ctrl::Response& r : responses(std::size(reqs)))
+                link.send(std::uint64_t{r.id} << 48 | std::uint64_t{r.status} << 32 | r.data);
+        } else if (*cmd == 5) {
+            std::uint16_t id = 1000;
+            while (cr->put_request({id++, ctrl::kTypeGetHashMappingSize, {0, 0, 0}})) {
+            }
+            push();
+            const std::uint32_t n = ctrl::FrontRing::kSize;
+            std::uint32_t answered = 0;
+            const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+            while (answered < n && std::chrono::steady_clock::now() < deadline) {
+                const netif::ResponseWindow w = cr->poll_responses();
+                for (std::uint32_t k = 0; k < w.available; ++k)
+                    answered += cr->copy_response(w.cons + k).status == ctrl::kStatusSuccess;
+                cr->consume_responses(w.available);
+                std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            }
+            link.send(answered);
         } else if (*cmd == 3) {
             auto* hdr = reinterpret_cast<netif::SharedRingHeader*>(f.pages.page(2));
             std::atomic_ref<netif::RingIdx>(hdr->req_prod)
                 .store(cr->rsp_cons() + 1000, std::memory_order_release);
-            (void)f.ev->notify(*cr_port);
+            (void)f.ev->notify(f.ctrl_port);
             link.send(1);
         }
     }
@@ -495,11 +479,12 @@ TEST_F(HostileControlRing, MischiefIsAnsweredServedInBoundedSharesThenCutOff) {
     TapPeer good_peer(tap_name(12));
     ASSERT_TRUE(good_peer.ok());
 
-    // The control thread's loop: next_event() whenever events_fd() is readable.
+    // The control thread's loop, as the daemon's: next_event() only when events_fd() is
+    // readable.
     std::vector<DataPlaneEvent> events;
     auto pump = [&](int ms) {
         pollfd p{engine.events_fd(), POLLIN, 0};
-        (void)::poll(&p, 1, ms);
+        if (::poll(&p, 1, ms) != 1) return;
         while (auto ev = engine.next_event())
             events.push_back(*ev);
     };
@@ -526,8 +511,68 @@ TEST_F(HostileControlRing, MischiefIsAnsweredServedInBoundedSharesThenCutOff) {
     EXPECT_EQ(engine.status(VifId{bad, 0})->state, VifRunState::running);
     EXPECT_EQ(engine.status(VifId{bad, 0})->static_grants, 1u);
 
-    // 2. A ring kept full: each next_event() serves at most a ring of requests (responses
-    //    are published when it returns, so the guest cannot refill meanwhile) and returns,
+    // 4. Hash messages: every hostile one is refused with its reason counted, the good
+    //    set-up is taken, and the vif's queues get it.
+    ASSERT_TRUE(hostile_link.send(4));
+    struct Want {
+        std::uint32_t status;
+        std::uint32_t data;
+    };
+    const Want hash_want[] = {
+        {ctrl::kStatusInvalidParameter, 0},
+        {ctrl::kStatusInvalidParameter, 0},
+        {ctrl::kStatusSuccess, 0},
+        {ctrl::kStatusInvalidParameter, 0},
+        {ctrl::kStatusInvalidParameter, 0},
+        {ctrl::kStatusInvalidParameter, 0},
+        {ctrl::kStatusInvalidParameter, 0},
+        {ctrl::kStatusSuccess, 0},
+        {ctrl::kStatusInvalidParameter, 0},
+        {ctrl::kStatusInvalidParameter, 0},
+        {ctrl::kStatusInvalidParameter, 0},
+        {ctrl::kStatusInvalidParameter, 0},
+        {ctrl::kStatusSuccess, 0},
+        {ctrl::kStatusSuccess, 0},
+        {ctrl::kStatusSuccess, 0},
+        {ctrl::kStatusSuccess, netif::hash_flag::kAll},
+        {ctrl::kStatusSuccess, netif::kMaxHashMappingSize},
+    };
+    for (std::uint32_t k = 0; k < std::size(hash_want); ++k) {
+        auto r = report();
+        ASSERT_TRUE(r) << "no response to hash request " << k + 1;
+        EXPECT_EQ(*r >> 48, k + 1);
+        EXPECT_EQ((*r >> 32) & 0xFFFF, hash_want[k].status) << "hash request " << k + 1;
+        EXPECT_EQ(*r & 0xFFFFFFFFu, hash_want[k].data) << "hash request " << k + 1;
+    }
+    VifStatus hs_st = engine.status(VifId{bad, 0}).value_or(VifStatus{});
+    EXPECT_EQ(hs_st.state, VifRunState::running);
+    auto refused = [&](netif::ctrl::CtrlError why) {
+        return hs_st.ctrl_errors.at(static_cast<std::size_t>(why) - 1);
+    };
+    EXPECT_EQ(refused(netif::ctrl::CtrlError::bad_hash_algorithm), 1u);
+    EXPECT_EQ(refused(netif::ctrl::CtrlError::hash_off), 1u);
+    EXPECT_EQ(refused(netif::ctrl::CtrlError::bad_hash_flags), 1u);
+    EXPECT_EQ(refused(netif::ctrl::CtrlError::hash_key_too_long), 1u);
+    EXPECT_EQ(refused(netif::ctrl::CtrlError::hash_key_unreadable), 1u);
+    EXPECT_EQ(refused(netif::ctrl::CtrlError::mapping_size_too_big), 1u);
+    EXPECT_EQ(refused(netif::ctrl::CtrlError::mapping_out_of_range), 2u);
+    EXPECT_EQ(refused(netif::ctrl::CtrlError::mapping_bad_queue), 1u);
+    EXPECT_EQ(refused(netif::ctrl::CtrlError::mapping_unreadable), 1u);
+    // What the lcore holds for the vif's queues (status reports it once the lcore took it).
+    EXPECT_EQ(hs_st.hash.algorithm, netif::hash_alg::kToeplitz);
+    EXPECT_EQ(hs_st.hash.flags, netif::hash_flag::kAll);
+    EXPECT_EQ(hs_st.hash.mapping_size, 8u);
+    EXPECT_EQ(hs_st.hash.key[0], 0x6d);
+    EXPECT_EQ(hs_st.hash.key[39], 0xfa);
+    EXPECT_EQ(engine.status(VifId{good, 0})->hash.algorithm, netif::hash_alg::kNone);
+
+    // 5. A full ring announced with one event: the engine answers a budget per pass and
+    //    comes back by itself (events_fd() readable again) until every request is answered.
+    ASSERT_TRUE(hostile_link.send(5));
+    EXPECT_EQ(report(), std::optional<std::uint64_t>(ctrl::FrontRing::kSize))
+        << "the engine stopped at its budget and did not come back";
+
+    // 2. A ring kept full: each next_event() serves at most a budget of requests and returns,
     //    so the control thread gets back to its other work (here: telling the guest to stop).
     ASSERT_TRUE(hostile_link.send(2));
     for (int i = 0; i < 20; ++i)

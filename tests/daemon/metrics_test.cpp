@@ -16,6 +16,7 @@
 
 #include "dpnb/daemon/http_server.hpp"
 #include "dpnb/daemon/metrics.hpp"
+#include "dpnb/netif/ctrl_handler.hpp"
 #include "dpnb/netif/tx_parser.hpp"
 #include "loop_helper.hpp"
 
@@ -46,6 +47,14 @@ MetricsSnapshot sample() {
     st.counters.iott_misses = 10;
     st.tx_errors.assign(netif::tx_error_table().size(), 0);
     st.tx_errors[0] = 4;
+    st.control_ring = true;
+    st.ctrl_requests = 12;
+    st.ctrl_not_supported = 2;
+    st.ctrl_invalid = 3;
+    st.ctrl_errors.assign(netif::ctrl::kCtrlErrorCount, 0);
+    st.ctrl_errors[static_cast<std::size_t>(netif::ctrl::CtrlError::mapping_out_of_range) - 1] = 3;
+    st.hash.algorithm = netif::hash_alg::kToeplitz;
+    st.hash.mapping_size = 64;
     a.data_plane = st;
     control::VifInfo b;
     b.id = {2, 1};
@@ -109,6 +118,15 @@ TEST(Metrics, FamiliesAndSamples) {
     EXPECT_NE(t.find(R"(domain="guest\"one\\")"), std::string::npos);
     // A vif without data plane has no counters.
     EXPECT_EQ(t.find(R"(dpnetback_vif_packets_total{vif="vif2.1")"), std::string::npos);
+    // The control ring: requests by status, refusals by reason, the hash set.
+    EXPECT_TRUE(
+        has_line(t, R"(dpnetback_vif_ctrl_requests_total{vif="vif1.0",status="success"} 7)"));
+    EXPECT_TRUE(has_line(
+        t, R"(dpnetback_vif_ctrl_requests_total{vif="vif1.0",status="invalid_parameter"} 3)"));
+    EXPECT_TRUE(has_line(
+        t, R"(dpnetback_vif_ctrl_errors_total{vif="vif1.0",reason="mapping_out_of_range"} 3)"));
+    EXPECT_TRUE(has_line(
+        t, R"(dpnetback_vif_hash_info{vif="vif1.0",algorithm="toeplitz",mapping_size="64"} 1)"));
     // A counter without a family of its own is exported under its own name.
     EXPECT_NE(t.find("dpnetback_vif_rx_out_of_order_total{vif=\"vif1.0\"}"), std::string::npos);
 }

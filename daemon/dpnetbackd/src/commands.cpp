@@ -7,6 +7,8 @@
 
 #include "daemon_impl.hpp"
 #include "dpnb/daemon/logging.hpp"
+#include "dpnb/netif/ctrl_handler.hpp"
+#include "dpnb/netif/flow_hash.hpp"
 #include "dpnb/netif/tx_parser.hpp"
 #include "dpnb/netif/xs_value.hpp"
 
@@ -64,6 +66,16 @@ Json vif_summary(const control::VifInfo& v) {
     return j;
 }
 
+// The receive hashing a frontend set over its control ring.
+Json hash_json(const netif::HashConfig& h) {
+    Json types = Json::array();
+    for (std::uint8_t t = 0; t < netif::hash_type::kMax; ++t)
+        if ((h.flags >> t) & 1U) types.push_back(netif::hash_type_name(t));
+    return {{"algorithm", netif::hash_algorithm_name(h.algorithm)},
+            {"types", std::move(types)},
+            {"mapping_size", h.mapping_size}};
+}
+
 // Everything about one vif (`show`).
 Json vif_detail(const control::VifInfo& v) {
     Json j = vif_summary(v);
@@ -89,7 +101,8 @@ Json vif_detail(const control::VifInfo& v) {
             {"lcore", s.lcore},
             {"queues", s.queues},
             {"control_ring", s.control_ring},
-            {"static_grants", s.static_grants}};
+            {"static_grants", s.static_grants},
+            {"hash", hash_json(s.hash)}};
         j["counters"] = counters_json(s.counters);
         Json errors = Json::object();
         const auto table = netif::tx_error_table();
@@ -98,6 +111,15 @@ Json vif_detail(const control::VifInfo& v) {
                                      {"verdict", netif::to_string(table[i].cls)},
                                      {"help", table[i].help}};
         j["tx_errors"] = std::move(errors);
+        Json ctrl = {{"requests", s.ctrl_requests},
+                     {"not_supported", s.ctrl_not_supported},
+                     {"invalid", s.ctrl_invalid}};
+        Json refused = Json::object();
+        const auto reasons = netif::ctrl::ctrl_error_table();
+        for (std::size_t i = 0; i < reasons.size() && i < s.ctrl_errors.size(); ++i)
+            refused[reasons[i].name] = {{"count", s.ctrl_errors[i]}, {"help", reasons[i].help}};
+        ctrl["refused"] = std::move(refused);
+        j["control_ring"] = std::move(ctrl);
     } else {
         j["data_plane"] = nullptr;
     }

@@ -12,6 +12,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "dpnb/netif/ctrl_handler.hpp"
+#include "dpnb/netif/flow_hash.hpp"
 #include "dpnb/netif/tx_parser.hpp"
 
 namespace dpnb::daemon {
@@ -240,6 +242,31 @@ void render_vif(Exposition& e, const control::VifInfo& v) {
                 "Translation-table hits over lookups since the vif was attached (the reuse "
                 "rate).",
                 vif, hits / (hits + misses));
+
+    if (s.control_ring) {
+        const std::string_view rh = "Control-ring messages the vif's frontend sent, by status.";
+        const std::uint64_t refused = s.ctrl_not_supported + s.ctrl_invalid;
+        e.counter("dpnetback_vif_ctrl_requests_total", rh, {{"vif", name}, {"status", "success"}},
+                  static_cast<double>(s.ctrl_requests >= refused ? s.ctrl_requests - refused : 0));
+        e.counter("dpnetback_vif_ctrl_requests_total", rh,
+                  {{"vif", name}, {"status", "not_supported"}},
+                  static_cast<double>(s.ctrl_not_supported));
+        e.counter("dpnetback_vif_ctrl_requests_total", rh,
+                  {{"vif", name}, {"status", "invalid_parameter"}},
+                  static_cast<double>(s.ctrl_invalid));
+        const auto reasons = netif::ctrl::ctrl_error_table();
+        for (std::size_t i = 0; i < reasons.size() && i < s.ctrl_errors.size(); ++i)
+            e.counter("dpnetback_vif_ctrl_errors_total",
+                      "Control-ring messages answered INVALID_PARAMETER, by reason.",
+                      {{"vif", name}, {"reason", reasons[i].name}},
+                      static_cast<double>(s.ctrl_errors[i]));
+        e.gauge("dpnetback_vif_hash_info",
+                "The receive hashing the vif's frontend set over its control ring (always 1).",
+                {{"vif", name},
+                 {"algorithm", netif::hash_algorithm_name(s.hash.algorithm)},
+                 {"mapping_size", std::to_string(s.hash.mapping_size)}},
+                1);
+    }
 
     const auto errors = netif::tx_error_table();
     for (std::size_t i = 0; i < errors.size() && i < s.tx_errors.size(); ++i) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "dpnb/netif/features.hpp"
+#include "dpnb/netif/flow_hash.hpp"
 #include "dpnb/netif/wire.hpp"
 #include "dpnb/netif/xs_value.hpp"
 #include "dpnb/util/result.hpp"
@@ -116,6 +117,14 @@ struct VifStatus {
     // buffers its frontend has registered over it.
     bool control_ring = false;
     std::uint32_t static_grants = 0;
+    // The control ring's messages: answered, NOT_SUPPORTED, INVALID_PARAMETER, the refusals
+    // by reason (netif::ctrl::ctrl_error_table() order), and the hash configuration the
+    // frontend set, as the vif's queues hold it (algorithm NONE without a control ring).
+    std::uint64_t ctrl_requests = 0;
+    std::uint64_t ctrl_not_supported = 0;
+    std::uint64_t ctrl_invalid = 0;
+    std::vector<std::uint64_t> ctrl_errors;
+    netif::HashConfig hash;
     VifCounters counters;
     // TX parser failures by reason (netif::tx_error_table() order).
     std::vector<std::uint64_t> tx_errors;

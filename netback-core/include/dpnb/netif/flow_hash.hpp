@@ -48,6 +48,11 @@ struct HashConfig {
     bool operator==(const HashConfig&) const = default;
 };
 
+// Names for logs, the CLI and metrics: "none", "toeplitz" ("unknown" otherwise); "ipv4",
+// "ipv4_tcp", "ipv6", "ipv6_tcp" for hash_type::* ("unknown" otherwise).
+const char* hash_algorithm_name(std::uint32_t algorithm) noexcept;
+const char* hash_type_name(std::uint8_t type) noexcept;
+
 // The Toeplitz hash of netif.h ("Value ^= left-most 32 bits of Key[] for every 1 bit of
 // Buffer[]"); key octets past the key's end count as zero.
 std::uint32_t toeplitz_hash(std::span<const std::uint8_t> key,
