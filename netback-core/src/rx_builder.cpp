@@ -28,35 +28,10 @@ RxBuildError check_gso(const RxFrame& frame, const RxFeatures& features, bool& g
     return RxBuildError::none;
 }
 
-// Linux xenvif_rx_data_slot: CHECKSUM_PARTIAL is reported as csum_blank | data_validated
-// (the data is good, the checksum field is not filled in), CHECKSUM_UNNECESSARY as
-// data_validated.
-std::uint16_t csum_flags(const RxFrame& frame) noexcept {
-    if (frame.csum_blank) return rxf::kCsumBlank | rxf::kDataValidated;
-    if (frame.data_validated) return rxf::kDataValidated;
-    return 0;
-}
-
-RxEntry data_entry(std::uint16_t id, RxChunk chunk, std::uint16_t flags) noexcept {
+RxEntry response_entry(const RxResponse& rsp) noexcept {
     RxEntry e;
     e.kind = RxEntry::Kind::response;
-    e.rsp.id = id;
-    e.rsp.offset = chunk.offset;
-    e.rsp.flags = flags;
-    e.rsp.status = static_cast<std::int16_t>(chunk.len); // <= 4096: checked by the caller
-    return e;
-}
-
-RxEntry gso_entry(const RxFrame& frame) noexcept {
-    RxEntry e;
-    e.kind = RxEntry::Kind::extra;
-    e.extra = ExtraInfo{};
-    e.extra.type = extra::kGso;
-    e.extra.flags = 0; // the only extra dpnetback sends: no XEN_NETIF_EXTRA_FLAG_MORE
-    e.extra.u.gso.size = frame.gso_size;
-    e.extra.u.gso.type = frame.gso_type;
-    e.extra.u.gso.pad = 0;
-    e.extra.u.gso.features = 0;
+    e.rsp = rsp;
     return e;
 }
 
@@ -86,23 +61,6 @@ const char* to_string(RxBuildError error) noexcept {
         return "bad_status";
     }
     return "unknown";
-}
-
-RxBufferGeometry rx_uniform_geometry(RxBufferLayout layout) noexcept {
-    if (layout.buffer_size == 0 || layout.buffer_size > kPageSize ||
-        layout.headroom >= layout.buffer_size)
-        return RxBufferGeometry{0, 0};
-    return RxBufferGeometry{layout.headroom,
-                            static_cast<std::uint16_t>(layout.buffer_size - layout.headroom)};
-}
-
-std::optional<RxBufferGeometry> rx_request_buffer(RxBufferLayout layout,
-                                                  std::uint16_t pad) noexcept {
-    const RxBufferGeometry g = rx_uniform_geometry(layout);
-    if (g.size == 0) return std::nullopt;
-    const std::uint32_t start = layout.request_offsets ? pad : 0U;
-    if (start + layout.buffer_size > kPageSize) return std::nullopt;
-    return RxBufferGeometry{static_cast<std::uint16_t>(start + g.offset), g.size};
 }
 
 RxPlan plan_rx_frame(const RxFrame& frame, RxBufferGeometry geometry,
@@ -169,18 +127,16 @@ RxBuildResult build_rx_responses(const RxFrame& frame, std::span<const std::uint
     }
     if (sum != frame.len) return {RxBuildError::chunk_mismatch, 0};
 
-    const std::size_t n = chunks.size();
-    std::uint16_t first_flags = csum_flags(frame);
-    if (gso_extra) first_flags |= rxf::kExtraInfo;
-    if (n > 1) first_flags |= rxf::kMoreData;
-
+    const auto n = static_cast<std::uint32_t>(chunks.size());
     std::size_t k = 0;
-    out[k++] = data_entry(req_ids[0], chunks[0], first_flags);
+    out[k++] = response_entry(rx_data_response(frame, gso_extra, 0, n, req_ids[0], chunks[0]));
     // The extras go right after the first data slot, each in a request of its own.
-    if (gso_extra) out[k++] = gso_entry(frame);
-    for (std::size_t i = 1; i < n; ++i) {
-        const std::uint16_t flags = i + 1 < n ? rxf::kMoreData : 0;
-        out[k] = data_entry(req_ids[k], chunks[i], flags);
+    if (gso_extra) {
+        out[k].kind = RxEntry::Kind::extra;
+        out[k++].extra = rx_gso_extra(frame);
+    }
+    for (std::uint32_t i = 1; i < n; ++i) {
+        out[k] = response_entry(rx_data_response(frame, gso_extra, i, n, req_ids[k], chunks[i]));
         ++k;
     }
     return {RxBuildError::none, static_cast<std::uint32_t>(k)};
@@ -190,12 +146,8 @@ RxBuildResult build_rx_error_responses(std::span<const std::uint16_t> req_ids, s
                                        std::span<RxEntry> out) noexcept {
     if (status >= 0) return {RxBuildError::bad_status, 0};
     if (out.size() < req_ids.size()) return {RxBuildError::output_too_small, 0};
-    for (std::size_t i = 0; i < req_ids.size(); ++i) {
-        RxEntry e;
-        e.kind = RxEntry::Kind::response;
-        e.rsp = RxResponse{req_ids[i], 0, 0, status};
-        out[i] = e;
-    }
+    for (std::size_t i = 0; i < req_ids.size(); ++i)
+        out[i] = response_entry(rx_error_response(req_ids[i], status));
     return {RxBuildError::none, static_cast<std::uint32_t>(req_ids.size())};
 }
 

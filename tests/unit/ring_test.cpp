@@ -160,6 +160,64 @@ TEST(Ring, PutResponseRefusesWhenNothingIsUnanswered) {
     EXPECT_EQ(p.back.rsp_prod_pvt(), 1U);
 }
 
+// Responses written out of order at their own requests' indices go out in ring order, and
+// only as far as complete_responses() declared them done (Linux netfront reads the slot of
+// each request it posted).
+TEST(RingAnswerAt, ResponsesLandInTheirRequestsSlotsAndPublishInRingOrder) {
+    RxPair p(0xFFFFFFFDU); // the indices cross the 2^32 wrap
+    for (std::uint16_t i = 0; i < 4; ++i)
+        ASSERT_TRUE(p.front.put_request(nf::RxRequest{static_cast<std::uint16_t>(20 + i), 0, i}));
+    p.front.push_requests();
+    const auto w = p.back.poll_requests();
+    ASSERT_EQ(w.available, 4U);
+    p.back.consume(4);
+    for (std::uint32_t k : {2U, 0U, 3U})
+        ASSERT_TRUE(p.back.put_response_at(
+            w.cons + k, nf::RxResponse{static_cast<std::uint16_t>(20 + k), 0, 0, 60}));
+    EXPECT_EQ(p.back.rsp_prod_pvt(), w.cons); // written, not answered yet
+    ASSERT_TRUE(p.back.complete_responses(1));
+    EXPECT_TRUE(p.back.push_responses());
+    auto rw = p.front.poll_responses();
+    ASSERT_EQ(rw.available, 1U);
+    EXPECT_EQ(p.front.copy_response(rw.cons).id, 20);
+    p.front.consume_responses(1);
+
+    // The missing one, a patched status on a written one, then the rest at once.
+    ASSERT_TRUE(p.back.put_response_at(w.cons + 1, nf::RxResponse{21, 0, nf::rxf::kMoreData, 100}));
+    ASSERT_TRUE(p.back.put_response_at(w.cons + 3, nf::RxResponse{23, 0, 0, nf::rsp::kError}));
+    ASSERT_TRUE(p.back.complete_responses(3));
+    p.back.push_responses();
+    rw = p.front.poll_responses();
+    ASSERT_EQ(rw.available, 3U);
+    EXPECT_EQ(p.front.copy_response(rw.cons).id, 21);
+    EXPECT_EQ(p.front.copy_response(rw.cons).status, 100);
+    EXPECT_EQ(p.front.copy_response(rw.cons + 1).id, 22);
+    EXPECT_EQ(p.front.copy_response(rw.cons + 2).id, 23);
+    EXPECT_EQ(p.front.copy_response(rw.cons + 2).status, nf::rsp::kError);
+}
+
+TEST(RingAnswerAt, OnlyConsumedUnansweredIndicesAreWritten) {
+    RxPair p;
+    for (std::uint16_t i = 0; i < 3; ++i)
+        ASSERT_TRUE(p.front.put_request(nf::RxRequest{i, 0, i}));
+    p.front.push_requests();
+    // Nothing consumed: no slot may be written, nothing completed.
+    EXPECT_FALSE(p.back.put_response_at(0, nf::RxResponse{0, 0, 0, 1}));
+    EXPECT_FALSE(p.back.complete_responses(1));
+    p.back.consume(2);
+    EXPECT_TRUE(p.back.put_response_at(0, nf::RxResponse{0, 0, 0, 1}));
+    EXPECT_TRUE(p.back.put_extra_at(1, nf::test::gso_extra(nf::gso::kTcpV4, 1448)));
+    EXPECT_FALSE(p.back.put_response_at(2, nf::RxResponse{2, 0, 0, 1})); // not consumed
+    EXPECT_FALSE(p.back.complete_responses(3));
+    ASSERT_TRUE(p.back.complete_responses(2));
+    // Answered: an index behind rsp_prod_pvt is refused, as is one a ring ahead.
+    EXPECT_FALSE(p.back.put_response_at(0, nf::RxResponse{0, 0, 0, 1}));
+    EXPECT_FALSE(p.back.put_extra_at(1, nf::test::gso_extra(nf::gso::kTcpV4, 1448)));
+    EXPECT_FALSE(p.back.put_response_at(0xFFFFFFFFU, nf::RxResponse{0, 0, 0, 1}));
+    EXPECT_EQ(p.back.rsp_prod_pvt(), 2U);
+    EXPECT_EQ(p.back.unanswered(), 0U);
+}
+
 TEST(Ring, PutRequestRefusesWhenFull) {
     RxPair p;
     for (std::uint32_t i = 0; i < 256; ++i)

@@ -3,6 +3,7 @@
 // placement and negotiation, error responses, and the engine-input checks.
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -314,6 +315,53 @@ TEST(RxBuild, ErrorNamesAreDistinct) {
     EXPECT_STREQ(nf::to_string(RxBuildError::gso_not_negotiated), "gso_not_negotiated");
     EXPECT_STREQ(nf::to_string(RxBuildError::none), "none");
     EXPECT_STRNE(nf::to_string(RxBuildError::bad_gso), nf::to_string(RxBuildError::bad_status));
+}
+
+// --- one entry at a time ---------------------------------------------------------------------
+
+TEST(RxEntry, DataResponsesCarryFlagsByPosition) {
+    RxFrame f = frame(5000);
+    f.data_validated = true;
+    const nf::RxResponse only = nf::rx_data_response(frame(60), false, 0, 1, 7, {0, 60});
+    EXPECT_EQ(only.id, 7);
+    EXPECT_EQ(only.offset, 0);
+    EXPECT_EQ(only.flags, 0);
+    EXPECT_EQ(only.status, 60);
+    const nf::RxResponse first = nf::rx_data_response(f, false, 0, 2, 1, {128, 3968});
+    EXPECT_EQ(first.flags, nf::rxf::kDataValidated | nf::rxf::kMoreData);
+    EXPECT_EQ(first.offset, 128);
+    EXPECT_EQ(first.status, 3968);
+    const nf::RxResponse last = nf::rx_data_response(f, false, 1, 2, 2, {128, 1032});
+    EXPECT_EQ(last.flags, 0); // checksum flags only on the first
+    const nf::RxResponse gso = nf::rx_data_response(gso_frame(3000), true, 0, 1, 3, {0, 3000});
+    EXPECT_EQ(gso.flags, nf::rxf::kCsumBlank | nf::rxf::kDataValidated | nf::rxf::kExtraInfo);
+    const nf::ExtraInfo e = nf::rx_gso_extra(gso_frame(3000, nf::gso::kTcpV6, 1220));
+    EXPECT_EQ(e.type, nf::extra::kGso);
+    EXPECT_EQ(e.flags, 0);
+    EXPECT_EQ(e.u.gso.type, nf::gso::kTcpV6);
+    EXPECT_EQ(e.u.gso.size, 1220);
+    const nf::RxResponse err = nf::rx_error_response(9, nf::rsp::kError);
+    EXPECT_EQ(err.id, 9);
+    EXPECT_EQ(err.offset, 0);
+    EXPECT_EQ(err.flags, 0);
+    EXPECT_EQ(err.status, nf::rsp::kError);
+}
+
+// The entries written one at a time are those build_rx_responses gives for the whole frame.
+TEST(RxEntry, OneAtATimeMatchesTheWholeFrame) {
+    const RxFrame f = gso_frame(9000);
+    const std::array<std::uint16_t, 4> ids = {5, 6, 7, 8};
+    std::array<RxChunk, 3> chunks{};
+    ASSERT_EQ(nf::rx_layout(9000, {0, 4096}, chunks), 3U);
+    std::array<RxEntry, 4> whole{};
+    ASSERT_EQ(nf::build_rx_responses(f, ids, chunks, kGso, whole).entries, 4U);
+    for (std::uint32_t c = 0; c < 3; ++c) {
+        const std::uint32_t k = c == 0 ? 0 : c + 1;
+        const nf::RxResponse r = nf::rx_data_response(f, true, c, 3, ids[k], chunks[c]);
+        EXPECT_EQ(std::memcmp(&r, &whole[k].rsp, sizeof(r)), 0) << c;
+    }
+    const nf::ExtraInfo e = nf::rx_gso_extra(f);
+    EXPECT_EQ(std::memcmp(&e, &whole[1].extra, sizeof(e)), 0);
 }
 
 // --- onto the ring

@@ -210,6 +210,35 @@ public:
         return true;
     }
 
+    // Writes the response to request `idx` into that request's own ring slot, where a Linux
+    // frontend looks for it (netfront takes RX buffers by ring index), without publishing it.
+    // `idx` must be consumed and not yet answered: in [rsp_prod_pvt, req_cons). Refuses any
+    // other index, writing nothing. A response written here reaches the frontend once
+    // complete_responses() moved rsp_prod_pvt past it and push_responses() published it; until
+    // then it may be written again (a failed grant copy patches its status).
+    [[nodiscard]] bool put_response_at(RingIdx idx, const Response& rsp) noexcept {
+        if (idx - rsp_prod_pvt_ >= unanswered()) return false;
+        detail::store_words(slot(idx), rsp);
+        return true;
+    }
+
+    // RX: an extra-info slot overlaying the response slot of request `idx`, as put_response_at.
+    [[nodiscard]] bool put_extra_at(RingIdx idx, const ExtraInfo& extra) noexcept
+        requires(!Proto::kExtrasInRequests) {
+        if (idx - rsp_prod_pvt_ >= unanswered()) return false;
+        detail::store_words(slot(idx), extra);
+        return true;
+    }
+
+    // Declares the `n` oldest unanswered requests answered: their responses were written with
+    // put_response_at / put_extra_at. The next push_responses() publishes them. Refuses,
+    // changing nothing, when fewer than `n` requests are unanswered.
+    [[nodiscard]] bool complete_responses(std::uint32_t n) noexcept {
+        if (n > unanswered()) return false;
+        rsp_prod_pvt_ += n;
+        return true;
+    }
+
     // RING_PUSH_RESPONSES_AND_CHECK_NOTIFY: publishes rsp_prod with release (the responses
     // become visible before the index), then a full fence, then reads rsp_event. Returns
     // whether the frontend asked to be notified for a response in the published range.

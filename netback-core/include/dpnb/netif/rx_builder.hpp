@@ -64,14 +64,26 @@ struct RxBufferLayout {
 // The geometry every buffer of a layout shares apart from where it sits in its page: plan
 // frames (plan_rx_frame, rx_layout) with it. bad_geometry follows when the headroom leaves
 // no room.
-RxBufferGeometry rx_uniform_geometry(RxBufferLayout layout) noexcept;
+constexpr RxBufferGeometry rx_uniform_geometry(RxBufferLayout layout) noexcept {
+    if (layout.buffer_size == 0 || layout.buffer_size > kPageSize ||
+        layout.headroom >= layout.buffer_size)
+        return RxBufferGeometry{0, 0};
+    return RxBufferGeometry{layout.headroom,
+                            static_cast<std::uint16_t>(layout.buffer_size - layout.headroom)};
+}
 
 // The buffer one RX request names: its offset and size in the granted page. nullopt when the
 // request's offset puts the buffer beyond the page or the layout leaves no room: the
 // frontend is broken or hostile. `pad` is ignored without request_offsets (netif.h leaves
 // it unused, and Linux netfront does not clear it).
-std::optional<RxBufferGeometry> rx_request_buffer(RxBufferLayout layout,
-                                                  std::uint16_t pad) noexcept;
+constexpr std::optional<RxBufferGeometry> rx_request_buffer(RxBufferLayout layout,
+                                                            std::uint16_t pad) noexcept {
+    const RxBufferGeometry g = rx_uniform_geometry(layout);
+    if (g.size == 0) return std::nullopt;
+    const std::uint32_t start = layout.request_offsets ? pad : 0U;
+    if (start + layout.buffer_size > kPageSize) return std::nullopt;
+    return RxBufferGeometry{static_cast<std::uint16_t>(start + g.offset), g.size};
+}
 
 // One request's share of the frame: where in that request's page, and how many bytes.
 struct RxChunk {
@@ -125,6 +137,51 @@ struct RxBuildResult {
     RxBuildError error = RxBuildError::none;
     std::uint32_t entries = 0; // entries written to `out` (== req_ids.size() on success)
 };
+
+// --- one entry at a time (the engine writes each straight into its request's ring slot) -----
+
+// Checksum flags of a frame's first data slot (Linux xenvif_rx_data_slot): CHECKSUM_PARTIAL
+// is reported as csum_blank | data_validated (the data is good, the checksum field is not
+// filled in), CHECKSUM_UNNECESSARY as data_validated.
+constexpr std::uint16_t rx_csum_flags(const RxFrame& frame) noexcept {
+    if (frame.csum_blank) return rxf::kCsumBlank | rxf::kDataValidated;
+    if (frame.data_validated) return rxf::kDataValidated;
+    return 0;
+}
+
+// The response for data chunk `i` of a frame's `n` chunks, in the request with id `id`: the
+// checksum flags (and NETRXF_extra_info when a GSO extra follows) on the first, more_data on
+// all but the last; the status is the chunk's length. For a frame planned with
+// plan_rx_frame and chunks from rx_layout (or a buffer's own offset), nothing here can fail.
+constexpr RxResponse rx_data_response(const RxFrame& frame, bool gso_extra, std::uint32_t i,
+                                      std::uint32_t n, std::uint16_t id, RxChunk chunk) noexcept {
+    std::uint16_t flags = i + 1 < n ? rxf::kMoreData : 0;
+    if (i == 0) flags |= rx_csum_flags(frame) | (gso_extra ? rxf::kExtraInfo : 0);
+    return RxResponse{id, chunk.offset, flags, static_cast<std::int16_t>(chunk.len)};
+}
+
+// The GSO extra-info slot of a GSO frame, right after its first data slot. The only extra
+// dpnetback sends: no XEN_NETIF_EXTRA_FLAG_MORE.
+constexpr ExtraInfo rx_gso_extra(const RxFrame& frame) noexcept {
+    ExtraInfo e{};
+    e.type = extra::kGso;
+    e.flags = 0;
+    e.u.gso.size = frame.gso_size;
+    e.u.gso.type = frame.gso_type;
+    e.u.gso.pad = 0;
+    e.u.gso.features = 0;
+    return e;
+}
+
+// The answer to a request whose buffer could not be filled (a failed copy, a NIC error):
+// status NETIF_RSP_ERROR or NETIF_RSP_DROPPED, offset and flags 0, so that netfront recycles
+// the buffer as a one-slot packet in error. The extra-info slot of a failed GSO frame gets
+// one too: every request of the frame is answered on its own.
+constexpr RxResponse rx_error_response(std::uint16_t id, std::int16_t status) noexcept {
+    return RxResponse{id, 0, 0, status};
+}
+
+// --- a whole frame into an array (the reflector, tests) -------------------------------------
 
 // Builds the ring entries for a delivered frame. `req_ids` are the ids of the requests used,
 // in ring order (the GSO extra's request included); `chunks` are the data chunks in order.
