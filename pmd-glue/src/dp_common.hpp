@@ -8,6 +8,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <utility>
 
 #include "dpnb/engine/engine.hpp"
 #include "dpnb/netif/tx_parser.hpp"
@@ -18,6 +19,17 @@ inline constexpr unsigned kMaxBurst = 64;
 inline constexpr std::uint32_t kRingSize = netif::kRxRingSize; // both rings hold 256
 static_assert(netif::kRxRingSize == netif::kTxRingSize);
 inline constexpr std::uint32_t kRingMask = kRingSize - 1;
+
+// Guest queues the engine serves at once. A queue's key is its slot in [0, kMaxQueueKeys)
+// with a generation above it (slot | generation << 16), so that a lcore finds a queue by key
+// in a flat table, and a frame still in an inbox for a queue that left finds no queue, not
+// the slot's next tenant.
+inline constexpr std::uint32_t kMaxQueueKeys = 4096;
+inline constexpr std::uint32_t kQueueKeySlotMask = 0xFFFF;
+static_assert(kMaxQueueKeys <= kQueueKeySlotMask + 1);
+constexpr std::uint32_t queue_key_slot(std::uint32_t key) noexcept {
+    return key & kQueueKeySlotMask;
+}
 
 inline constexpr std::size_t kTxErrorCount = 0
 #define DPNB_X(name, cls, counter, help) +1
@@ -45,6 +57,22 @@ inline std::uint64_t usec_to_tsc(std::uint32_t usec) noexcept {
 struct QueueCounters {
     VifCounters c;
     std::array<std::uint64_t, kTxErrorCount> tx_errors{};
+};
+
+// The detail of a cold error found on the data path (a vif disabled, a mode fallback),
+// formatted into a fixed buffer: the data path builds no std::string.
+class Detail {
+public:
+    template <class... Args>
+    explicit Detail(fmt::format_string<Args...> format, Args&&... args) noexcept {
+        const auto end =
+            fmt::format_to_n(text_, sizeof(text_) - 1, format, std::forward<Args>(args)...);
+        *end.out = '\0'; // at most sizeof(text_) - 1 characters were written
+    }
+    const char* c_str() const noexcept { return text_; }
+
+private:
+    char text_[160];
 };
 
 // Data-path log lines at or above this level are compiled in (spdlog's numbering: 0 trace ..

@@ -186,7 +186,8 @@ private:
     Status open_control_ring(VifRecord& r, PortState& ps);
     Status map_rings(VifRecord& r, PortState& ps);
     std::unique_ptr<GuestQueue> make_queue(const VifRecord& r, const PortState& ps, std::size_t qi,
-                                           netif::TxBackRing tx, netif::RxBackRing rx);
+                                           std::uint32_t key, netif::TxBackRing tx,
+                                           netif::RxBackRing rx);
     Status start_serving(VifRecord& r, PortState& ps);
     void steer_shared(VifRecord& r, const PortState& ps);
     void set_vf_mac(const VifRecord& r, const PortState& ps);
@@ -201,7 +202,11 @@ private:
     // The control thread's event channels (control rings), and what events_fd() returns: an
     // epoll set of it and event_fd.
     std::unique_ptr<hv::EventChannels> ctl_ev_;
-    std::uint32_t next_key_ = 1;
+    // Queue keys: a free slot below detail::kMaxQueueKeys with its next generation.
+    Result<std::uint32_t> take_key();
+    void give_key(std::uint32_t key);
+    std::vector<std::uint16_t> key_generation_ = std::vector<std::uint16_t>(detail::kMaxQueueKeys);
+    std::vector<bool> key_used_ = std::vector<bool>(detail::kMaxQueueKeys);
 
 public:
     int epoll_fd_ = -1;
@@ -603,7 +608,9 @@ Status Engine::Impl::map_rings(VifRecord& r, PortState& ps) {
         if (!tx || !rx)
             return make_error(Errc::protocol, name + ": queue " + std::to_string(qi) + ": " +
                                                   (!tx ? tx.error().message : rx.error().message));
-        r.queues.push_back(make_queue(r, ps, qi, *tx, *rx));
+        auto key = take_key();
+        if (!key) return make_error(key.error().code, name + ": " + key.error().message);
+        r.queues.push_back(make_queue(r, ps, qi, *key, *tx, *rx));
         GuestQueue& q = *r.queues.back();
         const std::string rn = "dpnb" + std::to_string(instance) + "_d" + std::to_string(q.key);
         q.tx_done = rte_ring_create_elem(rn.c_str(), sizeof(std::uint32_t), 2 * detail::kRingSize,
@@ -618,12 +625,12 @@ Status Engine::Impl::map_rings(VifRecord& r, PortState& ps) {
 // limits, egress port, NIC queue (the first queue only: netfront takes RX frames on any
 // queue), RX mode, buffer table, rate.
 std::unique_ptr<GuestQueue> Engine::Impl::make_queue(const VifRecord& r, const PortState& ps,
-                                                     std::size_t qi, netif::TxBackRing tx,
-                                                     netif::RxBackRing rx) {
+                                                     std::size_t qi, std::uint32_t key,
+                                                     netif::TxBackRing tx, netif::RxBackRing rx) {
     const VifSpec& spec = r.spec;
     const netif::QueueConfig& qc = spec.frontend.queues[qi];
     auto q = std::make_unique<GuestQueue>();
-    q->key = next_key_++;
+    q->key = key;
     q->vif = spec.id;
     q->index = static_cast<unsigned>(qi);
     q->dom = spec.id.dom;
@@ -652,6 +659,7 @@ std::unique_ptr<GuestQueue> Engine::Impl::make_queue(const VifRecord& r, const P
         q->nic.port_id = ps.port->id();
         q->nic.queue = nq;
         q->nic.pool = r.zero_copy ? ps.guest_pools[nq].get() : nullptr;
+        if (r.zero_copy) q->zc = std::make_unique<detail::ZeroCopyRx>(*q->nic.pool);
         q->nic.intr_fd = ps.port->rx_interrupt_fd(nq);
         q->nic.intr_level = ps.port->rx_interrupt(nq) == pmd::RxInterrupt::level;
     }
@@ -844,13 +852,29 @@ void Engine::Impl::free_record(VifRecord& r) {
                               st.error().describe());
         }
     r.rings.clear();
-    for (auto& q : r.queues)
+    for (auto& q : r.queues) {
         if (q->tx_done != nullptr) {
             rte_ring_free(q->tx_done);
             q->tx_done = nullptr;
         }
+        give_key(q->key);
+    }
     r.queues.clear();
     r.iott.reset();
+}
+
+Result<std::uint32_t> Engine::Impl::take_key() {
+    for (std::uint32_t slot = 0; slot < detail::kMaxQueueKeys; ++slot) {
+        if (key_used_[slot]) continue;
+        key_used_[slot] = true;
+        return slot | std::uint32_t{++key_generation_[slot]} << 16;
+    }
+    return make_error(Errc::busy, "the engine serves " + std::to_string(detail::kMaxQueueKeys) +
+                                      " queues already");
+}
+
+void Engine::Impl::give_key(std::uint32_t key) {
+    key_used_[detail::queue_key_slot(key)] = false;
 }
 
 Status Engine::Impl::set_rx_mode(const VifId& id, RxMode mode) {

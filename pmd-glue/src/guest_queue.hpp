@@ -11,6 +11,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
 
 #include "dp_common.hpp"
@@ -56,26 +57,40 @@ struct NicBinding {
     bool intr_level = false; // pmd::RxInterrupt::level: armed through epoll, not the PMD
 };
 
-// One consumed RX request, by ring index & kRingMask.
-struct RxSlot {
+// --- RX: two pipelines (docs/datapath.md, "RX") ---------------------------------------------
+//
+// Every queue has the copy pipeline: frames in daemon mbufs (the shared queue's demux, another
+// lcore's inbox, a dedicated queue of a PMD that copies) take the next requests, their
+// responses are written into those requests' ring slots at once, and one grant copy per round
+// fills the buffers; a failed copy patches the statuses it wrote. Its requests are answered in
+// the round that consumed them, so it keeps no state per slot.
+//
+// A queue whose NIC queue allocates from a guest-buffer pool also has the zero-copy pipeline
+// (ZeroCopyRx): it posts requests to the NIC ahead of frames, each with a buffer from one of
+// three sources (a page mapped for it, a page the translation table names, a daemon bounce
+// buffer that is grant-copied afterwards), and answers each when the NIC filled it, in ring
+// order. Copied frames (broadcasts) into such a queue take the requests after the posted ones
+// and are answered behind them.
+
+// One request slot of the zero-copy pipeline, by ring index & kRingMask.
+struct ZcSlot {
     enum class State : std::uint8_t {
-        idle,    // not consumed
+        idle,    // not consumed, or answered and published
         posted,  // its buffer is in the pool's FIFO or the NIC
-        filled,  // the frame is in the buffer; waiting for its map group to be unmapped
-        copying, // in this round's grant copy
-        ready,   // `entry` is final and the buffer released: answer it
+        filled,  // a mapped buffer the NIC filled (response written): waits for its group's unmap
+        copying, // in this round's grant copy (response written, patched if the copy fails)
+        final,   // response written and the buffer released: publish it
     };
-    enum class Buf : std::uint8_t { none, mapped, reuse, bounce };
-    State state = State::idle;
-    Buf buf = Buf::none;
-    std::uint16_t id = 0;
+    enum class Source : std::uint8_t { none, map, reuse, bounce };
+    rte_mbuf* m = nullptr;     // posted header
+    std::byte* page = nullptr; // the page (guest or bounce) the buffer lies in
     netif::GrantRef gref = 0;
-    std::int16_t group = -1;     // map group (Buf::mapped)
+    std::int16_t group = -1;     // map group (Source::map)
     std::uint16_t buf_start = 0; // where the frontend's buffer starts in `page` (sub-page)
-    rte_mbuf* m = nullptr;       // posted header (zero-copy queues)
-    std::byte* page = nullptr;   // the page (guest or bounce) the buffer lies in
-    netif::RxEntry entry;
+    State state = State::idle;
+    Source source = Source::none;
 };
+static_assert(sizeof(ZcSlot) == 32);
 
 // Pages mapped by one grant-map call for RX buffers.
 struct MapGroup {
@@ -84,6 +99,30 @@ struct MapGroup {
     std::uint32_t last = 0;    // ring index of the last member
     std::uint16_t pending = 0; // members not filled yet
     bool used = false;
+};
+
+// The zero-copy pipeline's state: the slots, the order the NIC got the buffers in, the map
+// groups. Owned by the queue's lcore.
+struct ZeroCopyRx {
+    explicit ZeroCopyRx(pmd::GuestBufferPool& p) noexcept : pool(p) {}
+    pmd::GuestBufferPool& pool;
+    // The PMD filled buffers out of order: new posts are bounced (copied), never mapped.
+    bool out_of_order = false;
+    std::uint32_t posted = 0; // slots in state posted
+    // Ring indices of posted slots, in the order their buffers went to the NIC.
+    std::array<std::uint32_t, kRingSize> nic_order{};
+    std::uint32_t nic_head = 0, nic_tail = 0;
+    std::array<ZcSlot, kRingSize> slots{};
+    std::array<MapGroup, kRingSize> groups{};
+};
+
+// What this round received into a queue, committed to its counters when the round publishes
+// (a copied frame counts once its grant copy succeeded).
+struct RxRoundCounts {
+    std::uint64_t packets = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t copies = 0;   // daemon_copies
+    std::uint64_t copy_ops = 0; // grant_copy_ops (counted whatever the copy's outcome)
 };
 
 // One TX data slot whose buffer a PMD holds (by ring index & kRingMask).
@@ -153,6 +192,8 @@ struct GuestQueue {
     NicBinding nic;
     hv::TranslationTableView view;
     bool have_view = false;
+    netif::RxBufferGeometry rx_geo; // rx_uniform_geometry(rx_buffers)
+    char name[16] = {};             // "vif<dom>.<handle>", for log lines
 
     // --- owned by the lcore ----------------------------------------------------------------
     hv::EvtchnPort tx_port = 0, rx_port = 0; // local ports, bound by the lcore
@@ -160,18 +201,17 @@ struct GuestQueue {
     RxMode reuse_miss = RxMode::map;
     bool disabled = false;
     bool detaching = false;
-    bool zc_out_of_order = false;
 
-    std::array<RxSlot, kRingSize> slots{};
-    std::uint32_t posted = 0; // slots in state posted
-    // Ring indices of posted slots, in the order their buffers went to the NIC.
-    std::array<std::uint32_t, kRingSize> nic_order{};
-    std::uint32_t nic_head = 0, nic_tail = 0;
-    std::array<MapGroup, kRingSize> groups{};
-    std::uint32_t rx_answer_pending = 0; // slots consumed, not yet answered
-
-    std::array<rte_mbuf*, kMaxPendingFrames> pending{}; // copy-path frames for this round
+    // RX, both pipelines. ids of consumed requests by ring index: a response is written (or
+    // patched) long after its request was read.
+    std::array<std::uint16_t, kRingSize> rx_ids{};
+    std::unique_ptr<ZeroCopyRx> zc; // the zero-copy pipeline; null on a copy queue
+    // The copy pipeline's frames for this round (daemon mbufs).
+    std::array<rte_mbuf*, kMaxPendingFrames> pending{};
     std::uint32_t n_pending = 0;
+    RxRoundCounts rx_round;
+    bool rx_touched = false;      // on the lcore's list of queues to publish this round
+    std::uint32_t copy_batch = 0; // the lcore's copy batch that last counted a grant batch here
 
     std::array<TxPending, kRingSize> txp{};
     std::array<TxGroup, kRingSize> tx_groups{};

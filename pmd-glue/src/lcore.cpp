@@ -35,10 +35,6 @@ std::string obj_name(const char* what, unsigned instance, unsigned index) {
     return "dpnb" + std::to_string(instance) + "_" + what + std::to_string(index);
 }
 
-void copy_reason(char (&dst)[192], const std::string& text) {
-    std::snprintf(dst, sizeof(dst), "%s", text.c_str());
-}
-
 } // namespace
 
 void EngineCore::ack(Command* cmd) noexcept {
@@ -115,11 +111,6 @@ Status Lcore::init(hv::BackendHypervisor& hv, unsigned tx_mbufs) {
 
     tx_work_.resize(kMaxBurst);
     tx_segs_.reserve(kMaxBurst * 8); // headers and copied slots of a burst
-    segs_.reserve(4096);
-    copy_frames_.reserve(1024);
-    rx_touched_.reserve(256);
-    map_reqs_.reserve(kRingSize * 2);
-    map_status_.reserve(kRingSize * 2);
     port_paused_.assign(engine_.ports.size(), false);
     tx_stage_.assign(engine_.ports.size(), {});
     for (auto& s : tx_stage_)
@@ -209,7 +200,7 @@ int Lcore::run() {
         bool work = false;
         {
             DPNB_STAGE(clock_, Stage::commands);
-            work |= do_commands();
+            if (rte_ring_count(cmds_) != 0) work |= do_commands();
         }
         {
             DPNB_STAGE(clock_, Stage::tx_completions);
@@ -230,16 +221,16 @@ int Lcore::run() {
             DPNB_STAGE(clock_, Stage::nic_rx);
             for (NicRx& n : nic_rx_)
                 work |= do_nic_rx(n);
-            work |= do_inbox();
+            if (rte_ring_count(inbox_) != 0) work |= do_inbox();
         }
         {
             DPNB_STAGE(clock_, Stage::rx_deliver);
-            work |= do_rx_deliver();
+            work |= do_rx_round();
         }
         {
             DPNB_STAGE(clock_, Stage::rx_post);
             for (GuestQueue* q : queues_)
-                work |= do_rx_post(q);
+                if (q->zc) work |= zc_post(q);
         }
         for (std::size_t i = 0; i < detaching_.size();) {
             if (try_finish_detach(detaching_[i])) {
@@ -303,11 +294,12 @@ void Lcore::handle(Command* cmd) {
                     ++it;
                 }
             }
-            for (std::uint32_t i = 0; i < q->n_pending; ++i)
-                rte_pktmbuf_free(q->pending[i]);
+            rte_pktmbuf_free_bulk(q->pending.data(), q->n_pending);
             q->n_pending = 0;
-            drop_posted(q); // buffers the NIC has not taken yet
-            cmd->nic_held = cmd->nic_held || q->posted != 0;
+            if (q->zc) {
+                zc_drop_posted(q); // buffers the NIC has not taken yet
+                cmd->nic_held = cmd->nic_held || q->zc->posted != 0;
+            }
         }
         nic_queue_count_.store(static_cast<unsigned>(nic_rx_.size()), std::memory_order_relaxed);
         if (!try_finish_detach(cmd)) detaching_.push_back(cmd);
@@ -322,8 +314,10 @@ void Lcore::handle(Command* cmd) {
         } else {
             std::uint64_t k = 0;
             std::memcpy(&k, cmd->mac.bytes.data(), 6);
-            d->unicast[k] = Target{cmd->key, cmd->target_lcore};
-            d->all.push_back(Target{cmd->key, cmd->target_lcore});
+            const Target t{cmd->target_lcore == index_ ? queue_by_key(cmd->key) : nullptr, cmd->key,
+                           cmd->target_lcore};
+            d->unicast[k] = t;
+            d->all.push_back(t);
         }
         engine_.ack(cmd);
         return;
@@ -422,8 +416,11 @@ void Lcore::attach_queue(Command* cmd) {
     }
     for (GuestQueue* q : cmd->queues) {
         q->owner = this;
+        q->rx_geo = netif::rx_uniform_geometry(q->rx_buffers);
+        std::snprintf(q->name, sizeof(q->name), "vif%u.%u", unsigned{q->vif.dom},
+                      unsigned{q->vif.handle});
         queues_.push_back(q);
-        by_key_[q->key] = q;
+        by_key_[queue_key_slot(q->key)] = q;
         by_port_[q->tx_port] = q;
         by_port_[q->rx_port] = q;
         if (q->nic.kind != NicKind::none) {
@@ -435,7 +432,7 @@ void Lcore::attach_queue(Command* cmd) {
             n.intr_fd = q->nic.intr_fd;
             n.intr_level = q->nic.intr_level;
             n.burst_within_ready =
-                q->nic.kind == NicKind::guest_pool &&
+                q->zc &&
                 engine_.ports[q->nic.port_index]->port->caps().driver_caps.burst_within_ready;
             if (n.intr_fd >= 0) {
                 epoll_event e{};
@@ -469,28 +466,14 @@ bool Lcore::try_finish_detach(Command* cmd) {
 
 void Lcore::release_nic(Command* cmd) {
     for (GuestQueue* q : cmd->queues) {
-        collect_returned(q);
+        if (q->zc) zc_collect_returned(q);
         finish_queue(q);
     }
     engine_.ack(cmd);
 }
 
 void Lcore::finish_queue(GuestQueue* q) {
-    for (RxSlot& s : q->slots)
-        if (s.state != RxSlot::State::idle) release_rx_slot(q, s);
-    for (MapGroup& g : q->groups)
-        if (g.used) {
-            if (g.mapping) {
-                const auto n = g.mapping.count;
-                if (Status st = gt_->unmap(g.mapping); !st)
-                    spdlog::error("{} queue {}: unmapping {} RX buffers at detach: {}",
-                                  to_string(q->vif), q->index, n, st.error().describe());
-                else
-                    bump(q->counters.c.grant_unmap_ops, n);
-            }
-            g = MapGroup{};
-        }
-    q->posted = 0;
+    if (q->zc) zc_finish(q);
     if (q->tx_port != 0) {
         by_port_.erase(q->tx_port);
         (void)ev_->unbind(q->tx_port);
@@ -500,9 +483,20 @@ void Lcore::finish_queue(GuestQueue* q) {
         (void)ev_->unbind(q->rx_port);
     }
     q->tx_port = q->rx_port = 0;
-    by_key_.erase(q->key);
+    by_key_[queue_key_slot(q->key)] = nullptr;
     queues_.erase(std::remove(queues_.begin(), queues_.end(), q), queues_.end());
-    rx_touched_.erase(std::remove(rx_touched_.begin(), rx_touched_.end(), q), rx_touched_.end());
+    if (q->rx_touched) {
+        q->rx_touched = false;
+        auto end = std::remove(touched_.begin(), touched_.begin() + n_touched_, q);
+        n_touched_ = static_cast<std::uint32_t>(end - touched_.begin());
+    }
+    // A steering command normally removed the queue's demux targets first; none may outlive it.
+    for (Demux& d : demux_) {
+        for (auto& [mac, t] : d.unicast)
+            if (t.local == q) t.local = nullptr;
+        for (Target& t : d.all)
+            if (t.local == q) t.local = nullptr;
+    }
     queue_count_.store(static_cast<unsigned>(queues_.size()), std::memory_order_relaxed);
 }
 
@@ -525,25 +519,26 @@ bool Lcore::do_events() {
     return any;
 }
 
-void Lcore::disable(GuestQueue* q, const char* what, const std::string& detail) {
+void Lcore::disable(GuestQueue* q, const char* what, const char* detail) {
     if (q->disabled) return;
     q->disabled = true;
-    const std::string reason = std::string(what) + (detail.empty() ? "" : ": " + detail);
-    spdlog::warn("{} queue {}: disabled: {}", to_string(q->vif), q->index, reason);
+    const char* sep = *detail != '\0' ? ": " : "";
+    spdlog::warn("{} queue {}: disabled: {}{}{}", q->name, q->index, what, sep, detail);
     if (!q->shared->disabled.load(std::memory_order_relaxed)) {
-        copy_reason(q->shared->disabled_reason, reason);
+        std::snprintf(q->shared->disabled_reason, sizeof(q->shared->disabled_reason), "%s%s%s",
+                      what, sep, detail);
         q->shared->disabled.store(true, std::memory_order_release);
         engine_.raise_event();
     }
 }
 
-void Lcore::report_fallback(GuestQueue* q, RxMode mode, const std::string& why) {
-    spdlog::warn("{} queue {}: RX mode {} -> {}: {}", to_string(q->vif), q->index,
-                 to_string(q->mode), to_string(mode), why);
+void Lcore::report_fallback(GuestQueue* q, RxMode mode, const char* why) {
+    spdlog::warn("{} queue {}: RX mode {} -> {}: {}", q->name, q->index, to_string(q->mode),
+                 to_string(mode), why);
     q->mode = mode;
     if (q->index == 0) q->shared->rx_mode.store(static_cast<std::uint8_t>(mode));
     if (!q->shared->fallback.load(std::memory_order_relaxed)) {
-        copy_reason(q->shared->fallback_reason, why);
+        std::snprintf(q->shared->fallback_reason, sizeof(q->shared->fallback_reason), "%s", why);
         q->shared->fallback.store(true, std::memory_order_release);
         engine_.raise_event();
     }
@@ -584,12 +579,11 @@ void Lcore::sleep_when_idle() {
         } else if (q->tx_blocked) {
             timeout_us = std::min(timeout_us, poll_us);
         }
-        if (q->nic.kind == NicKind::guest_pool && q->posted < engine_.opts.zc_depth) {
+        if (q->zc && q->zc->posted < engine_.opts.zc_depth) {
             if (q->rx.final_check_for_requests()) return;
             if (!q->rx_notify) timeout_us = std::min(timeout_us, poll_us);
         }
-        if (q->rx_answer_pending != 0 && q->nic.kind != NicKind::guest_pool)
-            timeout_us = std::min(timeout_us, poll_us);
+        if (!q->zc && q->rx.unanswered() != 0) timeout_us = std::min(timeout_us, poll_us);
     }
     if (timeout_us > poll_us) tx_cleanup_held();
     for (NicRx& n : nic_rx_) {

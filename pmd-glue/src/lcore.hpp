@@ -11,6 +11,7 @@
 
 #include <sys/epoll.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <ctime>
@@ -132,25 +133,25 @@ private:
         bool burst_within_ready = false;
     };
     void listen_nic(NicRx& n, bool on);
+    // Where the demux sends a frame: a guest queue of this lcore, or another lcore's inbox.
     struct Target {
+        GuestQueue* local; // the queue when it lives on this lcore, else nullptr
         std::uint32_t key;
         unsigned lcore;
     };
     struct Demux {
         std::uint16_t port_index = 0;
-        std::unordered_map<std::uint64_t, Target> unicast;
-        std::vector<Target> all; // broadcast and multicast go to each
+        std::unordered_map<std::uint64_t, Target> unicast; // destination MAC (6 bytes) -> target
+        std::vector<Target> all;                           // broadcast and multicast go to each
     };
-    // A frame of this round's copy batch: which queue, which slots, which segments.
+    // A frame of the round's grant copy: which queue and requests, which segments.
     struct CopyFrame {
         GuestQueue* q;
-        rte_mbuf* m;          // freed after the copy (nullptr for bounce slots)
-        std::uint32_t first;  // ring index of the first slot
-        std::uint32_t nslots; // request slots the frame took
-        std::uint32_t seg_begin, seg_end;
-        netif::RxFrame meta;
-        std::uint16_t nchunks;
-        std::array<netif::RxChunk, netif::kRxMaxDataSlots> chunks;
+        netif::RingIdx first;  // ring index of its first request
+        std::uint32_t len;     // bytes
+        std::uint32_t seg_end; // its segments end here (they start where the previous ended)
+        std::uint8_t nslots;   // requests it took
+        bool bounce;           // a zero-copy bounce buffer (counted as received already)
     };
 
     // --- loop stages ------------------------------------------------------------------------
@@ -165,26 +166,41 @@ private:
     bool do_guest_tx(GuestQueue* q);
     bool do_nic_rx(NicRx& nic);
     bool do_inbox();
-    bool do_rx_post(GuestQueue* q);
-    bool do_rx_deliver();
+    bool do_rx_round();
     void sleep_when_idle();
 
-    // --- RX helpers (rx_path.cpp) -----------------------------------------------------------
+    // --- RX (rx_path.cpp): receive, demultiplex, publish ------------------------------------
     void demux(Demux& d, rte_mbuf** frames, unsigned n);
     void route(const Target& t, rte_mbuf* m);
     void queue_frame(GuestQueue* q, rte_mbuf* m);
-    void complete_zero_copy(GuestQueue* q, rte_mbuf* m);
-    void collect_returned(GuestQueue* q);
-    bool stage_copy_frame(GuestQueue* q, rte_mbuf* m);
-    void stage_bounce(GuestQueue* q, std::uint32_t idx, rte_mbuf* m);
-    void finish_copies();
-    void group_filled(GuestQueue* q, std::int16_t g);
-    void answer_rx(GuestQueue* q);
-    void release_rx_slot(GuestQueue* q, RxSlot& s);
-    void release_rx_round(GuestQueue* q, netif::RingIdx first, netif::RingIdx end);
-    void bad_rx_request(GuestQueue* q, const netif::RxRequest& req);
-    void drop_posted(GuestQueue* q);
+    void touch(GuestQueue* q) noexcept;
+    void publish_rx(GuestQueue* q);
+    GuestQueue* queue_by_key(std::uint32_t key) const noexcept;
     Demux* demux_for(std::uint16_t port_index);
+    void bad_rx_request(GuestQueue* q, const netif::RxRequest& req);
+
+    // --- the copy pipeline (rx_copy.cpp) ----------------------------------------------------
+    void copy_stage_queue(GuestQueue* q);
+    void copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w);
+    void copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w);
+    void copy_add_bounce(GuestQueue* q, netif::RingIdx idx, const std::byte* src,
+                         std::uint16_t offset, std::uint16_t len);
+    void copy_count_batch(GuestQueue* q) noexcept;
+    void copy_free(rte_mbuf* m);
+    void copy_flush();
+    void copy_failed(const CopyFrame& f, const hv::GrantCopySegment& bad);
+
+    // --- the zero-copy pipeline (rx_zero_copy.cpp) ------------------------------------------
+    bool zc_post(GuestQueue* q);
+    void zc_map_posted(GuestQueue* q, std::uint32_t nmap);
+    void zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n);
+    void zc_group_filled(GuestQueue* q, std::int16_t g);
+    void zc_release(GuestQueue* q, ZcSlot& s);
+    void zc_release_round(GuestQueue* q, netif::RingIdx first, netif::RingIdx end);
+    std::uint32_t zc_answerable(GuestQueue* q);
+    void zc_collect_returned(GuestQueue* q);
+    void zc_drop_posted(GuestQueue* q);
+    void zc_finish(GuestQueue* q);
 
     // --- TX helpers (tx_path.cpp) -----------------------------------------------------------
     void tx_build(GuestQueue* q, unsigned n);
@@ -201,8 +217,8 @@ public:
     static void tx_buffer_released(void* addr, void* opaque);
 
     // Disables a queue's vif on a fatal error (the control plane detaches it).
-    void disable(GuestQueue* q, const char* what, const std::string& detail);
-    void report_fallback(GuestQueue* q, RxMode mode, const std::string& why);
+    void disable(GuestQueue* q, const char* what, const char* detail = "");
+    void report_fallback(GuestQueue* q, RxMode mode, const char* why);
     void notify_rx(GuestQueue* q);
     void notify_tx(GuestQueue* q);
 
@@ -225,20 +241,39 @@ private:
 
     std::vector<GuestQueue*> queues_;
     std::atomic<unsigned> queue_count_{0};
-    std::atomic<unsigned> nic_queue_count_{0}; // nic_rx_.size(), for stats()
-    std::unordered_map<std::uint32_t, GuestQueue*> by_key_;
+    std::atomic<unsigned> nic_queue_count_{0};        // nic_rx_.size(), for stats()
+    std::array<GuestQueue*, kMaxQueueKeys> by_key_{}; // by queue_key_slot(key)
     std::unordered_map<hv::EvtchnPort, GuestQueue*> by_port_;
     std::vector<NicRx> nic_rx_;
     std::vector<Demux> demux_;
     std::vector<Command*> detaching_;
     std::vector<bool> port_paused_;
 
-    // Per-round scratch (no allocation on the data path: sized at init).
-    std::vector<hv::GrantCopySegment> segs_;
-    std::vector<CopyFrame> copy_frames_;
-    std::vector<GuestQueue*> rx_touched_;
-    std::vector<hv::GrantMapRequest> map_reqs_;
-    std::vector<std::int16_t> map_status_;
+    // --- per-round scratch: fixed capacities (no allocation on the data path) ---------------
+    // Queues with RX work this round (each once: GuestQueue::rx_touched).
+    std::array<GuestQueue*, kMaxQueueKeys> touched_{};
+    std::uint32_t n_touched_ = 0;
+    // The round's grant copy into guests. A frame takes at most kRxMaxDataSlots chunks, each
+    // split where its mbuf chain splits; the batch is flushed early when the next frame
+    // would not fit.
+    static constexpr std::uint32_t kCopySegs = 1024;
+    static constexpr std::uint32_t kCopyFrames = 256;
+    static constexpr std::uint32_t kCopyFree = 512; // mbufs freed in bulk after the copy
+    static_assert(kCopySegs >= 4 * netif::kRxMaxDataSlots && kCopyFrames >= kMaxBurst &&
+                  kCopyFree >= 2 * kMaxBurst);
+    std::array<hv::GrantCopySegment, kCopySegs> segs_{};
+    std::uint32_t n_segs_ = 0;
+    std::array<CopyFrame, kCopyFrames> copy_frames_{};
+    std::uint32_t n_copy_frames_ = 0;
+    std::array<rte_mbuf*, kCopyFree> copy_free_{};
+    std::uint32_t n_copy_free_ = 0;
+    std::uint32_t copy_batch_ = 1; // sequence number of the open batch
+    // Grant maps: a zero-copy post maps at most a burst; a TX burst maps at most every slot
+    // of every packet.
+    static constexpr std::uint32_t kMapReqs = kMaxBurst * netif::kTxMaxSlots;
+    std::array<hv::GrantMapRequest, kMapReqs> map_reqs_{};
+    std::array<std::int16_t, kMapReqs> map_status_{};
+    std::array<netif::RingIdx, kMaxBurst> map_idx_{}; // RX: the ring index of each map request
     std::vector<TxWork> tx_work_;
     std::vector<hv::GrantCopySegment> tx_segs_;
     // TX staging per port: mbufs to send with rte_eth_tx_burst.

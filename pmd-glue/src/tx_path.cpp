@@ -116,7 +116,7 @@ bool Lcore::do_guest_tx(GuestQueue* q) {
         if (w.overflow) {
             count_tx_error(q, netif::TxError::ring_overflow);
             disable(q, "TX ring overflow",
-                    "req_prod " + std::to_string(w.prod) + ", req_cons " + std::to_string(w.cons));
+                    Detail("req_prod {}, req_cons {}", w.prod, w.cons).c_str());
             break;
         }
         if (w.available == 0) break;
@@ -134,7 +134,7 @@ bool Lcore::do_guest_tx(GuestQueue* q) {
             answer_packet(q, t.pkt, rsp::kError);
             count_tx_error(q, r.error);
             bump(q->counters.c.tx_drop_protocol);
-            DPNB_DP_LOG(q->log, WARN, "{}: TX packet dropped: {} ({})", to_string(q->vif),
+            DPNB_DP_LOG(q->log, WARN, "{}: TX packet dropped: {} ({})", q->name,
                         netif::to_string(r.error), netif::help(r.error));
             progress = true;
             continue;
@@ -222,8 +222,7 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
         if (st != gntst::kOkay) {
             if (guest_fault(st) && q->fatal_bad_grants) {
                 disable(q, "TX buffer grant refused",
-                        "GNTST " + std::to_string(st) + " copying from gref " +
-                            std::to_string(bad_ref));
+                        Detail("GNTST {} copying from gref {}", st, bad_ref).c_str());
                 for (unsigned k = 0; k < n; ++k)
                     free_work(tx_work_[k]);
                 return;
@@ -242,7 +241,7 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
             DPNB_DP_LOG(q->log, WARN,
                         "{}: TX packet dropped: source MAC "
                         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} is not the vif's",
-                        to_string(q->vif), eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]);
+                        q->name, eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]);
             continue;
         }
         const netif::TxOffload& off = t.pkt.offload;
@@ -254,7 +253,7 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
             if (he != HeaderError::none || !gso_ok) {
                 t.drop = true;
                 bump(q->counters.c.tx_drop_error);
-                DPNB_DP_LOG(q->log, WARN, "{}: TX packet with {} dropped: {}", to_string(q->vif),
+                DPNB_DP_LOG(q->log, WARN, "{}: TX packet with {} dropped: {}", q->name,
                             t.pkt.is_gso() ? "GSO" : "a partial checksum",
                             he != HeaderError::none ? to_string(he)
                                                     : "GSO type does not match the headers");
@@ -285,23 +284,24 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
 
 bool Lcore::tx_map(GuestQueue* q, unsigned n, std::int16_t& group) {
     for (int attempt = 0; attempt < 2; ++attempt) {
-        map_reqs_.clear();
+        std::uint32_t nmap = 0; // at most every slot of every packet: map_reqs_ holds them
         for (unsigned i = 0; i < n; ++i) {
             TxWork& t = tx_work_[i];
-            t.map_first = static_cast<std::uint32_t>(map_reqs_.size());
+            t.map_first = nmap;
             t.map_count = 0;
             if (t.drop) continue;
             for (unsigned k = 0; k < t.pkt.nr_slots; ++k) {
                 const netif::TxSlot& s = t.pkt.slots[k];
                 const std::uint32_t rest = k == 0 ? s.len - t.hdr_len : s.len;
                 if (rest == 0 || t.copies[k] != nullptr) continue;
-                map_reqs_.push_back(hv::GrantMapRequest{q->dom, s.gref, false});
+                map_reqs_[nmap++] = hv::GrantMapRequest{q->dom, s.gref, false};
                 ++t.map_count;
             }
         }
-        if (map_reqs_.empty()) return true;
-        map_status_.assign(map_reqs_.size(), 0);
-        hv::GrantMapping mapping = gt_->map(std::span(map_reqs_), std::span(map_status_));
+        if (nmap == 0) return true;
+        const std::span status(map_status_.data(), nmap);
+        std::fill(status.begin(), status.end(), std::int16_t{0});
+        hv::GrantMapping mapping = gt_->map(std::span(map_reqs_.data(), nmap), status);
         if (mapping) {
             std::int16_t g = -1;
             for (std::size_t k = 0; k < q->tx_groups.size() && g < 0; ++k)
@@ -316,7 +316,7 @@ bool Lcore::tx_map(GuestQueue* q, unsigned n, std::int16_t& group) {
             grp.used = true;
             grp.mapping = mapping;
             group = g;
-            bump(q->counters.c.grant_map_ops, map_reqs_.size());
+            bump(q->counters.c.grant_map_ops, nmap);
             bump(q->counters.c.grant_batches);
             return true;
         }
@@ -329,8 +329,7 @@ bool Lcore::tx_map(GuestQueue* q, unsigned n, std::int16_t& group) {
                 if (st == gntst::kOkay) continue;
                 if (guest_fault(st) && q->fatal_bad_grants) {
                     disable(q, "TX buffer grant refused",
-                            "GNTST " + std::to_string(st) + " mapping gref " +
-                                std::to_string(map_reqs_[k].ref));
+                            Detail("GNTST {} mapping gref {}", st, map_reqs_[k].ref).c_str());
                     return false;
                 }
                 if (!t.drop) bump(q->counters.c.tx_drop_error);
@@ -433,8 +432,8 @@ void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
     if (head->nb_segs > 1 && (offl & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) == 0) {
         // A PMD that cannot send chains would need the packet copied into one buffer.
         bump(q->counters.c.tx_drop_error);
-        DPNB_DP_LOG(q->log, WARN, "{}: port {} cannot send multi-segment packets",
-                    to_string(q->vif), port.port->config().name);
+        DPNB_DP_LOG(q->log, WARN, "{}: port {} cannot send multi-segment packets", q->name,
+                    port.port->config().name);
         rte_pktmbuf_free(head);
         return;
     }
@@ -453,7 +452,7 @@ void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
         if (ns < 0) {
             bump(q->counters.c.tx_drop_error);
             DPNB_DP_LOG(q->log, WARN, "{}: software segmentation of a {}-byte GSO packet failed",
-                        to_string(q->vif), pkt.total_len);
+                        q->name, pkt.total_len);
             return;
         }
         for (int i = 0; i < ns; ++i)
@@ -538,7 +537,7 @@ void Lcore::tx_release_group(GuestQueue* q, std::int16_t g) {
     TxGroup& grp = q->tx_groups[static_cast<std::size_t>(g)];
     const std::uint32_t n = grp.mapping.count;
     if (Status st = gt_->unmap(grp.mapping); !st) {
-        disable(q, "unmapping TX buffers failed", st.error().describe());
+        disable(q, "unmapping TX buffers failed", st.error().message.c_str());
         return;
     }
     bump(q->counters.c.grant_unmap_ops, n);
