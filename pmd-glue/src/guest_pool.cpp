@@ -1,6 +1,7 @@
 // The guest-buffer mempool and its "dpnb_guest" mempool ops (dpnb/pmd/guest_pool.hpp).
 #include "dpnb/pmd/guest_pool.hpp"
 
+#include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
@@ -84,21 +85,6 @@ void GuestBufferPool::Fifo::init(unsigned capacity) {
     head_ = tail_ = 0;
 }
 
-bool GuestBufferPool::Fifo::push(void* p) noexcept {
-    if (size() == slots_.size()) return false;
-    slots_[tail_++ & mask_] = p;
-    return true;
-}
-
-void* GuestBufferPool::Fifo::pop() noexcept {
-    if (head_ == tail_) return nullptr;
-    return slots_[head_++ & mask_];
-}
-
-GuestBufInfo& GuestBufferPool::info(rte_mbuf* m) noexcept {
-    return *static_cast<GuestBufInfo*>(rte_mbuf_to_priv(m));
-}
-
 Result<std::unique_ptr<GuestBufferPool>> GuestBufferPool::create(const GuestPoolConfig& config) {
     if (config.name.empty() || config.name.size() > 24)
         return make_error(Errc::invalid_argument,
@@ -112,6 +98,7 @@ Result<std::unique_ptr<GuestBufferPool>> GuestBufferPool::create(const GuestPool
 }
 
 Status GuestBufferPool::init() {
+    iova_is_va_ = rte_eal_iova_mode() == RTE_IOVA_VA;
     free_.init(config_.headers);
     ready_.init(config_.headers);
     returned_.init(config_.headers);
@@ -169,78 +156,6 @@ GuestBufferPool::~GuestBufferPool() {
         rte_mempool_free(mp_);
     }
     if (daemon_mem_ != nullptr) rte_free(daemon_mem_);
-}
-
-void GuestBufferPool::attach(rte_mbuf* m, std::byte* buffer, std::uint16_t len) noexcept {
-    m->buf_addr = buffer;
-    m->buf_iova = rte_mem_virt2iova(buffer);
-    m->buf_len = len;
-    m->data_off = RTE_PKTMBUF_HEADROOM;
-    m->data_len = 0;
-    m->pkt_len = 0;
-    m->next = nullptr;
-    m->nb_segs = 1;
-    m->ol_flags = 0;
-    info(m).buffer = buffer;
-}
-
-void GuestBufferPool::detach(rte_mbuf* m) noexcept {
-    m->buf_addr = nullptr;
-    m->buf_iova = 0;
-    m->buf_len = 0;
-    m->data_off = 0;
-    m->data_len = 0;
-    m->pkt_len = 0;
-    m->next = nullptr;
-    m->nb_segs = 1;
-    m->ol_flags = 0;
-    rte_mbuf_refcnt_set(m, 1);
-    GuestBufInfo& i = info(m);
-    i = GuestBufInfo{};
-}
-
-rte_mbuf* GuestBufferPool::take_header() noexcept {
-    return static_cast<rte_mbuf*>(free_.pop());
-}
-
-void GuestBufferPool::give_header(rte_mbuf* m) noexcept {
-    detach(m);
-    (void)free_.push(m);
-}
-
-bool GuestBufferPool::push_ready(rte_mbuf* m, std::byte* buffer, GuestBufKind kind,
-                                 std::uint32_t ring_idx, std::uint16_t buffer_len) noexcept {
-    if (ready_.size() == ready_.capacity()) return false;
-    attach(m, buffer, buffer_len);
-    GuestBufInfo& i = info(m);
-    i.kind = kind;
-    i.bound = true;
-    i.ring_idx = ring_idx;
-    return ready_.push(m);
-}
-
-rte_mbuf* GuestBufferPool::pop_ready() noexcept {
-    return static_cast<rte_mbuf*>(ready_.pop());
-}
-
-rte_mbuf* GuestBufferPool::pop_returned() noexcept {
-    return static_cast<rte_mbuf*>(returned_.pop());
-}
-
-void GuestBufferPool::recycle(rte_mbuf* m) noexcept {
-    detach(m);
-    (void)free_.push(m);
-}
-
-std::byte* GuestBufferPool::take_bounce() noexcept {
-    if (bounce_free_.empty()) return nullptr;
-    std::byte* b = bounce_free_.back();
-    bounce_free_.pop_back();
-    return b;
-}
-
-void GuestBufferPool::give_bounce(std::byte* buf) noexcept {
-    bounce_free_.push_back(buf);
 }
 
 GuestPoolCounts GuestBufferPool::counts() const noexcept {

@@ -21,6 +21,8 @@
 // queue (before attach, after a detach was acknowledged).
 #pragma once
 
+#include <rte_mbuf.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -28,9 +30,6 @@
 #include <vector>
 
 #include "dpnb/util/result.hpp"
-
-struct rte_mbuf;
-struct rte_mempool;
 
 namespace dpnb::pmd {
 
@@ -89,29 +88,49 @@ public:
     // Start phase on/off (control thread, while no lcore uses the pool).
     void set_start_mode(bool on) noexcept { start_mode_ = on; }
 
-    // --- the owning lcore -----------------------------------------------------------------
-    rte_mbuf* take_header() noexcept;       // a free header, or nullptr
-    void give_header(rte_mbuf* m) noexcept; // an unused (never pushed) header back
+    // --- the owning lcore (inline: the data path calls these per buffer) -------------------
+    rte_mbuf* take_header() noexcept { return static_cast<rte_mbuf*>(free_.pop()); } // or null
+    void give_header(rte_mbuf* m) noexcept { recycle(m); } // an unused (never pushed) header
     // Binds `m` to `buffer` (`buffer_len` bytes: a page, or less for a frontend's sub-page
     // buffers) for the RX request at ring index `ring_idx` and appends it to the FIFO. The
     // frame lands RTE_PKTMBUF_HEADROOM bytes in. False (nothing changed) when the FIFO is full.
     bool push_ready(rte_mbuf* m, std::byte* buffer, GuestBufKind kind, std::uint32_t ring_idx,
-                    std::uint16_t buffer_len = kBufferSize) noexcept;
+                    std::uint16_t buffer_len = kBufferSize) noexcept {
+        if (ready_.size() == ready_.capacity()) return false;
+        attach(m, buffer, buffer_len);
+        GuestBufInfo& i = info(m);
+        i.kind = kind;
+        i.bound = true;
+        i.ring_idx = ring_idx;
+        return ready_.push(m);
+    }
     // Takes back the oldest header the PMD has not taken yet (detach), still bound.
-    rte_mbuf* pop_ready() noexcept;
+    rte_mbuf* pop_ready() noexcept { return static_cast<rte_mbuf*>(ready_.pop()); }
     unsigned ready() const noexcept { return ready_.size(); }
     // Headers the PMD freed while bound, oldest first; still bound (the caller unbinds).
-    rte_mbuf* pop_returned() noexcept;
+    rte_mbuf* pop_returned() noexcept { return static_cast<rte_mbuf*>(returned_.pop()); }
     // A received (or taken back, or returned) bound header is finished: unbind it and put
     // it back on the free list. Never call rte_pktmbuf_free on a bound header.
-    void recycle(rte_mbuf* m) noexcept;
+    void recycle(rte_mbuf* m) noexcept {
+        detach(m);
+        (void)free_.push(m);
+    }
 
-    std::byte* take_bounce() noexcept; // a free bounce buffer, or nullptr
-    void give_bounce(std::byte* buf) noexcept;
+    // A free bounce buffer, or nullptr. The free list was filled to its capacity when the
+    // pool was created; a buffer given back never needs more room than that.
+    std::byte* take_bounce() noexcept {
+        if (bounce_free_.empty()) return nullptr;
+        std::byte* b = bounce_free_.back();
+        bounce_free_.pop_back();
+        return b;
+    }
+    void give_bounce(std::byte* buf) noexcept { bounce_free_.push_back(buf); }
 
     GuestPoolCounts counts() const noexcept;
 
-    static GuestBufInfo& info(rte_mbuf* m) noexcept;
+    static GuestBufInfo& info(rte_mbuf* m) noexcept {
+        return *static_cast<GuestBufInfo*>(rte_mbuf_to_priv(m));
+    }
 
     // mempool ops (called by DPDK through the "dpnb_guest" ops table).
     int ops_dequeue(void** objs, unsigned n) noexcept;
@@ -123,8 +142,12 @@ private:
     class Fifo {
     public:
         void init(unsigned capacity);
-        bool push(void* p) noexcept;
-        void* pop() noexcept;
+        bool push(void* p) noexcept {
+            if (size() == slots_.size()) return false;
+            slots_[tail_++ & mask_] = p;
+            return true;
+        }
+        void* pop() noexcept { return head_ == tail_ ? nullptr : slots_[head_++ & mask_]; }
         unsigned size() const noexcept { return tail_ - head_; }
         unsigned capacity() const noexcept { return static_cast<unsigned>(slots_.size()); }
 
@@ -135,8 +158,33 @@ private:
 
     explicit GuestBufferPool(const GuestPoolConfig& c) : config_(c) {}
     Status init();
-    void attach(rte_mbuf* m, std::byte* buffer, std::uint16_t len) noexcept;
-    void detach(rte_mbuf* m) noexcept;
+    void attach(rte_mbuf* m, std::byte* buffer, std::uint16_t len) noexcept {
+        m->buf_addr = buffer;
+        // With IOVA as VA (no hugepages, or an IOMMU) the device address is the address.
+        m->buf_iova =
+            iova_is_va_ ? reinterpret_cast<rte_iova_t>(buffer) : rte_mem_virt2iova(buffer);
+        m->buf_len = len;
+        m->data_off = RTE_PKTMBUF_HEADROOM;
+        m->data_len = 0;
+        m->pkt_len = 0;
+        m->next = nullptr;
+        m->nb_segs = 1;
+        m->ol_flags = 0;
+        info(m).buffer = buffer;
+    }
+    void detach(rte_mbuf* m) noexcept {
+        m->buf_addr = nullptr;
+        m->buf_iova = 0;
+        m->buf_len = 0;
+        m->data_off = 0;
+        m->data_len = 0;
+        m->pkt_len = 0;
+        m->next = nullptr;
+        m->nb_segs = 1;
+        m->ol_flags = 0;
+        rte_mbuf_refcnt_set(m, 1);
+        info(m) = GuestBufInfo{};
+    }
 
     GuestPoolConfig config_;
     rte_mempool* mp_ = nullptr;
@@ -144,6 +192,7 @@ private:
     std::size_t daemon_bytes_ = 0;
     bool start_mode_ = true;
     bool populating_ = false;
+    bool iova_is_va_ = false; // rte_eal_iova_mode() == RTE_IOVA_VA
     Fifo free_, ready_, returned_;
     std::vector<std::byte*> placeholders_free_;
     std::vector<std::byte*> bounce_free_;
