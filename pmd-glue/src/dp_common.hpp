@@ -37,6 +37,15 @@ inline constexpr std::size_t kTxErrorCount = 0
 #undef DPNB_X
     ;
 
+// A grant status that only a guest's own doing explains: a revoked or never-granted buffer,
+// a read-only grant for a buffer we must write, a dying domain. With fatal_bad_grants such
+// a failure disables the vif; any other failure drops the packet.
+constexpr bool guest_fault(std::int16_t gntst) noexcept {
+    namespace st = netif::gntst;
+    return gntst == st::kGeneralError || gntst == st::kBadDomain || gntst == st::kBadGntref ||
+           gntst == st::kPermissionDenied || gntst == st::kBadPage;
+}
+
 // A counter with one writer (the owning lcore) and readers on the control thread: relaxed
 // atomic load and store, no read-modify-write (a plain add on x86).
 inline void bump(std::uint64_t& c, std::uint64_t n = 1) noexcept {

@@ -116,6 +116,15 @@ struct ZeroCopyRx {
     std::array<MapGroup, kRingSize> groups{};
 };
 
+// What the RX builder needs to know of a received frame: its length and whether the NIC
+// verified its L4 checksum.
+inline netif::RxFrame rx_frame_meta(const rte_mbuf* m) noexcept {
+    netif::RxFrame f;
+    f.len = m->pkt_len;
+    f.data_validated = (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+    return f;
+}
+
 // What this round received into a queue, committed to its counters when the round publishes
 // (a copied frame counts once its grant copy succeeded).
 struct RxRoundCounts {

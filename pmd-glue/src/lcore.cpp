@@ -109,12 +109,9 @@ Status Lcore::init(hv::BackendHypervisor& hv, unsigned tx_mbufs) {
                               std::string("lcore TX copy pool: ") + rte_strerror(rte_errno));
     }
 
-    tx_work_.resize(kMaxBurst);
-    tx_segs_.reserve(kMaxBurst * 8); // headers and copied slots of a burst
     port_paused_.assign(engine_.ports.size(), false);
-    tx_stage_.assign(engine_.ports.size(), {});
-    for (auto& s : tx_stage_)
-        s.reserve(kMaxBurst * 8);
+    tx_stage_.assign(engine_.ports.size(), TxStage{});
+    tx_stage_ports_.assign(engine_.ports.size(), 0);
     return ok();
 }
 
@@ -205,16 +202,14 @@ int Lcore::run() {
         {
             DPNB_STAGE(clock_, Stage::tx_completions);
             for (GuestQueue* q : queues_)
-                work |= do_tx_completions(q);
+                if (q->tx_outstanding != 0) work |= do_tx_completions(q);
         }
         {
             DPNB_STAGE(clock_, Stage::guest_tx);
             bool sent = false;
             for (GuestQueue* q : queues_)
                 if (!q->disabled && !q->detaching) sent |= do_guest_tx(q);
-            for (std::uint16_t p : tx_stage_ports_)
-                tx_flush(p, engine_.ports[p]->port->id());
-            tx_stage_ports_.clear();
+            if (n_tx_stage_ports_ != 0) tx_flush_all();
             work |= sent;
         }
         {

@@ -194,6 +194,7 @@ private:
     bool zc_post(GuestQueue* q);
     void zc_map_posted(GuestQueue* q, std::uint32_t nmap);
     void zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n);
+    void zc_slot_done(GuestQueue* q, ZcSlot& s);
     void zc_group_filled(GuestQueue* q, std::int16_t g);
     void zc_release(GuestQueue* q, ZcSlot& s);
     void zc_release_round(GuestQueue* q, netif::RingIdx first, netif::RingIdx end);
@@ -209,7 +210,8 @@ private:
     void tx_stage(std::uint16_t port_index, rte_mbuf* m);
     std::int16_t mcast_update(GuestQueue* q, const netif::TxMcast& m);
     void tx_release_group(GuestQueue* q, std::int16_t g);
-    void tx_flush(std::uint16_t port_index, std::uint16_t port_id);
+    void tx_flush(std::uint16_t port_index);
+    void tx_flush_all();
     void tx_cleanup_held();
 
 public:
@@ -274,11 +276,23 @@ private:
     std::array<hv::GrantMapRequest, kMapReqs> map_reqs_{};
     std::array<std::int16_t, kMapReqs> map_status_{};
     std::array<netif::RingIdx, kMaxBurst> map_idx_{}; // RX: the ring index of each map request
-    std::vector<TxWork> tx_work_;
-    std::vector<hv::GrantCopySegment> tx_segs_;
-    // TX staging per port: mbufs to send with rte_eth_tx_burst.
-    std::vector<std::vector<rte_mbuf*>> tx_stage_;
-    std::vector<std::uint16_t> tx_stage_ports_;
+    // TX: a burst's packets, its grant copy (a header per packet and every slot copied
+    // whole: at most 1 + kTxMaxSlots segments a packet) and its copy mbufs.
+    static_assert(std::tuple_size_v<decltype(netif::TxPacket::slots)> == netif::kTxMaxSlots);
+    static constexpr std::uint32_t kTxSegs = kMaxBurst * (1 + netif::kTxMaxSlots);
+    std::array<TxWork, kMaxBurst> tx_work_{};
+    std::array<hv::GrantCopySegment, kTxSegs> tx_segs_{};
+    std::array<rte_mbuf*, kMaxBurst * netif::kTxMaxSlots> tx_copy_mbufs_{};
+    // TX staging per port (sized at init, one per port): mbufs for rte_eth_tx_burst, sent
+    // once per loop iteration or when full.
+    struct TxStage {
+        std::array<rte_mbuf*, 2 * kMaxBurst> m{};
+        std::uint32_t n = 0;
+        bool listed = false; // in tx_stage_ports_
+    };
+    std::vector<TxStage> tx_stage_;
+    std::vector<std::uint16_t> tx_stage_ports_; // ports with staged packets (one slot a port)
+    std::uint32_t n_tx_stage_ports_ = 0;
 
     LcoreCounters counters_;
     StageClock clock_;

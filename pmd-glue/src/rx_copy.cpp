@@ -19,24 +19,6 @@ namespace dpnb::engine::detail {
 using netif::RingIdx;
 namespace gntst = netif::gntst;
 
-namespace {
-
-// A grant status that only a guest's own doing explains: a revoked or never-granted buffer,
-// a read-only grant for a buffer we must write, a dying domain.
-bool guest_fault(std::int16_t st) noexcept {
-    return st == gntst::kGeneralError || st == gntst::kBadDomain || st == gntst::kBadGntref ||
-           st == gntst::kPermissionDenied || st == gntst::kBadPage;
-}
-
-netif::RxFrame frame_meta(const rte_mbuf* m) noexcept {
-    netif::RxFrame f;
-    f.len = m->pkt_len;
-    f.data_validated = (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
-    return f;
-}
-
-} // namespace
-
 // The daemon mbuf `m` is done with once the batch's copy ran.
 void Lcore::copy_free(rte_mbuf* m) {
     if (n_copy_free_ == copy_free_.size()) copy_flush();
@@ -98,7 +80,7 @@ void Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) 
     ++w.cons;
     --w.available;
     q->rx_ids[idx & kRingMask] = req.id;
-    const netif::RxFrame meta = frame_meta(m);
+    const netif::RxFrame meta = rx_frame_meta(m);
     const netif::RxChunk chunk{offset, m->data_len};
     (void)q->rx.put_response_at(idx, netif::rx_data_response(meta, false, 0, 1, req.id, chunk));
     segs_[n_segs_++] = hv::GrantCopySegment::to_guest(rte_pktmbuf_mtod(m, const std::byte*), q->dom,
@@ -120,7 +102,7 @@ void Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) 
 // Takes the requests for one frame, writes its responses into their slots and adds its
 // segments to the batch; `w` is the queue's request window, advanced past what was taken.
 void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) {
-    const netif::RxFrame meta = frame_meta(m);
+    const netif::RxFrame meta = rx_frame_meta(m);
     const netif::RxBufferGeometry geo = q->rx_geo;
     netif::RxPlan plan;
     if (meta.len != 0 && meta.len <= geo.size) {

@@ -21,18 +21,8 @@ namespace gntst = netif::gntst;
 
 namespace {
 
-// A grant status that only a guest's own doing explains (as rx_copy.cpp).
-bool guest_fault(std::int16_t st) noexcept {
-    return st == gntst::kGeneralError || st == gntst::kBadDomain || st == gntst::kBadGntref ||
-           st == gntst::kPermissionDenied || st == gntst::kBadPage;
-}
-
-// Removes `idx` from the NIC order; true when it was the oldest (filled in order).
-bool take_nic_order(ZeroCopyRx& z, RingIdx idx) noexcept {
-    if (z.nic_head != z.nic_tail && z.nic_order[z.nic_head & kRingMask] == idx) {
-        ++z.nic_head;
-        return true;
-    }
+// `idx` was not the oldest buffer the NIC had: remove it from the middle (false).
+bool take_nic_order_late(ZeroCopyRx& z, RingIdx idx) noexcept {
     for (std::uint32_t k = z.nic_head; k != z.nic_tail; ++k) {
         if (z.nic_order[k & kRingMask] != idx) continue;
         for (std::uint32_t j = k; j + 1 != z.nic_tail; ++j)
@@ -41,6 +31,23 @@ bool take_nic_order(ZeroCopyRx& z, RingIdx idx) noexcept {
         break;
     }
     return false;
+}
+
+// A posted header the pool gave back (still bound): the slot it was posted for (its ring
+// index in `idx`); the header goes back to the free list.
+ZcSlot& take_back(ZeroCopyRx& z, rte_mbuf* m, RingIdx& idx) noexcept {
+    idx = pmd::GuestBufferPool::info(m).ring_idx;
+    z.pool.recycle(m);
+    return z.slots[idx & kRingMask];
+}
+
+// Removes `idx` from the NIC order; true when it was the oldest (filled in order).
+inline bool take_nic_order(ZeroCopyRx& z, RingIdx idx) noexcept {
+    if (z.nic_head != z.nic_tail && z.nic_order[z.nic_head & kRingMask] == idx) [[likely]] {
+        ++z.nic_head;
+        return true;
+    }
+    return take_nic_order_late(z, idx);
 }
 
 } // namespace
@@ -61,7 +68,10 @@ bool Lcore::zc_post(GuestQueue* q) {
         std::min<std::uint32_t>({w.available, depth - z.posted, engine_.opts.burst});
     if (budget == 0) return false;
 
-    // Gather: each request's buffer; maps are collected for one call.
+    // Gather: each request's buffer; maps are collected for one call. A post takes at most
+    // a burst (EngineOptions::burst <= kMaxBurst), and maps at most as many.
+    static_assert(std::tuple_size_v<decltype(map_reqs_)> >= kMaxBurst &&
+                  std::tuple_size_v<decltype(map_idx_)> >= kMaxBurst);
     const RxMode mode = z.out_of_order ? RxMode::copy : q->mode;
     std::uint32_t nmap = 0;
     std::uint32_t took = 0;
@@ -78,11 +88,13 @@ bool Lcore::zc_post(GuestQueue* q) {
         rte_mbuf* m = z.pool.take_header();
         if (m == nullptr) break;
         ZcSlot& s = z.slots[idx & kRingMask];
-        s = ZcSlot{};
         s.m = m;
+        s.page = nullptr;
         s.gref = req.gref;
+        s.group = -1;
         s.buf_start = static_cast<std::uint16_t>(buffer->offset - q->rx_buffers.headroom);
         s.state = ZcSlot::State::posted;
+        s.source = ZcSlot::Source::none;
         q->rx_ids[idx & kRingMask] = req.id;
         RxMode how = mode;
         if (how == RxMode::reuse) {
@@ -240,10 +252,7 @@ void Lcore::zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n) {
         const bool whole = m->nb_segs == 1 && len == m->data_len && len != 0 &&
                            std::uint32_t{m->data_off} + len <= m->buf_len &&
                            std::uint32_t{offset} + len <= netif::kPageSize;
-        netif::RxFrame meta;
-        meta.len = len;
-        meta.data_validated =
-            (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+        const netif::RxFrame meta = rx_frame_meta(m);
         s.m = nullptr;
         pool.recycle(m);
         q->rx_round.packets += 1;
@@ -261,13 +270,26 @@ void Lcore::zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n) {
                 continue;
             }
         }
-        if (s.source == ZcSlot::Source::map) {
-            s.state = ZcSlot::State::filled;
-            zc_group_filled(q, s.group);
-        } else {
-            zc_release(q, s); // reuse: drop our in-flight count before the response
+        if (s.source == ZcSlot::Source::reuse) [[likely]] {
+            q->view.release(s.gref); // our in-flight count goes before the response
+            s.page = nullptr;
+            s.source = ZcSlot::Source::none;
             s.state = ZcSlot::State::final;
+        } else {
+            zc_slot_done(q, s);
         }
+    }
+}
+
+// The NIC is done with a slot's buffer and its response is written: a mapped buffer waits
+// for its group's unmap, any other is released now; the slot is then final.
+void Lcore::zc_slot_done(GuestQueue* q, ZcSlot& s) {
+    if (s.source == ZcSlot::Source::map) {
+        s.state = ZcSlot::State::filled;
+        zc_group_filled(q, s.group);
+    } else {
+        zc_release(q, s);
+        s.state = ZcSlot::State::final;
     }
 }
 
@@ -355,9 +377,8 @@ std::uint32_t Lcore::zc_answerable(GuestQueue* q) {
 void Lcore::zc_collect_returned(GuestQueue* q) {
     ZeroCopyRx& z = *q->zc;
     while (rte_mbuf* m = z.pool.pop_returned()) {
-        const RingIdx idx = pmd::GuestBufferPool::info(m).ring_idx;
-        ZcSlot& s = z.slots[idx & kRingMask];
-        z.pool.recycle(m);
+        RingIdx idx = 0;
+        ZcSlot& s = take_back(z, m, idx);
         if (s.state != ZcSlot::State::posted || s.m != m) continue;
         s.m = nullptr;
         --z.posted;
@@ -365,13 +386,7 @@ void Lcore::zc_collect_returned(GuestQueue* q) {
         (void)q->rx.put_response_at(
             idx, netif::rx_error_response(q->rx_ids[idx & kRingMask], netif::rsp::kError));
         bump(q->counters.c.rx_drop_error);
-        if (s.source == ZcSlot::Source::map) {
-            s.state = ZcSlot::State::filled;
-            zc_group_filled(q, s.group);
-        } else {
-            zc_release(q, s);
-            s.state = ZcSlot::State::final;
-        }
+        zc_slot_done(q, s);
         touch(q);
     }
 }
@@ -380,9 +395,8 @@ void Lcore::zc_collect_returned(GuestQueue* q) {
 void Lcore::zc_drop_posted(GuestQueue* q) {
     ZeroCopyRx& z = *q->zc;
     while (rte_mbuf* m = z.pool.pop_ready()) {
-        const RingIdx idx = pmd::GuestBufferPool::info(m).ring_idx;
-        ZcSlot& s = z.slots[idx & kRingMask];
-        z.pool.recycle(m);
+        RingIdx idx = 0;
+        ZcSlot& s = take_back(z, m, idx);
         if (s.m == m) s.m = nullptr;
         if (s.state == ZcSlot::State::posted) {
             --z.posted;

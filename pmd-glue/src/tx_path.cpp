@@ -30,11 +30,6 @@ namespace rsp = netif::rsp;
 
 namespace {
 
-bool guest_fault(std::int16_t st) noexcept {
-    return st == gntst::kGeneralError || st == gntst::kBadDomain || st == gntst::kBadGntref ||
-           st == gntst::kPermissionDenied || st == gntst::kBadPage;
-}
-
 void count_tx_error(GuestQueue* q, netif::TxError e) {
     const auto i = static_cast<std::size_t>(e);
     if (i >= 1 && i <= kTxErrorCount) bump(q->counters.tx_errors[i - 1]);
@@ -62,6 +57,17 @@ void free_work(TxWork& t) {
             rte_pktmbuf_free(t.copies[k]);
             t.copies[k] = nullptr;
         }
+}
+
+// `n` mbufs from `pool`: in bulk, or as many as it has left (one at a time) when it cannot
+// give them all. Returns how many `out` got.
+unsigned alloc_mbufs(rte_mempool* pool, rte_mbuf** out, unsigned n) noexcept {
+    if (n == 0) return 0;
+    if (rte_pktmbuf_alloc_bulk(pool, out, n) == 0) return n;
+    unsigned k = 0;
+    while (k < n && (out[k] = rte_pktmbuf_alloc(pool)) != nullptr)
+        ++k;
+    return k;
 }
 
 // The ring index of data slot `k` of a packet: extras sit between the first and second.
@@ -101,6 +107,9 @@ std::int16_t Lcore::mcast_update(GuestQueue* q, const netif::TxMcast& m) {
 
 bool Lcore::do_guest_tx(GuestQueue* q) {
     q->tx_blocked = false;
+    // One read of req_prod for the burst: what the frontend adds meanwhile waits for the next.
+    const netif::RequestWindow w = q->tx.poll_requests();
+    if (w.available == 0 && !w.overflow && !q->rate.on) return false; // (credit refills idle)
     if (q->rate.on) {
         const std::uint64_t now = rte_get_tsc_cycles();
         if (now >= q->rate.next_refill) {
@@ -111,18 +120,14 @@ bool Lcore::do_guest_tx(GuestQueue* q) {
     }
     bool progress = false;
     unsigned n = 0;
-    while (n < engine_.opts.burst) {
-        const netif::RequestWindow w = q->tx.poll_requests();
-        if (w.overflow) {
-            count_tx_error(q, netif::TxError::ring_overflow);
-            disable(q, "TX ring overflow",
-                    Detail("req_prod {}, req_cons {}", w.prod, w.cons).c_str());
-            break;
-        }
-        if (w.available == 0) break;
+    if (w.overflow) {
+        count_tx_error(q, netif::TxError::ring_overflow);
+        disable(q, "TX ring overflow", Detail("req_prod {}, req_cons {}", w.prod, w.cons).c_str());
+    }
+    while (n < engine_.opts.burst && !w.overflow && q->tx.req_cons() != w.prod) {
         TxWork& t = tx_work_[n];
-        const netif::TxParseResult r =
-            netif::parse_tx_packet(q->tx, w.cons, w.prod, q->tx_limits, t.pkt);
+        const netif::TxParseResult r = netif::parse_tx_packet<netif::TxBackRing>(
+            q->tx, q->tx.req_cons(), w.prod, q->tx_limits, t.pkt); // inlined here
         if (r.verdict == netif::TxVerdict::empty) break;
         if (r.verdict == netif::TxVerdict::fatal) {
             count_tx_error(q, r.error);
@@ -170,42 +175,67 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
     const std::uint16_t copy_len = engine_.opts.tx_copy_len;
     const std::uint32_t copy_max = copy_pool_ != nullptr ? engine_.opts.tx_copy_slot_max : 0;
     // 2. The first bytes of every packet into header mbufs, and the rest of every slot small
-    //    enough into mbufs of its own, with one grant copy for the burst.
-    tx_segs_.clear();
+    //    enough into mbufs of its own, with one grant copy for the burst. The mbufs come in
+    //    bulk: a header per packet, one per slot copied whole.
+    // A burst fits (EngineOptions::burst <= kMaxBurst): a header segment per packet and a
+    // segment and a copy mbuf per slot, every slot of every packet at most.
+    static_assert(std::tuple_size_v<decltype(tx_work_)> >= kMaxBurst);
+    static_assert(std::tuple_size_v<decltype(tx_segs_)> >= kMaxBurst * (1 + netif::kTxMaxSlots));
+    static_assert(std::tuple_size_v<decltype(tx_copy_mbufs_)> >= kMaxBurst * netif::kTxMaxSlots);
+    static_assert(std::tuple_size_v<decltype(TxWork::copies)> >= netif::kTxMaxSlots);
+    std::uint32_t npieces = 0; // data beyond the headers: copied or mapped
+    std::uint32_t ncopy = 0;
     for (unsigned i = 0; i < n; ++i) {
         TxWork& t = tx_work_[i];
-        for (unsigned k = 0; k < t.pkt.nr_slots; ++k)
+        t.hdr_len = std::min<std::uint16_t>(copy_len, t.pkt.slots[0].len);
+        for (unsigned k = 0; k < t.pkt.nr_slots; ++k) {
+            const std::uint32_t rest = t.pkt.slots[k].len - (k == 0 ? t.hdr_len : 0U);
             t.copies[k] = nullptr;
-        t.hdr = rte_pktmbuf_alloc(hdr_pool_);
+            npieces += rest != 0 ? 1U : 0U;
+            ncopy += rest != 0 && rest <= copy_max ? 1U : 0U;
+        }
+    }
+    std::array<rte_mbuf*, kMaxBurst> hdrs;
+    const unsigned nhdr = alloc_mbufs(hdr_pool_, hdrs.data(), n);
+    const std::uint32_t ncopied = alloc_mbufs(copy_pool_, tx_copy_mbufs_.data(), ncopy);
+    std::uint32_t next_copy = 0; // the next of the burst's copy mbufs
+    std::uint32_t nsegs = 0;
+    for (unsigned i = 0; i < n; ++i) {
+        TxWork& t = tx_work_[i];
+        t.hdr = i < nhdr ? hdrs[i] : nullptr;
         if (t.hdr == nullptr) {
             t.drop = true;
             bump(q->counters.c.tx_drop_error);
             continue;
         }
-        t.hdr_len = std::min<std::uint16_t>(copy_len, t.pkt.slots[0].len);
-        t.seg = static_cast<std::uint32_t>(tx_segs_.size());
+        t.seg = nsegs;
         const netif::TxSlot& s0 = t.pkt.slots[0];
-        tx_segs_.push_back(hv::GrantCopySegment::from_guest(
-            q->dom, s0.gref, s0.offset, rte_pktmbuf_mtod(t.hdr, void*), t.hdr_len));
-        for (unsigned k = 0; k < t.pkt.nr_slots && copy_max != 0; ++k) {
+        tx_segs_[nsegs++] = hv::GrantCopySegment::from_guest(
+            q->dom, s0.gref, s0.offset, rte_pktmbuf_mtod(t.hdr, void*), t.hdr_len);
+        for (unsigned k = 0; k < t.pkt.nr_slots && next_copy < ncopied; ++k) {
             const netif::TxSlot& s = t.pkt.slots[k];
             const std::uint32_t skip = k == 0 ? t.hdr_len : 0;
             const std::uint32_t rest = s.len - skip;
             if (rest == 0 || rest > copy_max) continue;
-            rte_mbuf* m = rte_pktmbuf_alloc(copy_pool_);
-            if (m == nullptr) continue; // none left: this slot is mapped instead
+            // When the pool ran short, the slots beyond what it gave are mapped instead.
+            rte_mbuf* m = tx_copy_mbufs_[next_copy++];
             t.copies[k] = m;
-            t.copy_seg[k] = static_cast<std::uint32_t>(tx_segs_.size());
-            tx_segs_.push_back(hv::GrantCopySegment::from_guest(
+            t.copy_seg[k] = nsegs;
+            tx_segs_[nsegs++] = hv::GrantCopySegment::from_guest(
                 q->dom, s.gref, static_cast<std::uint16_t>(s.offset + skip),
-                rte_pktmbuf_mtod(m, void*), static_cast<std::uint16_t>(rest)));
+                rte_pktmbuf_mtod(m, void*), static_cast<std::uint16_t>(rest));
         }
     }
-    if (!tx_segs_.empty()) {
-        if (Status st = gt_->copy(std::span(tx_segs_)); !st)
-            for (auto& s : tx_segs_)
+    // Headers of packets dropped for want of a header mbuf took no copy mbuf: give back
+    // what no slot took.
+    if (next_copy < ncopied)
+        rte_pktmbuf_free_bulk(tx_copy_mbufs_.data() + next_copy, ncopied - next_copy);
+    const std::span segs(tx_segs_.data(), nsegs);
+    if (nsegs != 0) {
+        if (Status st = gt_->copy(segs); !st)
+            for (auto& s : segs)
                 s.status = gntst::kGeneralError;
-        bump(q->counters.c.grant_copy_ops, tx_segs_.size());
+        bump(q->counters.c.grant_copy_ops, nsegs);
         bump(q->counters.c.grant_batches);
     }
     // 3. Checks on our private copy.
@@ -263,7 +293,7 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
     }
     // 4. Map what was not copied, with one grant-map call for the burst.
     std::int16_t group = -1;
-    if (!tx_map(q, n, group)) {
+    if (npieces != next_copy && !tx_map(q, n, group)) {
         for (unsigned k = 0; k < n; ++k)
             free_work(tx_work_[k]);
         return; // the vif was disabled
@@ -284,7 +314,10 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
 
 bool Lcore::tx_map(GuestQueue* q, unsigned n, std::int16_t& group) {
     for (int attempt = 0; attempt < 2; ++attempt) {
-        std::uint32_t nmap = 0; // at most every slot of every packet: map_reqs_ holds them
+        // At most every slot of every packet of a burst is mapped.
+        static_assert(std::tuple_size_v<decltype(map_reqs_)> >= kMaxBurst * netif::kTxMaxSlots &&
+                      std::tuple_size_v<decltype(map_status_)> >= kMaxBurst * netif::kTxMaxSlots);
+        std::uint32_t nmap = 0;
         for (unsigned i = 0; i < n; ++i) {
             TxWork& t = tx_work_[i];
             t.map_first = nmap;
@@ -470,35 +503,52 @@ void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
     tx_stage(q->out_port_index, head);
 }
 
+// Queues a packet for the port's TX queue of this lcore; sent once per loop iteration, or
+// at once when the stage is full.
 void Lcore::tx_stage(std::uint16_t port_index, rte_mbuf* m) {
-    auto& v = tx_stage_[port_index];
-    if (v.empty()) tx_stage_ports_.push_back(port_index);
-    v.push_back(m);
+    TxStage& st = tx_stage_[port_index];
+    if (!st.listed) {
+        st.listed = true;
+        tx_stage_ports_[n_tx_stage_ports_++] = port_index; // each port once: ports.size()
+    }
+    if (st.n == st.m.size()) tx_flush(port_index);
+    st.m[st.n++] = m;
 }
 
-void Lcore::tx_flush(std::uint16_t port_index, std::uint16_t port_id) {
-    auto& v = tx_stage_[port_index];
-    const std::uint16_t txq = engine_.ports[port_index]->tx_queue(index_);
-    std::size_t sent = 0;
+void Lcore::tx_flush(std::uint16_t port_index) {
+    TxStage& st = tx_stage_[port_index];
+    const PortState& port = *engine_.ports[port_index];
+    const std::uint16_t txq = port.tx_queue(index_);
+    std::uint32_t sent = 0;
     if (!port_paused_[port_index]) {
-        for (int tries = 0; sent < v.size() && tries < 4; ++tries) {
+        for (int tries = 0; sent < st.n && tries < 4; ++tries) {
             const auto chunk =
-                static_cast<std::uint16_t>(std::min<std::size_t>(v.size() - sent, kMaxBurst));
-            const std::uint16_t k = rte_eth_tx_burst(port_id, txq, v.data() + sent, chunk);
+                static_cast<std::uint16_t>(std::min<std::uint32_t>(st.n - sent, kMaxBurst));
+            const std::uint16_t k =
+                rte_eth_tx_burst(port.port->id(), txq, st.m.data() + sent, chunk);
             sent += k;
             if (k == 0) tx_cleanup_held();
         }
     }
-    for (std::size_t i = sent; i < v.size(); ++i) {
+    for (std::uint32_t i = sent; i < st.n; ++i) {
         // Not taken: the guest hears NETIF_RSP_ERROR for its slots.
-        for (rte_mbuf* seg = v[i]; seg != nullptr; seg = seg->next)
+        for (rte_mbuf* seg = st.m[i]; seg != nullptr; seg = seg->next)
             if (RTE_MBUF_HAS_EXTBUF(seg) && seg->shinfo != nullptr &&
                 seg->shinfo->free_cb == &Lcore::tx_buffer_released)
                 static_cast<TxPending*>(seg->shinfo->fcb_opaque)->status = rsp::kError;
-        rte_pktmbuf_free(v[i]);
+        rte_pktmbuf_free(st.m[i]);
         bump(counters_.tx_nic_drops);
     }
-    v.clear();
+    st.n = 0;
+}
+
+// Sends what every port's stage holds.
+void Lcore::tx_flush_all() {
+    for (std::uint32_t i = 0; i < n_tx_stage_ports_; ++i) {
+        tx_flush(tx_stage_ports_[i]);
+        tx_stage_[tx_stage_ports_[i]].listed = false;
+    }
+    n_tx_stage_ports_ = 0;
 }
 
 // Asks PMDs that free transmitted mbufs lazily (descriptor rings) to free them now, on the

@@ -56,8 +56,9 @@ namespace detail {
 
 // Reads a T out of shared memory as consecutive 32-bit words, each with one relaxed atomic
 // load: the value is read once, and the compiler may not re-read the shared page later.
+// Always inlined: a few loads, called per ring slot (GCC kept it out of line).
 template <class T>
-T load_words(std::byte* src) noexcept {
+[[gnu::always_inline]] inline T load_words(std::byte* src) noexcept {
     static_assert(std::is_trivially_copyable_v<T> && sizeof(T) % 4 == 0);
     std::array<std::uint32_t, sizeof(T) / 4> words;
     auto* w = reinterpret_cast<std::uint32_t*>(src);
@@ -69,7 +70,7 @@ T load_words(std::byte* src) noexcept {
 // Writes a T into shared memory as consecutive 32-bit words with relaxed atomic stores; the
 // release store of the producer index that follows makes them visible.
 template <class T>
-void store_words(std::byte* dst, const T& value) noexcept {
+[[gnu::always_inline]] inline void store_words(std::byte* dst, const T& value) noexcept {
     static_assert(std::is_trivially_copyable_v<T> && sizeof(T) % 4 == 0);
     const auto words = std::bit_cast<std::array<std::uint32_t, sizeof(T) / 4>>(value);
     auto* w = reinterpret_cast<std::uint32_t*>(dst);
