@@ -6,6 +6,8 @@
 // hostile vif is disabled (status, event, reason), its grants
 // are all released on detach, and the good guest's traffic goes on; the daemon runs on.
 // In map mode the guest also finds it cannot revoke a buffer the engine has mapped.
+// A raw frontend whose second RX buffer cannot be written, on an engine that tolerates bad
+// grants: that request alone is answered in error, in its turn (copy and bounce pipelines).
 // A second raw frontend misbehaves on the netif control ring: malformed static-grant
 // messages, every hash message with hostile values (the XSA-270 edge among them), a full
 // ring announced with one event, a ring kept full, an impossible producer index.
@@ -15,6 +17,7 @@
 #include <thread>
 
 #include "dpnb/hv/sim.hpp"
+#include "dpnb/netfront/payload.hpp"
 #include "dpnb/netif/ctrl_handler.hpp"
 #include "dpnb/netif/ctrl_ring.hpp"
 #include "dpnb/netif/flow_hash.hpp"
@@ -298,6 +301,132 @@ INSTANTIATE_TEST_SUITE_P(
         HostileCase{Mischief::rx_bad_offset, RxMode::copy, "rx_bad_offset_copy", "beyond its page"},
         HostileCase{Mischief::rx_bad_offset, RxMode::map, "rx_bad_offset_map", "beyond its page"}),
     [](const auto& p) { return std::string(p.param.name); });
+
+// A guest whose RX buffer cannot be written, on an engine that does not cut it off for that
+// (fatal_bad_grants off): the copy into it fails and only that request is answered in error,
+// in its turn among the others. Both pipelines copy: a shared queue (the copy pipeline) and a
+// guest's own queue in copy mode (the zero-copy pipeline's bounce buffers).
+void rx_copy_failure_main(const std::string& dir, hv::DomId dom, const Link& link) {
+    RawFrontend f;
+    f.open(dir, dom, 2 + 6);
+    if (::testing::Test::HasFatalFailure()) return;
+    f.connect({{"feature-sg", "1"}});
+    if (::testing::Test::HasFatalFailure()) return;
+    link.send(1);
+    if (!link.recv()) return;
+    // Six buffers; the second names a grant that was never given. Only the first four are
+    // checked: a NIC may hold the buffer after the last one it filled (net_tap reads into a
+    // buffer before it takes the next).
+    for (std::uint16_t i = 0; i < 6; ++i) {
+        netif::GrantRef ref = 0x7FFF0;
+        if (i != 1) {
+            auto r = f.hv->grant_access(hv::kDom0, f.pages.page(2 + i), false);
+            ASSERT_TRUE(r.has_value());
+            ref = *r;
+        }
+        ASSERT_TRUE(f.rx.put_request(netif::RxRequest{i, 0, ref}));
+    }
+    if (f.rx.push_requests()) (void)f.ev->notify(f.rx_port);
+    link.send(2);
+    // Each of the first four responses in ring order: id << 40 | status << 8 | (the buffer
+    // holds a whole payload frame).
+    unsigned got = 0;
+    for (int tries = 0; tries < 2000 && got < 4; ++tries) {
+        const netif::ResponseWindow w = f.rx.poll_responses();
+        EXPECT_FALSE(w.overflow);
+        for (std::uint32_t k = 0; k < w.available; ++k) {
+            const netif::RxResponse r = f.rx.copy_response(w.cons + k);
+            bool whole = false;
+            if (got >= 4) continue;
+            if (r.status > 0 && r.id < 6 &&
+                std::size_t{r.offset} + static_cast<std::size_t>(r.status) <= netif::kPageSize) {
+                const std::span frame(f.pages.page(2 + r.id) + r.offset,
+                                      static_cast<std::size_t>(r.status));
+                whole = netfront::check_payload_frame(frame).result == netfront::PayloadCheck::ok;
+            }
+            link.send(std::uint64_t{r.id} << 40 | std::uint64_t{std::uint16_t(r.status)} << 8 |
+                      (whole ? 1U : 0U));
+            ++got;
+        }
+        f.rx.consume_responses(w.available);
+        if (got < 4) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    (void)link.recv(); // stay alive until the test is done with us
+}
+
+class HostileRxCopy : public HostileFixture, public ::testing::WithParamInterface<pmd::Steering> {};
+
+TEST_P(HostileRxCopy, AFailedCopyAnswersOnlyItsOwnRequestInError) {
+    const pmd::Steering steering = GetParam();
+    const hv::DomId dom = create_guest("unwritable");
+    CT_ASSERT_OK(plug(dom));
+    auto [mine, theirs] = Link::make();
+    Link link = std::move(mine);
+    Link child_link = std::move(theirs);
+    Child guest([&] {
+        link.close();
+        rx_copy_failure_main(dir_.path(), dom, child_link);
+    });
+    child_link.close();
+
+    EngineOptions o = engine_options({tap_port("port", tap_name(14), steering)});
+    o.fatal_bad_grants = false;
+    start_engine(o);
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(dom, 0, "port", RxMode::copy));
+    ASSERT_EQ(link.recv(), std::optional<std::uint64_t>(1));
+    TapPeer peer(tap_name(14));
+    ASSERT_TRUE(peer.ok());
+    ASSERT_TRUE(link.send(1));
+    ASSERT_EQ(link.recv(), std::optional<std::uint64_t>(2)); // posted
+
+    // Frames until the four requests are answered (on the guest's own queue the first frame
+    // after start lands in a start-up placeholder and is dropped).
+    std::vector<std::uint64_t> answers;
+    for (unsigned i = 0; i < 40 && answers.size() < 4; ++i) {
+        ASSERT_TRUE(peer.send(payload_frame(guest_mac(dom), peer_mac(), i, 7, 200)));
+        while (link.readable() && answers.size() < 4)
+            answers.push_back(link.recv().value_or(0));
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    while (answers.size() < 4) {
+        auto v = link.recv(5000);
+        if (!v) break;
+        answers.push_back(*v);
+    }
+    ASSERT_EQ(answers.size(), 4u) << describe(dom);
+    for (std::uint64_t k = 0; k < 4; ++k) {
+        const std::uint64_t a = answers[k];
+        EXPECT_EQ(a >> 40, k) << "responses in ring order";
+        const auto status = static_cast<std::int16_t>(static_cast<std::uint16_t>(a >> 8));
+        if (k == 1) {
+            EXPECT_EQ(status, netif::rsp::kError) << "the unwritable buffer";
+        } else {
+            EXPECT_EQ(status, 200) << "request " << k;
+            EXPECT_EQ(a & 1, 1u) << "request " << k << " holds its frame whole";
+        }
+    }
+    const VifStatus st = status(dom);
+    EXPECT_EQ(st.state, VifRunState::running) << st.disabled_reason;
+    EXPECT_EQ(st.counters.rx_drop_error, 1u) << describe(dom);
+    // Frames sent after the fourth answer may fill the extra buffers.
+    EXPECT_GE(st.counters.daemon_copies, 3u) << describe(dom);
+    EXPECT_GE(st.counters.grant_copy_ops, 4u) << describe(dom);
+    link.send(0);
+    EXPECT_TRUE(guest.succeeded());
+    CT_EXPECT_OK(engine_->detach(VifId{dom, 0}));
+    EXPECT_EQ(pinned_grants(dom), 0u);
+    CT_EXPECT_OK(engine_->shutdown());
+    for (const auto& d : engine_->leaks().details)
+        ADD_FAILURE() << d;
+}
+
+INSTANTIATE_TEST_SUITE_P(Pipelines, HostileRxCopy,
+                         ::testing::Values(pmd::Steering::shared, pmd::Steering::dedicated_port),
+                         [](const auto& p) {
+                             return std::string(p.param == pmd::Steering::shared ? "copy_pipeline"
+                                                                                 : "bounce");
+                         });
 
 } // namespace
 } // namespace dpnb::component
