@@ -5,7 +5,7 @@
 # and runs the end-to-end suite on a real Xen booted under QEMU (tests/e2e, with the
 # release build and the package), and prints a summary.
 #   DPNB_FUZZ_SECONDS  seconds per fuzz target (default 30)
-#   DPNB_STRESS_SECONDS  seconds of the stress mode, scripts/stress-tests.sh (default 300)
+#   DPNB_STRESS_SECONDS  seconds of the stress mode, scripts/stress-tests.sh (default 180 here)
 #   DPNB_JOBS          parallel build jobs (default: number of CPUs)
 #   DPNB_E2E           0: leave the Xen lab out (it adds about 10-20 minutes on 2 cores)
 #   E2E_XFER_MIB       MiB per transfer in the lab (default 4 here: ratios, not volume)
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 jobs=${DPNB_JOBS:-$(nproc)}
 export DPNB_FUZZ_SECONDS=${DPNB_FUZZ_SECONDS:-30}
-export DPNB_STRESS_SECONDS=${DPNB_STRESS_SECONDS:-300}
+export DPNB_STRESS_SECONDS=${DPNB_STRESS_SECONDS:-180}
 
 scripts/install-deps.sh build test
 
