@@ -195,13 +195,19 @@ void print_stats(const Json& s) {
     }
     l.print(std::cout);
     std::cout << "ports\n";
-    Table p(
-        {"  PORT", "DRIVER", "STEERING", "ZERO-COPY", "RX-PKTS", "TX-PKTS", "MISSED", "ERRORS"});
-    for (const Json& c : s["ports"])
+    Table p({"  PORT", "DRIVER", "STEERING", "ZERO-COPY", "DMA", "RX-PKTS", "TX-PKTS", "MISSED",
+             "ERRORS"});
+    for (const Json& c : s["ports"]) {
+        // The DMA policy's verdict and its inputs: "copy_only (HVM, pci/vfio)".
+        const Json dma = c.value("dma", Json::object());
+        const std::string binding = field(dma, "binding");
         p.add({"  " + field(c, "name"), field(c, "driver"), field(c, "steering"),
-               field(c, "zero_copy"), field(c, "rx_packets"), field(c, "tx_packets"),
-               field(c, "rx_missed"),
+               field(c, "zero_copy"),
+               field(dma, "verdict") + " (" + field(dma, "domain") + ", " + field(dma, "bus") +
+                   (binding == "none" ? "" : "/" + binding) + ")",
+               field(c, "rx_packets"), field(c, "tx_packets"), field(c, "rx_missed"),
                std::to_string(c.value("rx_errors", 0ULL) + c.value("tx_errors", 0ULL))});
+    }
     p.print(std::cout);
     std::cout << "control plane\n";
     Table e({"  EVENT", "COUNT"});

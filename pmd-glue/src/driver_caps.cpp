@@ -11,7 +11,7 @@ namespace {
 // A NIC with a descriptor ring: it fills the buffers of its ring in ring order, arms its
 // queue interrupts, segments TCP over both IP versions, sends frames no rte_flow rule
 // matches to queue 0 (RSS is not configured), leaves a frame in the NIC when no buffer
-// replaces it, and writes by DMA.
+// replaces it.
 constexpr DriverCaps kDescriptorRing{
     .rx_buffers = RxBufferUse::in_order,
     .rx_buffers_why = "descriptor ring",
@@ -20,17 +20,15 @@ constexpr DriverCaps kDescriptorRing{
     .equal_rx_tx_queues = false,
     .spreads_unmatched_frames = false,
     .burst_within_ready = false,
-    .needs_dma_map = true,
 };
 
-// A virtual PMD whose RX copies from memory of its own (or hands over a peer's mbufs): no
-// device, no DMA; copy RX only, so the zero-copy quirks do not matter.
+// A virtual PMD whose RX copies from memory of its own (or hands over a peer's mbufs): copy
+// RX only, so the zero-copy quirks do not matter.
 constexpr DriverCaps own_memory(std::string_view why, RxInterrupt intr) {
     DriverCaps c;
     c.rx_buffers = RxBufferUse::own_memory;
     c.rx_buffers_why = why;
     c.rx_interrupt = intr;
-    c.needs_dma_map = false;
     return c;
 }
 
@@ -57,8 +55,6 @@ constexpr std::array kDrivers = {
             // when that fails it drops the frame (rx_nombuf) and stops reading until the
             // next SIGIO.
             .burst_within_ready = true,
-            // The kernel writes through readv() into our virtual addresses.
-            .needs_dma_map = false,
         },
     },
     DriverRow{"net_ixgbe", kDescriptorRing},

@@ -149,7 +149,8 @@ struct VifRecord {
 
 class Engine::Impl final : public EngineCore {
 public:
-    Impl(const EngineOptions& o, hv::BackendHypervisor& hv) : EngineCore(o), hv_(hv) {}
+    Impl(const EngineOptions& o, hv::BackendHypervisor& hv, const pmd::DmaProbe& dma)
+        : EngineCore(o), hv_(hv), dma_(dma) {}
     ~Impl() override;
 
     Status init();
@@ -173,6 +174,8 @@ public:
 private:
     Status run(Lcore& l, Command& cmd, std::chrono::milliseconds timeout);
     Status run_owned(Lcore& l, std::unique_ptr<Command> cmd);
+    Status check_pci_probing() const;
+    Status check_tx_maps() const;
     // attach: the spec, the port, then kAttachSteps in order, then steering.
     Status check_spec(const VifSpec& spec) const;
     PortState* pick_port(const VifSpec& spec, Status& why);
@@ -198,6 +201,7 @@ private:
     void push_event(DataPlaneEvent e);
 
     hv::BackendHypervisor& hv_;
+    const pmd::DmaProbe& dma_;           // during init()
     std::unique_ptr<hv::GrantTable> gt_; // ring pages, control rings, their gref lists
     // The control thread's event channels (control rings), and what events_fd() returns: an
     // epoll set of it and event_fd.
@@ -221,6 +225,7 @@ Engine::Impl::~Impl() {
 
 Status Engine::Impl::init() {
     if (Status st = validate(opts); !st) return st;
+    if (Status st = check_pci_probing(); !st) return st;
     if (Status st = pmd::init_eal(opts.eal); !st) return st;
     if (rte_lcore_id() != rte_get_main_lcore())
         return make_error(Errc::invalid_argument,
@@ -254,7 +259,7 @@ Status Engine::Impl::init() {
         const pmd::PortConfig& pc = opts.ports[pi];
         auto ps = std::make_unique<PortState>();
         ps->index = static_cast<std::uint16_t>(pi);
-        auto port = pmd::Port::open(pc);
+        auto port = pmd::Port::open(pc, dma_);
         if (!port) return std::move(port).error();
         ps->port = std::move(*port);
         pmd::Port& port_ref = *ps->port;
@@ -313,6 +318,7 @@ Status Engine::Impl::init() {
                          pc.name);
         ports.push_back(std::move(ps));
     }
+    if (Status st = check_tx_maps(); !st) return st;
     for (auto& l : lcores)
         if (Status st = l->init(hv_, opts.tx_mbufs_per_lcore); !st) return st;
     // Shared queues: each polled and demultiplexed by one lcore, spread over the lcores.
@@ -438,6 +444,39 @@ Status Engine::Impl::attach(const VifSpec& spec) {
     const bool has_ctrl = rec->ctrl != nullptr;
     vifs_.emplace(spec.id, std::move(rec));
     if (has_ctrl) raise_event();
+    return ok();
+}
+
+// With eal.no_pci = false EAL probes PCI devices itself, and a PMD may set its device DMAing
+// at probe (an admin queue): in a domain where no PCI device can be given the right
+// addresses (PV), the engine stops before EAL starts.
+Status Engine::Impl::check_pci_probing() const {
+    if (opts.eal.no_pci) return ok();
+    const pmd::DomainType domain = dma_.domain_type();
+    const pmd::DmaRule* refused = pmd::refuses_bus(domain, pmd::DeviceBus::pci);
+    if (refused == nullptr) return ok();
+    const std::string msg =
+        std::string("eal.no_pci = false in a ") + pmd::to_string(domain) +
+        " domain: EAL would probe PCI devices, refused: " + std::string(refused->reason) +
+        ". What works: " + std::string(refused->works);
+    spdlog::error("{}", msg);
+    return make_error(Errc::unsupported, msg);
+}
+
+// Guest TX slots longer than tx_copy_slot_max are grant-mapped and handed to the port as
+// they are: a port whose device may not be given guest pages needs every slot copied.
+Status Engine::Impl::check_tx_maps() const {
+    if (opts.tx_copy_slot_max >= netif::kPageSize) return ok();
+    for (const auto& ps : ports) {
+        const pmd::DmaRule& dma = *ps->port->caps().dma;
+        if (dma.verdict == pmd::DmaVerdict::zero_copy) continue;
+        return make_error(Errc::invalid_argument,
+                          "port " + ps->port->config().name +
+                              ": its device may not be given guest pages (" +
+                              std::string(dma.reason) +
+                              "), but tx_copy_slot_max = " + std::to_string(opts.tx_copy_slot_max) +
+                              " would hand it grant-mapped TX slots: set it to 4096");
+    }
     return ok();
 }
 
@@ -1181,9 +1220,9 @@ Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Engine::~Engine() = default;
 
-Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options,
-                                               hv::BackendHypervisor& hv) {
-    auto impl = std::make_unique<Impl>(options, hv);
+Result<std::unique_ptr<Engine>>
+Engine::create(const EngineOptions& options, hv::BackendHypervisor& hv, const pmd::DmaProbe& dma) {
+    auto impl = std::make_unique<Impl>(options, hv, dma);
     if (Status st = impl->init(); !st) return st.error();
     return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
@@ -1249,6 +1288,10 @@ std::vector<PortStatus> Engine::ports() const {
         s.steering = ps->port->config().steering;
         s.zero_copy = ps->zero_copy;
         s.copy_reason = ps->copy_reason;
+        const pmd::PortCaps& caps = ps->port->caps();
+        s.dma_inputs = caps.dma_inputs;
+        s.dma = caps.dma->verdict;
+        s.dma_reason = caps.dma->reason;
         s.flow_rules = ps->port->setup().flow_rules;
         s.rx_queues = ps->port->setup().nb_rx;
         s.queue_owner = ps->owner;

@@ -74,7 +74,7 @@ std::uint32_t zero_copy_frame_limit(std::uint32_t buffer_size) noexcept {
     return buffer_size > RTE_PKTMBUF_HEADROOM ? buffer_size - RTE_PKTMBUF_HEADROOM : 0;
 }
 
-Result<std::unique_ptr<Port>> Port::open(const PortConfig& config) {
+Result<std::unique_ptr<Port>> Port::open(const PortConfig& config, const DmaProbe& dma) {
     if (config.name.empty()) return make_error(Errc::invalid_argument, "a port needs a name");
     if (config.device.empty())
         return make_error(Errc::invalid_argument, "port " + config.name + ": no device");
@@ -87,11 +87,11 @@ Result<std::unique_ptr<Port>> Port::open(const PortConfig& config) {
                                                       std::to_string(config.mtu) +
                                                       " out of range 68..9600");
     std::unique_ptr<Port> p(new Port(config));
-    if (Status st = p->probe(); !st) return st.error();
+    if (Status st = p->probe(dma); !st) return st.error();
     return p;
 }
 
-Status Port::probe() {
+Status Port::probe(const DmaProbe& dma) {
     const std::string devname = config_.device.substr(0, config_.device.find(','));
     std::uint16_t id = 0;
     if (rte_eth_dev_get_port_by_name(devname.c_str(), &id) != 0) {
@@ -127,6 +127,25 @@ Status Port::probe() {
                  caps_.max_tx_queues,
                  caps_.driver_caps.rx_buffers == RxBufferUse::in_order ? "in order" : "own memory",
                  find_driver(caps_.driver) != nullptr ? "" : " (unknown PMD: safe defaults)");
+
+    caps_.device = dma.device(id);
+    caps_.dma_inputs =
+        DmaInputs{dma.domain_type(), caps_.device.bus, caps_.device.binding, dma.iova_mode()};
+    caps_.dma = &decide_dma(caps_.dma_inputs);
+    const std::string device =
+        std::string(to_string(caps_.device.bus)) + " device " + caps_.device.name +
+        (caps_.device.kernel_driver.empty() ? "" : " (" + caps_.device.kernel_driver + ")") +
+        ", binding " + to_string(caps_.device.binding) + ", " + to_string(caps_.dma_inputs.domain) +
+        " domain, IOVA as " + to_string(caps_.dma_inputs.iova);
+    if (caps_.dma->verdict == DmaVerdict::refused) {
+        const std::string msg = "port " + config_.name + " (" + caps_.driver + ", " + device +
+                                ") refused: " + std::string(caps_.dma->reason) +
+                                ". What works: " + std::string(caps_.dma->works);
+        spdlog::error("{}", msg);
+        return make_error(Errc::unsupported, msg);
+    }
+    spdlog::info("port {}: {}: DMA {} ({})", config_.name, device, to_string(caps_.dma->verdict),
+                 caps_.dma->reason);
     return ok();
 }
 
@@ -141,10 +160,10 @@ bool Port::can_zero_copy(std::string* why) const {
     const DriverCaps& dc = caps_.driver_caps;
     if (dc.rx_buffers != RxBufferUse::in_order)
         return no(caps_.driver + ": " + std::string(dc.rx_buffers_why));
-    if (dc.needs_dma_map)
-        return no(caps_.driver +
-                  ": guest pages would have to be registered for DMA (rte_dev_dma_map), which "
-                  "this build does not do");
+    if (caps_.dma->verdict != DmaVerdict::zero_copy)
+        return no(caps_.driver + " on " + caps_.device.name + ": " +
+                  std::string(caps_.dma->reason) + " (zero copy: " + std::string(caps_.dma->works) +
+                  ")");
     const std::uint32_t frame = config_.mtu + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN;
     if (frame > zero_copy_frame_limit())
         return no("MTU " + std::to_string(config_.mtu) + " needs frames of " +

@@ -36,7 +36,6 @@ TEST(DriverTable, AnUnknownDriverGetsTheConservativeDefaults) {
         EXPECT_FALSE(c.equal_rx_tx_queues);
         EXPECT_TRUE(c.spreads_unmatched_frames) << "no queue is assumed to be a guest's alone";
         EXPECT_TRUE(c.burst_within_ready);
-        EXPECT_TRUE(c.needs_dma_map);
     }
 }
 
@@ -49,7 +48,6 @@ TEST(DriverTable, NetTap) {
     EXPECT_TRUE(c.equal_rx_tx_queues);
     EXPECT_TRUE(c.spreads_unmatched_frames);
     EXPECT_TRUE(c.burst_within_ready);
-    EXPECT_FALSE(c.needs_dma_map) << "the kernel writes through readv()";
 }
 
 TEST(DriverTable, DescriptorRingNics) {
@@ -61,7 +59,6 @@ TEST(DriverTable, DescriptorRingNics) {
         EXPECT_TRUE(c.tso_ipv6) << name;
         EXPECT_FALSE(c.spreads_unmatched_frames) << name;
         EXPECT_FALSE(c.burst_within_ready) << name;
-        EXPECT_TRUE(c.needs_dma_map) << name;
     }
 }
 
@@ -70,7 +67,6 @@ TEST(DriverTable, VirtualPmdsThatCopy) {
         const DriverCaps& c = driver_caps(name);
         EXPECT_NE(find_driver(name), nullptr) << name;
         EXPECT_EQ(c.rx_buffers, RxBufferUse::own_memory) << name;
-        EXPECT_FALSE(c.needs_dma_map) << name;
     }
     EXPECT_EQ(driver_caps("net_ring").rx_interrupt, RxInterrupt::none);
     EXPECT_EQ(driver_caps("net_null").rx_interrupt, RxInterrupt::none);

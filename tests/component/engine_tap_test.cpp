@@ -21,6 +21,24 @@ namespace {
 
 class EngineTap : public TapEngineFixture {
 protected:
+    // The DMA probe's twin: every port's device is the PCI device `bdf` bound to `driver`.
+    static pmd::FixedDmaProbe pci_probe(pmd::DomainType domain, pmd::IovaMode iova,
+                                        pmd::DeviceBinding binding, const char* bdf,
+                                        const char* driver) {
+        pmd::FixedDmaProbe p;
+        p.domain = domain;
+        p.iova = iova;
+        p.dev = {pmd::DeviceBus::pci, binding, bdf, driver};
+        return p;
+    }
+
+    // The simulated hypervisor's backend, for a test that creates its engines itself.
+    void connect_backend() {
+        auto bhv = hv::sim::connect_backend(dir_.path());
+        CT_ASSERT_OK(bhv);
+        backend_ = std::move(*bhv);
+    }
+
     // Kernel -> guest, paced so that the guest's ring never runs dry.
     void kernel_to_guest(TapPeer& peer, GuestProcess& g, hv::DomId dom, std::uint32_t stream,
                          unsigned count, const netif::MacAddress& dst) {
@@ -197,6 +215,88 @@ TEST_P(EngineTapIdle, SleepsOnTheTapUntilAFrameComes) {
 
 INSTANTIATE_TEST_SUITE_P(RxModes, EngineTapIdle, ::testing::Values(RxMode::copy, RxMode::reuse),
                          [](const auto& p) { return std::string(to_string(p.param)); });
+
+// The DMA policy at engine start (docs/operations.md, "Deployment matrix"). A PCI NIC in a
+// PV domain is refused: DPDK would give it pseudo-physical addresses. The probe's twin says
+// "PCI, uio, PV" of a tap port (no PCI NIC here); the refused port is closed and removed, so
+// the same device then starts with the system's probe, which finds a virtual device.
+TEST_F(EngineTap, APciNicInAPvDomainIsRefusedAtStartNamingWhatWorks) {
+    const pmd::FixedDmaProbe pv =
+        pci_probe(pmd::DomainType::pv, pmd::IovaMode::pa, pmd::DeviceBinding::uio, "0000:00:04.0",
+                  "uio_pci_generic");
+    connect_backend();
+    const EngineOptions o =
+        engine_options({tap_port("tapd", tap_name(40), pmd::Steering::dedicated_port)});
+    // EAL probing PCI devices is refused before EAL starts (else it would start here with
+    // the PCI bus, and the engines below, without it, could not).
+    EngineOptions with_pci = o;
+    with_pci.eal.no_pci = false;
+    auto probing = Engine::create(with_pci, *backend_, pv);
+    ASSERT_FALSE(probing.has_value());
+    EXPECT_NE(probing.error().message.find("eal.no_pci = false in a PV domain"), std::string::npos)
+        << probing.error().message;
+
+    auto refused = Engine::create(o, *backend_, pv);
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_EQ(refused.error().code, Errc::unsupported);
+    const std::string& msg = refused.error().message;
+    for (const char* want :
+         {"port tapd", "0000:00:04.0", "PV domain", "pseudo-physical", "PVH or HVM driver domain",
+          "net_af_xdp", "net_af_packet", "vhost-net"})
+        EXPECT_NE(msg.find(want), std::string::npos) << want << " not in: " << msg;
+
+    start_engine(o);
+    if (!engine_) return;
+    const PortStatus p = engine_->ports().front();
+    EXPECT_EQ(p.dma, pmd::DmaVerdict::zero_copy) << p.dma_reason;
+    EXPECT_EQ(p.dma_inputs.bus, pmd::DeviceBus::virtual_device);
+    EXPECT_EQ(p.dma_inputs.binding, pmd::DeviceBinding::none);
+    EXPECT_EQ(p.dma_inputs.domain, pmd::SystemDmaProbe().domain_type());
+    EXPECT_TRUE(p.zero_copy) << p.copy_reason;
+}
+
+// A device the policy keeps from guest pages (vfio behind an IOMMU in an HVM domain: the
+// pages would need DMA-mapping into the container) gets the daemon's memory only: a vif that
+// asks for reuse receives in copy mode, with the reason; and an engine that would hand it
+// grant-mapped TX slots does not start.
+TEST_F(EngineTap, ADeviceKeptFromGuestPagesCopiesBothWays) {
+    const pmd::FixedDmaProbe hvm =
+        pci_probe(pmd::DomainType::hvm, pmd::IovaMode::va, pmd::DeviceBinding::vfio_iommu,
+                  "0000:00:05.0", "vfio-pci");
+    connect_backend();
+    const std::string iface = tap_name(41);
+    EngineOptions o = engine_options({tap_port("tapv", iface, pmd::Steering::dedicated_port)});
+    o.tx_copy_slot_max = 0;
+    auto maps = Engine::create(o, *backend_, hvm);
+    ASSERT_FALSE(maps.has_value());
+    EXPECT_NE(maps.error().message.find("tx_copy_slot_max = 0"), std::string::npos)
+        << maps.error().message;
+
+    o.tx_copy_slot_max = 4096;
+    auto e = Engine::create(o, *backend_, hvm);
+    CT_ASSERT_OK(e);
+    engine_ = std::move(*e);
+    handshake_ = std::make_unique<BackendHandshake>(*xs_, *engine_);
+    const PortStatus p = engine_->ports().front();
+    EXPECT_EQ(p.dma, pmd::DmaVerdict::copy_only);
+    EXPECT_FALSE(p.zero_copy);
+    EXPECT_NE(p.copy_reason.find("rte_dev_dma_map"), std::string::npos) << p.copy_reason;
+
+    const hv::DomId dom = create_guest("dmaguest");
+    CT_ASSERT_OK(plug(dom));
+    GuestProcess g(dir_.path(), dom, GuestOptions{netfront::RxMode::reuse});
+    CT_ASSERT_OK(handshake_->connect(dom, 0, "tapv", RxMode::reuse));
+    ASSERT_TRUE(g.wait_connected());
+    const VifStatus st = status(dom);
+    EXPECT_EQ(st.rx_mode, RxMode::copy);
+    EXPECT_NE(st.rx_mode_reason.find("rte_dev_dma_map"), std::string::npos) << st.rx_mode_reason;
+    TapPeer peer(iface);
+    ASSERT_TRUE(peer.ok());
+    kernel_to_guest(peer, g, dom, 1, 32, guest_mac(dom));
+    EXPECT_GE(status(dom).counters.daemon_copies, 32u);
+    guest_to_kernel(peer, g, dom, 2, 16, 1514, 0);
+    finish({{&g, dom}});
+}
 
 // A zero-copy queue receives each frame whole into one posted buffer: a frontend whose
 // sub-page buffers cannot hold the port's frames is refused at attach, with the sizes. A

@@ -98,12 +98,18 @@ TEST(DaemonCtl, EveryCommandTableJsonAndErrors) {
     for (const char* section :
          {"process\n", "metrics\n", "vifs\n", "lcores\n", "ports\n", "control plane\n"})
         EXPECT_TRUE(contains(stats.out, section)) << section << " in\n" << stats.out;
+    EXPECT_TRUE(contains(stats.out, "zero_copy (")) << "the ports' DMA column in\n" << stats.out;
     const Json st = env.ctl_json({"stats"});
     ASSERT_TRUE(st.is_object());
     EXPECT_EQ(st["process"]["pid"], env.daemon->pid());
     EXPECT_EQ(st["vifs"]["connected"], 2);
     EXPECT_EQ(st["ports"][0]["name"], "uplink");
     EXPECT_EQ(st["ports"][0]["driver"], "net_tap");
+    // The DMA policy's decision for the tap: a virtual device, zero copy, whatever the domain.
+    EXPECT_EQ(st["ports"][0]["dma"]["verdict"], "zero_copy") << st["ports"][0].dump();
+    EXPECT_EQ(st["ports"][0]["dma"]["bus"], "vdev");
+    EXPECT_EQ(st["ports"][0]["dma"]["binding"], "none");
+    EXPECT_FALSE(st["ports"][0]["dma"]["reason"].get<std::string>().empty());
     const std::uint16_t mport = st["management"]["metrics_endpoint"]["port"];
     EXPECT_NE(mport, 0);
     // The log says the same port (metrics.port = 0 picked it).

@@ -74,6 +74,9 @@ MetricsSnapshot sample() {
     p.rx_queues = 1;
     p.queue_owner = {std::nullopt};
     p.stats.ipackets = 5;
+    p.dma = pmd::DmaVerdict::copy_only;
+    p.dma_inputs = {pmd::DomainType::hvm, pmd::DeviceBus::pci, pmd::DeviceBinding::vfio_iommu,
+                    pmd::IovaMode::va};
     s.ports = {p};
     s.control.vifs_by_phase[static_cast<std::size_t>(netif::Phase::connected)] = 1;
     s.control.vifs_by_phase[static_cast<std::size_t>(netif::Phase::init_wait)] = 1;
@@ -110,6 +113,10 @@ TEST(Metrics, FamiliesAndSamples) {
     EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_polls_total{lcore="1",result="idle"} 990)"));
     EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_cpu_seconds_total{lcore="1"} 2.5)"));
     EXPECT_TRUE(has_line(t, R"(dpnetback_port_packets_total{port="uplink",direction="rx"} 5)"));
+    EXPECT_TRUE(has_line(
+        t, R"(dpnetback_port_dma_info{port="uplink",verdict="copy_only",domain="HVM",bus="pci",)"
+           R"(binding="vfio",iova="VA"} 1)"))
+        << t;
     EXPECT_TRUE(has_line(t, R"(dpnetback_vifs{phase="connected"} 1)"));
     EXPECT_TRUE(has_line(t, "dpnetback_vifs_connected 1"));
     EXPECT_TRUE(has_line(t, R"(dpnetback_mgmt_requests_total{command="list",result="ok"} 3)"));

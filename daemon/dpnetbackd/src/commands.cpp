@@ -303,8 +303,11 @@ Result<Json> cmd_stats(Daemon::Impl& d, const Json& args) {
     const MetricsSnapshot s = d.snapshot();
     Json lcores = Json::array();
     for (const engine::LcoreStats& l : s.lcores) {
-        Json j = {{"lcore", l.lcore}, {"guest_queues", l.queues}, {"nic_queues", l.nic_queues},
-                  {"cpu_ns", l.cpu_ns}, {"tsc_hz", l.tsc_hz}};
+        Json j = {{"lcore", l.lcore},
+                  {"guest_queues", l.queues},
+                  {"nic_queues", l.nic_queues},
+                  {"cpu_ns", l.cpu_ns},
+                  {"tsc_hz", l.tsc_hz}};
         const auto table = engine::lcore_counter_table();
         for (std::size_t i = 0; i < table.size(); ++i)
             j[table[i].name] = engine::counter_value(l, i);
@@ -328,6 +331,13 @@ Result<Json> cmd_stats(Daemon::Impl& d, const Json& args) {
                          {"steering", pmd::to_string(p.steering)},
                          {"zero_copy", p.zero_copy},
                          {"copy_reason", p.copy_reason},
+                         {"dma",
+                          {{"verdict", pmd::to_string(p.dma)},
+                           {"reason", p.dma_reason},
+                           {"domain", pmd::to_string(p.dma_inputs.domain)},
+                           {"bus", pmd::to_string(p.dma_inputs.bus)},
+                           {"binding", pmd::to_string(p.dma_inputs.binding)},
+                           {"iova", pmd::to_string(p.dma_inputs.iova)}}},
                          {"flow_rules", p.flow_rules},
                          {"rx_queues", p.rx_queues},
                          {"dedicated_queues_used", used},

@@ -320,6 +320,17 @@ void render_port(Exposition& e, const engine::PortStatus& p) {
     e.gauge("dpnetback_port_zero_copy",
             "1 when the port's RX queues take guest buffers (zero copy).", port,
             p.zero_copy ? 1 : 0);
+    e.gauge("dpnetback_port_dma_info",
+            "What the DMA policy made of the port's device: may it be given guest pages "
+            "(verdict zero_copy) or only the daemon's memory (copy_only), and its inputs "
+            "(always 1).",
+            {{"port", p.name},
+             {"verdict", pmd::to_string(p.dma)},
+             {"domain", pmd::to_string(p.dma_inputs.domain)},
+             {"bus", pmd::to_string(p.dma_inputs.bus)},
+             {"binding", pmd::to_string(p.dma_inputs.binding)},
+             {"iova", pmd::to_string(p.dma_inputs.iova)}},
+            1);
     e.gauge("dpnetback_port_flow_rules", "1 when the port steers guests with rte_flow rules.", port,
             p.flow_rules ? 1 : 0);
     e.gauge("dpnetback_port_rx_queues", "RX queues of the port.", port, p.rx_queues);

@@ -135,6 +135,10 @@ struct PortStatus {
     pmd::Steering steering = pmd::Steering::shared;
     bool zero_copy = false;
     std::string copy_reason;
+    // What the DMA policy (dpnb/pmd/dma_policy.hpp) made of the port's device here, and why.
+    pmd::DmaInputs dma_inputs;
+    pmd::DmaVerdict dma = pmd::DmaVerdict::refused;
+    std::string dma_reason;
     bool flow_rules = false;
     std::uint16_t rx_queues = 0;
     std::vector<std::optional<VifId>> queue_owner; // dedicated queues; [0] of shared ports empty
@@ -159,9 +163,12 @@ struct LeakReport {
 class Engine final : public DataPlane {
 public:
     // Initialises EAL (once per process), opens and starts every port, opens the per-lcore
-    // hypervisor handles and launches the poll loops.
-    static Result<std::unique_ptr<Engine>> create(const EngineOptions& options,
-                                                  hv::BackendHypervisor& hv);
+    // hypervisor handles and launches the poll loops. `dma` tells the domain type and each
+    // port's device for the DMA policy: a port it refuses fails create(), one it keeps from
+    // guest pages copies.
+    static Result<std::unique_ptr<Engine>>
+    create(const EngineOptions& options, hv::BackendHypervisor& hv,
+           const pmd::DmaProbe& dma = pmd::system_dma_probe());
     // shutdown() if not done.
     ~Engine() override;
     Engine(const Engine&) = delete;

@@ -1,6 +1,7 @@
 // What dpnetback must know about a PMD beyond what rte_eth_dev_info reports: how its RX uses
 // the buffers it is given, how its RX interrupt behaves, where its offloads have gaps, how it
-// spreads frames over queues, whether its device needs guest memory registered for DMA.
+// spreads frames over queues. (Whether its device may be given guest memory depends on the bus
+// and the domain, not on the driver: dma_policy.hpp.)
 // One row per driver name (rte_eth_dev_info::driver_name), each quirk with its reason; a
 // driver without a row gets kUnknownDriver, the defaults that are safe for any PMD. This is
 // the only place that names drivers: the rest of pmd-glue asks PortCaps::driver_caps.
@@ -51,9 +52,6 @@ struct DriverCaps {
     // guest pool holds buffers (otherwise a frame the guest has no buffer for is lost
     // instead of waiting in the device).
     bool burst_within_ready = true;
-    // The device writes by DMA: guest pages need registering (rte_dev_dma_map) before they
-    // can be its RX buffers, which this build does not do.
-    bool needs_dma_map = true;
 };
 
 // Safe for any PMD: copy RX, IPv6 TSO in software, no MAC steering, interrupts only where

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "dpnb/netif/xs_value.hpp"
+#include "dpnb/pmd/dma_probe.hpp"
 #include "dpnb/pmd/driver_caps.hpp"
 #include "dpnb/pmd/guest_pool.hpp"
 #include "dpnb/util/result.hpp"
@@ -71,6 +72,11 @@ struct PortCaps {
     // The driver's quirks (driver_caps.hpp): its row of the driver table, or the defaults
     // for an unknown PMD.
     DriverCaps driver_caps;
+    // The device as the DMA policy sees it (dma_policy.hpp), the policy's inputs and the rule
+    // that decided whether the device may be given guest pages.
+    DmaDevice device;
+    DmaInputs dma_inputs;
+    const DmaRule* dma = nullptr;
 };
 
 // What configure() settled on.
@@ -94,7 +100,10 @@ zero_copy_frame_limit(std::uint32_t buffer_size = GuestBufferPool::kBufferSize) 
 class Port {
 public:
     // Probes (or finds) the device and reads its capabilities. Does not configure it.
-    static Result<std::unique_ptr<Port>> open(const PortConfig& config);
+    // Errc::unsupported, naming the deployments that work, when the DMA policy refuses the
+    // device in this domain (a PCI NIC in a PV domain).
+    static Result<std::unique_ptr<Port>> open(const PortConfig& config,
+                                              const DmaProbe& dma = system_dma_probe());
     // Stops and closes the port; removes the device if open() probed it.
     ~Port();
     Port(const Port&) = delete;
@@ -106,7 +115,8 @@ public:
     std::uint16_t id() const noexcept { return caps_.port_id; }
 
     // Whether RX queues of this port can take guest buffers with the configured MTU (a frame
-    // must fit one buffer: RX scatter off), and why not.
+    // must fit one buffer: RX scatter off) and the DMA policy lets its device have guest
+    // pages, and why not.
     bool can_zero_copy(std::string* why) const;
 
     // rte_eth_dev_configure with the negotiated offloads, MTU, RX interrupts; MAC and
@@ -141,7 +151,7 @@ public:
 
 private:
     explicit Port(const PortConfig& c) : config_(c) {}
-    Status probe();
+    Status probe(const DmaProbe& dma);
     void probe_flow_rules();
 
     PortConfig config_;
