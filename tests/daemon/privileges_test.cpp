@@ -52,6 +52,17 @@ TEST(Privileges, NothingForPortsWithoutKernelFlowRulesAndNoHugepages) {
     EXPECT_TRUE(capabilities_to_keep(in).empty());
 }
 
+// A zero-copy queue is re-created at detach: net_tap's dev_start sets the link up again.
+TEST(Privileges, ATapWithZeroCopyQueuesKeepsNetAdminToStartAgain) {
+    PrivilegeInputs in;
+    in.ports = {{"uplink", "net_tap", false, true}, {"ring", "net_ring", false, true}};
+    const auto keep = capabilities_to_keep(in);
+    ASSERT_EQ(keep.size(), 1u);
+    EXPECT_EQ(keep[0].cap, CAP_NET_ADMIN);
+    EXPECT_NE(keep[0].why.find("port uplink (net_tap) sets its tap's link up"), std::string::npos)
+        << keep[0].why;
+}
+
 TEST(Privileges, EachNeedHasItsCapabilityAndReason) {
     PrivilegeInputs in;
     in.ports = {{"uplink", "net_tap", true}, {"second", "net_tap", true}};

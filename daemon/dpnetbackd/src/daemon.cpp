@@ -131,7 +131,8 @@ Status Daemon::Impl::start_metrics(const MetricsConfig& c) {
 Status Daemon::Impl::drop_privileges() {
     PrivilegeInputs in;
     for (const engine::PortStatus& p : engine_->ports())
-        in.ports.push_back({p.name, p.driver, p.flow_rules});
+        in.ports.push_back(
+            {p.name, p.driver, p.flow_rules, p.zero_copy && p.steering != pmd::Steering::shared});
     in.hugepages = !config_.engine.eal.no_huge;
     in.iova_pa = rte_eal_iova_mode() == RTE_IOVA_PA;
     rlimit memlock{};

@@ -25,19 +25,26 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// PMDs whose rte_flow rules are the kernel's: net_tap makes each rule a TC filter on its tap
-// interface, over netlink, so adding and removing one (as guests attach and detach, and at
-// stop) takes CAP_NET_ADMIN. Nothing else a port does after start-up needs a capability:
-// found by experiment (tests/daemon/privileges_process_test.cpp: a net_tap port, and a
-// net_af_packet port on a veth, served and stopped cleanly with none). A PCI NIC's rules go
-// to the device through its own driver.
-struct KernelFlows {
+// PMDs that call on the kernel while serving. net_tap makes each rte_flow rule a TC filter
+// on its tap interface, over netlink, so adding and removing one (as guests attach and
+// detach, and at stop) takes CAP_NET_ADMIN; and its dev_start sets the tap's link up
+// (SIOCSIFFLAGS, CAP_NET_ADMIN), which the engine calls again when a guest with a zero-copy
+// RX queue detaches (the queue is re-created to take its buffers back: found in the Xen
+// lab, where it failed with EPERM). Nothing else a port does after start-up needs a
+// capability: tests/daemon/privileges_process_test.cpp serves and stops a net_tap port and
+// a net_af_packet port on a veth with none. A PCI NIC's rules and restarts go to the device
+// through its own driver.
+struct KernelPort {
     std::string_view driver;
-    std::string_view rules; // completes "port NAME (DRIVER) "
+    std::string_view rules;   // completes "port NAME (DRIVER) "
+    std::string_view restart; // likewise
 };
-constexpr KernelFlows kKernelFlows[] = {
-    {"net_tap", "adds and removes its MAC steering rules (TC filters over netlink) as guests "
-                "attach and detach"},
+constexpr KernelPort kKernelPorts[] = {
+    {"net_tap",
+     "adds and removes its MAC steering rules (TC filters over netlink) as guests attach and "
+     "detach",
+     "sets its tap's link up (SIOCSIFFLAGS) when it starts again to re-create a zero-copy RX "
+     "queue as a guest detaches"},
 };
 
 constexpr std::uint64_t bit(int cap) {
@@ -166,10 +173,15 @@ std::optional<ThreadSets> read_thread_sets(const std::string& status_path) {
 std::vector<KeptCapability> capabilities_to_keep(const PrivilegeInputs& in) {
     std::vector<KeptCapability> out;
     for (const PrivilegeInputs::Port& p : in.ports)
-        for (const KernelFlows& k : kKernelFlows)
-            if (p.flow_rules && p.driver == k.driver)
+        for (const KernelPort& k : kKernelPorts) {
+            if (p.driver != k.driver) continue;
+            if (p.flow_rules)
                 keep(out, CAP_NET_ADMIN,
                      "port " + p.name + " (" + p.driver + ") " + std::string(k.rules));
+            if (p.zero_copy_queues)
+                keep(out, CAP_NET_ADMIN,
+                     "port " + p.name + " (" + p.driver + ") " + std::string(k.restart));
+        }
     if (in.iova_pa)
         keep(out, CAP_SYS_ADMIN,
              "DPDK hands devices physical addresses (IOVA as PA): memory it adds as guests "

@@ -36,6 +36,8 @@ struct PrivilegeInputs {
         std::string name;
         std::string driver;      // the PMD: "net_tap", "net_ixgbe", ...
         bool flow_rules = false; // steers guests with rte_flow rules (made as guests attach)
+        // Gives guests zero-copy RX queues, re-created (port stopped, started) at detach.
+        bool zero_copy_queues = false;
     };
     std::vector<Port> ports;
     bool hugepages = false;         // eal.no_huge = false
