@@ -30,24 +30,16 @@ std::string to_string(const VifId& id) {
 }
 
 namespace {
-constexpr std::array kCounters = {
-#define DPNB_X(name, help) CounterInfo{#name, help},
-    DPNB_VIF_COUNTERS(DPNB_X)
-#undef DPNB_X
-};
+using CounterStats = VifCounters;
+constexpr auto kCounters = make_counter_table<VifCounters>({DPNB_VIF_COUNTERS(DPNB_COUNTER_FIELD)});
 } // namespace
 
 std::span<const CounterInfo> vif_counter_table() noexcept {
-    return kCounters;
+    return kCounters.info;
 }
 
 std::uint64_t counter_value(const VifCounters& c, std::size_t i) noexcept {
-    std::size_t k = 0;
-#define DPNB_X(name, help)                                                                         \
-    if (k++ == i) return c.name;
-    DPNB_VIF_COUNTERS(DPNB_X)
-#undef DPNB_X
-    return 0;
+    return kCounters.value(c, i);
 }
 
 } // namespace dpnb::engine

@@ -60,24 +60,17 @@ const char* to_string(Stage s) noexcept {
 }
 
 namespace {
-constexpr std::array kLcoreCounters = {
-#define DPNB_X(name, help) CounterInfo{#name, help},
-    DPNB_LCORE_COUNTERS(DPNB_X)
-#undef DPNB_X
-};
+using CounterStats = LcoreStats;
+constexpr auto kLcoreCounters =
+    make_counter_table<LcoreStats>({DPNB_LCORE_COUNTERS(DPNB_COUNTER_FIELD)});
 } // namespace
 
 std::span<const CounterInfo> lcore_counter_table() noexcept {
-    return kLcoreCounters;
+    return kLcoreCounters.info;
 }
 
 std::uint64_t counter_value(const LcoreStats& s, std::size_t i) noexcept {
-    std::size_t k = 0;
-#define DPNB_X(name, help)                                                                         \
-    if (k++ == i) return s.name;
-    DPNB_LCORE_COUNTERS(DPNB_X)
-#undef DPNB_X
-    return 0;
+    return kLcoreCounters.value(s, i);
 }
 
 Status validate(const EngineOptions& o) {

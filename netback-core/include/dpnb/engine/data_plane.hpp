@@ -99,6 +99,37 @@ struct CounterInfo {
     const char* name;
     const char* help;
 };
+
+// A counter table built from one X-macro list (DPNB_VIF_COUNTERS, DPNB_LCORE_COUNTERS): each
+// entry's name and help, and the field of Stats it reads, so the names and the values
+// cannot drift apart. In a source file: `using CounterStats = S;` then
+// `make_counter_table<S>({LIST(DPNB_COUNTER_FIELD)})`.
+template <class Stats>
+struct CounterField {
+    CounterInfo info;
+    std::uint64_t Stats::*field;
+};
+#define DPNB_COUNTER_FIELD(name, help) {{#name, help}, &CounterStats::name},
+
+template <class Stats, std::size_t N>
+struct CounterTable {
+    std::array<CounterInfo, N> info{};
+    std::array<std::uint64_t Stats::*, N> field{};
+    // 0 past the end, as a reader of a newer table's index would want.
+    std::uint64_t value(const Stats& s, std::size_t i) const noexcept {
+        return i < N ? s.*field[i] : 0;
+    }
+};
+
+template <class Stats, std::size_t N>
+constexpr CounterTable<Stats, N> make_counter_table(const CounterField<Stats> (&fields)[N]) {
+    CounterTable<Stats, N> t;
+    for (std::size_t i = 0; i < N; ++i) {
+        t.info[i] = fields[i].info;
+        t.field[i] = fields[i].field;
+    }
+    return t;
+}
 std::span<const CounterInfo> vif_counter_table() noexcept; // declaration order
 // Value of the i-th counter of vif_counter_table().
 std::uint64_t counter_value(const VifCounters& c, std::size_t i) noexcept;
