@@ -22,9 +22,13 @@ echo "== build (ASan+UBSan)"
 cmake -S . -B build/asan -G Ninja -DDPNB_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/asan -j "$jobs"
 
-echo "== build (release: what the demo and the benchmarks run)"
+# The release tree feeds the Xen lab only: build the programs its scenarios name
+# (e2e-project-bins, e2e-guest-bins), not the tests and benchmarks a second time.
+echo "== build (release: the programs the Xen lab runs)"
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build/release -j "$jobs"
+mapfile -t lab_bins < <(tests/e2e/run.sh --bins |
+  grep -Fx -f <(ninja -C build/release -t targets all | sed -n 's/: phony$//p'))
+cmake --build build/release -j "$jobs" --target "${lab_bins[@]}"
 
 echo "== build (libFuzzer, clang)"
 CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DDPNB_FUZZ=ON \
@@ -34,7 +38,7 @@ cmake --build build/fuzz -j "$jobs"
 status=0
 echo "== tests"
 # The Xen lab's CTest entry (e2e) runs below with the release build, not under ASan here.
-ctest --test-dir build/asan --output-on-failure --timeout 900 -E '^e2e$' \
+ctest --test-dir build/asan --output-on-failure --timeout 900 -E '^e2e$' -j "$jobs" \
   | tee build/asan-ctest.log || status=1
 echo "== stress (${DPNB_STRESS_SECONDS} s: simulator-backed tests repeated beside busy loops)"
 scripts/stress-tests.sh build/asan | tee build/stress.log || status=1

@@ -9,6 +9,8 @@
 #   -o, --out DIR     keep every serial log, guest console and dom0 log under DIR
 #   -k, --keep        keep the lab's temporary folders
 #   -l, --list        list the scenarios and their groups
+#       --bins        list the programs the scenarios take from the build folder or the
+#                     host (e2e-project-bins, e2e-guest-bins), one per line
 #   -d, --deb FILE    the Debian package for scenarios that install it (default:
 #                     $DPNB_E2E_DEB, else build/package/dpnetback_*.deb: scripts/build-package.sh)
 # Environment: E2E_XFER_MIB (MiB per transfer direction in kernel-netback, default 16).
@@ -19,13 +21,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 build=${DPNB_E2E_BUILD:-$root/build/e2e}
-deb=${DPNB_E2E_DEB:-} out="" keep=0 list=0 wanted=()
+deb=${DPNB_E2E_DEB:-} out="" keep=0 list=0 bins=0 wanted=()
 while [ $# -gt 0 ]; do
   case $1 in
     -b | --build) build=$2; shift 2 ;;
     -o | --out) out=$2; shift 2 ;;
     -k | --keep) keep=1; shift ;;
     -l | --list) list=1; shift ;;
+    --bins) bins=1; shift ;;
     -d | --deb) deb=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
@@ -47,6 +50,13 @@ if [ $list -eq 1 ]; then
   exit 0
 fi
 [ ${#wanted[@]} -gt 0 ] || wanted=("${all[@]}")
+if [ $bins -eq 1 ]; then
+  for s in "${wanted[@]}"; do
+    meta "$s" e2e-project-bins | tr ' ' '\n'
+    meta "$s" e2e-guest-bins | tr ' ' '\n'
+  done | grep . | sort -u
+  exit 0
+fi
 # dom0 runs the binaries from its own working folder: the build folder's absolute path.
 [ ! -d "$build" ] || build=$(cd "$build" && pwd)
 for s in "${wanted[@]}"; do
