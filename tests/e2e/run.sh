@@ -3,7 +3,8 @@
 # a PV dom0 under QEMU once per group of scenarios, runs the group's scenarios in dom0, and
 # prints one verdict line per scenario and a summary table.
 #
-# Usage: tests/e2e/run.sh [options] [scenario...]      (default: every scenario)
+# Usage: tests/e2e/run.sh [options] [scenario...]
+#   (default: every scenario but those whose `e2e-default: no` keeps them for runs by name)
 #   -b, --build DIR   the CMake build folder with dpnetback's binaries
 #                     (default: $DPNB_E2E_BUILD, else build/e2e)
 #   -o, --out DIR     keep every serial log, guest console and dom0 log under DIR
@@ -45,11 +46,16 @@ for f in "$here"/scenarios/*.sh; do
 done
 if [ $list -eq 1 ]; then
   for s in "${all[@]}"; do
-    printf '%-20s group=%-10s timeout=%ss\n' "$s" "$(meta "$s" e2e-group)" "$(meta "$s" e2e-timeout)"
+    printf '%-20s group=%-10s timeout=%ss%s\n' "$s" "$(meta "$s" e2e-group)" "$(meta "$s" e2e-timeout)" \
+      "$([ "$(meta "$s" e2e-default)" != no ] || echo ' (by name only)')"
   done
   exit 0
 fi
-[ ${#wanted[@]} -gt 0 ] || wanted=("${all[@]}")
+if [ ${#wanted[@]} -eq 0 ]; then
+  for s in "${all[@]}"; do
+    [ "$(meta "$s" e2e-default)" = no ] || wanted+=("$s")
+  done
+fi
 if [ $bins -eq 1 ]; then
   for s in "${wanted[@]}"; do
     meta "$s" e2e-project-bins | tr ' ' '\n'

@@ -8,10 +8,13 @@
 #   recv PORT          listen (ready-N once listening)         -> "bytes sha256"
 #   stats              eth0's counters                         -> "rx_bytes rx_packets tx_bytes tx_packets"
 #   queues             netfront's queues                       -> "rx tx"
+#   reload-netfront    rmmod xen_netfront, insmod it again     -> ok
+#                      (the frontend closes and connects anew with new rings)
 . /e2e/lib-guest.sh
 # The netfront's interface: eth0, or whatever name a re-attached vif got.
 ifname() { ls /sys/class/net | grep '^eth' | head -n 1; }
 has_if() { [ -n "$(ifname)" ]; }
+no_if() { [ -z "$(ifname)" ]; }
 i=0
 while :; do
   wait_key "cmd-$i" 1800
@@ -60,6 +63,13 @@ while :; do
     queues)
       q=/sys/class/net/$(ifname)/queues
       r="$(ls $q | grep -c rx-) $(ls $q | grep -c tx-)"
+      ;;
+    reload-netfront)
+      m=$(grep '/xen-netfront\.ko$' /modlist) || fail "xen-netfront is not in /modlist"
+      rmmod xen_netfront || fail "rmmod xen_netfront"
+      wait_cmd 60 "the netfront interface to go" no_if
+      insmod "$m" || fail "insmod $m"
+      r=ok
       ;;
     *)
       fail "unknown command '$op'"

@@ -32,7 +32,10 @@ kv pkg "$(basename "$DEB")"
 
 # 1. Install.
 ! dpkg-query -W dpnetback >/dev/null 2>&1 || fail "dpnetback is already installed in dom0"
-dpkg -i "$DEB" > "$DPNB_DIR/dpkg-install.log" 2>&1 ||
+t_dpkg=$SECONDS
+# dpkg's own log times each step (unpack, configure, triggers): under emulation the install
+# takes minutes, and this says where.
+dpkg --log="$DPNB_DIR/dpkg-steps.log" -i "$DEB" > "$DPNB_DIR/dpkg-install.log" 2>&1 ||
   fail "dpkg -i: $(tail -n 3 "$DPNB_DIR/dpkg-install.log" | tr '\n' ' ')"
 unit=$(dpkg -L dpnetback | grep '/systemd/system/dpnetbackd\.service$') || fail "no unit in the package"
 for f in /usr/sbin/dpnetbackd /usr/bin/dpnetbackctl "$unit" /usr/lib/tmpfiles.d/dpnetback.conf \
@@ -49,7 +52,8 @@ done
 ! pgrep -x dpnetbackd >/dev/null || fail "the installation started dpnetbackd"
 grep -q '^ExecStart=/usr/sbin/dpnetbackd --foreground --config /etc/dpnetback/dpnetback.toml ' "$unit" ||
   fail "the unit's ExecStart: $(grep '^ExecStart=' "$unit")"
-log "installed $(dpkg-query -W -f '${Package} ${Version}' dpnetback); unit $unit"
+log "installed $(dpkg-query -W -f '${Package} ${Version}' dpnetback) in $((SECONDS - t_dpkg)) s; unit $unit"
+sed 's/^/    dpkg| /' "$DPNB_DIR/dpkg-steps.log"
 
 # 2. Configure (as an operator would: the installed file, overrides in /etc/default) and start
 # the way the unit does.
@@ -101,10 +105,12 @@ xfer_rx "$D" 198.18.0.2 "$SMALL" 5002 ""
 # 4. Away: the guest (vif-dpnetback offline), the daemon, the package.
 timeout 120 xl destroy "$D" || fail "xl destroy $D"
 dpnb_stop
+t_dpkg=$SECONDS
 dpkg --purge dpnetback > "$DPNB_DIR/dpkg-purge.log" 2>&1 ||
   fail "dpkg --purge: $(tail -n 3 "$DPNB_DIR/dpkg-purge.log" | tr '\n' ' ')"
 for f in /usr/sbin/dpnetbackd "$unit" /etc/dpnetback/dpnetback.toml /etc/xen/scripts/vif-dpnetback \
   /etc/systemd/system/multi-user.target.wants/dpnetbackd.service; do
   [ ! -e "$f" ] || fail "dpkg --purge left $f"
 done
+log "purged in $((SECONDS - t_dpkg)) s"
 pass
