@@ -70,6 +70,10 @@ files=(
   netback-core/include/dpnb/netif/rx_builder.hpp
   netback-core/src/rx_builder.cpp
   netback-core/include/dpnb/netif/tx_parser.hpp
+  netback-core/include/dpnb/netif/packet_headers.hpp
+  netback-core/src/packet_headers.cpp
+  netback-core/include/dpnb/netif/ip_filter.hpp
+  netback-core/src/ip_filter.cpp
 )
 [ $# -eq 0 ] || files=("$@")
 exec python3 - "${files[@]}" <<'EOF'
