@@ -136,6 +136,7 @@ void print_show(const Json& v) {
         std::cout << "data plane\n";
         print_pairs(v["data_plane"], {{"state", "state"},
                                       {"disabled_reason", "disabled reason"},
+                                      {"stalled_queues", "stalled queues"},
                                       {"rx_mode", "rx mode"},
                                       {"rx_mode_reason", "rx mode reason"},
                                       {"lcore", "lcore"},

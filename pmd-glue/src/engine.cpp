@@ -83,8 +83,11 @@ Status validate(const EngineOptions& o) {
         return make_error(Errc::invalid_argument, "map_batch must be 1..64");
     if (o.reuse_miss == RxMode::reuse)
         return make_error(Errc::invalid_argument, "reuse_miss must be map or copy");
-    if (o.tx_copy_len < netif::kEthHeaderLen || o.tx_copy_len > 256)
-        return make_error(Errc::invalid_argument, "tx_copy_len must be 14..256");
+    // The headers of a guest packet must fit (XSA-423): 128 as Linux's XEN_NETBACK_TX_COPY_LEN.
+    if (o.tx_copy_len < 128 || o.tx_copy_len > 256)
+        return make_error(Errc::invalid_argument, "tx_copy_len must be 128..256");
+    if (o.rx_stall_timeout.count() < 0)
+        return make_error(Errc::invalid_argument, "rx_stall_timeout must not be negative");
     if (o.tx_copy_slot_max > netif::kPageSize)
         return make_error(Errc::invalid_argument, "tx_copy_slot_max must be 0..4096");
     if (Status st = netif::validate(o.tx_limits); !st) return st;
@@ -114,6 +117,7 @@ Status validate(const EngineOptions& o) {
 struct VifRecord {
     VifSpec spec;
     std::unique_ptr<VifShared> shared;
+    std::unique_ptr<detail::McastFilter> mcast; // shared by its queues, owned by its lcore
     std::vector<std::unique_ptr<GuestQueue>> queues;
     std::vector<hv::GrantMapping> rings; // per queue: TX ring page, RX ring page
     std::unique_ptr<hv::TranslationTable> iott;
@@ -151,6 +155,7 @@ public:
     Status detach(const VifId& id);
     Status set_rx_mode(const VifId& id, RxMode mode);
     Status set_rate(const VifId& id, std::optional<netif::RateLimit> rate);
+    Status set_mcast_control(const VifId& id, bool on);
     void apply_hash(VifRecord& r);
     VifStatus status_of(const VifRecord& r) const;
     std::optional<DataPlaneEvent> next_event();
@@ -411,6 +416,8 @@ Status Engine::Impl::attach(const VifSpec& spec) {
     auto rec = std::make_unique<VifRecord>();
     rec->spec = spec;
     rec->shared = std::make_unique<VifShared>();
+    rec->mcast = std::make_unique<detail::McastFilter>();
+    rec->mcast->enabled = spec.frontend.multicast_control;
     rec->port_index = ps->index;
 
     for (AttachStep step : kAttachSteps) {
@@ -484,6 +491,10 @@ Status Engine::Impl::check_spec(const VifSpec& spec) const {
         return make_error(Errc::invalid_argument, name + ": bad queue count");
     if (spec.mac.is_multicast() || spec.mac.is_zero())
         return make_error(Errc::invalid_argument, name + ": the vif MAC must be unicast");
+    if (spec.ip.size() > detail::kMaxIpAllowed)
+        return make_error(Errc::invalid_argument,
+                          name + ": \"ip\" lists " + std::to_string(spec.ip.size()) +
+                              " addresses, more than " + std::to_string(detail::kMaxIpAllowed));
     return ok();
 }
 
@@ -674,7 +685,7 @@ std::unique_ptr<GuestQueue> Engine::Impl::make_queue(const VifRecord& r, const P
     q->rx_remote = qc.rx_evtchn;
     q->split_evtchn = qc.split_event_channels;
     q->rx_notify = spec.frontend.rx_notify;
-    q->multicast_control = spec.frontend.multicast_control;
+    q->mcast = r.mcast.get();
     q->rx_features = netif::RxFeatures{spec.frontend.gso_tcpv4, spec.frontend.gso_tcpv6};
     q->rx_sg = spec.frontend.sg;
     q->rx_buffers = netif::RxBufferLayout{spec.frontend.rx_buffer_offset,
@@ -682,6 +693,10 @@ std::unique_ptr<GuestQueue> Engine::Impl::make_queue(const VifRecord& r, const P
     q->tx_limits = opts.tx_limits;
     if (q->tx_limits.max_frame_len == 0) q->tx_limits.max_frame_len = ps.max_frame;
     q->anti_spoofing = opts.anti_spoofing;
+    if (opts.ip_anti_spoofing) { // check_spec bounded the list
+        std::copy(spec.ip.begin(), spec.ip.end(), q->ip_allowed.begin());
+        q->n_ip_allowed = static_cast<std::uint32_t>(spec.ip.size());
+    }
     q->fatal_bad_grants = opts.fatal_bad_grants;
     q->out_port_index = ps.index;
     if (qi == 0 && r.rx_queue) {
@@ -947,6 +962,19 @@ Status Engine::Impl::set_rx_mode(const VifId& id, RxMode mode) {
     return ok();
 }
 
+Status Engine::Impl::set_mcast_control(const VifId& id, bool on) {
+    auto it = vifs_.find(id);
+    if (it == vifs_.end()) return make_error(Errc::not_found, to_string(id) + " is not attached");
+    VifRecord& r = *it->second;
+    auto c = std::make_unique<Command>();
+    c->kind = Command::Kind::set_mcast_control;
+    c->flag = on;
+    c->queues.push_back(r.queues.front().get()); // the filter is the vif's: one queue names it
+    if (Status st = run_owned(*lcores[r.lcore], std::move(c)); !st) return st;
+    r.spec.frontend.multicast_control = on;
+    return ok();
+}
+
 Status Engine::Impl::set_rate(const VifId& id, std::optional<netif::RateLimit> rate) {
     auto it = vifs_.find(id);
     if (it == vifs_.end()) return make_error(Errc::not_found, to_string(id) + " is not attached");
@@ -976,6 +1004,7 @@ VifStatus Engine::Impl::status_of(const VifRecord& r) const {
     s.rx_queue = r.rx_queue;
     s.lcore = lcores[r.lcore]->lcore_id();
     s.queues = static_cast<unsigned>(r.queues.size());
+    s.stalled_queues = r.shared->stalled_queues.load(std::memory_order_relaxed);
     s.control_ring = r.ctrl != nullptr;
     s.static_grants = r.static_table != nullptr ? r.static_table->valid_entries() : 0;
     s.ctrl_errors.assign(netif::ctrl::kCtrlErrorCount, 0);
@@ -1229,6 +1258,10 @@ Status Engine::detach(const VifId& id) {
 Status Engine::set_rx_mode(const VifId& id, RxMode mode) {
     return impl_->set_rx_mode(id, mode);
 }
+Status Engine::set_mcast_control(const VifId& id, bool on) {
+    return impl_->set_mcast_control(id, on);
+}
+
 Status Engine::set_rate(const VifId& id, std::optional<netif::RateLimit> rate) {
     return impl_->set_rate(id, rate);
 }

@@ -37,7 +37,8 @@ struct VifShared {
     char disabled_reason[192] = {};
     std::atomic<bool> fallback{false};
     char fallback_reason[192] = {};
-    std::atomic<std::uint8_t> rx_mode{0}; // RxMode in effect on queue 0
+    std::atomic<std::uint8_t> rx_mode{0};         // RxMode in effect on queue 0
+    std::atomic<std::uint32_t> stalled_queues{0}; // queues with no RX buffer for the timeout
 };
 
 // The NIC RX queue a guest queue owns, if any.
@@ -165,7 +166,18 @@ struct RateState {
     std::uint64_t next_refill = 0;
 };
 
-inline constexpr unsigned kMaxMcast = 64; // XEN_NETBK_MCAST_MAX
+inline constexpr unsigned kMaxMcast = 64;     // XEN_NETBK_MCAST_MAX
+inline constexpr unsigned kMaxIpAllowed = 64; // addresses in a vif's "ip" key
+
+// A vif's multicast filter (feature-dynamic-multicast-control): one list for all its queues,
+// as Linux keeps it per vif, whichever queue's TX ring added an address and whichever queue
+// a frame arrives on. Every queue of a vif is served by one lcore, which alone reads and
+// writes it; `enabled` follows the frontend's request-multicast-control (set_mcast_control).
+struct McastFilter {
+    bool enabled = false;
+    std::array<netif::MacAddress, kMaxMcast> addrs{};
+    unsigned n = 0;
+};
 inline constexpr unsigned kMaxPendingFrames = 256;
 
 struct GuestQueue {
@@ -183,12 +195,16 @@ struct GuestQueue {
     hv::EvtchnPort tx_remote = 0, rx_remote = 0;
     bool split_evtchn = false;
     bool rx_notify = true;
-    bool multicast_control = false;
+    McastFilter* mcast = nullptr; // the vif's (VifRecord owns it)
     netif::RxFeatures rx_features;
     bool rx_sg = false;
     netif::RxBufferLayout rx_buffers; // whole pages, or the frontend's sub-page buffers
     netif::TxLimits tx_limits;
     bool anti_spoofing = true;
+    // IP anti-spoofing (netif/ip_filter.hpp): the addresses the guest may send from; off
+    // when n_ip_allowed is 0.
+    std::array<netif::Ipv4Address, kMaxIpAllowed> ip_allowed{};
+    std::uint32_t n_ip_allowed = 0;
     bool fatal_bad_grants = true;
     // Receive-side hashing as the frontend set it over the control ring (flow_hash.hpp);
     // replaced whole by a set_hash command, algorithm NONE until then.
@@ -219,7 +235,11 @@ struct GuestQueue {
     std::array<rte_mbuf*, kMaxPendingFrames> pending{};
     std::uint32_t n_pending = 0;
     RxRoundCounts rx_round;
-    bool rx_touched = false;      // on the lcore's list of queues to publish this round
+    bool rx_touched = false; // on the lcore's list of queues to publish this round
+    // Stall (rx_path.cpp): since when frames waited with no RX buffer (TSC, 0: they did not),
+    // and whether that lasted rx_stall_timeout (carrier off).
+    std::uint64_t rx_starved_since = 0;
+    bool rx_stalled = false;
     std::uint32_t copy_batch = 0; // the lcore's copy batch that last counted a grant batch here
 
     std::array<TxPending, kRingSize> txp{};
@@ -229,17 +249,16 @@ struct GuestQueue {
     bool tx_publish = false;
     bool tx_blocked = false; // stopped for credit or mbufs; retried next poll
 
-    std::array<netif::MacAddress, kMaxMcast> mcast{};
-    unsigned n_mcast = 0;
     RateState rate;
 
     QueueCounters counters;
     LogLimiter log;
 
     bool accepts_multicast(const std::uint8_t* dst) const noexcept {
-        if (!multicast_control) return true;
-        for (unsigned i = 0; i < n_mcast; ++i)
-            if (std::equal(mcast[i].bytes.begin(), mcast[i].bytes.end(), dst)) return true;
+        if (!mcast->enabled) return true;
+        for (unsigned i = 0; i < mcast->n; ++i)
+            if (std::equal(mcast->addrs[i].bytes.begin(), mcast->addrs[i].bytes.end(), dst))
+                return true;
         return false;
     }
 };
@@ -248,8 +267,13 @@ struct GuestQueue {
 struct TxWork {
     netif::TxPacket pkt;
     rte_mbuf* hdr = nullptr; // the copied first bytes, head of the chain
+    // The first hdr_len bytes of the packet, linear in `hdr` (XSA-423): whole slots
+    // 0..hdr_slots-2 and the first hdr_tail bytes of slot hdr_slots-1.
     std::uint16_t hdr_len = 0;
-    std::uint32_t seg = 0;       // its header copy segment
+    std::uint16_t hdr_slots = 0;
+    std::uint16_t hdr_tail = 0;
+    std::uint32_t seg = 0;       // its first header copy segment
+    std::uint16_t nhdr_segs = 0; // and how many (one per slot that has bytes in the header)
     std::uint32_t map_first = 0; // its first grant in the burst's map request list
     std::uint16_t map_count = 0;
     // Slots (after the header copy) grant-copied into daemon mbufs instead of mapped:

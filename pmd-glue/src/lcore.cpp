@@ -62,6 +62,8 @@ Lcore::~Lcore() {
 }
 
 Status Lcore::init(hv::BackendHypervisor& hv, unsigned tx_mbufs) {
+    stall_tsc_ =
+        static_cast<std::uint64_t>(engine_.opts.rx_stall_timeout.count()) * rte_get_tsc_hz() / 1000;
     auto gt = hv.open_grant_table();
     if (!gt) return std::move(gt).error();
     gt_ = std::move(*gt);
@@ -355,6 +357,11 @@ void Lcore::handle(Command* cmd) {
         }
         engine_.ack(cmd);
         return;
+    case Command::Kind::set_mcast_control:
+        for (GuestQueue* q : cmd->queues)
+            q->mcast->enabled = cmd->flag;
+        engine_.ack(cmd);
+        return;
     case Command::Kind::set_hash:
         for (GuestQueue* q : cmd->queues)
             q->hash = cmd->hash;
@@ -567,6 +574,11 @@ void Lcore::sleep_when_idle() {
         if (q->disabled || q->detaching) continue;
         // Arm the rings: a request produced after this makes the frontend notify us.
         if (!q->tx_blocked && q->tx.final_check_for_requests()) return;
+        // A stalled queue recovers when its guest posts, frames or not (carrier on).
+        if (q->rx_stalled && q->rx.final_check_for_requests()) {
+            (void)rx_stall_over(q);
+            return;
+        }
         if (q->tx_blocked && q->rate.on) {
             const std::uint64_t wait =
                 q->rate.next_refill > now ? (q->rate.next_refill - now) * 1000000 / hz : 0;

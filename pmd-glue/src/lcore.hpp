@@ -34,15 +34,16 @@ class EngineCore;
 
 struct Command {
     enum class Kind : std::uint8_t {
-        attach,       // queues: start serving (binds event channels)
-        detach,       // queues: stop serving; acknowledged once TX buffers are back
-        release_nic,  // queues: the NIC queue released its buffers: finish the detach
-        steer_add,    // demux: frames to `mac` on port `port_index` go to queue `key`
-        steer_remove, // demux: forget `key` on port `port_index`
-        set_mode,     // queues: RX mode for new buffers (view for reuse)
-        set_rate,     // queues: credit-based TX rate limit
-        set_hash,     // queues: the vif's hash configuration (control ring)
-        port_pause,   // stop touching port `port_index` (RX and TX)
+        attach,            // queues: start serving (binds event channels)
+        detach,            // queues: stop serving; acknowledged once TX buffers are back
+        release_nic,       // queues: the NIC queue released its buffers: finish the detach
+        steer_add,         // demux: frames to `mac` on port `port_index` go to queue `key`
+        steer_remove,      // demux: forget `key` on port `port_index`
+        set_mode,          // queues: RX mode for new buffers (view for reuse)
+        set_rate,          // queues: credit-based TX rate limit
+        set_hash,          // queues: the vif's hash configuration (control ring)
+        set_mcast_control, // queues (one is enough): the vif's multicast filter on or off
+        port_pause,        // stop touching port `port_index` (RX and TX)
         port_resume,
         stop, // leave the loop
     };
@@ -57,6 +58,7 @@ struct Command {
     bool have_view = false;
     std::optional<netif::RateLimit> rate;
     netif::HashConfig hash;
+    bool flag = false; // set_mcast_control
 
     // Written by the lcore before `done`.
     Status result;
@@ -173,6 +175,8 @@ private:
     void demux(Demux& d, rte_mbuf** frames, unsigned n);
     void route(const Target& t, rte_mbuf* m);
     void queue_frame(GuestQueue* q, rte_mbuf* m);
+    void rx_watch_stall(GuestQueue* q, bool has_buffers);
+    bool rx_stall_over(GuestQueue* q);
     void touch(GuestQueue* q) noexcept;
     void publish_rx(GuestQueue* q);
     GuestQueue* queue_by_key(std::uint32_t key) const noexcept;
@@ -205,6 +209,8 @@ private:
 
     // --- TX helpers (tx_path.cpp) -----------------------------------------------------------
     void tx_build(GuestQueue* q, unsigned n);
+    bool tx_headers_whole(GuestQueue* q, TxWork& t);
+    bool tx_ip_source_ok(GuestQueue* q, TxWork& t);
     bool tx_map(GuestQueue* q, unsigned n, std::int16_t& group);
     void tx_chain(GuestQueue* q, TxWork& t, std::int16_t group);
     void tx_stage(std::uint16_t port_index, rte_mbuf* m);
@@ -240,6 +246,7 @@ private:
     rte_mempool* copy_pool_ = nullptr; // TX: slots grant-copied whole (tx_copy_slot_max)
     std::atomic<bool> sleeping_{false};
     bool stop_ = false;
+    std::uint64_t stall_tsc_ = 0; // EngineOptions::rx_stall_timeout in TSC cycles (0: off)
 
     std::vector<GuestQueue*> queues_;
     std::atomic<unsigned> queue_count_{0};

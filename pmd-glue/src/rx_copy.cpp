@@ -41,6 +41,7 @@ void Lcore::copy_stage_queue(GuestQueue* q) {
         if (w.overflow)
             disable(q, "RX ring overflow",
                     Detail("req_prod {}, req_cons {}", w.prod, w.cons).c_str());
+        rx_watch_stall(q, w.available != 0 || (q->zc && q->zc->posted != 0));
     }
     for (std::uint32_t i = 0; i < n; ++i) {
         rte_mbuf* m = q->pending[i];

@@ -143,6 +143,11 @@ void Lcore::queue_frame(GuestQueue* q, rte_mbuf* m) {
         copy_free(m);
         return;
     }
+    if (q->rx_stalled && !rx_stall_over(q)) {
+        bump(q->counters.c.rx_drop_stalled); // not staged: no copy, no round for it
+        copy_free(m);
+        return;
+    }
     const auto* dst = rte_pktmbuf_mtod(m, const std::uint8_t*);
     if (m->data_len >= RTE_ETHER_HDR_LEN && (dst[0] & 0x01) != 0 &&
         !rte_is_broadcast_ether_addr(reinterpret_cast<const rte_ether_addr*>(dst)) &&
@@ -157,6 +162,49 @@ void Lcore::queue_frame(GuestQueue* q, rte_mbuf* m) {
     }
     q->pending[q->n_pending++] = m;
     touch(q);
+}
+
+// --- stalled guests ---------------------------------------------------------------------------
+// As Linux netback's carrier off/on (xenvif_rx_queue_stalled/_ready, XSA-392): a queue that
+// has frames waiting and no RX buffer for rx_stall_timeout is stalled, and its frames are
+// dropped as they come, before they are staged, until the guest posts a buffer again. A
+// guest that never posts then costs a counter per frame, not a staged mbuf and a round.
+
+// After the round read the queue's requests with frames waiting: `has_buffers` is whether
+// the guest had any RX buffer for them (a request, or one posted to its zero-copy NIC queue).
+void Lcore::rx_watch_stall(GuestQueue* q, bool has_buffers) {
+    if (stall_tsc_ == 0) return;
+    if (has_buffers) {
+        q->rx_starved_since = 0;
+        return;
+    }
+    const std::uint64_t now = rte_get_tsc_cycles();
+    if (q->rx_starved_since == 0) {
+        q->rx_starved_since = now;
+        return;
+    }
+    if (q->rx_stalled || now - q->rx_starved_since < stall_tsc_) return;
+    q->rx_stalled = true;
+    bump(q->counters.c.rx_stalls);
+    q->shared->stalled_queues.fetch_add(1, std::memory_order_relaxed);
+    DPNB_DP_LOG(q->log, WARN,
+                "{} queue {}: stalled: no RX buffer for {} ms with frames waiting; its frames "
+                "are dropped until it posts (carrier off)",
+                q->name, q->index, engine_.opts.rx_stall_timeout.count());
+}
+
+// A stalled queue whose guest posted again recovers (carrier on). Returns whether it did.
+bool Lcore::rx_stall_over(GuestQueue* q) {
+    const netif::RequestWindow w = q->rx.poll_requests();
+    // (A zero-copy queue posts requests to its NIC queue as they come; overflow: the round
+    // disables the queue.)
+    if (w.available == 0 && !w.overflow && !(q->zc && q->zc->posted != 0)) return false;
+    q->rx_stalled = false;
+    q->rx_starved_since = 0;
+    q->shared->stalled_queues.fetch_sub(1, std::memory_order_relaxed);
+    DPNB_DP_LOG(q->log, WARN, "{} queue {}: RX buffers posted again: no longer stalled", q->name,
+                q->index);
+    return true;
 }
 
 // A request whose buffer offset leaves its page: the frontend is broken or hostile.

@@ -18,6 +18,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "dpnb/netif/ip_filter.hpp"
+#include "dpnb/netif/packet_headers.hpp"
 #include "engine_core.hpp"
 #include "lcore.hpp"
 #include "offload.hpp"
@@ -70,6 +72,44 @@ unsigned alloc_mbufs(rte_mempool* pool, rte_mbuf** out, unsigned n) noexcept {
     return k;
 }
 
+// Lays out a packet's header copy: its first min(total, copy_len) bytes, from as many slots
+// as they span. A guest may split its headers at any byte (XSA-423); the checks and the NIC
+// must see them whole, in the daemon's copy, never in a page the guest can still write.
+void plan_header(TxWork& t, std::uint16_t copy_len) noexcept {
+    std::uint32_t want = std::min<std::uint32_t>(copy_len, t.pkt.total_len);
+    std::uint32_t got = 0;
+    unsigned k = 0;
+    std::uint32_t tail = 0;
+    for (; k < t.pkt.nr_slots && got < want; ++k) {
+        tail = std::min<std::uint32_t>(want - got, t.pkt.slots[k].len);
+        got += tail;
+    }
+    t.hdr_len = static_cast<std::uint16_t>(got);
+    t.hdr_slots = static_cast<std::uint16_t>(std::max(k, 1U));
+    t.hdr_tail = static_cast<std::uint16_t>(tail);
+}
+
+// The bytes of slot `k` that are in the packet's header copy (plan_header).
+std::uint32_t header_part(const TxWork& t, unsigned k) noexcept {
+    if (k + 1U < t.hdr_slots) return t.pkt.slots[k].len;
+    return k + 1U == t.hdr_slots ? t.hdr_tail : 0U;
+}
+
+// Grant-copy segments that gather a packet's header bytes into its header mbuf; returns how
+// many it wrote at `out`.
+std::uint16_t header_segments(hv::DomId dom, const TxWork& t, hv::GrantCopySegment* out) noexcept {
+    auto* dst = rte_pktmbuf_mtod(t.hdr, std::byte*);
+    std::uint16_t n = 0;
+    for (unsigned k = 0; k < t.hdr_slots; ++k) {
+        const netif::TxSlot& s = t.pkt.slots[k];
+        const auto part = static_cast<std::uint16_t>(header_part(t, k));
+        if (part == 0) continue;
+        out[n++] = hv::GrantCopySegment::from_guest(dom, s.gref, s.offset, dst, part);
+        dst += part;
+    }
+    return n;
+}
+
 // The ring index of data slot `k` of a packet: extras sit between the first and second.
 RingIdx slot_index(const netif::TxPacket& pkt, unsigned k) {
     return k == 0 ? pkt.first_idx : pkt.first_idx + pkt.nr_extras + k;
@@ -90,17 +130,18 @@ void Lcore::tx_buffer_released(void*, void* opaque) {
 std::int16_t Lcore::mcast_update(GuestQueue* q, const netif::TxMcast& m) {
     netif::MacAddress mac;
     mac.bytes = m.mac;
-    auto end = q->mcast.begin() + q->n_mcast;
-    auto it = std::find(q->mcast.begin(), end, mac);
+    McastFilter& f = *q->mcast; // the vif's, whichever of its queues asked
+    auto end = f.addrs.begin() + f.n;
+    auto it = std::find(f.addrs.begin(), end, mac);
     if (m.op == netif::McastOp::add) {
         if (it != end) return rsp::kOkay;
-        if (q->n_mcast == kMaxMcast || !mac.is_multicast()) return rsp::kError;
-        q->mcast[q->n_mcast++] = mac;
+        if (f.n == kMaxMcast || !mac.is_multicast()) return rsp::kError;
+        f.addrs[f.n++] = mac;
         return rsp::kOkay;
     }
     if (it != end) {
-        *it = q->mcast[q->n_mcast - 1];
-        --q->n_mcast;
+        *it = f.addrs[f.n - 1];
+        --f.n;
     }
     return rsp::kOkay;
 }
@@ -171,6 +212,39 @@ bool Lcore::do_guest_tx(GuestQueue* q) {
     return progress;
 }
 
+// XSA-423: a packet longer than its header copy must have all its headers in the copy (the
+// checks below and the NIC read them there); else it is dropped. Marks `t` dropped and
+// returns false then.
+bool Lcore::tx_headers_whole(GuestQueue* q, TxWork& t) {
+    if (t.hdr_len >= t.pkt.total_len) return true; // the whole packet is in the copy
+    const auto* d = rte_pktmbuf_mtod(t.hdr, const std::uint8_t*);
+    const std::uint32_t need = netif::frame_headers_len(d, t.hdr_len);
+    if (need <= t.hdr_len) return true;
+    t.drop = true;
+    bump(q->counters.c.tx_drop_headers);
+    DPNB_DP_LOG(q->log, WARN,
+                "{}: TX packet dropped: its headers run past the {} bytes copied "
+                "(engine.tx_copy_len)",
+                q->name, t.hdr_len);
+    return false;
+}
+
+// IP anti-spoofing (netif/ip_filter.hpp) on the header copy: the IPv4 source or ARP sender
+// must be one of the vif's "ip" addresses. Marks `t` dropped and returns false otherwise.
+bool Lcore::tx_ip_source_ok(GuestQueue* q, TxWork& t) {
+    const auto* d = rte_pktmbuf_mtod(t.hdr, const std::uint8_t*);
+    const netif::IpSourceVerdict v =
+        netif::check_ip_source(d, t.hdr_len, std::span(q->ip_allowed.data(), q->n_ip_allowed));
+    if (v == netif::IpSourceVerdict::allowed) return true;
+    t.drop = true;
+    bump(q->counters.c.tx_drop_ip_spoofed);
+    DPNB_DP_LOG(q->log, WARN, "{}: TX packet dropped: {}", q->name,
+                v == netif::IpSourceVerdict::spoofed
+                    ? "its IPv4 source or ARP sender is not one of the vif's \"ip\" addresses"
+                    : "an IPv4 or ARP header that cannot be checked against the vif's \"ip\"");
+    return false;
+}
+
 void Lcore::tx_build(GuestQueue* q, unsigned n) {
     const std::uint16_t copy_len = engine_.opts.tx_copy_len;
     const std::uint32_t copy_max = copy_pool_ != nullptr ? engine_.opts.tx_copy_slot_max : 0;
@@ -187,9 +261,9 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
     std::uint32_t ncopy = 0;
     for (unsigned i = 0; i < n; ++i) {
         TxWork& t = tx_work_[i];
-        t.hdr_len = std::min<std::uint16_t>(copy_len, t.pkt.slots[0].len);
+        plan_header(t, copy_len);
         for (unsigned k = 0; k < t.pkt.nr_slots; ++k) {
-            const std::uint32_t rest = t.pkt.slots[k].len - (k == 0 ? t.hdr_len : 0U);
+            const std::uint32_t rest = t.pkt.slots[k].len - header_part(t, k);
             t.copies[k] = nullptr;
             npieces += rest != 0 ? 1U : 0U;
             ncopy += rest != 0 && rest <= copy_max ? 1U : 0U;
@@ -209,12 +283,11 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
             continue;
         }
         t.seg = nsegs;
-        const netif::TxSlot& s0 = t.pkt.slots[0];
-        tx_segs_[nsegs++] = hv::GrantCopySegment::from_guest(
-            q->dom, s0.gref, s0.offset, rte_pktmbuf_mtod(t.hdr, void*), t.hdr_len);
+        t.nhdr_segs = header_segments(q->dom, t, tx_segs_.data() + nsegs);
+        nsegs += t.nhdr_segs;
         for (unsigned k = 0; k < t.pkt.nr_slots && next_copy < ncopied; ++k) {
             const netif::TxSlot& s = t.pkt.slots[k];
-            const std::uint32_t skip = k == 0 ? t.hdr_len : 0;
+            const std::uint32_t skip = header_part(t, k);
             const std::uint32_t rest = s.len - skip;
             if (rest == 0 || rest > copy_max) continue;
             // When the pool ran short, the slots beyond what it gave are mapped instead.
@@ -242,8 +315,12 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
     for (unsigned i = 0; i < n; ++i) {
         TxWork& t = tx_work_[i];
         if (t.drop) continue;
-        std::int16_t st = tx_segs_[t.seg].status;
+        std::int16_t st = gntst::kOkay;
         netif::GrantRef bad_ref = t.pkt.slots[0].gref;
+        for (std::uint32_t j = t.seg; j < t.seg + t.nhdr_segs && st == gntst::kOkay; ++j) {
+            st = tx_segs_[j].status;
+            bad_ref = tx_segs_[j].source.foreign.ref;
+        }
         for (unsigned k = 0; k < t.pkt.nr_slots && st == gntst::kOkay; ++k)
             if (t.copies[k] != nullptr && tx_segs_[t.copy_seg[k]].status != gntst::kOkay) {
                 st = tx_segs_[t.copy_seg[k]].status;
@@ -264,6 +341,7 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
         t.hdr->data_len = t.hdr_len;
         t.hdr->pkt_len = t.hdr_len;
         const auto* eth = rte_pktmbuf_mtod(t.hdr, const std::uint8_t*);
+        if (!tx_headers_whole(q, t)) continue;
         if (q->anti_spoofing &&
             std::memcmp(eth + RTE_ETHER_ADDR_LEN, q->mac.bytes.data(), RTE_ETHER_ADDR_LEN) != 0) {
             t.drop = true;
@@ -274,6 +352,7 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
                         q->name, eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]);
             continue;
         }
+        if (q->n_ip_allowed != 0 && !tx_ip_source_ok(q, t)) continue;
         const netif::TxOffload& off = t.pkt.offload;
         if (off.csum_blank || t.pkt.is_gso()) {
             const HeaderError he = parse_headers(eth, t.hdr_len, t.h);
@@ -325,7 +404,7 @@ bool Lcore::tx_map(GuestQueue* q, unsigned n, std::int16_t& group) {
             if (t.drop) continue;
             for (unsigned k = 0; k < t.pkt.nr_slots; ++k) {
                 const netif::TxSlot& s = t.pkt.slots[k];
-                const std::uint32_t rest = k == 0 ? s.len - t.hdr_len : s.len;
+                const std::uint32_t rest = s.len - header_part(t, k);
                 if (rest == 0 || t.copies[k] != nullptr) continue;
                 map_reqs_[nmap++] = hv::GrantMapRequest{q->dom, s.gref, false};
                 ++t.map_count;
@@ -389,7 +468,7 @@ void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
     std::uint32_t piece = t.map_first;
     for (unsigned k = 0; k < pkt.nr_slots; ++k) {
         const netif::TxSlot& s = pkt.slots[k];
-        const std::uint32_t skip = k == 0 ? t.hdr_len : 0;
+        const std::uint32_t skip = header_part(t, k);
         const std::uint32_t len = s.len - skip;
         const unsigned extras = k == 0 ? pkt.nr_extras : 0;
         if (len == 0) {

@@ -16,9 +16,11 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <mutex>
@@ -28,8 +30,10 @@
 #include <utility>
 
 #include "dpnb/hv/sim.hpp"
+#include "dpnb/netfront/toolstack.hpp"
 #include "dpnb/pmd/eal.hpp"
 #include "harness.hpp"
+#include "raw_frontend.hpp"
 
 namespace dpnb::component {
 namespace {
@@ -145,6 +149,8 @@ protected:
         ports.insert(ports.end(), extra_ports_.begin(), extra_ports_.end());
         EngineOptions o = engine_options(std::move(ports));
         o.tx_copy_slot_max = tx_copy_slot_max_;
+        o.rx_stall_timeout = rx_stall_timeout_;
+        o.ip_anti_spoofing = ip_anti_spoofing_;
         auto e = Engine::create(o, *backend_);
         CT_ASSERT_OK(e);
         engine_ = std::move(*e);
@@ -184,6 +190,7 @@ protected:
                             std::lock_guard lock(mu_);
                             sent_.push_back(std::move(f));
                             segs_.push_back(m->nb_segs);
+                            first_lens_.push_back(m->data_len);
                         }
                         rte_pktmbuf_free(m);
                     }
@@ -226,7 +233,10 @@ protected:
     std::mutex mu_;
     std::vector<std::vector<std::byte>> sent_;
     std::vector<unsigned> segs_;
+    std::vector<unsigned> first_lens_; // bytes in the first segment: where a NIC reads headers
     std::uint16_t tx_copy_slot_max_ = 4096;
+    std::chrono::milliseconds rx_stall_timeout_{60000};
+    bool ip_anti_spoofing_ = false;
     unsigned tx_ring_size_ = 1024; // the peer's TX rings (what the engine sends into)
     unsigned pool_mbufs_ = 1023;   // the peer's mbufs, for what the test injects
     std::uint16_t pool_data_room_ = 9216 + RTE_PKTMBUF_HEADROOM;
@@ -380,6 +390,400 @@ TEST_F(EngineRing, JumboFramesBothWaysAndSoftwareOffloadsTxCopied) {
 
 TEST_F(EngineRing, JumboFramesBothWaysAndSoftwareOffloadsTxMapped) {
     jumbo_frames_both_ways(0);
+}
+
+// XSA-423: a guest splits a TCP packet's headers across two slots at every byte of the first
+// 128 (its frame starts that many bytes before its page's end), over IPv4 and IPv6, plain and
+// with a partial checksum, on a queue that maps everything beyond the header copy (pages the
+// guest can still write). (A first slot shorter than an Ethernet header is refused by the TX
+// parser, as Linux does: tx_short_first_slot in the parser's tests; netfront never sends
+// one.) From 14 bytes on, every packet reaches the port whole, with all its headers in the
+// first segment (the daemon's copy). A packet whose
+// headers run past tx_copy_len (IPv6 extension headers of 160 bytes) is dropped and
+// counted, and the queue goes on.
+TEST_F(EngineRing, SplitHeadersAreLinearisedBeforeTheNic) {
+    tx_copy_slot_max_ = 0;
+    const hv::DomId dom = create_guest("ringguest");
+    CT_ASSERT_OK(plug(dom));
+    GuestProcess g(dir_.path(), dom, GuestOptions{});
+    make_ring_port("ctring");
+    if (HasFatalFailure()) return;
+    start_engine();
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
+    ASSERT_TRUE(g.wait_connected());
+    start_drainer();
+
+    constexpr std::uint32_t kSplits = 128;
+    struct Sent {
+        std::vector<std::byte> frame;
+        bool v6, partial;
+        std::uint8_t seed;
+    };
+    std::vector<Sent> sent;
+    for (std::uint32_t at = netif::kEthHeaderLen; at <= kSplits; ++at)
+        for (const bool v6 : {false, true}) {
+            const bool partial = at % 2 == 0;
+            const auto seed = static_cast<std::uint8_t>(at);
+            auto frame = tcp_frame(peer_mac(), guest_mac(dom), v6, at, 300, seed);
+            const auto ok = g.send_frame(frame, static_cast<std::uint16_t>(4096 - at), partial);
+            ASSERT_TRUE(ok.has_value());
+            EXPECT_TRUE(*ok) << "split at " << at << (v6 ? " IPv6" : " IPv4");
+            sent.push_back({std::move(frame), v6, partial, seed});
+        }
+    auto out = take_sent(sent.size());
+    ASSERT_EQ(out.size(), sent.size());
+    std::vector<unsigned> first_lens;
+    {
+        std::lock_guard lock(mu_);
+        first_lens = first_lens_;
+    }
+    ASSERT_EQ(first_lens.size(), sent.size());
+    for (std::size_t i = 0; i < sent.size(); ++i) {
+        const Sent& s = sent[i];
+        const std::uint32_t at = static_cast<std::uint32_t>(i / 2 + 14);
+        const unsigned headers = s.v6 ? 14 + 40 + 20 : 14 + 20 + 20;
+        EXPECT_GE(first_lens[i], headers)
+            << "split at " << at << (s.v6 ? " IPv6" : " IPv4") << ": headers reach the NIC split";
+        if (s.partial) {
+            const TcpSegment seg = check_tcp_frame(out[i], s.v6, s.seed, at);
+            EXPECT_TRUE(seg.ok) << "split at " << at << ": " << seg.why;
+        } else {
+            EXPECT_TRUE(out[i] == s.frame) << "split at " << at << " differs";
+        }
+    }
+
+    // Headers beyond the copy: IPv6 with a 160-byte hop-by-hop header, in a 600-byte packet.
+    auto long_headers = tcp_frame(peer_mac(), guest_mac(dom), true, 1, 600, 3);
+    std::vector<std::byte> hbh(160, std::byte{0});
+    hbh[0] = std::byte{6};               // next: TCP
+    hbh[1] = std::byte{160 / 8 - 1};     // length in 8-byte units beyond the first
+    long_headers[14 + 6] = std::byte{0}; // IPv6 next header: hop-by-hop
+    long_headers.insert(long_headers.begin() + 14 + 40, hbh.begin(), hbh.end());
+    const auto dropped = g.send_frame(long_headers, 0, false);
+    ASSERT_TRUE(dropped.has_value());
+    EXPECT_FALSE(*dropped) << "headers beyond tx_copy_len must not reach the NIC";
+    auto st = engine_->status(VifId{dom, 0});
+    CT_ASSERT_OK(st);
+    EXPECT_EQ(st->counters.tx_drop_headers, 1u);
+    EXPECT_EQ(st->counters.tx_drop_protocol, 0u);
+    EXPECT_EQ(st->counters.tx_packets, sent.size());
+    EXPECT_EQ(st->counters.tx_drop_spoofed + st->counters.tx_drop_error, 0u);
+    // The queue goes on.
+    ASSERT_EQ(g.send_frame(sent[0].frame, 4000, false), std::optional<bool>(true));
+    EXPECT_EQ(take_sent(1).size(), 1u);
+
+    close_and_check(g, dom);
+}
+
+// An Ethernet/IPv4 ARP request from `src` claiming `sender`.
+std::vector<std::byte> arp_frame(const netif::MacAddress& src, std::array<std::uint8_t, 4> sender) {
+    std::vector<std::uint8_t> f(6, 0xFF);
+    f.insert(f.end(), src.bytes.begin(), src.bytes.end());
+    f.insert(f.end(), {0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1});
+    f.insert(f.end(), src.bytes.begin(), src.bytes.end());
+    f.insert(f.end(), sender.begin(), sender.end());
+    f.insert(f.end(), 6, 0);
+    f.insert(f.end(), {10, 0, 0, 1});
+    f.resize(60, 0);
+    std::vector<std::byte> out(f.size());
+    std::memcpy(out.data(), f.data(), f.size());
+    return out;
+}
+
+// Spoofing, with engine.ip_anti_spoofing on: guest A (toolstack "ip" 10.0.0.2) sends its own
+// traffic and frames with a foreign source MAC, guest B's MAC, an IPv4 source not its own, an
+// ARP sender not its own; only its own traffic (and DHCP from 0.0.0.0, an ARP probe) reaches
+// the port, each drop counted by reason. Guest B has no "ip" key: its frames from any IPv4
+// address pass, as Xen's vif scripts do without ip=.
+TEST_F(EngineRing, SpoofedSourcesNeverReachThePort) {
+    ip_anti_spoofing_ = true;
+    const hv::DomId a = create_guest("a");
+    const hv::DomId b = create_guest("b");
+    CT_ASSERT_OK(plug(a));
+    CT_ASSERT_OK(plug(b));
+    auto paths = netfront::vif_paths(*xs_, a, hv::kDom0, 0);
+    CT_ASSERT_OK(paths);
+    CT_ASSERT_OK(xs_->write(hv::kNoTxn, paths->backend + "/ip", "10.0.0.2 192.168.1.2"));
+    GuestProcess ga(dir_.path(), a, GuestOptions{});
+    GuestProcess gb(dir_.path(), b, GuestOptions{});
+    make_ring_port("ctring");
+    if (HasFatalFailure()) return;
+    start_engine();
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(a, 0, "ring", RxMode::copy));
+    ASSERT_TRUE(ga.wait_connected());
+    CT_ASSERT_OK(handshake_->connect(b, 0, "ring", RxMode::copy));
+    ASSERT_TRUE(gb.wait_connected());
+    start_drainer();
+
+    auto with_ipv4_source = [](std::vector<std::byte> f, std::array<std::uint8_t, 4> src) {
+        for (unsigned i = 0; i < 4; ++i)
+            f[14 + 12 + i] = std::byte{src[i]};
+        return f;
+    };
+    const auto own = tcp_frame(peer_mac(), guest_mac(a), false, 1, 100, 1); // from 10.0.0.2
+    auto dhcp = with_ipv4_source(own, {0, 0, 0, 0});
+    dhcp[14 + 9] = std::byte{17}; // UDP 68 -> 67
+    dhcp[34] = std::byte{0};
+    dhcp[35] = std::byte{68};
+    dhcp[36] = std::byte{0};
+    dhcp[37] = std::byte{67};
+    const std::vector<std::pair<std::vector<std::byte>, bool>> sent = {
+        {own, true},
+        {payload_frame(peer_mac(), peer_mac(), 0, 7, 100), false},   // a foreign source MAC
+        {payload_frame(peer_mac(), guest_mac(b), 1, 7, 100), false}, // the other guest's MAC
+        {with_ipv4_source(own, {10, 0, 0, 3}), false},
+        {with_ipv4_source(own, {192, 168, 1, 2}), true},
+        {arp_frame(guest_mac(a), {10, 0, 0, 9}), false},
+        {arp_frame(guest_mac(a), {10, 0, 0, 2}), true},
+        {arp_frame(guest_mac(a), {0, 0, 0, 0}), true}, // a probe
+        {dhcp, true},
+    };
+    std::vector<std::vector<std::byte>> want;
+    for (const auto& [frame, pass] : sent) {
+        // Split across two slots too: the checks read the header copy, whole.
+        for (const std::uint16_t offset : {0, 4096 - 20}) {
+            EXPECT_EQ(ga.send_frame(frame, offset), std::optional<bool>(pass));
+            if (pass) want.push_back(frame);
+        }
+    }
+    // B has no "ip": an address that is not A's passes from B.
+    const auto b_frame = tcp_frame(peer_mac(), guest_mac(b), false, 2, 100, 2); // 10.0.0.2
+    EXPECT_EQ(gb.send_frame(with_ipv4_source(b_frame, {10, 0, 0, 77})), std::optional<bool>(true));
+    want.push_back(with_ipv4_source(b_frame, {10, 0, 0, 77}));
+
+    auto out = take_sent(want.size());
+    ASSERT_EQ(out.size(), want.size());
+    for (std::size_t i = 0; i < want.size(); ++i)
+        EXPECT_TRUE(out[i] == want[i]) << "frame " << i << " differs";
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_TRUE(take_sent(0).empty()) << "nothing else reached the port";
+    const VifStatus sa = engine_->status(VifId{a, 0}).value_or(VifStatus{});
+    EXPECT_EQ(sa.counters.tx_drop_spoofed, 4u) << describe(sa);
+    EXPECT_EQ(sa.counters.tx_drop_ip_spoofed, 4u) << describe(sa);
+    EXPECT_EQ(sa.counters.tx_packets, 10u) << describe(sa);
+    const VifStatus sb = engine_->status(VifId{b, 0}).value_or(VifStatus{});
+    EXPECT_EQ(sb.counters.tx_drop_ip_spoofed + sb.counters.tx_drop_spoofed, 0u) << describe(sb);
+
+    ASSERT_TRUE(gb.request_close());
+    CT_EXPECT_OK(handshake_->disconnect(b, 0));
+    EXPECT_TRUE(gb.close_result());
+    EXPECT_TRUE(gb.succeeded());
+    close_and_check(ga, a);
+}
+
+// A guest that posts no RX buffer until told to (its rings written by hand): reports 1 once
+// connected; on a count, posts that many buffers (pages 2..) and reports 1; then stays until
+// told to go.
+void unposting_guest_main(const std::string& dir, hv::DomId dom, const Link& link) {
+    test::RawFrontend f;
+    f.open(dir, dom, 2 + 16);
+    if (::testing::Test::HasFatalFailure()) return;
+    f.connect({{"feature-sg", "1"}});
+    if (::testing::Test::HasFatalFailure()) return;
+    link.send(1);
+    const auto n = link.recv();
+    if (!n || *n == 0) return;
+    for (std::uint16_t i = 0; i < *n && i < 16; ++i) {
+        auto ref = f.hv->grant_access(hv::kDom0, f.pages.page(2U + i), false);
+        ASSERT_TRUE(ref.has_value());
+        EXPECT_TRUE(f.rx.put_request(netif::RxRequest{i, 0, *ref}));
+    }
+    if (f.rx.push_requests()) (void)f.ev->notify(f.rx_port);
+    link.send(1);
+    (void)link.recv();
+}
+
+// XSA-392's class: a guest that never posts RX buffers while frames for it keep coming. Its
+// queue stalls after rx_stall_timeout (counted, shown in its status); from then on its frames
+// are dropped as they come, unstaged: under a flood of 3000 frames the peer's mbufs all come
+// back at once (nothing waits for it) and no frame counts as staged-then-dropped. A guest on
+// the same port keeps its traffic. Once the guest posts, it recovers and gets frames again.
+TEST_F(EngineRing, AGuestThatStopsPostingStallsAndRecovers) {
+    rx_stall_timeout_ = std::chrono::milliseconds(300);
+    const hv::DomId good = create_guest("good");
+    const hv::DomId bad = create_guest("unposting");
+    CT_ASSERT_OK(plug(good));
+    CT_ASSERT_OK(plug(bad));
+    GuestProcess g(dir_.path(), good, GuestOptions{});
+    Link bad_link;
+    Child bad_guest =
+        spawn_linked(bad_link, [&](const Link& l) { unposting_guest_main(dir_.path(), bad, l); });
+    make_ring_port("ctring");
+    if (HasFatalFailure()) return;
+    start_engine();
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(good, 0, "ring", RxMode::copy));
+    ASSERT_TRUE(g.wait_connected());
+    CT_ASSERT_OK(handshake_->connect(bad, 0, "ring", RxMode::copy));
+    ASSERT_EQ(bad_link.recv(), std::optional<std::uint64_t>(1));
+    start_drainer();
+    auto bad_status = [&] { return engine_->status(VifId{bad, 0}).value_or(VifStatus{}); };
+
+    // Frames keep coming, no buffer: stalled once the timeout passed, not before.
+    std::uint64_t seq = 0;
+    ASSERT_TRUE(inject(payload_frame(guest_mac(bad), peer_mac(), seq++, 5, 100)));
+    const auto start = std::chrono::steady_clock::now();
+    while (bad_status().stalled_queues == 0 &&
+           std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
+        ASSERT_TRUE(inject(payload_frame(guest_mac(bad), peer_mac(), seq++, 5, 100)));
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    VifStatus st = bad_status();
+    ASSERT_EQ(st.stalled_queues, 1u) << describe(st);
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300));
+    EXPECT_EQ(st.counters.rx_stalls, 1u);
+    const std::uint64_t staged_drops = st.counters.rx_drop_no_buffer;
+    EXPECT_GE(staged_drops, 1u) << "before the stall, frames were staged and found no buffer";
+
+    // The flood: dropped as they come. The peer's pool holds 1023 mbufs: 3000 frames go
+    // through only if the engine keeps none of them for the stalled guest.
+    constexpr unsigned kFlood = 3000;
+    const std::uint64_t before = st.counters.rx_drop_stalled;
+    for (unsigned i = 0; i < kFlood; ++i)
+        ASSERT_TRUE(inject(payload_frame(guest_mac(bad), peer_mac(), seq++, 5, 1000)));
+    for (int i = 0; i < 2000 && bad_status().counters.rx_drop_stalled < before + kFlood; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    st = bad_status();
+    EXPECT_EQ(st.counters.rx_drop_stalled, before + kFlood) << describe(st);
+    EXPECT_EQ(st.counters.rx_drop_no_buffer, staged_drops) << "a stalled queue stages nothing";
+    EXPECT_EQ(st.counters.rx_stalls, 1u);
+    for (int i = 0; i < 2000 && rte_mempool_avail_count(pool_) != pool_->size; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_EQ(rte_mempool_avail_count(pool_), pool_->size) << "nothing held for the stalled guest";
+
+    // The good guest on the same port is not affected.
+    for (unsigned i = 0; i < 16; ++i)
+        ASSERT_TRUE(inject(payload_frame(guest_mac(good), peer_mac(), i, 1, 300)));
+    auto r = g.wait_received(1, 16);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->received, 16u);
+    EXPECT_EQ(engine_->status(VifId{good, 0})->stalled_queues, 0u);
+
+    // The guest posts: no longer stalled (with no frame needed to notice), then gets frames.
+    ASSERT_TRUE(bad_link.send(8));
+    ASSERT_EQ(bad_link.recv(), std::optional<std::uint64_t>(1));
+    for (int i = 0; i < 2000 && bad_status().stalled_queues != 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_EQ(bad_status().stalled_queues, 0u);
+    for (unsigned i = 0; i < 4; ++i)
+        ASSERT_TRUE(inject(payload_frame(guest_mac(bad), peer_mac(), seq++, 5, 100)));
+    for (int i = 0; i < 2000 && bad_status().counters.rx_packets < 4; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    st = bad_status();
+    EXPECT_EQ(st.counters.rx_packets, 4u) << describe(st);
+    EXPECT_EQ(st.counters.rx_stalls, 1u);
+
+    CT_EXPECT_OK(engine_->detach(VifId{bad, 0}));
+    bad_link.send(0);
+    EXPECT_TRUE(bad_guest.succeeded());
+    close_and_check(g, good);
+}
+
+// A raw guest with request-multicast-control = 1 and 32 RX buffers posted. On a count n it
+// subscribes 01:00:5e:00:01:00..n-1 (one multicast-add control request each, in one push),
+// waits for their answers and reports how many were OKAY, then how many ERROR.
+void mcast_guest_main(const std::string& dir, hv::DomId dom, const Link& link) {
+    test::RawFrontend f;
+    f.open(dir, dom, 2 + 32);
+    if (::testing::Test::HasFatalFailure()) return;
+    f.connect({{"feature-sg", "1"}, {"request-multicast-control", "1"}});
+    if (::testing::Test::HasFatalFailure()) return;
+    for (std::uint16_t i = 0; i < 32; ++i) {
+        auto ref = f.hv->grant_access(hv::kDom0, f.pages.page(2U + i), false);
+        ASSERT_TRUE(ref.has_value());
+        EXPECT_TRUE(f.rx.put_request(netif::RxRequest{i, 0, *ref}));
+    }
+    if (f.rx.push_requests()) (void)f.ev->notify(f.rx_port);
+    link.send(1);
+    for (;;) {
+        const auto n = link.recv();
+        if (!n || *n == 0) return;
+        for (std::uint16_t i = 0; i < *n; ++i) {
+            EXPECT_TRUE(f.tx.put_request(netif::TxRequest{0, 0, netif::txf::kExtraInfo, i, 0}));
+            netif::ExtraInfo e{};
+            e.type = netif::extra::kMcastAdd;
+            const std::uint8_t mac[6] = {0x01, 0x00, 0x5e,
+                                         0x00, 0x01, static_cast<std::uint8_t>(i)};
+            std::memcpy(e.u.mcast.addr, mac, sizeof(mac));
+            EXPECT_TRUE(f.tx.put_extra(e));
+        }
+        if (f.tx.push_requests()) (void)f.ev->notify(f.tx_port);
+        std::uint64_t ok = 0, err = 0;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+        while (ok + err < *n && std::chrono::steady_clock::now() < deadline) {
+            const netif::ResponseWindow w = f.tx.poll_responses();
+            for (std::uint32_t k = 0; k < w.available; ++k) {
+                const netif::TxResponse r = f.tx.copy_response(w.cons + k);
+                if (r.status == netif::rsp::kNull) continue; // the extra's slot
+                (r.status == netif::rsp::kOkay ? ok : err) += 1;
+            }
+            f.tx.consume_responses(w.available);
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+        link.send(ok);
+        link.send(err);
+    }
+}
+
+// Multicast control: a frontend that asked for it gets only the groups it subscribed to (and
+// every broadcast); the list holds 64 addresses per vif, the 65th is refused; turned off
+// (request-multicast-control = 0, as the control plane relays it) every multicast passes,
+// turned on again the list filters again.
+TEST_F(EngineRing, MulticastFilterFollowsTheFrontend) {
+    const hv::DomId dom = create_guest("mcast");
+    CT_ASSERT_OK(plug(dom));
+    Link link;
+    Child guest = spawn_linked(link, [&](const Link& l) { mcast_guest_main(dir_.path(), dom, l); });
+    make_ring_port("ctring");
+    if (HasFatalFailure()) return;
+    start_engine();
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
+    ASSERT_EQ(link.recv(), std::optional<std::uint64_t>(1));
+    start_drainer();
+    const VifId id{dom, 0};
+
+    // 64 groups fit, the 65th does not.
+    ASSERT_TRUE(link.send(64));
+    EXPECT_EQ(link.recv(), std::optional<std::uint64_t>(64));
+    EXPECT_EQ(link.recv(), std::optional<std::uint64_t>(0));
+    ASSERT_TRUE(link.send(65)); // 64 again (already there: OKAY), and one more
+    EXPECT_EQ(link.recv(), std::optional<std::uint64_t>(64));
+    EXPECT_EQ(link.recv(), std::optional<std::uint64_t>(1));
+
+    const netif::MacAddress in_list{{0x01, 0x00, 0x5e, 0x00, 0x01, 0x07}};
+    const netif::MacAddress not_in_list{{0x01, 0x00, 0x5e, 0x00, 0x02, 0x07}};
+    const netif::MacAddress broadcast{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+    auto delivered_after = [&](const netif::MacAddress& dst, std::uint64_t want) {
+        ASSERT_TRUE(inject(payload_frame(dst, peer_mac(), 0, 3, 100)));
+        // A broadcast behind it (always delivered, in order) tells when it was handled.
+        ASSERT_TRUE(inject(payload_frame(broadcast, peer_mac(), 0, 3, 100)));
+        std::uint64_t got = 0;
+        for (int i = 0; i < 2000; ++i) {
+            got = engine_->status(id)->counters.rx_packets;
+            if (got >= want) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        EXPECT_EQ(engine_->status(id)->counters.rx_packets, want);
+    };
+    delivered_after(in_list, 2);
+    delivered_after(not_in_list, 3); // the broadcast only
+    CT_ASSERT_OK(engine_->set_mcast_control(id, false));
+    delivered_after(not_in_list, 5);
+    CT_ASSERT_OK(engine_->set_mcast_control(id, true));
+    delivered_after(not_in_list, 6);
+    delivered_after(in_list, 8);
+
+    CT_EXPECT_OK(engine_->detach(id));
+    link.send(0);
+    EXPECT_TRUE(guest.succeeded());
+    stop_drainer();
+    CT_EXPECT_OK(engine_->shutdown());
+    for (const auto& d : engine_->leaks().details)
+        ADD_FAILURE() << d;
 }
 
 // dpnetback's sub-page buffers (feature-rx-buffer-offset): two RX buffers per page, each

@@ -106,6 +106,18 @@ Child& Child::operator=(Child&& o) noexcept {
     return *this;
 }
 
+Child spawn_linked(Link& link, const std::function<void(const Link&)>& body) {
+    auto [mine, theirs] = Link::make();
+    link = std::move(mine);
+    Link child_link = std::move(theirs);
+    Child c([&] {
+        link.close();
+        body(child_link);
+    });
+    child_link.close();
+    return c;
+}
+
 bool Child::succeeded(int timeout_ms) {
     if (pid_ <= 0) return false;
     const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
@@ -468,7 +480,7 @@ TcpSegment check_tcp_frame(const std::vector<std::byte>& frame, bool ipv6, std::
 
 namespace {
 
-enum GuestCmd : std::uint64_t { kSend = 1, kReport = 2, kClose = 3, kSendTcp = 4 };
+enum GuestCmd : std::uint64_t { kSend = 1, kReport = 2, kClose = 3, kSendTcp = 4, kSendFrame = 5 };
 
 std::uint64_t pack_mac(const netif::MacAddress& m) {
     std::uint64_t v = 0;
@@ -605,6 +617,35 @@ void guest_main(const std::string& sim_dir, hv::DomId dom, const GuestOptions& o
                    std::chrono::steady_clock::now() < deadline)
                 (void)f.poll(std::chrono::milliseconds(5), h);
             link.send(sent);
+        } else if (*cmd == kSendFrame) {
+            const std::uint64_t size = link.recv().value_or(0);
+            const auto offset = static_cast<std::uint16_t>(link.recv().value_or(0));
+            const bool partial = link.recv().value_or(0) != 0;
+            std::vector<std::byte> frame(std::min<std::uint64_t>(size, 65536));
+            for (std::size_t i = 0; i < frame.size(); i += 8) {
+                const std::uint64_t w = link.recv().value_or(0);
+                for (std::size_t b = 0; b < 8 && i + b < frame.size(); ++b)
+                    frame[i + b] = static_cast<std::byte>(w >> (8 * b));
+            }
+            netfront::TxFrame tf;
+            tf.data = frame;
+            tf.first_offset = offset;
+            tf.csum_partial = partial;
+            const std::uint64_t done_before = tx_ok + tx_failed;
+            const std::uint64_t ok_before = tx_ok;
+            const auto deadline =
+                std::chrono::steady_clock::now() + std::chrono::milliseconds(kTimeoutMs);
+            Status st = f.send(0, tf);
+            while (!st && st.error().code == Errc::busy &&
+                   std::chrono::steady_clock::now() < deadline) {
+                (void)f.poll(std::chrono::milliseconds(1), h);
+                st = f.send(0, tf);
+            }
+            if (!st) ADD_FAILURE() << "guest " << dom << ": send: " << st.error().describe();
+            while (st && tx_ok + tx_failed == done_before &&
+                   std::chrono::steady_clock::now() < deadline)
+                (void)f.poll(std::chrono::milliseconds(1), h);
+            link.send(!st ? 0 : tx_ok != ok_before ? 1 : 2);
         } else if (*cmd == kReport) {
             const auto stream = static_cast<std::uint32_t>(link.recv().value_or(0));
             link.send(by_stream[stream]);
@@ -654,6 +695,22 @@ bool GuestProcess::send_tcp(const netif::MacAddress& dst, std::uint64_t count,
         return false;
     auto sent = link_.recv();
     return sent && *sent == count;
+}
+
+std::optional<bool> GuestProcess::send_frame(const std::vector<std::byte>& frame,
+                                             std::uint16_t first_offset, bool csum_partial) {
+    if (!link_.send(kSendFrame) || !link_.send(frame.size()) || !link_.send(first_offset) ||
+        !link_.send(csum_partial ? 1 : 0))
+        return std::nullopt;
+    for (std::size_t i = 0; i < frame.size(); i += 8) {
+        std::uint64_t w = 0;
+        for (std::size_t b = 0; b < 8 && i + b < frame.size(); ++b)
+            w |= static_cast<std::uint64_t>(frame[i + b]) << (8 * b);
+        if (!link_.send(w)) return std::nullopt;
+    }
+    auto r = link_.recv();
+    if (!r || *r == 0) return std::nullopt;
+    return *r == 1;
 }
 
 bool GuestProcess::wait_connected() {
@@ -756,6 +813,7 @@ Status BackendHandshake::connect(hv::DomId dom, std::uint32_t handle, const std:
     spec.port = port;
     spec.frontend = *cfg;
     spec.rate = tc->rate;
+    spec.ip = tc->ip;
     if (Status st = dp_.attach(spec); !st) {
         (void)xs_.write(hv::kNoTxn, be + "/state", "5");
         return st;
@@ -871,11 +929,15 @@ VifStatus TapEngineFixture::status(hv::DomId dom) {
 }
 
 std::string TapEngineFixture::describe(hv::DomId dom) {
-    const VifStatus s = status(dom);
+    return component::describe(status(dom));
+}
+
+std::string describe(const VifStatus& s) {
     std::string out =
         to_string(s.id) +
         (s.state == VifRunState::disabled ? " disabled (" + s.disabled_reason + ")" : " running") +
         ", RX " + to_string(s.rx_mode);
+    if (s.stalled_queues != 0) out += ", stalled queues " + std::to_string(s.stalled_queues);
     const auto table = vif_counter_table();
     for (std::size_t i = 0; i < table.size(); ++i)
         if (const auto v = counter_value(s.counters, i); v != 0)

@@ -89,6 +89,9 @@ private:
     int pid_ = -1;
 };
 
+// Forks `body` with one end of a new link; the caller keeps the other end in `link`.
+Child spawn_linked(Link& link, const std::function<void(const Link&)>& body);
+
 // dpnb-simhv serving a folder, in its own process.
 class SimServer {
 public:
@@ -188,6 +191,11 @@ public:
     // packets of MSS `gso_size` when it is not 0; frame i starts at sequence i * 100000.
     bool send_tcp(const netif::MacAddress& dst, std::uint64_t count, std::uint32_t payload,
                   std::uint16_t gso_size, bool ipv6, std::uint8_t seed);
+    // Sends one frame as given (any bytes), starting at `first_offset` in its first page
+    // (a frame crossing the page's end takes a second slot there), and waits for the
+    // backend's answer: true for OKAY, false for an error, nullopt when it could not send.
+    std::optional<bool> send_frame(const std::vector<std::byte>& frame,
+                                   std::uint16_t first_offset = 0, bool csum_partial = false);
     // Waits until `count` valid frames of `stream` arrived (in total), up to `timeout_ms`.
     std::optional<GuestReport> wait_received(std::uint32_t stream, std::uint64_t count,
                                              int timeout_ms = kTimeoutMs);
@@ -220,6 +228,9 @@ private:
     hv::Xenstore& xs_;
     DataPlane& dp_;
 };
+
+// A vif's state, RX mode and non-zero counters, for failure messages.
+std::string describe(const VifStatus& s);
 
 // A simulated hypervisor, its toolstack and dom0's xenstore for one test.
 class SimFixture : public ::testing::Test {

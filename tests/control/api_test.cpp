@@ -155,6 +155,30 @@ TEST_F(ControlApi, RulesAndRuntimeChangesReachTheDataPlane) {
     EXPECT_EQ(bad.error().code, Errc::invalid_argument);
 }
 
+// feature-dynamic-multicast-control: the frontend turns its multicast filter on and off
+// after connect (Linux watches request-multicast-control); each change reaches the data
+// plane once, a repeated value not at all, and a malformed one is refused while the vif runs.
+TEST_F(ControlApi, MulticastControlIsWatchedAfterConnect) {
+    start_daemon();
+    Running r = run_guest("mcast");
+    ASSERT_NE(r.guest, nullptr);
+    EXPECT_FALSE(dp_->spec(r.id())->frontend.multicast_control);
+    const std::string key = frontend_path(r.dom) + "/request-multicast-control";
+    CT_ASSERT_OK(xs_->write(hv::kNoTxn, key, "1"));
+    ASSERT_TRUE(pump_until([&] { return !dp_->calls().mcast_control.empty(); }));
+    EXPECT_EQ(dp_->calls().mcast_control[0], std::make_pair(r.id(), true));
+    EXPECT_TRUE(dp_->spec(r.id())->frontend.multicast_control);
+    CT_ASSERT_OK(xs_->write(hv::kNoTxn, key, "1")); // the same value: nothing to do
+    CT_ASSERT_OK(xs_->write(hv::kNoTxn, key, "0"));
+    ASSERT_TRUE(pump_until([&] { return dp_->calls().mcast_control.size() == 2; }));
+    EXPECT_EQ(dp_->calls().mcast_control[1], std::make_pair(r.id(), false));
+    CT_ASSERT_OK(xs_->write(hv::kNoTxn, key, "yes"));
+    ASSERT_TRUE(
+        pump_until([&] { return cp_->counters().error(ControlError::frontend_config) == 1; }));
+    EXPECT_EQ(dp_->calls().mcast_control.size(), 2U);
+    EXPECT_EQ(read(backend_path(r.dom) + "/state"), "4");
+}
+
 TEST_F(ControlApi, CallRunsOnTheControlThread) {
     start_daemon();
     Running r = run_guest("call");

@@ -141,6 +141,14 @@ Status FakeDataPlane::set_rate(const engine::VifId& id, std::optional<netif::Rat
     return ok();
 }
 
+Status FakeDataPlane::set_mcast_control(const engine::VifId& id, bool on) {
+    calls_.mcast_control.emplace_back(id, on);
+    auto it = vifs_.find(id);
+    if (it == vifs_.end()) return make_error(Errc::not_found, "not attached");
+    it->second->spec.frontend.multicast_control = on;
+    return ok();
+}
+
 std::vector<engine::VifStatus> FakeDataPlane::list() const {
     std::vector<engine::VifStatus> out;
     for (const auto& [id, v] : vifs_)

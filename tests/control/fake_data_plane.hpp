@@ -32,6 +32,7 @@ public:
     Status detach(const engine::VifId& id) override;
     Status set_rx_mode(const engine::VifId& id, engine::RxMode mode) override;
     Status set_rate(const engine::VifId& id, std::optional<netif::RateLimit> rate) override;
+    Status set_mcast_control(const engine::VifId& id, bool on) override;
     std::vector<engine::VifStatus> list() const override;
     Result<engine::VifStatus> status(const engine::VifId& id) const override;
     int events_fd() const override { return event_fd_; }
@@ -50,6 +51,7 @@ public:
         std::vector<engine::VifId> detach;
         std::vector<std::pair<engine::VifId, engine::RxMode>> rx_mode;
         std::vector<std::pair<engine::VifId, std::optional<netif::RateLimit>>> rate;
+        std::vector<std::pair<engine::VifId, bool>> mcast_control;
     };
     const Calls& calls() const { return calls_; }
     bool attached(const engine::VifId& id) const { return vifs_.contains(id); }

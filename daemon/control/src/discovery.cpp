@@ -369,6 +369,7 @@ void ControlPlane::Impl::frontend_changed(Vif& v) {
         log_xenstore_failure(v.name, "reading the frontend state", raw.error());
         return;
     }
+    if (*raw && v.attached) read_mcast_control(v);
     Input in = Input::frontend_unknown;
     if (!*raw) {
         // The frontend folder went. When that is because the guest died (its home is removed

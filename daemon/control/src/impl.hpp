@@ -111,6 +111,7 @@ public:
     void read_online(Vif& v);
     void read_rate(Vif& v);
     void frontend_changed(Vif& v);
+    void read_mcast_control(Vif& v);
     void domains_changed();
     void handle_data_plane_events();
 

@@ -187,6 +187,7 @@ Input ControlPlane::Impl::connect(Vif& v) {
     spec.rx_queue = o.rx_queue;
     spec.frontend = std::move(**fc);
     spec.rate = v.toolstack.rate;
+    spec.ip = v.toolstack.ip;
     spec.resume = v.resume;
 
     if (Status a = dp_.attach(spec); !a) {
@@ -245,6 +246,26 @@ Status ControlPlane::Impl::reattach(Vif& v, engine::VifSpec spec, ControlError k
                  engine::to_string(spec.rx_mode), spec.port, spec.frontend.xdp_headroom);
     v.attached = std::move(spec);
     return ok();
+}
+
+// request-multicast-control after connect (feature-dynamic-multicast-control, as Linux's
+// xen_mcast_ctrl_changed): the frontend turns its multicast filter on or off at any time.
+void ControlPlane::Impl::read_mcast_control(Vif& v) {
+    if (!options_.capabilities.dynamic_multicast_control) return; // sampled at connect only
+    auto on = netif::read_multicast_control(reader(hv::kNoTxn, v.frontend), options_.capabilities);
+    if (!on) {
+        Error e = std::move(on).error();
+        e.message = v.frontend + ": " + e.message;
+        fail(v, is_value_error(e) ? ControlError::frontend_config : ControlError::xenstore, e);
+        return;
+    }
+    if (*on == v.attached->frontend.multicast_control) return;
+    if (Status st = dp_.set_mcast_control(v.id, *on); !st) {
+        fail(v, ControlError::reconfigure, st.error());
+        return;
+    }
+    v.attached->frontend.multicast_control = *on;
+    spdlog::info("control: {}: multicast filter {}", v.name, *on ? "on" : "off");
 }
 
 // The frontend changed xdp-headroom (Reconfiguring). The data plane has no way to change a

@@ -28,7 +28,15 @@ Json counters_json(const engine::VifCounters& c) {
 
 std::uint64_t drops(const engine::VifCounters& c) {
     return c.rx_drop_no_buffer + c.rx_drop_placeholder + c.rx_drop_error + c.tx_drop_protocol +
-           c.tx_drop_spoofed + c.tx_drop_error;
+           c.tx_drop_spoofed + c.tx_drop_ip_spoofed + c.tx_drop_error + c.tx_drop_headers +
+           c.rx_drop_stalled;
+}
+
+// The data plane's state of a vif: running, stalled (a queue with no RX buffer for
+// rx_stall_timeout: carrier off), or disabled.
+const char* run_state(const engine::VifStatus& s) {
+    if (s.state == engine::VifRunState::disabled) return "disabled";
+    return s.stalled_queues != 0 ? "stalled" : "running";
 }
 
 Json optional_state(const std::optional<netif::XenbusState>& s) {
@@ -55,7 +63,7 @@ Json vif_summary(const control::VifInfo& v) {
               {"queues", v.queues}};
     if (v.data_plane) {
         const engine::VifCounters& c = v.data_plane->counters;
-        j["state"] = v.data_plane->state == engine::VifRunState::running ? "running" : "disabled";
+        j["state"] = run_state(*v.data_plane);
         j["lcore"] = v.data_plane->lcore;
         j["rx_packets"] = c.rx_packets;
         j["rx_bytes"] = c.rx_bytes;
@@ -91,18 +99,18 @@ Json vif_detail(const control::VifInfo& v) {
     j["last_error"] = v.last_error;
     if (v.data_plane) {
         const engine::VifStatus& s = *v.data_plane;
-        j["data_plane"] = {
-            {"state", s.state == engine::VifRunState::running ? "running" : "disabled"},
-            {"disabled_reason", s.disabled_reason},
-            {"rx_mode", engine::to_string(s.rx_mode)},
-            {"rx_mode_reason", s.rx_mode_reason},
-            {"port", s.port},
-            {"rx_queue", s.rx_queue ? Json(*s.rx_queue) : Json(nullptr)},
-            {"lcore", s.lcore},
-            {"queues", s.queues},
-            {"control_ring", s.control_ring},
-            {"static_grants", s.static_grants},
-            {"hash", hash_json(s.hash)}};
+        j["data_plane"] = {{"state", run_state(s)},
+                           {"disabled_reason", s.disabled_reason},
+                           {"stalled_queues", s.stalled_queues},
+                           {"rx_mode", engine::to_string(s.rx_mode)},
+                           {"rx_mode_reason", s.rx_mode_reason},
+                           {"port", s.port},
+                           {"rx_queue", s.rx_queue ? Json(*s.rx_queue) : Json(nullptr)},
+                           {"lcore", s.lcore},
+                           {"queues", s.queues},
+                           {"control_ring", s.control_ring},
+                           {"static_grants", s.static_grants},
+                           {"hash", hash_json(s.hash)}};
         j["counters"] = counters_json(s.counters);
         Json errors = Json::object();
         const auto table = netif::tx_error_table();

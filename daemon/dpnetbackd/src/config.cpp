@@ -58,6 +58,7 @@ constexpr KeyInfo kKeys[] = {
     {"engine.tx_copy_len", Reload::restart},
     {"engine.tx_copy_slot_max", Reload::restart},
     {"engine.anti_spoofing", Reload::restart},
+    {"engine.ip_anti_spoofing", Reload::restart},
     {"engine.fatal_bad_grants", Reload::restart},
     {"engine.tx_max_slots", Reload::restart},
     {"engine.tx_fatal_slots", Reload::restart},
@@ -70,6 +71,7 @@ constexpr KeyInfo kKeys[] = {
     {"engine.poll_sleep_us", Reload::restart},
     {"engine.command_timeout_ms", Reload::restart},
     {"engine.drain_timeout_ms", Reload::restart},
+    {"engine.rx_stall_timeout_ms", Reload::restart},
 
     {"port.*.device", Reload::restart},
     {"port.*.group", Reload::restart},
@@ -708,9 +710,10 @@ void load_engine(Loader& l, const toml::table* t, Config& c) {
         "reuse_miss", e.reuse_miss,
         enum_parser<engine::RxMode>({{"map", engine::RxMode::map}, {"copy", engine::RxMode::copy}}),
         [](engine::RxMode m) { return std::string(engine::to_string(m)); }, "\"map\", \"copy\"");
-    s.integer("tx_copy_len", e.tx_copy_len, 14, 256);
+    s.integer("tx_copy_len", e.tx_copy_len, 128, 256);
     s.integer("tx_copy_slot_max", e.tx_copy_slot_max, 0, 4096);
     s.boolean("anti_spoofing", e.anti_spoofing);
+    s.boolean("ip_anti_spoofing", e.ip_anti_spoofing);
     s.boolean("fatal_bad_grants", e.fatal_bad_grants);
     s.integer("tx_max_slots", e.tx_limits.max_slots, 18, netif::kTxMaxSlots);
     s.integer("tx_fatal_slots", e.tx_limits.fatal_slots, 18, netif::kTxMaxSlots);
@@ -727,6 +730,7 @@ void load_engine(Loader& l, const toml::table* t, Config& c) {
     e.poll_sleep = std::chrono::microseconds(poll_sleep);
     s.milliseconds("command_timeout_ms", e.command_timeout, 100, 600'000);
     s.milliseconds("drain_timeout_ms", e.drain_timeout, 0, 600'000);
+    s.milliseconds("rx_stall_timeout_ms", e.rx_stall_timeout, 0, 3'600'000);
     s.finish();
     if (Status st = netif::validate(e.tx_limits); !st) s.error("tx_max_slots", st.error().message);
 }

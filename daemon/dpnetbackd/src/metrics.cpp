@@ -51,12 +51,18 @@ constexpr CounterFamily kVifFamilies[] = {
      "reason", "placeholder"},
     {"rx_drop_error", "dpnetback_vif_dropped_packets_total", kDropsHelp, "direction", "rx",
      "reason", "error"},
+    {"rx_drop_stalled", "dpnetback_vif_dropped_packets_total", kDropsHelp, "direction", "rx",
+     "reason", "stalled"},
     {"tx_drop_protocol", "dpnetback_vif_dropped_packets_total", kDropsHelp, "direction", "tx",
      "reason", "protocol"},
     {"tx_drop_spoofed", "dpnetback_vif_dropped_packets_total", kDropsHelp, "direction", "tx",
      "reason", "spoofed"},
+    {"tx_drop_ip_spoofed", "dpnetback_vif_dropped_packets_total", kDropsHelp, "direction", "tx",
+     "reason", "ip_spoofed"},
     {"tx_drop_error", "dpnetback_vif_dropped_packets_total", kDropsHelp, "direction", "tx",
      "reason", "error"},
+    {"tx_drop_headers", "dpnetback_vif_dropped_packets_total", kDropsHelp, "direction", "tx",
+     "reason", "headers"},
     {"grant_copy_ops", "dpnetback_vif_grant_operations_total", kGrantHelp, "kind", "copy"},
     {"grant_map_ops", "dpnetback_vif_grant_operations_total", kGrantHelp, "kind", "map"},
     {"grant_unmap_ops", "dpnetback_vif_grant_operations_total", kGrantHelp, "kind", "unmap"},
@@ -232,6 +238,10 @@ void render_vif(Exposition& e, const control::VifInfo& v) {
     e.gauge("dpnetback_vif_disabled",
             "1 when the data plane disabled the vif after a fatal protocol error.", vif,
             s.state == engine::VifRunState::disabled ? 1 : 0);
+    e.gauge("dpnetback_vif_rx_stalled_queues",
+            "Queues of the vif stalled now: frames waiting and no RX buffer posted for "
+            "rx_stall_timeout (carrier off); their frames are dropped until the guest posts.",
+            vif, s.stalled_queues);
 
     render_counters(e, "dpnetback_vif_", engine::vif_counter_table(), kVifFamilies, vif,
                     [&](std::size_t i) { return engine::counter_value(s.counters, i); });

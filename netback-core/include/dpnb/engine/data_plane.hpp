@@ -55,6 +55,9 @@ struct VifSpec {
     std::optional<std::uint16_t> rx_queue; // a dedicated NIC RX queue, if the operator chose one
     netif::FrontendConfig frontend;        // rings, event channels, negotiated features
     std::optional<netif::RateLimit> rate;  // toolstack's "rate" (credit-based, as netback)
+    // The toolstack's "ip": the IPv4 addresses the guest may send from, enforced when
+    // EngineOptions::ip_anti_spoofing is on (netif/ip_filter.hpp); empty: not filtered.
+    std::vector<netif::Ipv4Address> ip;
     // Re-attach after a daemon restart: take over rings that already carried traffic, at
     // their shared indices (docs/xenbus.md, "daemon restart").
     bool resume = false;
@@ -75,9 +78,13 @@ enum class VifRunState : std::uint8_t {
     X(rx_drop_placeholder, "frames that landed in a start-up placeholder buffer")                  \
     X(rx_drop_error, "frames for the guest dropped: grant or NIC error")                           \
     X(rx_bad_request, "RX requests naming a buffer beyond its page (the vif is disabled)")         \
+    X(rx_drop_stalled, "frames for the guest dropped unstaged: its queue is stalled")              \
+    X(rx_stalls, "times a queue of the vif stalled: frames and no RX buffer for rx_stall_timeout") \
     X(tx_drop_protocol, "guest packets dropped by the TX parser (see tx_error_*)")                 \
     X(tx_drop_spoofed, "guest packets dropped: source MAC is not the vif's")                       \
+    X(tx_drop_ip_spoofed, "guest packets dropped: IPv4 source or ARP sender not in the vif's ip")  \
     X(tx_drop_error, "guest packets dropped: grant or NIC error")                                  \
+    X(tx_drop_headers, "guest packets dropped: headers longer than engine.tx_copy_len (XSA-423)")  \
     X(grant_copy_ops, "grant copy segments")                                                       \
     X(grant_map_ops, "grants mapped")                                                              \
     X(grant_unmap_ops, "grants unmapped")                                                          \
@@ -143,6 +150,9 @@ struct VifStatus {
     std::optional<std::uint16_t> rx_queue; // dedicated NIC queue, nullopt when shared
     unsigned lcore = 0;
     unsigned queues = 0;
+    // Queues stalled now: frames for them and no RX buffer posted for rx_stall_timeout; their
+    // frames are dropped until the guest posts again (Linux: carrier off).
+    unsigned stalled_queues = 0;
     std::string disabled_reason; // when state == disabled
     // Static grants (docs/protocol.md): whether the vif has a control ring, and the RX
     // buffers its frontend has registered over it.
@@ -186,6 +196,9 @@ public:
     virtual Status detach(const VifId& id) = 0;
     virtual Status set_rx_mode(const VifId& id, RxMode mode) = 0;
     virtual Status set_rate(const VifId& id, std::optional<netif::RateLimit> rate) = 0;
+    // The frontend's request-multicast-control, watched after connect (as Linux): whether
+    // the vif's multicast list filters the multicast frames it receives.
+    virtual Status set_mcast_control(const VifId& id, bool on) = 0;
 
     virtual std::vector<VifStatus> list() const = 0;
     virtual Result<VifStatus> status(const VifId& id) const = 0;

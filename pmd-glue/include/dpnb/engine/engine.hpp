@@ -58,10 +58,18 @@ struct EngineOptions {
     // per call), which costs more than Xen copying a page: 4096 copies every slot, 0 maps.
     std::uint16_t tx_copy_slot_max = 4096;
     bool anti_spoofing = true; // the source MAC must be the vif's
+    // IPv4 sources and ARP senders must be among the vif's toolstack "ip" addresses (vifs
+    // without the key are not filtered): Xen's vif scripts' iptables rules, in the backend.
+    bool ip_anti_spoofing = false;
     netif::TxLimits tx_limits; // max_frame_len is derived from the port MTU when 0
     // A data grant the guest revoked or never granted (map or copy fails with bad_gntref,
     // permission_denied, ...) disables the vif; otherwise the packet is answered in error.
     bool fatal_bad_grants = true;
+
+    // A guest queue with frames for it and no RX buffer posted for this long is stalled
+    // (Linux netback's carrier off, XSA-392): its frames are dropped at once, before any
+    // staging, until it posts again. 0: never (Linux's default is 60 s).
+    std::chrono::milliseconds rx_stall_timeout{60000};
 
     // Mbufs
     unsigned rx_mbufs_per_port = 4096; // daemon RX mbufs per port (copy queues)
@@ -178,6 +186,7 @@ public:
     Status detach(const VifId& id) override;
     Status set_rx_mode(const VifId& id, RxMode mode) override;
     Status set_rate(const VifId& id, std::optional<netif::RateLimit> rate) override;
+    Status set_mcast_control(const VifId& id, bool on) override;
     std::vector<VifStatus> list() const override;
     Result<VifStatus> status(const VifId& id) const override;
     int events_fd() const override;
