@@ -65,6 +65,7 @@ files=(
   pmd-glue/src/rx_copy.cpp
   pmd-glue/src/rx_zero_copy.cpp
   pmd-glue/src/tx_path.cpp
+  pmd-glue/src/tx_local.cpp
   pmd-glue/src/offload.hpp
   pmd-glue/src/offload.cpp
   netback-core/include/dpnb/netif/rx_builder.hpp

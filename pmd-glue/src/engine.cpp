@@ -136,6 +136,7 @@ struct VifRecord {
     std::optional<std::uint16_t> rx_queue; // dedicated NIC queue
     rte_flow* flow = nullptr;
     bool steered = false;       // in the demux table of the port's shared queue
+    bool local = false;         // in every lcore's table of the port's guests (local delivery)
     RxMode mode = RxMode::copy; // what attach settled on (VifShared::rx_mode: in effect now)
     bool zero_copy = false;     // rx_queue allocates from a guest pool
     std::string mode_reason;
@@ -191,6 +192,8 @@ private:
                                            netif::RxBackRing rx);
     Status start_serving(VifRecord& r, PortState& ps);
     void steer_shared(VifRecord& r, const PortState& ps);
+    void share_local(VifRecord& r, const PortState& ps);
+    Status unshare_local(VifRecord& r, const PortState& ps);
     void set_vf_mac(const VifRecord& r, const PortState& ps);
     void abandon(VifRecord& r, PortState& ps);
 
@@ -229,6 +232,12 @@ Status Engine::Impl::init() {
         return make_error(Errc::invalid_argument,
                           "the Engine must be created on DPDK's main lcore thread");
     instance = g_instances.fetch_add(1);
+    static const rte_mbuf_dynflag kLocalFlag = {"dpnb_local_frame", 0};
+    const int local_bit = rte_mbuf_dynflag_register(&kLocalFlag);
+    if (local_bit < 0)
+        return make_error(Errc::io,
+                          std::string("registering an mbuf flag: ") + rte_strerror(rte_errno));
+    local_flag = std::uint64_t{1} << local_bit;
     ack_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     event_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (ack_fd < 0 || event_fd < 0) return make_error(Errc::io, "eventfd", errno);
@@ -428,6 +437,7 @@ Status Engine::Impl::attach(const VifSpec& spec) {
     }
     if (rec->rx_queue) ps->owner[*rec->rx_queue] = spec.id;
     steer_shared(*rec, *ps);
+    share_local(*rec, *ps);
     set_vf_mac(*rec, *ps);
 
     const std::string name = to_string(spec.id);
@@ -756,6 +766,44 @@ void Engine::Impl::steer_shared(VifRecord& r, const PortState& ps) {
     }
 }
 
+// Guest-to-guest delivery (docs/datapath.md, "Local delivery"): every lcore learns the guest,
+// since a guest of the port on any lcore may send to it. A port with one guest per port
+// (dedicated_port) has nobody to deliver to; a port with local_delivery off sends every frame
+// out. A failure leaves the guest reachable through the wire only, and is logged.
+void Engine::Impl::share_local(VifRecord& r, const PortState& ps) {
+    if (ps.dedicated() || !ps.port->config().local_delivery) return;
+    for (auto& l : lcores) {
+        auto c = std::make_unique<Command>();
+        c->kind = Command::Kind::local_add;
+        c->port_index = ps.index;
+        c->mac = r.spec.mac;
+        c->key = r.queues[0]->key;
+        c->target_lcore = r.lcore;
+        c->rx_features = r.queues[0]->rx_features;
+        if (Status st = run_owned(*l, std::move(c)); !st) {
+            spdlog::error("{}: guest-to-guest delivery on port {}: {}", to_string(r.spec.id),
+                          ps.port->config().name, st.error().describe());
+            (void)unshare_local(r, ps);
+            return;
+        }
+        r.local = true;
+    }
+}
+
+// Before the guest's queues leave their lcore: no lcore hands it another frame.
+Status Engine::Impl::unshare_local(VifRecord& r, const PortState& ps) {
+    if (!r.local) return ok();
+    for (auto& l : lcores) {
+        auto c = std::make_unique<Command>();
+        c->kind = Command::Kind::local_remove;
+        c->port_index = ps.index;
+        c->key = r.queues[0]->key;
+        if (Status st = run_owned(*l, std::move(c)); !st) return st;
+    }
+    r.local = false;
+    return ok();
+}
+
 // A VF port (vf_of): its PF gives the VF the guest's MAC.
 void Engine::Impl::set_vf_mac(const VifRecord& r, const PortState& ps) {
     const pmd::PortConfig& pc = ps.port->config();
@@ -830,6 +878,7 @@ Status Engine::Impl::detach(const VifId& id) {
         }
         r.steered = false;
     }
+    if (Status st = unshare_local(r, ps); !st) return st;
     if (r.flow != nullptr) {
         if (Status st = ps.port->remove_rule(r.flow); !st)
             spdlog::warn("{}: {}", name, st.error().message);

@@ -59,6 +59,9 @@ public:
     std::vector<std::unique_ptr<Lcore>> lcores;
     int ack_fd = -1;   // lcores: a command is done
     int event_fd = -1; // lcores: a vif was disabled or fell back
+    // A dynamic mbuf flag (registered at start) on frames one guest sends another on the same
+    // port: the receiving copy pipeline counts them as local (local_rx_*).
+    std::uint64_t local_flag = 0;
 
     void ack(Command* cmd) noexcept;
     void raise_event() noexcept;

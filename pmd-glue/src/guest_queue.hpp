@@ -118,11 +118,21 @@ struct ZeroCopyRx {
 };
 
 // What the RX builder needs to know of a received frame: its length and whether the NIC
-// verified its L4 checksum.
+// verified its L4 checksum; for a frame from a guest of the same port (tx_local.cpp), the
+// sender's partial checksum or GSO, which that path records as TX offload flags (a NIC's
+// frames never carry them).
 inline netif::RxFrame rx_frame_meta(const rte_mbuf* m) noexcept {
     netif::RxFrame f;
     f.len = m->pkt_len;
     f.data_validated = (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+    if ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) != 0) {
+        f.csum_blank = true; // a GSO frame's checksums are partial, as Linux's
+        f.gso_type =
+            (m->ol_flags & RTE_MBUF_F_TX_IPV6) != 0 ? netif::gso::kTcpV6 : netif::gso::kTcpV4;
+        f.gso_size = m->tso_segsz;
+    } else if ((m->ol_flags & RTE_MBUF_F_TX_L4_MASK) != 0) {
+        f.csum_blank = true;
+    }
     return f;
 }
 
@@ -131,8 +141,10 @@ inline netif::RxFrame rx_frame_meta(const rte_mbuf* m) noexcept {
 struct RxRoundCounts {
     std::uint64_t packets = 0;
     std::uint64_t bytes = 0;
-    std::uint64_t copies = 0;   // daemon_copies
-    std::uint64_t copy_ops = 0; // grant_copy_ops (counted whatever the copy's outcome)
+    std::uint64_t copies = 0;        // daemon_copies
+    std::uint64_t copy_ops = 0;      // grant_copy_ops (counted whatever the copy's outcome)
+    std::uint64_t local_packets = 0; // of packets and bytes: from guests of the same port
+    std::uint64_t local_bytes = 0;
 };
 
 // One TX data slot whose buffer a PMD holds (by ring index & kRingMask).

@@ -112,6 +112,8 @@ Status Lcore::init(hv::BackendHypervisor& hv, unsigned tx_mbufs) {
     }
 
     port_paused_.assign(engine_.ports.size(), false);
+    local_.assign(engine_.ports.size(), LocalPort{});
+    local_flag_ = engine_.local_flag;
     tx_stage_.assign(engine_.ports.size(), TxStage{});
     tx_stage_ports_.assign(engine_.ports.size(), 0);
     return ok();
@@ -330,6 +332,14 @@ void Lcore::handle(Command* cmd) {
         engine_.ack(cmd);
         return;
     }
+    case Command::Kind::local_add:
+        local_add(cmd);
+        engine_.ack(cmd);
+        return;
+    case Command::Kind::local_remove:
+        local_remove(cmd);
+        engine_.ack(cmd);
+        return;
     case Command::Kind::set_mode:
         for (GuestQueue* q : cmd->queues) {
             if (cmd->have_view) {
@@ -378,6 +388,30 @@ void Lcore::handle(Command* cmd) {
         engine_.ack(cmd);
         return;
     }
+}
+
+// A guest of port `port_index` that this lcore's guests on the port deliver to directly.
+void Lcore::local_add(Command* cmd) {
+    if (cmd->port_index >= local_.size()) {
+        cmd->result = make_error(Errc::internal, "local_add for an unknown port");
+        return;
+    }
+    LocalPort& lp = local_[cmd->port_index];
+    LocalTarget t;
+    t.to = Target{cmd->target_lcore == index_ ? queue_by_key(cmd->key) : nullptr, cmd->key,
+                  cmd->target_lcore};
+    std::memcpy(&t.mac, cmd->mac.bytes.data(), 6);
+    t.features = cmd->rx_features;
+    lp.unicast[t.mac] = t;
+    lp.all.push_back(t);
+}
+
+void Lcore::local_remove(Command* cmd) {
+    if (cmd->port_index >= local_.size()) return;
+    LocalPort& lp = local_[cmd->port_index];
+    for (auto it = lp.unicast.begin(); it != lp.unicast.end();)
+        it = it->second.to.key == cmd->key ? lp.unicast.erase(it) : std::next(it);
+    std::erase_if(lp.all, [&](const LocalTarget& t) { return t.to.key == cmd->key; });
 }
 
 void Lcore::attach_queue(Command* cmd) {

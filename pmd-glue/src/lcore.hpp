@@ -5,8 +5,10 @@
 //
 // The control thread talks to it only through commands (a single-producer ring): attach
 // and detach a queue, steer a MAC on a shared queue, set a mode, a rate or a hash
-// configuration, pause a port, stop. Another lcore hands it frames through its inbox
-// (multi-producer): frames its demux found for a guest queue this lcore owns.
+// configuration, learn or forget a guest on a port for guest-to-guest delivery, pause a
+// port, stop. Another lcore hands it frames through its inbox (multi-producer): frames its
+// demux found for a guest queue this lcore owns, and frames one of its guests sent to one of
+// this lcore's guests on the same port.
 #pragma once
 
 #include <sys/epoll.h>
@@ -34,14 +36,16 @@ class EngineCore;
 
 struct Command {
     enum class Kind : std::uint8_t {
-        attach,            // queues: start serving (binds event channels)
-        detach,            // queues: stop serving; acknowledged once TX buffers are back
-        release_nic,       // queues: the NIC queue released its buffers: finish the detach
-        steer_add,         // demux: frames to `mac` on port `port_index` go to queue `key`
-        steer_remove,      // demux: forget `key` on port `port_index`
-        set_mode,          // queues: RX mode for new buffers (view for reuse)
-        set_rate,          // queues: credit-based TX rate limit
-        set_hash,          // queues: the vif's hash configuration (control ring)
+        attach,       // queues: start serving (binds event channels)
+        detach,       // queues: stop serving; acknowledged once TX buffers are back
+        release_nic,  // queues: the NIC queue released its buffers: finish the detach
+        steer_add,    // demux: frames to `mac` on port `port_index` go to queue `key`
+        steer_remove, // demux: forget `key` on port `port_index`
+        local_add,    // guest-to-guest: frames from guests on `port_index` to `mac` go to `key`
+        local_remove, // guest-to-guest: forget `key` on port `port_index`
+        set_mode,     // queues: RX mode for new buffers (view for reuse)
+        set_rate,     // queues: credit-based TX rate limit
+        set_hash,     // queues: the vif's hash configuration (control ring)
         set_mcast_control, // queues (one is enough): the vif's multicast filter on or off
         port_pause,        // stop touching port `port_index` (RX and TX)
         port_resume,
@@ -58,7 +62,8 @@ struct Command {
     bool have_view = false;
     std::optional<netif::RateLimit> rate;
     netif::HashConfig hash;
-    bool flag = false; // set_mcast_control
+    bool flag = false;             // set_mcast_control
+    netif::RxFeatures rx_features; // local_add: the GSO kinds the receiving frontend takes
 
     // Written by the lcore before `done`.
     Status result;
@@ -146,6 +151,16 @@ private:
         std::unordered_map<std::uint64_t, Target> unicast; // destination MAC (6 bytes) -> target
         std::vector<Target> all;                           // broadcast and multicast go to each
     };
+    // The guests of one port as its senders on this lcore see them (tx_local.cpp).
+    struct LocalTarget {
+        Target to;
+        std::uint64_t mac = 0;      // 6 bytes, as the unicast table's key
+        netif::RxFeatures features; // GSO kinds its frontend takes
+    };
+    struct LocalPort {
+        std::unordered_map<std::uint64_t, LocalTarget> unicast; // destination MAC -> guest
+        std::vector<LocalTarget> all; // broadcast and multicast go to each but the sender
+    };
     // A frame of the round's grant copy: which queue and requests, which segments.
     struct CopyFrame {
         GuestQueue* q;
@@ -154,6 +169,7 @@ private:
         std::uint32_t seg_end; // its segments end here (they start where the previous ended)
         std::uint8_t nslots;   // requests it took
         bool bounce;           // a zero-copy bounce buffer (counted as received already)
+        bool local;            // from a guest on the same port (local_rx_* counters)
     };
 
     // --- loop stages ------------------------------------------------------------------------
@@ -220,6 +236,14 @@ private:
     void tx_flush_all();
     void tx_cleanup_held();
 
+    // --- guest-to-guest delivery (tx_local.cpp) ---------------------------------------------
+    bool tx_local(GuestQueue* q, TxWork& t, rte_mbuf* head);
+    void tx_local_flood(GuestQueue* q, TxWork& t, rte_mbuf* head, const LocalPort& lp);
+    void local_deliver(const Target& to, rte_mbuf* m);
+    bool is_local(const rte_mbuf* m) const noexcept { return (m->ol_flags & local_flag_) != 0; }
+    void local_add(Command* cmd);
+    void local_remove(Command* cmd);
+
 public:
     // Called (from any thread) when a PMD frees a TX external buffer.
     static void tx_buffer_released(void* addr, void* opaque);
@@ -255,6 +279,9 @@ private:
     std::unordered_map<hv::EvtchnPort, GuestQueue*> by_port_;
     std::vector<NicRx> nic_rx_;
     std::vector<Demux> demux_;
+    std::vector<LocalPort> local_; // by engine port index: its guests (local delivery)
+    // The mbuf flag that marks a frame from a guest on the same port (EngineCore::local_flag).
+    std::uint64_t local_flag_ = 0;
     std::vector<Command*> detaching_;
     std::vector<bool> port_paused_;
 

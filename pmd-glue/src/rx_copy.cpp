@@ -48,17 +48,20 @@ void Lcore::copy_stage_queue(GuestQueue* q) {
         if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(q->pending[i + 1], void*));
         if (q->disabled)
             copy_free(m);
-        else if (m->nb_segs == 1 && m->pkt_len == m->data_len && m->data_len - 1U < q->rx_geo.size)
+        else if (m->nb_segs == 1 && m->pkt_len == m->data_len &&
+                 m->data_len - 1U < q->rx_geo.size && (m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) == 0)
             copy_stage_one(q, m, w);
         else
             copy_stage_frame(q, m, w);
     }
 }
 
-// The common frame: one mbuf segment into one buffer (no GSO: frames from a NIC carry none).
+// The common frame: one mbuf segment into one buffer, no GSO.
 void Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) {
+    const bool local = is_local(m);
     if (w.available == 0) {
         bump(q->counters.c.rx_drop_no_buffer);
+        if (local) bump(q->counters.c.local_rx_drops);
         copy_free(m);
         return;
     }
@@ -86,7 +89,7 @@ void Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) 
     (void)q->rx.put_response_at(idx, netif::rx_data_response(meta, false, 0, 1, req.id, chunk));
     segs_[n_segs_++] = hv::GrantCopySegment::to_guest(rte_pktmbuf_mtod(m, const std::byte*), q->dom,
                                                       req.gref, offset, chunk.len);
-    copy_frames_[n_copy_frames_++] = CopyFrame{q, idx, chunk.len, n_segs_, 1, false};
+    copy_frames_[n_copy_frames_++] = CopyFrame{q, idx, chunk.len, n_segs_, 1, false, local};
     if (q->zc) { // behind the posted buffers: final once the copy ran
         ZcSlot& s = q->zc->slots[idx & kRingMask];
         s = ZcSlot{};
@@ -97,6 +100,10 @@ void Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) 
     q->rx_round.bytes += chunk.len;
     q->rx_round.copies += 1;
     q->rx_round.copy_ops += 1;
+    if (local) {
+        q->rx_round.local_packets += 1;
+        q->rx_round.local_bytes += chunk.len;
+    }
     copy_free_[n_copy_free_++] = m;
 }
 
@@ -105,8 +112,9 @@ void Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) 
 void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) {
     const netif::RxFrame meta = rx_frame_meta(m);
     const netif::RxBufferGeometry geo = q->rx_geo;
+    const bool local = is_local(m);
     netif::RxPlan plan;
-    if (meta.len != 0 && meta.len <= geo.size) {
+    if (meta.len != 0 && meta.len <= geo.size && meta.gso_type == netif::gso::kNone) {
         plan.data_slots = plan.requests = 1; // the common case: one buffer, no GSO
     } else {
         plan = netif::plan_rx_frame(meta, geo, q->rx_features);
@@ -116,12 +124,14 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
                         meta.len,
                         plan.error != netif::RxBuildError::none ? netif::to_string(plan.error)
                                                                 : "frontend without feature-sg");
+            if (local) bump(q->counters.c.local_rx_drops);
             copy_free(m);
             return;
         }
     }
     if (w.available < plan.requests) {
         bump(q->counters.c.rx_drop_no_buffer);
+        if (local) bump(q->counters.c.local_rx_drops);
         copy_free(m);
         return;
     }
@@ -129,6 +139,7 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
     const std::uint32_t need = plan.data_slots + m->nb_segs - 1U;
     if (need > segs_.size()) {
         bump(q->counters.c.rx_drop_error); // a chain longer than any batch
+        if (local) bump(q->counters.c.local_rx_drops);
         copy_free(m);
         return;
     }
@@ -201,13 +212,17 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
             s = ZcSlot{};
             s.state = ZcSlot::State::copying;
         }
-    copy_frames_[n_copy_frames_++] =
-        CopyFrame{q, first, meta.len, n_segs_, static_cast<std::uint8_t>(plan.requests), false};
+    copy_frames_[n_copy_frames_++] = CopyFrame{
+        q, first, meta.len, n_segs_, static_cast<std::uint8_t>(plan.requests), false, local};
     copy_count_batch(q);
     q->rx_round.packets += 1;
     q->rx_round.bytes += meta.len;
     q->rx_round.copies += 1;
     q->rx_round.copy_ops += n_segs_ - seg_begin;
+    if (local) {
+        q->rx_round.local_packets += 1;
+        q->rx_round.local_bytes += meta.len;
+    }
     copy_free(m);
 }
 
@@ -218,7 +233,7 @@ void Lcore::copy_add_bounce(GuestQueue* q, RingIdx idx, const std::byte* src, st
     if (n_segs_ == segs_.size() || n_copy_frames_ == copy_frames_.size()) copy_flush();
     segs_[n_segs_++] = hv::GrantCopySegment::to_guest(
         src, q->dom, q->zc->slots[idx & kRingMask].gref, offset, len);
-    copy_frames_[n_copy_frames_++] = CopyFrame{q, idx, len, n_segs_, 1, true};
+    copy_frames_[n_copy_frames_++] = CopyFrame{q, idx, len, n_segs_, 1, true, false};
     copy_count_batch(q);
     q->rx_round.copies += 1;
     q->rx_round.copy_ops += 1;
@@ -267,6 +282,11 @@ void Lcore::copy_failed(const CopyFrame& f, const hv::GrantCopySegment& bad) {
     if (!f.bounce) { // a bounce frame counts as received when the NIC filled it
         q->rx_round.packets -= 1;
         q->rx_round.bytes -= f.len;
+    }
+    if (f.local) {
+        q->rx_round.local_packets -= 1;
+        q->rx_round.local_bytes -= f.len;
+        bump(q->counters.c.local_rx_drops);
     }
     q->rx_round.copies -= 1;
     bump(q->counters.c.rx_drop_error);

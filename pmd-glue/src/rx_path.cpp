@@ -140,6 +140,7 @@ bool Lcore::do_inbox() {
 // A frame in a daemon mbuf for `q`: it waits for the round's copy.
 void Lcore::queue_frame(GuestQueue* q, rte_mbuf* m) {
     if (q->disabled || q->detaching) {
+        if (is_local(m)) bump(q->counters.c.local_rx_drops);
         copy_free(m);
         return;
     }
@@ -157,6 +158,7 @@ void Lcore::queue_frame(GuestQueue* q, rte_mbuf* m) {
     }
     if (q->n_pending == q->pending.size()) {
         bump(q->counters.c.rx_drop_no_buffer);
+        if (is_local(m)) bump(q->counters.c.local_rx_drops);
         copy_free(m);
         return;
     }
@@ -240,6 +242,10 @@ void Lcore::publish_rx(GuestQueue* q) {
     if (r.packets != 0) {
         bump(q->counters.c.rx_packets, r.packets);
         bump(q->counters.c.rx_bytes, r.bytes);
+    }
+    if (r.local_packets != 0) {
+        bump(q->counters.c.local_rx_packets, r.local_packets);
+        bump(q->counters.c.local_rx_bytes, r.local_bytes);
     }
     if (r.copy_ops != 0) {
         bump(q->counters.c.grant_copy_ops, r.copy_ops);

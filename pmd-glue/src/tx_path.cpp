@@ -4,7 +4,8 @@
 //   3. check the copies: the source MAC is the vif's, offload headers parse;
 //   4. map the rest of every packet read-only (one call) and attach the pages as external
 //      buffers behind the header mbuf; offload flags or software checksum/segmentation;
-//   5. stage for the port's TX queue of this lcore (sent once per loop iteration).
+//   5. hand packets for guests of the same port to their RX path (tx_local.cpp), stage the
+//      rest for the port's TX queue of this lcore (sent once per loop iteration).
 // The PMD frees a packet when it is done with it (any thread): the external buffer's
 // callback queues the slot on the guest queue's completion ring; the owning lcore unmaps a
 // burst's pages once all are back, then answers those slots. Slots that were only copied
@@ -538,6 +539,7 @@ void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
     }
     bump(q->counters.c.tx_packets);
     bump(q->counters.c.tx_bytes, pkt.total_len);
+    if (tx_local(q, t, head)) return; // to a guest of the same port (tx_local.cpp)
 
     const PortState& port = *engine_.ports[q->out_port_index];
     const std::uint64_t offl = port.tx_offloads;

@@ -388,6 +388,16 @@ std::uint32_t pseudo_sum(const std::uint8_t* ip, bool ipv6, std::uint32_t l4_len
 
 } // namespace
 
+namespace {
+// Ethernet + IPv4 or IPv6 (no extension headers) + TCP, as tcp_frame builds them.
+bool is_tcp_frame(std::span<const std::byte> f) {
+    if (f.size() < 54) return false;
+    const auto at = [&](std::size_t i) { return std::to_integer<unsigned>(f[i]); };
+    const unsigned type = at(12) << 8 | at(13);
+    return (type == 0x0800 && at(23) == 6) || (type == 0x86DD && at(20) == 6);
+}
+} // namespace
+
 std::vector<std::byte> tcp_frame(const netif::MacAddress& dst, const netif::MacAddress& src,
                                  bool ipv6, std::uint32_t seq, std::size_t payload,
                                  std::uint8_t seed) {
@@ -518,12 +528,17 @@ void guest_main(const std::string& sim_dir, hv::DomId dom, const GuestOptions& o
     netfront::Netfront& f = **nf;
     std::map<std::uint32_t, std::uint64_t> by_stream;
     std::uint64_t bad = 0, foreign = 0, tx_ok = 0, tx_failed = 0;
+    std::uint64_t tcp = 0, csum_blank = 0, gso = 0;
     std::vector<std::byte> buf(70000);
     netfront::Handlers h;
     h.on_rx = [&](const netfront::RxFrameView& v) {
         const std::size_t n = v.copy_to(buf);
         const auto info = netfront::check_payload_frame(std::span(buf.data(), n));
-        if (info.result != netfront::PayloadCheck::ok)
+        if (info.result != netfront::PayloadCheck::ok && is_tcp_frame(std::span(buf.data(), n))) {
+            ++tcp;
+            csum_blank += v.csum_blank ? 1 : 0;
+            gso += v.gso_type != 0 ? 1 : 0;
+        } else if (info.result != netfront::PayloadCheck::ok)
             ++bad;
         else if (info.header.dst == f.mac() || info.header.dst.is_multicast())
             ++by_stream[info.header.stream];
@@ -656,6 +671,9 @@ void guest_main(const std::string& sim_dir, hv::DomId dom, const GuestOptions& o
             link.send(f.broken() ? 1 : 0);
             link.send(f.counters()[netfront::Counter::reuse_hits]);
             link.send(f.rx_buffer_size());
+            link.send(tcp);
+            link.send(csum_blank);
+            link.send(gso);
             std::string diag;
             for (const auto& info : netfront::counter_table())
                 if (const auto v = f.counters()[info.counter]; v != 0)
@@ -731,8 +749,9 @@ bool GuestProcess::send(const netif::MacAddress& dst, std::uint32_t stream, std:
 std::optional<GuestReport> GuestProcess::report(std::uint32_t stream) {
     if (!link_.send(kReport) || !link_.send(stream)) return std::nullopt;
     GuestReport r;
-    std::uint64_t* fields[] = {&r.received,  &r.bad,    &r.foreign,    &r.tx_ok,
-                               &r.tx_failed, &r.broken, &r.reuse_hits, &r.rx_buffer_size};
+    std::uint64_t* fields[] = {&r.received,   &r.bad,        &r.foreign,    &r.tx_ok,
+                               &r.tx_failed,  &r.broken,     &r.reuse_hits, &r.rx_buffer_size,
+                               &r.tcp_frames, &r.csum_blank, &r.gso_frames};
     for (std::uint64_t* f : fields) {
         auto v = link_.recv();
         if (!v) return std::nullopt;

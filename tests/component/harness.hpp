@@ -171,7 +171,11 @@ struct GuestReport {
     std::uint64_t broken = 0;
     std::uint64_t reuse_hits = 0;
     std::uint64_t rx_buffer_size = 0; // bytes per posted RX buffer
-    std::string counters;             // the netfront's non-zero counters, for failure messages
+    // Frames that are not payload frames, by what the backend said of them (any stream).
+    std::uint64_t tcp_frames = 0; // TCP over IPv4 or IPv6
+    std::uint64_t csum_blank = 0; // of which NETRXF_csum_blank
+    std::uint64_t gso_frames = 0; // of which with a GSO extra
+    std::string counters;         // the netfront's non-zero counters, for failure messages
 };
 
 // A netfront in a forked process, driven by commands. Received frames are checked with the

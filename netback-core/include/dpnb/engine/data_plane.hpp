@@ -94,7 +94,13 @@ enum class VifRunState : std::uint8_t {
     X(daemon_copies, "frames the daemon copied with the CPU or grant copy")                        \
     X(notify_sent, "event-channel notifications sent to the guest")                                \
     X(notify_received, "event-channel notifications received from the guest")                      \
-    X(rx_out_of_order, "zero-copy RX buffers a PMD filled out of order (the queue then copies)")
+    X(rx_out_of_order, "zero-copy RX buffers a PMD filled out of order (the queue then copies)")   \
+    X(local_tx_packets, "frames the guest sent to guests on its port, delivered without the wire") \
+    X(local_tx_bytes, "bytes the guest sent to guests on its port, delivered without the wire")    \
+    X(local_rx_packets, "frames delivered to the guest from guests on its port")                   \
+    X(local_rx_bytes, "bytes delivered to the guest from guests on its port")                      \
+    X(local_rx_drops, "frames from guests on its port dropped for the guest (counted in "          \
+                      "rx_drop_*)")
 
 struct VifCounters {
 #define DPNB_X(name, help) std::uint64_t name = 0;

@@ -118,7 +118,7 @@ struct StageTime {
     X(idle_polls, "poll-loop iterations that found none")                                          \
     X(sleeps, "times the lcore slept on its event channels, interrupts and command fd")            \
     X(inbox_frames, "frames handed to the lcore by another lcore's demultiplexing")                \
-    X(inbox_drops, "frames the lcore's demultiplexing dropped: the owning lcore's inbox was full") \
+    X(inbox_drops, "frames for another lcore's guest dropped: that lcore's inbox was full")        \
     X(tx_nic_drops, "packets a port's TX queue did not take (full), or sent to a paused port")
 
 struct LcoreStats {

@@ -54,6 +54,10 @@ struct PortConfig {
     bool tx_checksum = true;   // TX checksum offload when the PMD has it
     bool tso = true;           // TCP segmentation offload when the PMD has it
     bool rx_interrupts = true; // sleep on RX interrupts when the PMD has them
+    // Frames between guests on this port are delivered by the daemon, as a VEB does, never
+    // sent on the wire (docs/datapath.md, "Local delivery"); false sends them all out, for a
+    // NIC's switch or an external one to see every frame.
+    bool local_delivery = true;
     // ixgbe VF (dedicated_port): the PF port (by PortConfig name) and VF index whose MAC the
     // PF sets to the guest's with rte_pmd_ixgbe_set_vf_mac_addr when a guest attaches.
     std::string vf_of;

@@ -1,0 +1,119 @@
+// Guest-to-guest delivery on one port (docs/datapath.md, "Local delivery"), as a VEB does: a
+// packet a guest sent, built and checked by the TX path (anti-spoofing included), whose
+// destination is another guest of the same port goes to that guest's RX copy pipeline
+// instead of the wire. Broadcast and multicast go to the wire and to every other guest of
+// the port (each filters multicast itself); frames to other MACs go to the wire only.
+//
+// The frame travels in the daemon mbufs the TX path built (its copied header and slots, or
+// mapped guest pages attached as external buffers): the receiver's lcore grant-copies it into
+// its guest's buffers in its round's one batch and frees it, which completes the sender's
+// mapped slots through their free callback, as a PMD's free does. A receiver on another lcore
+// gets it through that lcore's inbox. A receiver without room drops it (counted there): the
+// sender is never held up by it.
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+
+#include <array>
+#include <cstring>
+
+#include "engine_core.hpp"
+#include "lcore.hpp"
+#include "offload.hpp"
+
+namespace dpnb::engine::detail {
+
+namespace {
+
+// The guest's offload request, where the receiving copy pipeline reads it (rx_frame_meta):
+// the frame's bytes stay as the sender wrote them, as Linux's bridge forwards a
+// CHECKSUM_PARTIAL or GSO skb between two netback vifs.
+void mark_offload(rte_mbuf* m, const netif::TxPacket& pkt, const PacketHeaders& h) {
+    if (pkt.is_gso()) {
+        m->ol_flags |=
+            RTE_MBUF_F_TX_TCP_SEG |
+            (pkt.offload.gso_type == netif::gso::kTcpV4 ? RTE_MBUF_F_TX_IPV4 : RTE_MBUF_F_TX_IPV6);
+        m->tso_segsz = pkt.offload.gso_size;
+    } else if (pkt.offload.csum_blank) {
+        m->ol_flags |= h.l4_proto == 6 ? RTE_MBUF_F_TX_TCP_CKSUM : RTE_MBUF_F_TX_UDP_CKSUM;
+    }
+}
+
+} // namespace
+
+// Returns true when the packet went to a guest of the port and not to the wire.
+bool Lcore::tx_local(GuestQueue* q, TxWork& t, rte_mbuf* head) {
+    const LocalPort& lp = local_[q->out_port_index];
+    if (lp.all.size() < 2) return false; // the sender alone (or local delivery off)
+    const auto* dst = rte_pktmbuf_mtod(head, const std::uint8_t*);
+    if ((dst[0] & 0x01) != 0) {
+        tx_local_flood(q, t, head, lp);
+        return false;
+    }
+    std::uint64_t k = 0;
+    std::memcpy(&k, dst, 6);
+    const auto it = lp.unicast.find(k);
+    if (it == lp.unicast.end() || std::memcmp(dst, q->mac.bytes.data(), 6) == 0) return false;
+    const LocalTarget& to = it->second;
+    const netif::TxPacket& pkt = t.pkt;
+    bump(q->counters.c.local_tx_packets);
+    bump(q->counters.c.local_tx_bytes, pkt.total_len);
+    const bool gso_ok =
+        !pkt.is_gso() || (pkt.offload.gso_type == netif::gso::kTcpV4 ? to.features.gso_tcpv4
+                                                                     : to.features.gso_tcpv6);
+    if (gso_ok) {
+        mark_offload(head, pkt, t.h);
+        local_deliver(to.to, head);
+        return true;
+    }
+    // A frontend that takes no GSO of this kind gets the segments, checksums filled in.
+    std::array<rte_mbuf*, 64> segs{};
+    const int ns = segment_tcp(head, t.h, pkt.offload.gso_size, false, hdr_pool_, ext_pool_,
+                               segs.data(), segs.size());
+    rte_pktmbuf_free(head); // the segments hold their own references
+    if (ns < 0) {
+        bump(q->counters.c.tx_drop_error);
+        DPNB_DP_LOG(q->log, WARN, "{}: software segmentation of a {}-byte GSO packet failed",
+                    q->name, pkt.total_len);
+        return true;
+    }
+    for (int i = 0; i < ns; ++i)
+        local_deliver(to.to, segs[static_cast<std::size_t>(i)]);
+    return true;
+}
+
+// Broadcast and multicast: a reference for every other guest of the port, on every segment of
+// the chain (each receiver frees the whole chain); the caller sends the packet out as well.
+// Receivers read the bytes while the PMD sends them, so nothing may write them afterwards: a
+// partial checksum is filled in here, and the wire gets the packet without offloads. A GSO
+// packet is TCP, never a group frame: it goes out only.
+void Lcore::tx_local_flood(GuestQueue* q, TxWork& t, rte_mbuf* head, const LocalPort& lp) {
+    if (t.pkt.is_gso()) return;
+    std::uint64_t self = 0;
+    std::memcpy(&self, q->mac.bytes.data(), 6);
+    const auto n = static_cast<std::int16_t>(lp.all.size() - 1); // every guest but the sender
+    if (t.pkt.offload.csum_blank) {
+        software_l4_checksum(head, t.h);
+        t.pkt.offload.csum_blank = false;
+    }
+    for (rte_mbuf* seg = head; seg != nullptr; seg = seg->next)
+        rte_mbuf_refcnt_update(seg, n);
+    head->ol_flags |= local_flag_;
+    bump(q->counters.c.local_tx_packets);
+    bump(q->counters.c.local_tx_bytes, t.pkt.total_len);
+    std::int16_t given = 0;
+    for (const LocalTarget& to : lp.all)
+        if (to.mac != self && given < n) {
+            ++given;
+            route(to.to, head);
+        }
+    for (; given < n; ++given) // the table named the sender more than once: cannot happen
+        rte_pktmbuf_free(head);
+}
+
+// One frame to a guest of the port: into its queue's round, or its lcore's inbox.
+void Lcore::local_deliver(const Target& to, rte_mbuf* m) {
+    m->ol_flags |= local_flag_;
+    route(to, m);
+}
+
+} // namespace dpnb::engine::detail
