@@ -87,6 +87,7 @@ constexpr KeyInfo kKeys[] = {
     {"port.*.tx_checksum", Reload::restart},
     {"port.*.tso", Reload::restart},
     {"port.*.rx_interrupts", Reload::restart},
+    {"port.*.local_delivery", Reload::restart},
     {"port.*.vf_of", Reload::restart},
     {"port.*.vf_index", Reload::restart},
 
@@ -797,6 +798,7 @@ void load_ports(Loader& l, const toml::table& root, Config& c) {
         s.boolean("tx_checksum", p.tx_checksum);
         s.boolean("tso", p.tso);
         s.boolean("rx_interrupts", p.rx_interrupts);
+        s.boolean("local_delivery", p.local_delivery);
         s.string("vf_of", p.vf_of);
         s.integer("vf_index", p.vf_index, 0, 255);
         s.finish();

@@ -40,6 +40,12 @@ constexpr std::string_view kIottHelp =
     "RX buffers looked up in the I/O translation table, by result (reuse mode).";
 constexpr std::string_view kNotifyHelp = "Event-channel notifications, sent to or received from "
                                          "the guest.";
+constexpr std::string_view kLocalPacketsHelp =
+    "Frames between guests of one port, delivered without the wire; direction rx is to the "
+    "guest, tx is from the guest.";
+constexpr std::string_view kLocalBytesHelp =
+    "Bytes between guests of one port, delivered without the wire; direction rx is to the "
+    "guest, tx is from the guest.";
 constexpr CounterFamily kVifFamilies[] = {
     {"rx_packets", "dpnetback_vif_packets_total", kPacketsHelp, "direction", "rx"},
     {"tx_packets", "dpnetback_vif_packets_total", kPacketsHelp, "direction", "tx"},
@@ -70,6 +76,10 @@ constexpr CounterFamily kVifFamilies[] = {
     {"iott_misses", "dpnetback_vif_iott_lookups_total", kIottHelp, "result", "miss"},
     {"notify_sent", "dpnetback_vif_notifications_total", kNotifyHelp, "direction", "sent"},
     {"notify_received", "dpnetback_vif_notifications_total", kNotifyHelp, "direction", "received"},
+    {"local_rx_packets", "dpnetback_vif_local_packets_total", kLocalPacketsHelp, "direction", "rx"},
+    {"local_tx_packets", "dpnetback_vif_local_packets_total", kLocalPacketsHelp, "direction", "tx"},
+    {"local_rx_bytes", "dpnetback_vif_local_bytes_total", kLocalBytesHelp, "direction", "rx"},
+    {"local_tx_bytes", "dpnetback_vif_local_bytes_total", kLocalBytesHelp, "direction", "tx"},
 };
 constexpr std::string_view kPollsHelp =
     "Poll-loop iterations of the lcore; busy found work, idle did not.";
