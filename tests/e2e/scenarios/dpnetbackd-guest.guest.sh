@@ -10,6 +10,9 @@
 #   queues             netfront's queues                       -> "rx tx"
 #   reload-netfront    rmmod xen_netfront, insmod it again     -> ok
 #                      (the frontend closes and connects anew with new rings)
+#   spoof MAC IP PEER_MAC N   with MAC as eth's address: N pings to IP sent to PEER_MAC
+#                      (a static ARP entry) and N ARP requests for IP (broadcast) -> ok
+#   unspoof            eth's own address back                  -> ok
 . /e2e/lib-guest.sh
 # The netfront's interface: eth0, or whatever name a re-attached vif got.
 ifname() { ls /sys/class/net | grep '^eth' | head -n 1; }
@@ -69,6 +72,24 @@ while :; do
       rmmod xen_netfront || fail "rmmod xen_netfront"
       wait_cmd 60 "the netfront interface to go" no_if
       insmod "$m" || fail "insmod $m"
+      r=ok
+      ;;
+    spoof)
+      dev=$(ifname)
+      [ -e /tmp/own-mac ] || cat "/sys/class/net/$dev/address" > /tmp/own-mac
+      ip link set dev "$dev" down && ip link set dev "$dev" address "$1" && ip link set dev "$dev" up ||
+        fail "setting $dev's address to $1"
+      arp -i "$dev" -s "$2" "$3" || fail "arp -s $2 $3"
+      ping -c "$4" -W 1 "$2" > /dev/null 2>&1
+      arping -c "$4" -w "$4" -I "$dev" "$2" > /dev/null 2>&1
+      arp -i "$dev" -d "$2" 2>/dev/null
+      r=ok
+      ;;
+    unspoof)
+      dev=$(ifname)
+      ip link set dev "$dev" down && ip link set dev "$dev" address "$(cat /tmp/own-mac)" &&
+        ip link set dev "$dev" up || fail "setting $dev's address back"
+      rm -f /tmp/own-mac
       r=ok
       ;;
     *)
