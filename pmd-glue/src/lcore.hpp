@@ -230,6 +230,9 @@ private:
     bool tx_map(GuestQueue* q, unsigned n, std::int16_t& group);
     void tx_chain(GuestQueue* q, TxWork& t, std::int16_t group);
     void tx_stage(std::uint16_t port_index, rte_mbuf* m);
+    using TxSegments = std::array<rte_mbuf*, 64>; // what software segmentation may make
+    unsigned tx_segment(GuestQueue* q, const TxWork& t, rte_mbuf* head, bool csum_offload,
+                        TxSegments& segs);
     std::int16_t mcast_update(GuestQueue* q, const netif::TxMcast& m);
     void tx_release_group(GuestQueue* q, std::int16_t g);
     void tx_flush(std::uint16_t port_index);

@@ -13,7 +13,6 @@
 #include <rte_ether.h>
 #include <rte_mbuf.h>
 
-#include <array>
 #include <cstring>
 
 #include "engine_core.hpp"
@@ -66,18 +65,10 @@ bool Lcore::tx_local(GuestQueue* q, TxWork& t, rte_mbuf* head) {
         return true;
     }
     // A frontend that takes no GSO of this kind gets the segments, checksums filled in.
-    std::array<rte_mbuf*, 64> segs{};
-    const int ns = segment_tcp(head, t.h, pkt.offload.gso_size, false, hdr_pool_, ext_pool_,
-                               segs.data(), segs.size());
-    rte_pktmbuf_free(head); // the segments hold their own references
-    if (ns < 0) {
-        bump(q->counters.c.tx_drop_error);
-        DPNB_DP_LOG(q->log, WARN, "{}: software segmentation of a {}-byte GSO packet failed",
-                    q->name, pkt.total_len);
-        return true;
-    }
-    for (int i = 0; i < ns; ++i)
-        local_deliver(to.to, segs[static_cast<std::size_t>(i)]);
+    TxSegments segs;
+    const unsigned ns = tx_segment(q, t, head, false, segs);
+    for (unsigned i = 0; i < ns; ++i)
+        local_deliver(to.to, segs[i]);
     return true;
 }
 

@@ -558,19 +558,11 @@ void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
             tx_stage(q->out_port_index, head);
             return;
         }
-        const bool csum = (offl & RTE_ETH_TX_OFFLOAD_TCP_CKSUM) != 0;
-        std::array<rte_mbuf*, 64> segs{};
-        const int ns = segment_tcp(head, t.h, pkt.offload.gso_size, csum, hdr_pool_, ext_pool_,
-                                   segs.data(), segs.size());
-        rte_pktmbuf_free(head); // the segments hold their own references
-        if (ns < 0) {
-            bump(q->counters.c.tx_drop_error);
-            DPNB_DP_LOG(q->log, WARN, "{}: software segmentation of a {}-byte GSO packet failed",
-                        q->name, pkt.total_len);
-            return;
-        }
-        for (int i = 0; i < ns; ++i)
-            tx_stage(q->out_port_index, segs[static_cast<std::size_t>(i)]);
+        TxSegments segs;
+        const unsigned ns =
+            tx_segment(q, t, head, (offl & RTE_ETH_TX_OFFLOAD_TCP_CKSUM) != 0, segs);
+        for (unsigned i = 0; i < ns; ++i)
+            tx_stage(q->out_port_index, segs[i]);
         return;
     }
     if (pkt.offload.csum_blank) {
@@ -582,6 +574,21 @@ void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
             software_l4_checksum(head, t.h);
     }
     tx_stage(q->out_port_index, head);
+}
+
+// Software TCP segmentation of a GSO packet into `segs`, L4 checksums offloaded when
+// `csum_offload`, else computed; `head` is freed (the segments hold their own references).
+// Returns the number of segments: 0 when segmentation failed (dropped and counted).
+unsigned Lcore::tx_segment(GuestQueue* q, const TxWork& t, rte_mbuf* head, bool csum_offload,
+                           TxSegments& segs) {
+    const int ns = segment_tcp(head, t.h, t.pkt.offload.gso_size, csum_offload, hdr_pool_,
+                               ext_pool_, segs.data(), segs.size());
+    rte_pktmbuf_free(head);
+    if (ns >= 0) return static_cast<unsigned>(ns);
+    bump(q->counters.c.tx_drop_error);
+    DPNB_DP_LOG(q->log, WARN, "{}: software segmentation of a {}-byte GSO packet failed", q->name,
+                t.pkt.total_len);
+    return 0;
 }
 
 // Queues a packet for the port's TX queue of this lcore; sent once per loop iteration, or

@@ -519,6 +519,7 @@ void guest_main(const std::string& sim_dir, hv::DomId dom, const GuestOptions& o
     no.handle = options.handle;
     no.rx_mode = options.rx_mode;
     no.half_page_buffers = options.half_page_buffers;
+    no.rx_gso_tcpv4 = no.rx_gso_tcpv6 = options.rx_gso;
     no.auto_reconnect = false;
     auto nf = netfront::Netfront::create(**hv, no);
     if (!nf) {

@@ -160,6 +160,7 @@ struct GuestOptions {
     netfront::RxMode rx_mode = netfront::RxMode::copy;
     std::uint32_t handle = 0;
     bool half_page_buffers = false; // two RX buffers per page, if the backend offers offsets
+    bool rx_gso = true;             // feature-gso-tcpv4 and -tcpv6 offered to the backend
 };
 
 struct GuestReport {

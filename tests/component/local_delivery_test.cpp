@@ -5,7 +5,8 @@
 //   * a broadcast reaches the wire and every other guest, never its sender; a frame to a MAC
 //     no guest of the port has goes to the wire only;
 //   * TCP with a partial checksum and TCP GSO reach a guest as Linux's bridge would pass
-//     them: the partial checksum and the GSO extra kept;
+//     them: the partial checksum and the GSO extra kept; to a frontend without GSO, as
+//     segments with their checksums;
 //   * with local_delivery = false every frame goes to the wire;
 //   * a hostile sender (raw frontend): frames with another guest's source MAC reach neither
 //     that guest nor the wire; a packet with a grant it never gave is answered in error,
@@ -165,6 +166,41 @@ TEST_F(LocalDelivery, PartialChecksumsAndGsoPassAsTheGuestSentThem) {
     const VifCounters cb = status(b).counters;
     EXPECT_EQ(cb.local_rx_packets, 10u) << describe(b);
     EXPECT_EQ(cb.rx_drop_error, 0u);
+    finish({{&ga, a}, {&gb, b}});
+}
+
+// A frontend that takes no GSO gets a GSO packet from a guest of its port segmented in
+// software, every segment with its checksum filled in.
+TEST_F(LocalDelivery, GsoToAFrontendWithoutGsoArrivesSegmented) {
+    const hv::DomId a = create_guest("seg-a");
+    const hv::DomId b = create_guest("seg-b");
+    for (hv::DomId d : {a, b})
+        CT_ASSERT_OK(plug(d));
+    GuestProcess ga(dir_.path(), a, GuestOptions{});
+    GuestOptions no_gso;
+    no_gso.rx_gso = false;
+    GuestProcess gb(dir_.path(), b, no_gso);
+    const std::string iface = tap_name(24);
+    start_engine({tap_port("uplink", iface, pmd::Steering::shared)});
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(a, 0, "uplink", RxMode::copy));
+    CT_ASSERT_OK(handshake_->connect(b, 0, "uplink", RxMode::copy));
+    ASSERT_TRUE(ga.wait_connected() && gb.wait_connected());
+
+    constexpr std::uint32_t kPayload = 20000;
+    constexpr std::uint16_t kMss = 1400;
+    constexpr unsigned kSegments = (kPayload + kMss - 1) / kMss;
+    ASSERT_TRUE(ga.send_tcp(guest_mac(b), 2, kPayload, kMss, false, 3));
+    GuestReport r;
+    for (int i = 0; i < 600 && r.tcp_frames < 2 * kSegments; ++i) {
+        r = gb.report(0).value_or(GuestReport{});
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(r.tcp_frames, 2 * kSegments) << r.counters;
+    EXPECT_EQ(r.gso_frames, 0u);
+    EXPECT_EQ(r.csum_blank, 0u) << "software segments carry their checksums";
+    EXPECT_EQ(status(b).counters.local_rx_packets, 2 * kSegments) << describe(b);
+    EXPECT_EQ(status(a).counters.local_tx_packets, 2u) << describe(a);
     finish({{&ga, a}, {&gb, b}});
 }
 
