@@ -665,8 +665,15 @@ void Lcore::sleep_when_idle() {
             ready = ::epoll_wait(epfd_, events, 8, static_cast<int>((timeout_us + 999) / 1000));
         for (int i = 0; i < ready; ++i) {
             if ((events[i].data.u64 & 0xFFFF) != kTagNic) continue;
-            for (NicRx& n : nic_rx_)
-                if (nic_tag(n.port_id, n.queue) == events[i].data.u64) n.woke = true;
+            for (NicRx& n : nic_rx_) {
+                if (nic_tag(n.port_id, n.queue) != events[i].data.u64) continue;
+                n.woke = true;
+                // An armed queue's fd is an eventfd the device adds to (VFIO's MSI-X,
+                // virtio_user's call fd): read, or it stays readable and every later sleep
+                // returns at once (found in the Xen lab: a virtio_user port spun an idle lcore).
+                eventfd_t count = 0;
+                if (!n.intr_level) (void)::eventfd_read(n.intr_fd, &count);
+            }
         }
     }
     sleeping_.store(false, std::memory_order_seq_cst);
