@@ -363,3 +363,38 @@ xfer_rx() {
   [ "$gsum" = "$sum" ] || fail "dom0 to guest $d: data differs (sha256)"
   rm -f "$f"
 }
+
+# ping_g2g A A_IP B B_IP: 5 pings each way between two guests, 3 replies at least each;
+# keys ping_ab, ping_ba.
+ping_g2g() {
+  watch_guest "$1"
+  gcmd "$1" 120 "ping $4 5"
+  kv ping_ab "$REPLY"
+  [ "$REPLY" -ge 3 ] 2>/dev/null || fail "guest A: $REPLY of 5 pings to guest B answered"
+  watch_guest "$3"
+  gcmd "$3" 120 "ping $2 5"
+  kv ping_ba "$REPLY"
+  [ "$REPLY" -ge 3 ] 2>/dev/null || fail "guest B: $REPLY of 5 pings to guest A answered"
+}
+
+# xfer_g2g FROM TO TO_IP PORT PREFIX: guest FROM sends E2E_XFER_MIB MiB (16 by default) to
+# guest TO; checks size and sha256; metrics PREFIX (dom0's CPU counts whatever dom0 did for
+# it: the daemon's lcores, or netback and the bridge).
+xfer_g2g() {
+  local s=$1 r=$2 ip=$3 port=$4 p=$5 mib=${E2E_XFER_MIB:-16} sum n secs c0 c1 got gsum
+  watch_guest "$s"
+  gcmd "$s" 300 "gen $mib"
+  sum=$REPLY
+  gcmd_send "$r" "recv $port"
+  n=$REPLY
+  guest_wait "$r" "ready-$n" 120
+  c0=$(cpu_busy_ticks)
+  gcmd "$s" 600 "send $ip $port"
+  secs=$REPLY
+  c1=$(cpu_busy_ticks)
+  gcmd_wait "$r" "$n" 300
+  read -r got gsum <<<"$REPLY"
+  metrics "$p" "$got" "$secs" $((c1 - c0))
+  [ "$got" -eq $((mib * 1048576)) ] || fail "guest $s to guest $r: $got bytes of $((mib * 1048576))"
+  [ "$gsum" = "$sum" ] || fail "guest $s to guest $r: data differs (sha256)"
+}
