@@ -74,6 +74,29 @@ constexpr std::array kDrivers = {
     DriverRow{"net_memif", own_memory("copies frames from the shared region", RxInterrupt::armed)},
     DriverRow{"net_pcap", own_memory("copies frames from libpcap", RxInterrupt::armed)},
     DriverRow{"net_null", own_memory("makes up frames", RxInterrupt::none)},
+    DriverRow{
+        "net_virtio_user",
+        {
+            // Its vhost backend (the kernel's vhost-net, or a vhost-user process) reaches
+            // only the memory virtio_user registers with it, DPDK's own, and spreads a frame
+            // over several buffers (mergeable RX buffers).
+            .rx_buffers = RxBufferUse::own_memory,
+            .rx_buffers_why = "its vhost backend writes only into DPDK's memory (the memory "
+                              "table virtio_user gives it), a frame over several buffers",
+            // A call eventfd per queue; the PMD arms it by clearing VRING_AVAIL_F_NO_INTERRUPT.
+            .rx_interrupt = RxInterrupt::armed,
+            // VIRTIO_NET_F_HOST_TSO4 and HOST_TSO6 are both needed for the PMD to offer TSO.
+            .tso_ipv6 = true,
+            // A queue pair per tap queue; vhost-net's tap spreads frames over them by flow
+            // hash, and there is no rte_flow.
+            .equal_rx_tx_queues = true,
+            .spreads_unmatched_frames = true,
+            .burst_within_ready = true,
+            // A grant-mapped guest page is not in the memory table vhost translates through.
+            .tx_external_buffers = false,
+            .tx_external_buffers_why = "its vhost backend reads only DPDK's memory",
+        },
+    },
 };
 
 } // namespace

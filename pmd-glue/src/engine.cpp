@@ -40,6 +40,17 @@ namespace {
 
 std::atomic<unsigned> g_instances{0};
 
+// Daemon RX mbufs of a port beyond what its copy queues' descriptors hold.
+constexpr unsigned kRxMbufsInFlight = 1024;
+
+// The names of the offload bits set in `bits` (rte_eth_dev_rx/tx_offload_name).
+std::vector<std::string> offload_names(std::uint64_t bits, const char* (*name)(std::uint64_t)) {
+    std::vector<std::string> out;
+    for (unsigned b = 0; b < 64; ++b)
+        if ((bits >> b & 1U) != 0) out.emplace_back(name(std::uint64_t{1} << b));
+    return out;
+}
+
 int lcore_main(void* arg) {
     return static_cast<Lcore*>(arg)->run();
 }
@@ -290,7 +301,14 @@ Status Engine::Impl::init() {
         const int socket = rte_eth_dev_socket_id(port_ref.id());
         const int sock = socket < 0 ? SOCKET_ID_ANY : socket;
         const std::string rx_name = "dpnb" + std::to_string(instance) + "_rx" + std::to_string(pi);
-        ps->rx_pool = rte_pktmbuf_pool_create(rx_name.c_str(), opts.rx_mbufs_per_port, 256, 0,
+        // Copy queues keep their descriptors filled with these mbufs: leave room beyond that
+        // for the frames (and chains: jumbo, LRO) on their way to guests.
+        const unsigned rx_mbufs =
+            std::max(opts.rx_mbufs_per_port, unsigned{nb_rx} * pc.rx_desc + kRxMbufsInFlight);
+        if (rx_mbufs != opts.rx_mbufs_per_port)
+            spdlog::info("port {}: {} RX mbufs ({} queues of {} descriptors)", pc.name, rx_mbufs,
+                         nb_rx, pc.rx_desc);
+        ps->rx_pool = rte_pktmbuf_pool_create(rx_name.c_str(), rx_mbufs, 256, 0,
                                               RTE_MBUF_DEFAULT_BUF_SIZE, sock);
         if (ps->rx_pool == nullptr)
             return make_error(Errc::io,
@@ -318,6 +336,8 @@ Status Engine::Impl::init() {
             if (gp) gp->set_start_mode(false); // placeholders only while the queues start
         ps->tx_offloads = port_ref.setup().tx_offloads;
         ps->tso_ipv6 = dc.tso_ipv6;
+        ps->tx_maps =
+            dc.tx_external_buffers && port_ref.caps().dma->verdict == pmd::DmaVerdict::zero_copy;
         ps->max_frame = port_ref.setup().max_frame;
         if (pc.steering == pmd::Steering::mac_flow && !port_ref.setup().flow_rules)
             spdlog::warn("port {}: no rte_flow MAC rules: guests share the port's queue(s) and "
@@ -478,13 +498,17 @@ Status Engine::Impl::check_pci_probing() const {
 Status Engine::Impl::check_tx_maps() const {
     if (opts.tx_copy_slot_max >= netif::kPageSize) return ok();
     for (const auto& ps : ports) {
+        if (ps->tx_maps) continue;
         const pmd::DmaRule& dma = *ps->port->caps().dma;
-        if (dma.verdict == pmd::DmaVerdict::zero_copy) continue;
+        const pmd::DriverCaps& dc = ps->port->caps().driver_caps;
+        const std::string why =
+            dma.verdict != pmd::DmaVerdict::zero_copy
+                ? "its device may not be given guest pages (" + std::string(dma.reason) + ")"
+                : ps->port->caps().driver + " cannot send guest pages (" +
+                      std::string(dc.tx_external_buffers_why) + ")";
         return make_error(Errc::invalid_argument,
-                          "port " + ps->port->config().name +
-                              ": its device may not be given guest pages (" +
-                              std::string(dma.reason) +
-                              "), but tx_copy_slot_max = " + std::to_string(opts.tx_copy_slot_max) +
+                          "port " + ps->port->config().name + ": " + why +
+                              ", but tx_copy_slot_max = " + std::to_string(opts.tx_copy_slot_max) +
                               " would hand it grant-mapped TX slots: set it to 4096");
     }
     return ok();
@@ -1369,6 +1393,9 @@ std::vector<PortStatus> Engine::ports() const {
         s.dma_reason = caps.dma->reason;
         s.flow_rules = ps->port->setup().flow_rules;
         s.rx_queues = ps->port->setup().nb_rx;
+        s.mtu = ps->port->config().mtu;
+        s.rx_offloads = offload_names(ps->port->setup().rx_offloads, rte_eth_dev_rx_offload_name);
+        s.tx_offloads = offload_names(ps->port->setup().tx_offloads, rte_eth_dev_tx_offload_name);
         s.queue_owner = ps->owner;
         s.stats = ps->port->stats();
         out.push_back(std::move(s));

@@ -36,6 +36,11 @@ struct PortState {
     bool single_tx = false;            // one TX queue, used by the lcore of the port's only guest
     std::uint64_t tx_offloads = 0;
     bool tso_ipv6 = false; // the PMD's TSO also segments TCP over IPv6
+    // TX may hand the port grant-mapped guest pages: the DMA policy lets its device have
+    // guest pages and its PMD sends external buffers (pmd::DriverCaps::tx_external_buffers).
+    // Otherwise every slot is grant-copied (check_tx_maps), and a packet drops when no copy
+    // mbuf is left.
+    bool tx_maps = true;
     std::uint32_t max_frame = 0;
 
     bool dedicated() const noexcept {

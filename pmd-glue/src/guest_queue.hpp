@@ -117,14 +117,17 @@ struct ZeroCopyRx {
     std::array<MapGroup, kRingSize> groups{};
 };
 
-// What the RX builder needs to know of a received frame: its length and whether the NIC
-// verified its L4 checksum; for a frame from a guest of the same port (tx_local.cpp), the
-// sender's partial checksum or GSO, which that path records as TX offload flags (a NIC's
-// frames never carry them).
+// What the RX builder needs to know of a received frame: its length and its L4 checksum's
+// state. L4_CKSUM_NONE is good data whose checksum field is partial (a virtio-net header's
+// NEEDS_CSUM, as every LRO frame from vhost-net has): the guest fills it in, as for Linux's
+// CHECKSUM_PARTIAL. A frame from a guest of the same port (tx_local.cpp) carries the
+// sender's partial checksum or GSO as TX offload flags (a port's frames never carry them).
 inline netif::RxFrame rx_frame_meta(const rte_mbuf* m) noexcept {
     netif::RxFrame f;
     f.len = m->pkt_len;
-    f.data_validated = (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+    const std::uint64_t l4 = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
+    f.csum_blank = l4 == RTE_MBUF_F_RX_L4_CKSUM_NONE;
+    f.data_validated = l4 == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
     if ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) != 0) {
         f.csum_blank = true; // a GSO frame's checksums are partial, as Linux's
         f.gso_type =

@@ -644,8 +644,13 @@ void Lcore::sleep_when_idle() {
         n.intr_armed = rte_eth_dev_rx_intr_enable(n.port_id, n.queue) == 0;
         if (!n.intr_armed) timeout_us = std::min(timeout_us, poll_us);
     }
+    // A frame that reached a queue before it was armed raised no interrupt (vhost signals
+    // only what it adds while the ring asks for interrupts): one more poll of armed queues.
+    bool late = false;
+    for (NicRx& n : nic_rx_)
+        late = (n.intr_armed && do_nic_rx(n)) || late;
     sleeping_.store(true, std::memory_order_seq_cst);
-    bool work = rte_ring_count(cmds_) != 0 || rte_ring_count(inbox_) != 0;
+    bool work = late || rte_ring_count(cmds_) != 0 || rte_ring_count(inbox_) != 0;
     for (GuestQueue* q : queues_)
         work = work || rte_ring_count(q->tx_done) != 0;
     if (!work) {

@@ -237,6 +237,9 @@ private:
     void tx_release_group(GuestQueue* q, std::int16_t g);
     void tx_flush(std::uint16_t port_index);
     void tx_flush_all();
+    struct TxStage;
+    void tx_prepare(std::uint16_t port_id, std::uint16_t txq, TxStage& st);
+    void tx_drop_staged(rte_mbuf* m);
     void tx_cleanup_held();
 
     // --- guest-to-guest delivery (tx_local.cpp) ---------------------------------------------

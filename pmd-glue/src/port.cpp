@@ -2,6 +2,7 @@
 #include "dpnb/pmd/port.hpp"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <rte_bus.h>
 #include <rte_dev.h>
 #include <rte_errno.h>
@@ -9,9 +10,12 @@
 #include <rte_flow.h>
 #include <rte_mbuf.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstring>
 
 #include "dpnb/netif/features.hpp"
@@ -45,6 +49,71 @@ std::string mac_text(const netif::MacAddress& m) {
     std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", m.bytes[0], m.bytes[1],
                   m.bytes[2], m.bytes[3], m.bytes[4], m.bytes[5]);
     return buf;
+}
+
+// virtio_user's backend, checked before DPDK probes the port: DPDK's own failure ("Failed
+// to open /dev/vhost-net", EINVAL) does not say what to do about it. Devargs that name no
+// virtio_user device, or no path, are left to DPDK.
+Status check_vhost_backend(const PortConfig& c) {
+    const std::string_view dev = c.device;
+    const std::string_view name = dev.substr(0, dev.find(','));
+    if (!name.starts_with("virtio_user") && !name.starts_with("net_virtio_user")) return ok();
+    std::string path;
+    bool server = false;
+    for (std::size_t at = dev.find(','); at != std::string_view::npos;) {
+        const std::size_t next = dev.find(',', at + 1);
+        const std::string_view kv = dev.substr(at + 1, next - at - 1);
+        if (kv.starts_with("path=")) path = kv.substr(5);
+        if (kv == "server=1") server = true;
+        at = next;
+    }
+    if (path.empty()) return ok();
+    const std::string who = "port " + c.name + " (" + std::string(name) + ")";
+    const bool device_node = path.starts_with("/dev/");
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        const int err = errno;
+        if (err == ENOENT && device_node)
+            return make_error(Errc::unsupported,
+                              who + ": " + path +
+                                  " does not exist: this kernel has no vhost-net. Load it "
+                                  "(modprobe vhost_net), or use a net_tap port (device = "
+                                  "\"net_tap0,iface=NAME\")",
+                              err);
+        if (err == ENOENT && server) return ok(); // virtio_user creates the socket
+        if (err == ENOENT)
+            return make_error(Errc::not_found,
+                              who + ": no vhost-user socket at " + path +
+                                  ": start its vhost-user backend first (or use "
+                                  "path=/dev/vhost-net)",
+                              err);
+        return make_error(Errc::io, who + ": " + path + ": " + std::strerror(err), err);
+    }
+    if (!S_ISCHR(st.st_mode)) return ok(); // a vhost-user socket
+    if (const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC); fd >= 0) {
+        ::close(fd);
+    } else {
+        const int err = errno;
+        const bool denied = err == EACCES || err == EPERM;
+        return make_error(denied ? Errc::permission_denied : Errc::io,
+                          who + ": cannot open " + path + ": " + std::strerror(err) +
+                              (denied ? ": dpnetbackd needs read-write access to it (root, or "
+                                        "a group that has it) and CAP_NET_ADMIN for the tap "
+                                        "device virtio_user creates (docs/operations.md)"
+                                      : ""),
+                          err);
+    }
+    // vhost-net moves frames to and from a tap device that virtio_user creates.
+    if (::access("/dev/net/tun", R_OK | W_OK) != 0) {
+        const int err = errno;
+        return make_error(err == ENOENT ? Errc::unsupported : Errc::permission_denied,
+                          who + ": vhost-net needs a tap device, and /dev/net/tun " +
+                              (err == ENOENT
+                                   ? std::string("does not exist (modprobe tun)")
+                                   : "cannot be opened: " + std::string(std::strerror(err))),
+                          err);
+    }
+    return ok();
 }
 
 } // namespace
@@ -95,6 +164,7 @@ Status Port::probe(const DmaProbe& dma) {
     const std::string devname = config_.device.substr(0, config_.device.find(','));
     std::uint16_t id = 0;
     if (rte_eth_dev_get_port_by_name(devname.c_str(), &id) != 0) {
+        if (Status st = check_vhost_backend(config_); !st) return st;
         if (int rc = rte_dev_probe(config_.device.c_str()); rc != 0)
             return eth_error("port " + config_.name + ": probing " + config_.device, rc);
         probed_here_ = true;
@@ -179,21 +249,30 @@ Status Port::configure(std::span<rte_mempool* const> rx_pools, std::uint16_t nb_
     const std::string who = "port " + config_.name;
     if (started_) (void)stop();
     if (rx_pools.empty() || rx_pools.size() > caps_.max_rx_queues)
-        return make_error(Errc::invalid_argument, who + ": bad RX queue count");
+        return make_error(Errc::invalid_argument,
+                          who + ": " + std::to_string(rx_pools.size()) + " RX queues needed, " +
+                              caps_.driver + " has " + std::to_string(caps_.max_rx_queues) +
+                              " (virtio_user: queues= in the device string)");
     if (nb_tx == 0 || nb_tx > caps_.max_tx_queues)
         return make_error(Errc::invalid_argument, who + ": " + std::to_string(nb_tx) +
                                                       " TX queues needed (one per worker "
                                                       "lcore), " +
                                                       caps_.driver + " has " +
-                                                      std::to_string(caps_.max_tx_queues));
+                                                      std::to_string(caps_.max_tx_queues) +
+                                                      " (virtio_user: queues= in the device "
+                                                      "string)");
 
     setup_ = PortSetup{};
     setup_.zero_copy = zero_copy;
     if (!zero_copy) (void)can_zero_copy(&setup_.copy_reason);
     std::uint64_t rx = 0;
     if (config_.rx_checksum) rx |= caps_.rx_offload_capa & RTE_ETH_RX_OFFLOAD_CHECKSUM;
-    // A frame must land in one guest buffer: scatter would fill buffers out of order.
-    if (!zero_copy) rx |= caps_.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER;
+    // A frame must land in one guest buffer: scatter would fill buffers out of order. A
+    // copy queue takes chains: jumbo frames, and large received ones (LRO) up to 64 KiB.
+    if (!zero_copy) {
+        rx |= caps_.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER;
+        if (config_.lro) rx |= caps_.rx_offload_capa & RTE_ETH_RX_OFFLOAD_TCP_LRO;
+    }
     std::uint64_t tx = caps_.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
     if (config_.tx_checksum)
         tx |= caps_.tx_offload_capa & (RTE_ETH_TX_OFFLOAD_IPV4_CKSUM |
@@ -217,6 +296,7 @@ Status Port::configure(std::span<rte_mempool* const> rx_pools, std::uint16_t nb_
                              ", largest frame " + std::to_string(caps_.max_rx_pktlen) + ")",
                          rc);
     configured_ = true;
+    setup_.rx_offloads = rx;
     setup_.tx_offloads = tx;
     setup_.nb_rx = nb_rx;
     setup_.nb_tx = nb_tx;
@@ -428,7 +508,8 @@ Port::~Port() {
     const std::uint16_t id = caps_.port_id;
     if (started_) (void)rte_eth_dev_stop(id);
     rte_eth_dev_info info{};
-    rte_device* dev = rte_eth_dev_info_get(id, &info) == 0 ? info.device : nullptr;
+    rte_device* dev = nullptr; // a probe that failed left no port to ask
+    if ((configured_ || probed_here_) && rte_eth_dev_info_get(id, &info) == 0) dev = info.device;
     if (configured_ || probed_here_) (void)rte_eth_dev_close(id);
     if (probed_here_ && dev != nullptr) {
         if (int rc = rte_dev_remove(dev); rc != 0)

@@ -223,6 +223,7 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
         q->rx_round.local_packets += 1;
         q->rx_round.local_bytes += meta.len;
     }
+    if ((m->ol_flags & RTE_MBUF_F_RX_LRO) != 0) bump(q->counters.c.rx_lro);
     copy_free(m);
 }
 

@@ -249,6 +249,9 @@ bool Lcore::tx_ip_source_ok(GuestQueue* q, TxWork& t) {
 void Lcore::tx_build(GuestQueue* q, unsigned n) {
     const std::uint16_t copy_len = engine_.opts.tx_copy_len;
     const std::uint32_t copy_max = copy_pool_ != nullptr ? engine_.opts.tx_copy_slot_max : 0;
+    // A port that may not be handed grant-mapped pages has every slot copied
+    // (Engine::Impl::check_tx_maps); when the copy pool runs short its packets drop.
+    const bool maps = engine_.ports[q->out_port_index]->tx_maps;
     // 2. The first bytes of every packet into header mbufs, and the rest of every slot small
     //    enough into mbufs of its own, with one grant copy for the burst. The mbufs come in
     //    bulk: a header per packet, one per slot copied whole.
@@ -286,12 +289,20 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
         t.seg = nsegs;
         t.nhdr_segs = header_segments(q->dom, t, tx_segs_.data() + nsegs);
         nsegs += t.nhdr_segs;
-        for (unsigned k = 0; k < t.pkt.nr_slots && next_copy < ncopied; ++k) {
+        for (unsigned k = 0; k < t.pkt.nr_slots; ++k) {
             const netif::TxSlot& s = t.pkt.slots[k];
             const std::uint32_t skip = header_part(t, k);
             const std::uint32_t rest = s.len - skip;
             if (rest == 0 || rest > copy_max) continue;
-            // When the pool ran short, the slots beyond what it gave are mapped instead.
+            // When the pool ran short, the slots beyond what it gave are mapped instead, where
+            // the port takes mapped pages.
+            if (next_copy == ncopied) {
+                if (!maps) {
+                    t.drop = true; // answered in error with the burst's other drops
+                    bump(q->counters.c.tx_drop_error);
+                }
+                break;
+            }
             rte_mbuf* m = tx_copy_mbufs_[next_copy++];
             t.copies[k] = m;
             t.copy_seg[k] = nsegs;
@@ -555,6 +566,7 @@ void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
         const bool tso = (offl & RTE_ETH_TX_OFFLOAD_TCP_TSO) != 0 && (t.h.ipv4 || port.tso_ipv6);
         if (tso) {
             set_tx_offload(head, t.h, true, pkt.offload.gso_size);
+            bump(q->counters.c.tx_tso);
             tx_stage(q->out_port_index, head);
             return;
         }
@@ -609,6 +621,7 @@ void Lcore::tx_flush(std::uint16_t port_index) {
     const std::uint16_t txq = port.tx_queue(index_);
     std::uint32_t sent = 0;
     if (!port_paused_[port_index]) {
+        tx_prepare(port.port->id(), txq, st);
         for (int tries = 0; sent < st.n && tries < 4; ++tries) {
             const auto chunk =
                 static_cast<std::uint16_t>(std::min<std::uint32_t>(st.n - sent, kMaxBurst));
@@ -618,15 +631,8 @@ void Lcore::tx_flush(std::uint16_t port_index) {
             if (k == 0) tx_cleanup_held();
         }
     }
-    for (std::uint32_t i = sent; i < st.n; ++i) {
-        // Not taken: the guest hears NETIF_RSP_ERROR for its slots.
-        for (rte_mbuf* seg = st.m[i]; seg != nullptr; seg = seg->next)
-            if (RTE_MBUF_HAS_EXTBUF(seg) && seg->shinfo != nullptr &&
-                seg->shinfo->free_cb == &Lcore::tx_buffer_released)
-                static_cast<TxPending*>(seg->shinfo->fcb_opaque)->status = rsp::kError;
-        rte_pktmbuf_free(st.m[i]);
-        bump(counters_.tx_nic_drops);
-    }
+    for (std::uint32_t i = sent; i < st.n; ++i)
+        tx_drop_staged(st.m[i]); // not taken
     st.n = 0;
 }
 
@@ -637,6 +643,33 @@ void Lcore::tx_flush_all() {
         tx_stage_[tx_stage_ports_[i]].listed = false;
     }
     n_tx_stage_ports_ = 0;
+}
+
+// The PMD's last touches to offload headers (rte_eth_tx_prepare): virtio fills a TSO
+// packet's IPv4 header checksum and turns its pseudo-header checksum into the one Linux
+// expects of a GSO packet (over the whole length); PMDs without a prepare step return at
+// once. A packet the PMD refuses is
+// answered in error and the rest keep their order.
+void Lcore::tx_prepare(std::uint16_t port_id, std::uint16_t txq, TxStage& st) {
+    std::uint32_t done = 0;
+    while (done < st.n) {
+        done += rte_eth_tx_prepare(port_id, txq, st.m.data() + done,
+                                   static_cast<std::uint16_t>(st.n - done));
+        if (done == st.n) break;
+        tx_drop_staged(st.m[done]);
+        std::copy(st.m.begin() + done + 1, st.m.begin() + st.n, st.m.begin() + done);
+        --st.n;
+    }
+}
+
+// A staged packet that does not go out: the guest hears NETIF_RSP_ERROR for its slots.
+void Lcore::tx_drop_staged(rte_mbuf* m) {
+    for (rte_mbuf* seg = m; seg != nullptr; seg = seg->next)
+        if (RTE_MBUF_HAS_EXTBUF(seg) && seg->shinfo != nullptr &&
+            seg->shinfo->free_cb == &Lcore::tx_buffer_released)
+            static_cast<TxPending*>(seg->shinfo->fcb_opaque)->status = rsp::kError;
+    rte_pktmbuf_free(m);
+    bump(counters_.tx_nic_drops);
 }
 
 // Asks PMDs that free transmitted mbufs lazily (descriptor rings) to free them now, on the

@@ -17,6 +17,8 @@ TEST(DriverTable, EveryRowNamesOneDriverWithAReason) {
         EXPECT_EQ(r.driver.rfind("net_", 0), 0u) << r.driver << ": ethdev driver names start so";
         EXPECT_TRUE(seen.insert(r.driver).second) << r.driver << " has two rows";
         EXPECT_FALSE(r.caps.rx_buffers_why.empty()) << r.driver;
+        EXPECT_TRUE(r.caps.tx_external_buffers || !r.caps.tx_external_buffers_why.empty())
+            << r.driver << ": a driver that cannot send guest pages says why";
         EXPECT_EQ(find_driver(r.driver), &r);
         EXPECT_EQ(&driver_caps(r.driver), &r.caps);
     }
@@ -36,6 +38,7 @@ TEST(DriverTable, AnUnknownDriverGetsTheConservativeDefaults) {
         EXPECT_FALSE(c.equal_rx_tx_queues);
         EXPECT_TRUE(c.spreads_unmatched_frames) << "no queue is assumed to be a guest's alone";
         EXPECT_TRUE(c.burst_within_ready);
+        EXPECT_TRUE(c.tx_external_buffers);
     }
 }
 
@@ -70,6 +73,20 @@ TEST(DriverTable, VirtualPmdsThatCopy) {
     }
     EXPECT_EQ(driver_caps("net_ring").rx_interrupt, RxInterrupt::none);
     EXPECT_EQ(driver_caps("net_null").rx_interrupt, RxInterrupt::none);
+}
+
+// virtio_user over vhost-net (or vhost-user): copy RX, TSO over both IP versions, a queue
+// pair per tap queue with frames spread over all, and no guest pages on TX.
+TEST(DriverTable, VirtioUser) {
+    const DriverCaps& c = driver_caps("net_virtio_user");
+    EXPECT_NE(find_driver("net_virtio_user"), nullptr);
+    EXPECT_EQ(c.rx_buffers, RxBufferUse::own_memory);
+    EXPECT_EQ(c.rx_interrupt, RxInterrupt::armed);
+    EXPECT_TRUE(c.tso_ipv6) << "virtio offers TSO only with HOST_TSO4 and HOST_TSO6";
+    EXPECT_TRUE(c.equal_rx_tx_queues);
+    EXPECT_TRUE(c.spreads_unmatched_frames);
+    EXPECT_FALSE(c.tx_external_buffers) << "vhost reads only DPDK's memory";
+    EXPECT_NE(c.tx_external_buffers_why.find("vhost"), std::string_view::npos);
 }
 
 TEST(DriverTable, InterruptKindNames) {

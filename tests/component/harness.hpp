@@ -151,16 +151,21 @@ struct TcpSegment {
     std::uint32_t seq = 0;
     std::size_t payload = 0;
     bool fin_or_psh = false;
+    std::uint16_t csum = 0;        // the TCP checksum field
+    std::uint16_t pseudo_csum = 0; // a partial checksum's value: the pseudo-header over the length
 };
 // Checks a frame the engine sent: IPv4 header checksum, TCP checksum, the payload pattern.
+// `partial_csum`: the TCP checksum field holds the pseudo-header sum of a packet whose
+// checksum is still to be filled in (CHECKSUM_PARTIAL, csum_blank): it is not checked.
 TcpSegment check_tcp_frame(const std::vector<std::byte>& frame, bool ipv6, std::uint8_t seed,
-                           std::uint32_t seq0);
+                           std::uint32_t seq0, bool partial_csum = false);
 
 struct GuestOptions {
     netfront::RxMode rx_mode = netfront::RxMode::copy;
     std::uint32_t handle = 0;
     bool half_page_buffers = false; // two RX buffers per page, if the backend offers offsets
     bool rx_gso = true;             // feature-gso-tcpv4 and -tcpv6 offered to the backend
+    bool rx_sg = true;              // feature-sg: frames larger than a page span several slots
 };
 
 struct GuestReport {
@@ -173,10 +178,12 @@ struct GuestReport {
     std::uint64_t reuse_hits = 0;
     std::uint64_t rx_buffer_size = 0; // bytes per posted RX buffer
     // Frames that are not payload frames, by what the backend said of them (any stream).
-    std::uint64_t tcp_frames = 0; // TCP over IPv4 or IPv6
-    std::uint64_t csum_blank = 0; // of which NETRXF_csum_blank
-    std::uint64_t gso_frames = 0; // of which with a GSO extra
-    std::string counters;         // the netfront's non-zero counters, for failure messages
+    std::uint64_t tcp_frames = 0;  // TCP over IPv4 or IPv6
+    std::uint64_t tcp_bad = 0;     // of which not of tcp_frame()'s pattern or broken
+    std::uint64_t csum_blank = 0;  // of which NETRXF_csum_blank
+    std::uint64_t gso_frames = 0;  // of which with a GSO extra
+    std::uint64_t tcp_max_len = 0; // the longest
+    std::string counters;          // the netfront's non-zero counters, for failure messages
 };
 
 // A netfront in a forked process, driven by commands. Received frames are checked with the

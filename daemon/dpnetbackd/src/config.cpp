@@ -86,6 +86,7 @@ constexpr KeyInfo kKeys[] = {
     {"port.*.rx_checksum", Reload::restart},
     {"port.*.tx_checksum", Reload::restart},
     {"port.*.tso", Reload::restart},
+    {"port.*.lro", Reload::restart},
     {"port.*.rx_interrupts", Reload::restart},
     {"port.*.local_delivery", Reload::restart},
     {"port.*.vf_of", Reload::restart},
@@ -790,13 +791,14 @@ void load_ports(Loader& l, const toml::table& root, Config& c) {
         s.integer("rx_queues", p.rx_queues, 1, 128);
         s.integer("rx_desc", p.rx_desc, 32, 32768);
         s.integer("tx_desc", p.tx_desc, 32, 32768);
-        s.integer("mtu", p.mtu, 68, 65535);
+        s.integer("mtu", p.mtu, 68, 9600);
         s.mac("mac", p.mac, true);
         s.boolean("promiscuous", p.promiscuous);
         s.boolean("zero_copy", p.zero_copy);
         s.boolean("rx_checksum", p.rx_checksum);
         s.boolean("tx_checksum", p.tx_checksum);
         s.boolean("tso", p.tso);
+        s.boolean("lro", p.lro);
         s.boolean("rx_interrupts", p.rx_interrupts);
         s.boolean("local_delivery", p.local_delivery);
         s.string("vf_of", p.vf_of);

@@ -149,6 +149,10 @@ struct PortStatus {
     std::string dma_reason;
     bool flow_rules = false;
     std::uint16_t rx_queues = 0;
+    std::uint32_t mtu = 0;
+    // The offloads configured (DPDK's names: "TCP_LRO", "TCP_TSO", ...).
+    std::vector<std::string> rx_offloads;
+    std::vector<std::string> tx_offloads;
     std::vector<std::optional<VifId>> queue_owner; // dedicated queues; [0] of shared ports empty
     pmd::Port::Stats stats;
 };

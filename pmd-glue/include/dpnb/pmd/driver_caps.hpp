@@ -52,6 +52,10 @@ struct DriverCaps {
     // guest pool holds buffers (otherwise a frame the guest has no buffer for is lost
     // instead of waiting in the device).
     bool burst_within_ready = true;
+    // TX can send guest pages attached to mbufs as external buffers (grant-mapped slots).
+    // Otherwise every TX slot is grant-copied into daemon mbufs.
+    bool tx_external_buffers = true;
+    std::string_view tx_external_buffers_why = "";
 };
 
 // Safe for any PMD: copy RX, IPv6 TSO in software, no MAC steering, interrupts only where

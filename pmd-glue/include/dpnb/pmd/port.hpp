@@ -38,8 +38,9 @@ Result<Steering> parse_steering(std::string_view text);
 
 struct PortConfig {
     std::string name; // what VifSpec::port names
-    // devargs for rte_dev_probe ("net_tap0,iface=dpnb0", "0000:03:10.0"), or the name of an
-    // ethdev that exists already (probed by EAL from its allow list or --vdev).
+    // devargs for rte_dev_probe ("net_tap0,iface=dpnb0", "0000:03:10.0",
+    // "virtio_user0,path=/dev/vhost-net,queues=2,queue_size=1024,iface=vhost0"), or the name
+    // of an ethdev that exists already (probed by EAL from its allow list or --vdev).
     std::string device;
     std::string group; // dedicated ports: a vif asking for the group gets a free member
     Steering steering = Steering::shared;
@@ -48,11 +49,14 @@ struct PortConfig {
     std::uint16_t tx_desc = 512;
     std::uint32_t mtu = 1500;
     std::optional<netif::MacAddress> mac; // set on the port
-    bool promiscuous = true;   // needed for frames to several guest MACs (shared, mac_flow)
-    bool zero_copy = true;     // allow zero-copy RX where the PMD can
-    bool rx_checksum = true;   // RX checksum offload when the PMD has it
-    bool tx_checksum = true;   // TX checksum offload when the PMD has it
-    bool tso = true;           // TCP segmentation offload when the PMD has it
+    bool promiscuous = true; // needed for frames to several guest MACs (shared, mac_flow)
+    bool zero_copy = true;   // allow zero-copy RX where the PMD can
+    bool rx_checksum = true; // RX checksum offload when the PMD has it
+    bool tx_checksum = true; // TX checksum offload when the PMD has it
+    bool tso = true;         // TCP segmentation offload when the PMD has it
+    // Large receive offload (RTE_ETH_RX_OFFLOAD_TCP_LRO) when the PMD has it and RX copies:
+    // a virtio_user port then takes the kernel's GSO packets whole (up to 64 KiB).
+    bool lro = true;
     bool rx_interrupts = true; // sleep on RX interrupts when the PMD has them
     // Frames between guests on this port are delivered by the daemon, as a VEB does, never
     // sent on the wire (docs/datapath.md, "Local delivery"); false sends them all out, for a
@@ -89,6 +93,7 @@ struct PortSetup {
     std::string copy_reason; // why not, when zero_copy is false
     bool flow_rules = false; // mac_flow: the PMD accepted a validated MAC rule
     std::string flow_reason; // why not
+    std::uint64_t rx_offloads = 0;
     std::uint64_t tx_offloads = 0;
     std::uint16_t nb_rx = 0;
     std::uint16_t nb_tx = 0;
