@@ -25,11 +25,13 @@ pkgs_test=(googletest libgtest-dev libgmock-dev clang libclang-rt-14-dev clang-f
 # kernel (linux-image-amd64: /boot/vmlinuz-* and its modules); xen-utils-4.17 has xl,
 # oxenstored, xenconsoled and xen-init-dom0 (in /usr/lib/xen-4.17/bin); xenstore-utils the
 # xenstore-* tools used in dom0 and copied into guests; iproute2 ip and ss in dom0;
-# busybox-static, cpio, kmod (modprobe --show-depends), xz-utils build the initramfs images.
+# busybox-static, cpio, kmod (modprobe --show-depends), xz-utils build the initramfs images;
+# iputils-ping (ping -M do: jumbo frames unfragmented, in dom0 and copied into guests),
+# ethtool (the vhost-net tap's offloads) and strace (E2E_STRACE=1) in dom0.
 # The hypervisor package only adds files to /boot: its postinst runs update-grub only where
 # /boot/grub exists, and xen-utils' postinst starts nothing unless it runs under Xen 4.17.
 pkgs_e2e=(qemu-system-x86 xen-hypervisor-4.17-amd64 xen-utils-4.17 xenstore-utils
-  linux-image-amd64 busybox-static cpio kmod xz-utils iproute2)
+  linux-image-amd64 busybox-static cpio kmod xz-utils iproute2 iputils-ping ethtool strace)
 # bench (bench/run.sh): the ceiling (dpdk-testpmd) and the plots.
 pkgs_bench=(dpdk-dev gnuplot-nox valgrind prometheus-cpp-dev libcpp-httplib-dev)
 # package (scripts/build-package.sh, debian/): dpkg-buildpackage with debhelper 13, the man

@@ -14,7 +14,11 @@
 #                     host (e2e-project-bins, e2e-guest-bins), one per line
 #   -d, --deb FILE    the Debian package for scenarios that install it (default:
 #                     $DPNB_E2E_DEB, else build/package/dpnetback_*.deb: scripts/build-package.sh)
-# Environment: E2E_XFER_MIB (MiB per transfer direction in kernel-netback, default 16).
+# Environment: E2E_XFER_MIB (MiB per transfer direction in kernel-netback, default 16);
+#   E2E_STRACE=1: dpnetbackd-basic counts the daemon's system calls per packet with strace
+#   during its first transfers (slows them: throughput figures of such a run mean little);
+#   DPNB_PORT=tap: the dpnetbackd scenarios' port into dom0 is net_tap instead of virtio_user
+#   over vhost-net (lab/lib-dpnb.sh), e.g. to compare the two.
 # Exit status: 0 all passed, 1 a scenario failed, 2 usage, 77 the lab's packages are missing
 # (CTest's SKIP_RETURN_CODE; scripts/install-deps.sh e2e installs them).
 set -euo pipefail
@@ -156,6 +160,8 @@ run_group() {
     printf 'E2E_ROOT=%q\nE2E_LAB=%q\nE2E_GROUP=%q\n' "$here" "$lab" "$g"
     printf 'E2E_KERNEL=%q\nE2E_DOMU_INITRD=%q\n' "/boot/vmlinuz-$KV" "$lab/domu-initrd.gz"
     [ -z "${E2E_XFER_MIB:-}" ] || printf 'E2E_XFER_MIB=%q\n' "$E2E_XFER_MIB"
+    [ -z "${E2E_STRACE:-}" ] || printf 'E2E_STRACE=%q\n' "$E2E_STRACE"
+    [ -z "${DPNB_PORT:-}" ] || printf 'DPNB_PORT=%q\n' "$DPNB_PORT"
   } > "$lab/plan"
   guest_bins=(xenstore-read xenstore-write xenstore-exists xenstore-rm xenstore-ls)
   for s in "${scenarios[@]}"; do

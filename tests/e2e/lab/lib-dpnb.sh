@@ -1,10 +1,16 @@
 # lib-dpnb.sh: what the dpnetbackd scenarios share in dom0 (bash; sourced after lib-dom0.sh
 # by scenarios/dpnetbackd-*.sh).
 #
-# dpnetbackd runs in dom0 with hypervisor.kind = "xen" and one net_tap port, dpnb0
-# (198.18.0.1/24 in dom0): the guests' frames leave the daemon on that tap and dom0's kernel
-# answers them, so dom0's own nc and ping are the far end of every test. The daemon logs to
-# a file that a failure prints (its last lines) and that is kept with the lab's logs.
+# dpnetbackd runs in dom0 with hypervisor.kind = "xen" and one port into dom0's stack, the
+# tap dpnb0 (198.18.0.1/24 in dom0): the guests' frames leave the daemon there and dom0's
+# kernel answers them, so dom0's own nc and ping are the far end of every test. The port is
+# DPNB_PORT:
+#   vhost  (default) virtio_user over dom0's /dev/vhost-net: the tap's kernel side keeps TSO
+#          and checksum offloads both ways (64 KiB GSO packets, no per-segment system call);
+#   tap    net_tap: GSO packets segmented in software, one writev per segment; what the
+#          scenarios whose RX modes need a zero-copy queue use (dpnb_start_dedicated).
+# The daemon logs to a file that a failure prints (its last lines) and that is kept with the
+# lab's logs.
 #
 # Guests run scenarios/dpnetbackd-guest.guest.sh, a command loop: dom0 writes data/e2e/cmd-N
 # ("up ADDR", "ping IP N", "gen MIB", "send IP PORT", "recv PORT", "stats", "queues") and
@@ -18,6 +24,8 @@ DPNB_CONF=$DPNB_DIR/dpnetback.toml
 DPNB_SOCK=$DPNB_DIR/dpnetbackd.sock
 DPNB_PID=""
 DPNB_IFACE=dpnb0
+DPNB_PORT=${DPNB_PORT:-vhost}
+DPNB_MTU=${DPNB_MTU:-1500}
 DPNB_DOM0_MAC=02:00:00:e2:e0:fe
 DOM0_IP=198.18.0.1
 TICK=$(getconf CLK_TCK)
@@ -55,11 +63,22 @@ ctlj() {
   jq -ce '.result' <<<"$out"
 }
 
-# dpnb_config STEERING RX_QUEUES [TOML_LINE...]: the scenario's configuration; extra lines
-# are appended (later sections, e.g. "[features]" "max_queues = 2").
+# dpnb_config STEERING RX_QUEUES [TOML_LINE...]: the scenario's configuration (port DPNB_PORT
+# with MTU DPNB_MTU); extra lines are appended (later sections, e.g. "[features]"
+# "max_queues = 2").
 dpnb_config() {
-  local steering=$1 rxq=$2
+  local steering=$1 rxq=$2 device port_lines=""
   shift 2
+  case $DPNB_PORT in
+    # A queue pair (a tap queue) per RX queue; the daemon demultiplexes them all in software.
+    # 1024 descriptors as the ring: LRO frames of 64 KiB take about 32 2 KiB buffers each.
+    vhost)
+      device="virtio_user0,path=/dev/vhost-net,queues=$rxq,queue_size=1024,iface=$DPNB_IFACE"
+      port_lines="rx_desc = 1024"
+      ;;
+    tap) device="net_tap0,iface=$DPNB_IFACE" ;;
+    *) fail "DPNB_PORT must be vhost or tap, not '$DPNB_PORT'" ;;
+  esac
   cat > "$DPNB_CONF" <<EOF
 # written by tests/e2e/lab/lib-dpnb.sh for $E2E_NAME
 [hypervisor]
@@ -77,9 +96,11 @@ memory_mb = 256
 file_prefix = "e2e"
 
 [port.uplink]
-device = "net_tap0,iface=$DPNB_IFACE"
+device = "$device"
 steering = "$steering"
 rx_queues = $rxq
+mtu = $DPNB_MTU
+$port_lines
 ${DPNB_PORT_EXTRA:-}
 
 [engine]
@@ -129,8 +150,12 @@ dpnb_try_start() { dpnb_try_launch "$DPNB" -f --config "$DPNB_CONF" "$@"; }
 # start with a launcher that execs the daemon, e.g. setpriv).
 dpnb_try_launch() {
   local deadline=$((SECONDS + 180))
-  # net_tap opens /dev/net/tun, which dom0's devtmpfs has once tun is loaded.
+  # net_tap and vhost-net's tap open /dev/net/tun, which dom0's devtmpfs has once tun is
+  # loaded; virtio_user opens /dev/vhost-net.
   modprobe tun || { log "modprobe tun failed"; return 1; }
+  if [ "$DPNB_PORT" = vhost ]; then
+    modprobe vhost_net || { log "modprobe vhost_net failed"; return 1; }
+  fi
   # The metrics endpoint binds 127.0.0.1: after kernel-netback in the same boot, dom0's lo
   # was found without it ("Cannot assign requested address").
   ip link set lo up
@@ -161,15 +186,23 @@ dpnb_try_launch() {
   ip link set "$DPNB_IFACE" address "$DPNB_DOM0_MAC" || return 1
   ip addr replace "$DOM0_IP/24" dev "$DPNB_IFACE" || return 1
   ip link set "$DPNB_IFACE" up || return 1
-  log "dpnetbackd answers; $DPNB_IFACE is $DOM0_IP/24"
+  log "dpnetbackd answers; $DPNB_IFACE is $DOM0_IP/24 ($DPNB_PORT port)"
+  kv port_kind "$DPNB_PORT"
+  # The tap's offloads follow what virtio_user negotiated (TSO only with RX checksums).
+  kv tap_offloads "$(ethtool -k "$DPNB_IFACE" 2>/dev/null | awk -F': ' \
+    '/^(tx-checksumming|scatter-gather|tcp-segmentation-offload|generic-segmentation-offload):/ \
+    { sub(/ .*/, "", $2); printf "%s%s=%s", n++ ? "," : "", $1, $2 }')"
 }
 dpnb_start() { dpnb_try_start "$@" || fail "dpnetbackd did not start (its log above)"; }
 
 # dpnb_start_dedicated [TOML_LINE...]: dpnb0 as the one member of the group "guests" with
 # "dedicated_port" steering: the guest served gets the whole port (its RX queue is its own,
 # so RX modes map and reuse are possible on net_tap, which has no rte_flow); guests served one
-# after another get it in turn. The extra lines must not set [vifs] default_port.
+# after another get it in turn. The extra lines must not set [vifs] default_port. Always a
+# net_tap port: map and reuse need a queue whose device writes into guest buffers, and a
+# vhost backend writes only into DPDK's memory (virtio_user ports always copy).
 dpnb_start_dedicated() {
+  DPNB_PORT=tap
   DPNB_PORT_EXTRA='group = "guests"'
   dpnb_config dedicated_port 1 "$@"
   DPNB_PORT_EXTRA=""
@@ -199,7 +232,7 @@ dpnb_start_steered() {
     dpnb_start
     STEERING=shared
   fi
-  port=$(ctlj stats | jq -c '.ports[0] | {driver, steering, flow_rules, zero_copy, rx_queues, copy_reason}')
+  port=$(ctlj stats | jq -c '.ports[0] | {driver, steering, flow_rules, zero_copy, rx_queues, mtu, rx_offloads, tx_offloads, copy_reason}')
   log "port: $port"
   # The daemon itself falls back to the shared queue when the port cannot steer with
   # rte_flow; say so, with the daemon's words. (pmd-glue does not use rte_flow on net_tap:
@@ -214,6 +247,9 @@ dpnb_start_steered() {
   kv steering "$(jq -r .steering <<<"$port")"
   kv flow_rules "$(jq -r .flow_rules <<<"$port")"
   kv zero_copy "$(jq -r .zero_copy <<<"$port")"
+  kv port_rx_queues "$(jq -r .rx_queues <<<"$port")"
+  kv port_rx_offloads "$(jq -r '.rx_offloads | join("+")' <<<"$port")"
+  kv port_tx_offloads "$(jq -r '.tx_offloads | join("+")' <<<"$port")"
 }
 
 # dpnb_stop: SIGTERM, the graceful stop; fails the scenario when the daemon reports leaked
@@ -306,6 +342,25 @@ metrics() {
     "$(awk -v t="$4" -v hz="$TICK" -v b="$2" 'BEGIN { printf "%.1f", (b > 0 ? t / hz * 1e9 / b : 0) }')"
 }
 
+# iface_counts DIRECTION: dpnb0's "bytes packets" received (rx) or sent (tx) by dom0's
+# kernel, as /proc/net/dev counts them: a GSO packet is one packet.
+iface_counts() {
+  local s=/sys/class/net/$DPNB_IFACE/statistics
+  echo "$(cat "$s/$1_bytes" 2>/dev/null || echo 0) $(cat "$s/$1_packets" 2>/dev/null || echo 0)"
+}
+# skb_size KEY "BYTES0 PACKETS0" "BYTES1 PACKETS1": the mean packet dom0's stack saw on
+# dpnb0 between two iface_counts, as key KEY and in SKB_BYTES. Above a frame when GSO
+# packets cross the tap whole (a vhost port); at most a frame when every segment crosses on
+# its own (net_tap).
+SKB_BYTES=0
+skb_size() {
+  local b0 p0 b1 p1
+  read -r b0 p0 <<<"$2"
+  read -r b1 p1 <<<"$3"
+  SKB_BYTES=$(((p1 - p0) > 0 ? (b1 - b0) / (p1 - p0) : 0))
+  kv "$1" "$SKB_BYTES"
+}
+
 # ping_both DOMID GUEST_IP PREFIX: 3 pings each way, at least one reply each.
 ping_both() {
   local replies
@@ -321,7 +376,7 @@ ping_both() {
 # xfer_tx DOMID MIB PORT PREFIX: the guest sends MIB MiB to dom0 (its TX ring); checks size
 # and sha256; metrics PREFIX_tx.
 xfer_tx() {
-  local d=$1 mib=$2 port=$3 p=$4 sum secs got c0 c1 listener f=$DPNB_DIR/tx-$1.bin
+  local d=$1 mib=$2 port=$3 p=$4 sum secs got c0 c1 n0 listener f=$DPNB_DIR/tx-$1.bin
   gcmd "$d" 300 "gen $mib"
   sum=$REPLY
   rm -f "$DPNB_DIR/hold-$d"
@@ -331,10 +386,12 @@ xfer_tx() {
   exec 7> "$DPNB_DIR/hold-$d"
   wait_for 30 "listener on $port" tcp_listening "$port"
   c0=$(cpu_busy_ticks)
+  n0=$(iface_counts rx)
   gcmd "$d" 400 "send $DOM0_IP $port"
   secs=$REPLY
   wait_pid 120 "dom0's receiver (nc) on $port" "$listener" || fail "dom0's receiver (nc) failed"
   c1=$(cpu_busy_ticks)
+  skb_size "${p}tx_dom0_skb_bytes" "$n0" "$(iface_counts rx)"
   exec 7>&-
   got=$(stat -c %s "$f")
   metrics "${p}tx" "$got" "$secs" $((c1 - c0))
@@ -345,17 +402,19 @@ xfer_tx() {
 
 # xfer_rx DOMID GUEST_IP MIB PORT PREFIX: dom0 sends MIB MiB to the guest (its RX ring).
 xfer_rx() {
-  local d=$1 ip=$2 mib=$3 port=$4 p=$5 sum n t0 t1 c0 c1 f=$DPNB_DIR/rx-$1.bin
+  local d=$1 ip=$2 mib=$3 port=$4 p=$5 sum n t0 t1 c0 c1 n0 f=$DPNB_DIR/rx-$1.bin
   head -c $((mib * 1048576)) /dev/urandom > "$f"
   sum=$(sha256sum < "$f" | cut -d' ' -f1)
   gcmd_send "$d" "recv $port"
   n=$REPLY
   guest_wait "$d" "ready-$n" 120
   c0=$(cpu_busy_ticks)
+  n0=$(iface_counts tx)
   t0=$(now)
   timeout 400 busybox nc "$ip" "$port" < "$f" || fail "dom0's sender (nc) to guest $d failed"
   t1=$(now)
   c1=$(cpu_busy_ticks)
+  skb_size "${p}rx_dom0_skb_bytes" "$n0" "$(iface_counts tx)"
   gcmd_wait "$d" "$n" 300
   read -r got gsum <<<"$REPLY"
   metrics "${p}rx" "$got" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" $((c1 - c0))

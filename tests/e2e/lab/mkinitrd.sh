@@ -10,7 +10,8 @@
 #   -m MODULE       a kernel module of $KV, with what it depends on (modprobe --show-depends);
 #                   /modlist lists them in load order for INIT's insmod loop
 #   -b BINARY       a host executable (a path, or a name looked up in PATH), copied to /bin
-#                   under its own name, with every shared library ldd names at its path
+#                   under its own name (in place of busybox's applet of that name), with
+#                   every shared library ldd names at its path
 #   -f SRC:DEST     a file copied to DEST
 #   -d SRC:DEST     a folder copied to DEST (contents)
 # Environment: KV (kernel version; default: the newest in /boot).
@@ -78,6 +79,8 @@ for b in "${bins[@]}"; do
   path=$b
   [[ $b == */* ]] || path=$(command -v "$b") || die "binary $b not found in PATH"
   [ -x "$path" ] || die "binary $path is not executable"
+  # Not through busybox's applet link of the same name (that would overwrite busybox).
+  rm -f "$root/bin/$(basename "$b")"
   # Debug info stays on the host: the image is read by xl and unpacked into guest memory.
   strip --strip-debug -o "$root/bin/$(basename "$b")" "$path" 2>/dev/null ||
     cp -L "$path" "$root/bin/$(basename "$b")"

@@ -1,30 +1,64 @@
 # dpnetbackd-basic: dpnetbackd (hypervisor.kind = "xen") serves unmodified Linux
-# xen-netfront guests in place of the in-kernel netback, which is not loaded. One net_tap
-# port (dpnb0 = 198.18.0.1/24 in dom0) with "mac_flow" steering: each guest gets its own
+# xen-netfront guests in place of the in-kernel netback, which is not loaded. One port into
+# dom0's stack (dpnb0 = 198.18.0.1/24 in dom0; lab/lib-dpnb.sh's DPNB_PORT: virtio_user over
+# /dev/vhost-net by default, with MTU 9000) with "mac_flow" steering: each guest gets its own
 # NIC RX queue through an rte_flow MAC rule (if the port refuses, the run falls back to
 # "shared" and says why in steering_fallback). For a guest with one queue (1 vCPU) and one
 # with two (2 vCPUs: Linux netfront asks for one queue per vCPU; features.max_queues = 2;
 # split event channels): the xenstore handshake reaches Connected (4) on both sides with
 # hotplug-status connected (lab/vif-dpnetback-lab), ping both ways, and a TCP transfer each
 # way whose sha256 matches at both ends, first in RX mode copy, then in map (changed on the
-# running vif with `dpnetbackctl set`). At the end SIGTERM must stop the daemon without
-# leaked grants.
+# running vif with `dpnetbackctl set`). On a vhost port the first guest then runs jumbo
+# frames: dom0's dpnb0 and the guest's eth0 at MTU 9000, ping -M do -s 8972 both ways
+# (unfragmented 9000-byte packets) and a transfer each way (jumbo_ keys). Every transfer
+# records the mean packet dom0's stack saw on dpnb0 (*_dom0_skb_bytes): on a vhost port
+# GSO packets cross whole, so guest to dom0 it must exceed a frame. At the end SIGTERM must
+# stop the daemon without leaked grants.
+#
+# E2E_STRACE=1: `strace -c -f` on the daemon during the first transfer each way:
+# strace_{tx,rx}_calls, _calls_per_pkt (per guest packet) and _top (the most frequent calls).
 #
 # Keys as kernel-netback's for the first guest in copy mode (tx_*, rx_*: {bytes,secs,mbit,
 # dom0_cpu_s,dom0_ns_per_byte}; tx = guest to dom0), prefixed map_ for RX mode map, q2_ and
 # q2map_ for the two-queue guest (E2E_XFER_MIB / 4 MiB each); steering, rx_queue (the NIC
-# queue the daemon gave the guest), rx_mode, queues, split_evtchn, ping_*.
+# queue the daemon gave the guest), rx_mode, queues, split_evtchn, ping_*; port_kind,
+# port_rx_offloads, port_tx_offloads, tap_offloads (ethtool -k of dpnb0); jumbo_*.
 #
 # e2e-group: base
-# e2e-timeout: 1200
+# e2e-timeout: 1500
 # e2e-project-bins: dpnetbackd dpnetbackctl
+# e2e-guest-bins: ping
 . "$E2E_ROOT/lab/lib-dpnb.sh"
 MIB=${E2E_XFER_MIB:-16}
 SMALL=$((MIB / 4 > 0 ? MIB / 4 : 1))
 
 ! grep -q '^xen_netback ' /proc/modules || fail "xen-netback is loaded: it would serve the vifs"
 
-common=("[features]" "max_queues = 2" "[vifs]" 'serve = "all"' 'default_rx_mode = "copy"')
+# strace_begin / strace_end PREFIX PACKETS: the daemon's system calls (every thread) while
+# the transfer between them ran, per packet of the guest's (E2E_STRACE=1 only).
+STRACE_PID=""
+strace_begin() {
+  [ "${E2E_STRACE:-0}" = 1 ] || return 0
+  strace -c -f -q -p "$DPNB_PID" -o "$DPNB_DIR/strace.txt" &
+  STRACE_PID=$!
+  sleep 2
+}
+strace_end() {
+  [ -n "$STRACE_PID" ] || return 0
+  kill -INT "$STRACE_PID"
+  wait "$STRACE_PID" 2>/dev/null
+  STRACE_PID=""
+  local calls
+  calls=$(awk '$NF == "total" { print $(NF - 2) ~ /^[0-9]+$/ ? $(NF - 2) : $(NF - 1) }' "$DPNB_DIR/strace.txt")
+  kv "strace_$1_calls" "${calls:-0}"
+  kv "strace_$1_calls_per_pkt" "$(awk -v c="${calls:-0}" -v p="$2" 'BEGIN { printf "%.2f", p > 0 ? c / p : 0 }')"
+  kv "strace_$1_top" "$(awk 'NR > 2 && $NF != "total" && $1 ~ /^[0-9.]+$/ { n = ($(NF - 1) ~ /^[0-9]+$/ && $(NF - 2) ~ /^[0-9]+$/) ? $(NF - 2) : $(NF - 1); print n, $NF }' "$DPNB_DIR/strace.txt" | sort -rn | head -n 5 | awk '{ printf "%s%s:%s", NR > 1 ? "," : "", $2, $1 }')"
+  sed 's/^/    strace| /' "$DPNB_DIR/strace.txt"
+}
+vif_packets() { vif_field "$1" ".$2"; echo "${REPLY:-0}"; }
+
+# A vhost port carries jumbo frames (net_tap takes 1522-byte frames at most).
+[ "$DPNB_PORT" != vhost ] || DPNB_MTU=9000
 dpnb_start_steered "[features]" "max_queues = 2" "[vifs]" 'serve = "all"' 'default_rx_mode = "copy"'
 
 # 1. One queue.
@@ -42,8 +76,22 @@ ping_both "$D" 198.18.0.2 ""
 vif_field "$D" .rx_mode
 kv rx_mode "$REPLY"
 [ "$REPLY" = copy ] || fail "vif$D.0 is in RX mode '$REPLY', not copy"
+p0=$(vif_packets "$D" tx_packets)
+strace_begin
 xfer_tx "$D" "$MIB" 5001 ""
+strace_end tx $(($(vif_packets "$D" tx_packets) - p0))
+if [ "$DPNB_PORT" = vhost ]; then
+  # GSO packets cross the tap whole: dom0's stack sees packets larger than a frame.
+  [ "$SKB_BYTES" -gt 1514 ] ||
+    fail "guest to dom0: dom0 saw packets of $SKB_BYTES bytes on average on $DPNB_IFACE, not GSO packets"
+  vif_field "$D" .counters.tx_tso
+  kv tx_tso "${REPLY:-0}"
+  [ "${REPLY:-0}" -gt 0 ] || fail "no guest GSO packet went to the port whole (tx_tso 0)"
+fi
+p0=$(vif_packets "$D" rx_packets)
+strace_begin
 xfer_rx "$D" 198.18.0.2 "$MIB" 5002 ""
+strace_end rx $(($(vif_packets "$D" rx_packets) - p0))
 
 # map needs a NIC queue of the guest's own (zero copy); on a shared queue (net_tap without
 # rte_flow) the daemon refuses it with its reason, which the verdict records.
@@ -63,6 +111,28 @@ vif_json "$D"
 kv grant_map_ops "$(jq -r '.counters.grant_map_ops // empty' <<<"$REPLY")"
 kv grant_copy_ops "$(jq -r '.counters.grant_copy_ops // empty' <<<"$REPLY")"
 kv drops "$(jq -r '.drops // empty' <<<"$REPLY")"
+kv rx_lro "$(jq -r '.counters.rx_lro // empty' <<<"$REPLY")"
+
+# Jumbo frames: the port has MTU 9000 since the start; dom0's interface and the guest's go
+# to 9000 too. Pings of 8972 bytes (9000-byte IP packets) that must not be fragmented, both
+# ways, then a transfer each way; back to 1500 for the next guest.
+if [ "$DPNB_PORT" = vhost ]; then
+  ip link set "$DPNB_IFACE" mtu 9000 || fail "ip link set $DPNB_IFACE mtu 9000"
+  gcmd "$D" 60 "mtu 9000"
+  ping -n -M do -s 8972 -c 3 -W 5 198.18.0.2 > "$DPNB_DIR/ping-jumbo.txt" 2>&1
+  replies=$(grep -c 'bytes from' "$DPNB_DIR/ping-jumbo.txt")
+  kv jumbo_ping_d2g "$replies"
+  gcmd "$D" 120 "pingdf $DOM0_IP 3 8972"
+  kv jumbo_ping_g2d "$REPLY"
+  [ "$replies" -ge 1 ] || fail "no reply to dom0's unfragmented 9000-byte ping: $(tail -n 3 "$DPNB_DIR/ping-jumbo.txt" | tr '\n' ' ')"
+  [ "$REPLY" -ge 1 ] 2>/dev/null || fail "no reply to the guest's unfragmented 9000-byte ping of dom0"
+  xfer_tx "$D" "$MIB" 5005 jumbo_
+  xfer_rx "$D" 198.18.0.2 "$MIB" 5006 jumbo_
+  vif_json "$D"
+  kv jumbo_drops "$(jq -r '.drops // empty' <<<"$REPLY")"
+  ip link set "$DPNB_IFACE" mtu 1500
+  gcmd "$D" 60 "mtu 1500"
+fi
 
 # 2. Two queues, split event channels.
 dpnb_guest e2e-dpnb2 00:16:3e:e2:e0:12 'vcpus = 2'

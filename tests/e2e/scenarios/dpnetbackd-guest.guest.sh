@@ -13,6 +13,9 @@
 #   spoof MAC IP PEER_MAC N   with MAC as eth's address: N pings to IP sent to PEER_MAC
 #                      (a static ARP entry) and N ARP requests for IP (broadcast) -> ok
 #   unspoof            eth's own address back                  -> ok
+#   mtu N              the interface's MTU                     -> ok
+#   pingdf IP N SIZE   N pings of SIZE bytes, never fragmented -> replies
+#                      (iputils ping -M do, in the initramfs when a scenario lists it)
 . /e2e/lib-guest.sh
 # The netfront's interface: eth0, or whatever name a re-attached vif got.
 ifname() { ls /sys/class/net | grep '^eth' | head -n 1; }
@@ -91,6 +94,15 @@ while :; do
         ip link set dev "$dev" up || fail "setting $dev's address back"
       rm -f /tmp/own-mac
       r=ok
+      ;;
+    mtu)
+      ip link set "$(ifname)" mtu "$1" || fail "ip link set mtu $1"
+      r=ok
+      ;;
+    pingdf)
+      ping -n -M do -s "$3" -c "$2" -W 5 "$1" > /tmp/ping.txt 2>&1
+      r=$(grep -c 'bytes from' /tmp/ping.txt)
+      say "pingdf: $(tail -n 2 /tmp/ping.txt | tr '\n' ' ')"
       ;;
     *)
       fail "unknown command '$op'"
