@@ -180,35 +180,27 @@ bool has(const std::vector<std::string>& names, const std::string& name) {
 
 constexpr std::uint16_t kMss = 1448;
 
-class EngineVhost : public SimFixture {
+class EngineVhost : public EngineFixture {
 protected:
     void TearDown() override {
         engine_.reset();
         backend_.reset();
         peer_.reset();
-        SimFixture::TearDown();
+        EngineFixture::TearDown();
     }
 
-    void start_peer() {
+    // The peer, then the Engine with one shared virtio_user port on the peer's socket (a
+    // queue pair per worker lcore), MTU 9000.
+    void start_peer_and_engine() {
         socket_ = dir_.path() + "/vhost.sock";
         peer_ = std::make_unique<VhostPeer>(socket_, 2);
         ASSERT_TRUE(peer_->ready()) << "dpnb-vhost-peer: " << peer_->error();
-    }
-
-    // One shared virtio_user port (a queue pair per worker lcore), MTU 9000.
-    void start_engine() {
-        auto bhv = hv::sim::connect_backend(dir_.path());
-        CT_ASSERT_OK(bhv);
-        backend_ = std::move(*bhv);
         pmd::PortConfig p;
         p.name = "vhost";
         p.device = "virtio_user0,path=" + socket_ + ",queues=2,queue_size=1024";
         p.steering = pmd::Steering::shared;
         p.mtu = 9000;
-        auto e = Engine::create(engine_options({p}), *backend_);
-        CT_ASSERT_OK(e);
-        engine_ = std::move(*e);
-        handshake_ = std::make_unique<BackendHandshake>(*xs_, *engine_);
+        start_engine(engine_options({p}));
     }
 
     std::unique_ptr<GuestProcess> connect_guest(hv::DomId dom, const GuestOptions& o = {}) {
@@ -216,43 +208,43 @@ protected:
             ADD_FAILURE() << st.error().describe();
             return nullptr;
         }
-        auto g = std::make_unique<GuestProcess>(dir_.path(), dom, o);
-        return g;
+        return std::make_unique<GuestProcess>(dir_.path(), dom, o);
     }
 
-    void close_and_check(std::vector<std::pair<GuestProcess*, hv::DomId>> guests) {
-        for (auto& [g, dom] : guests) {
-            ASSERT_TRUE(g->request_close());
-            CT_EXPECT_OK(handshake_->disconnect(dom, 0));
-            EXPECT_TRUE(g->close_result());
-            EXPECT_TRUE(g->succeeded());
+    // Serves the guest `dom` (plugged by connect_guest) in RX mode copy; false on a failure
+    // the test already recorded.
+    bool serve(hv::DomId dom, GuestProcess& g) {
+        if (!engine_) return false;
+        if (Status st = handshake_->connect(dom, 0, "vhost", RxMode::copy); !st) {
+            ADD_FAILURE() << st.error().describe();
+            return false;
         }
-        CT_EXPECT_OK(engine_->shutdown());
-        for (const auto& d : engine_->leaks().details)
-            ADD_FAILURE() << d;
-        engine_.reset();
-        backend_.reset();
-        EXPECT_EQ(total_pinned(), 0u);
+        if (g.wait_connected()) return true;
+        ADD_FAILURE() << "guest " << dom << " did not connect";
+        return false;
+    }
+
+    // One guest, the peer and the Engine, the guest served.
+    std::unique_ptr<GuestProcess> start_with_guest(hv::DomId& dom) {
+        dom = create_guest("vhostguest");
+        auto g = connect_guest(dom);
+        if (!g) return nullptr;
+        start_peer_and_engine();
+        if (HasFatalFailure() || !serve(dom, *g)) return nullptr;
+        return g;
     }
 
     std::string socket_;
     std::unique_ptr<VhostPeer> peer_;
-    std::unique_ptr<hv::BackendHypervisor> backend_;
-    std::unique_ptr<Engine> engine_;
-    std::unique_ptr<BackendHandshake> handshake_;
 };
 
 // The port's offloads, and 9000-byte frames both ways at MTU 9000: peer to guest in one
 // LRO-capable chain of mbufs, copied into three guest pages; guest to peer in three slots,
 // every slot grant-copied (the backend cannot read guest pages).
 TEST_F(EngineVhost, NegotiatesOffloadsAndCarriesJumboFramesBothWays) {
-    const hv::DomId dom = create_guest("vhostguest");
-    auto g = connect_guest(dom);
+    hv::DomId dom = 0;
+    auto g = start_with_guest(dom);
     ASSERT_TRUE(g);
-    start_peer();
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
 
     const auto ports = engine_->ports();
     ASSERT_EQ(ports.size(), 1u);
@@ -266,9 +258,6 @@ TEST_F(EngineVhost, NegotiatesOffloadsAndCarriesJumboFramesBothWays) {
     for (const char* o : {"TCP_TSO", "TCP_CKSUM", "UDP_CKSUM", "MULTI_SEGS"})
         EXPECT_TRUE(has(ps.tx_offloads, o)) << "TX " << o;
     EXPECT_FALSE(has(ps.tx_offloads, "IPV4_CKSUM")) << "virtio has no IPv4 checksum offload";
-
-    CT_ASSERT_OK(handshake_->connect(dom, 0, "vhost", RxMode::copy));
-    ASSERT_TRUE(g->wait_connected());
 
     // Peer -> guest: 9000 bytes and smaller, each in one virtio packet.
     constexpr unsigned kFrames = 24;
@@ -295,7 +284,7 @@ TEST_F(EngineVhost, NegotiatesOffloadsAndCarriesJumboFramesBothWays) {
     EXPECT_EQ(st->counters.tx_packets, kFrames);
     EXPECT_EQ(st->counters.grant_map_ops, 0u) << "the backend cannot read guest pages";
     EXPECT_EQ(st->counters.tx_drop_error + st->counters.rx_drop_error, 0u);
-    close_and_check({{g.get(), dom}});
+    finish({{g.get(), dom}});
 }
 
 // Guest GSO packets (64 KiB-class, IPv4 and IPv6) leave as one packet each with their GSO
@@ -303,15 +292,9 @@ TEST_F(EngineVhost, NegotiatesOffloadsAndCarriesJumboFramesBothWays) {
 // checksum field holds the pseudo-header over the whole length (virtio's tx_prepare).
 // A plain TCP packet with a partial checksum leaves with NEEDS_CSUM.
 TEST_F(EngineVhost, GuestGsoPacketsLeaveWholeWithTheirGsoMetadata) {
-    const hv::DomId dom = create_guest("vhostguest");
-    auto g = connect_guest(dom);
+    hv::DomId dom = 0;
+    auto g = start_with_guest(dom);
     ASSERT_TRUE(g);
-    start_peer();
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(dom, 0, "vhost", RxMode::copy));
-    ASSERT_TRUE(g->wait_connected());
 
     constexpr std::uint32_t kPayload = 60000;
     for (const bool v6 : {false, true}) {
@@ -348,7 +331,7 @@ TEST_F(EngineVhost, GuestGsoPacketsLeaveWholeWithTheirGsoMetadata) {
     EXPECT_EQ(st->counters.tx_packets, 5u);
     EXPECT_EQ(st->counters.tx_drop_error + st->counters.tx_drop_protocol, 0u);
     EXPECT_EQ(st->counters.grant_map_ops, 0u);
-    close_and_check({{g.get(), dom}});
+    finish({{g.get(), dom}});
 }
 
 // An idle lcore sleeps on its queues' interrupts: the frames the backend signalled while the
@@ -357,15 +340,9 @@ TEST_F(EngineVhost, GuestGsoPacketsLeaveWholeWithTheirGsoMetadata) {
 // second). Counted over a second of quiet: at most max_sleep's 10 wake-ups per lcore, and
 // some slack.
 TEST_F(EngineVhost, AnIdleLcoreSleepsAfterItsQueuesWereSignalled) {
-    const hv::DomId dom = create_guest("vhostguest");
-    auto g = connect_guest(dom);
+    hv::DomId dom = 0;
+    auto g = start_with_guest(dom);
     ASSERT_TRUE(g);
-    start_peer();
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(dom, 0, "vhost", RxMode::copy));
-    ASSERT_TRUE(g->wait_connected());
     constexpr unsigned kFrames = 8;
     for (unsigned i = 0; i < kFrames; ++i) {
         ASSERT_TRUE(peer_->send(payload_frame(guest_mac(dom), peer_mac(), i, 1, 200)));
@@ -385,7 +362,7 @@ TEST_F(EngineVhost, AnIdleLcoreSleepsAfterItsQueuesWereSignalled) {
     std::this_thread::sleep_for(std::chrono::seconds(1));
     const std::uint64_t slept = sleeps() - before;
     EXPECT_LE(slept, 100u) << "the lcores do not sleep: an interrupt fd stays readable";
-    close_and_check({{g.get(), dom}});
+    finish({{g.get(), dom}});
 }
 
 // GSO packets from the backend (TSO mbufs on the vhost side) arrive as LRO frames: an SG
@@ -400,14 +377,9 @@ TEST_F(EngineVhost, LroFramesReachAnSgGuestWholeAndAreCountedAsDroppedOtherwise)
     no_sg.rx_sg = false;
     auto h = connect_guest(flat, no_sg);
     ASSERT_TRUE(g && h);
-    start_peer();
+    start_peer_and_engine();
     if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(dom, 0, "vhost", RxMode::copy));
-    ASSERT_TRUE(g->wait_connected());
-    CT_ASSERT_OK(handshake_->connect(flat, 0, "vhost", RxMode::copy));
-    ASSERT_TRUE(h->wait_connected());
+    ASSERT_TRUE(serve(dom, *g) && serve(flat, *h));
 
     constexpr std::uint32_t kPayload = 30000;
     unsigned sent = 0;
@@ -462,7 +434,7 @@ TEST_F(EngineVhost, LroFramesReachAnSgGuestWholeAndAreCountedAsDroppedOtherwise)
         ASSERT_TRUE(rr);
         EXPECT_EQ(rr->received, 1u) << rr->counters;
     }
-    close_and_check({{g.get(), dom}, {h.get(), flat}});
+    finish({{g.get(), dom}, {h.get(), flat}});
 }
 
 // A virtio_user port without its vhost backend is refused before DPDK probes it, with the

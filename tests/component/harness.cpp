@@ -945,7 +945,7 @@ void TapEngineFixture::start_engine(std::vector<pmd::PortConfig> ports) {
     start_engine(engine_options(std::move(ports)));
 }
 
-void TapEngineFixture::start_engine(const EngineOptions& options) {
+void EngineFixture::start_engine(const EngineOptions& options) {
     auto bhv = hv::sim::connect_backend(dir_.path());
     CT_ASSERT_OK(bhv);
     backend_ = std::move(*bhv);
@@ -955,13 +955,13 @@ void TapEngineFixture::start_engine(const EngineOptions& options) {
     handshake_ = std::make_unique<BackendHandshake>(*xs_, *engine_);
 }
 
-VifStatus TapEngineFixture::status(hv::DomId dom) {
+VifStatus EngineFixture::status(hv::DomId dom) {
     auto s = engine_->status(VifId{dom, 0});
     EXPECT_TRUE(s.has_value()) << s.error().describe();
     return s.value_or(VifStatus{});
 }
 
-std::string TapEngineFixture::describe(hv::DomId dom) {
+std::string EngineFixture::describe(hv::DomId dom) {
     return component::describe(status(dom));
 }
 
@@ -989,7 +989,7 @@ void TapEngineFixture::warm_up(TapPeer& peer, hv::DomId dom) {
     FAIL() << "no frame reached the engine";
 }
 
-void TapEngineFixture::finish(std::vector<std::pair<GuestProcess*, hv::DomId>> guests) {
+void EngineFixture::finish(std::vector<std::pair<GuestProcess*, hv::DomId>> guests) {
     for (auto& [g, dom] : guests) {
         ASSERT_TRUE(g->request_close());
         CT_EXPECT_OK(handshake_->disconnect(dom, 0));

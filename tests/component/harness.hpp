@@ -260,26 +260,32 @@ protected:
     std::unique_ptr<hv::Xenstore> xs_;
 };
 
-// SimFixture plus an Engine on net_tap ports: skipped without tap support; helpers to start
-// the Engine, read and describe a vif, get past a zero-copy queue's start-up placeholders,
-// and end with every guest closed, no leak and no grant pinned.
-class TapEngineFixture : public SimFixture {
+// SimFixture plus an Engine: helpers to start it, read and describe a vif, and end with every
+// guest closed, no leak and no grant pinned.
+class EngineFixture : public SimFixture {
 protected:
-    void SetUp() override;
-    static pmd::PortConfig tap_port(const std::string& name, const std::string& iface,
-                                    pmd::Steering steering);
-    void start_engine(std::vector<pmd::PortConfig> ports);
     void start_engine(const EngineOptions& options);
     VifStatus status(hv::DomId dom);
     std::string describe(hv::DomId dom); // state, RX mode and non-zero counters
-    // The first frame a zero-copy queue receives after its port started lands in a
-    // start-up placeholder and is dropped: send warm-up frames until one is accounted for.
-    void warm_up(TapPeer& peer, hv::DomId dom);
     void finish(std::vector<std::pair<GuestProcess*, hv::DomId>> guests);
 
     std::unique_ptr<hv::BackendHypervisor> backend_;
     std::unique_ptr<Engine> engine_;
     std::unique_ptr<BackendHandshake> handshake_;
+};
+
+// An EngineFixture on net_tap ports: skipped without tap support; a helper to get past a
+// zero-copy queue's start-up placeholders.
+class TapEngineFixture : public EngineFixture {
+protected:
+    void SetUp() override;
+    static pmd::PortConfig tap_port(const std::string& name, const std::string& iface,
+                                    pmd::Steering steering);
+    using EngineFixture::start_engine;
+    void start_engine(std::vector<pmd::PortConfig> ports);
+    // The first frame a zero-copy queue receives after its port started lands in a
+    // start-up placeholder and is dropped: send warm-up frames until one is accounted for.
+    void warm_up(TapPeer& peer, hv::DomId dom);
 };
 
 } // namespace dpnb::component
