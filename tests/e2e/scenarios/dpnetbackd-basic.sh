@@ -49,10 +49,12 @@ strace_end() {
   wait "$STRACE_PID" 2>/dev/null
   STRACE_PID=""
   local calls
-  calls=$(awk '$NF == "total" { print $(NF - 2) ~ /^[0-9]+$/ ? $(NF - 2) : $(NF - 1) }' "$DPNB_DIR/strace.txt")
+  # strace -c columns: % time, seconds, usecs/call, calls, [errors,] syscall.
+  calls=$(awk '$NF == "total" { print $4 }' "$DPNB_DIR/strace.txt")
   kv "strace_$1_calls" "${calls:-0}"
   kv "strace_$1_calls_per_pkt" "$(awk -v c="${calls:-0}" -v p="$2" 'BEGIN { printf "%.2f", p > 0 ? c / p : 0 }')"
-  kv "strace_$1_top" "$(awk 'NR > 2 && $NF != "total" && $1 ~ /^[0-9.]+$/ { n = ($(NF - 1) ~ /^[0-9]+$/ && $(NF - 2) ~ /^[0-9]+$/) ? $(NF - 2) : $(NF - 1); print n, $NF }' "$DPNB_DIR/strace.txt" | sort -rn | head -n 5 | awk '{ printf "%s%s:%s", NR > 1 ? "," : "", $2, $1 }')"
+  kv "strace_$1_top" "$(awk '$NF != "total" && $1 ~ /^[0-9.]+$/ { print $4, $NF }' "$DPNB_DIR/strace.txt" |
+    sort -rn | head -n 5 | awk '{ printf "%s%s:%s", (NR > 1 ? "," : ""), $2, $1 }')"
   sed 's/^/    strace| /' "$DPNB_DIR/strace.txt"
 }
 vif_packets() { vif_field "$1" ".$2"; echo "${REPLY:-0}"; }
