@@ -100,7 +100,9 @@ while :; do
       r=ok
       ;;
     pingdf)
-      ping -n -M do -s "$3" -c "$2" -W 5 "$1" > /tmp/ping.txt 2>&1
+      # By path: busybox's shell runs its own applets before PATH (FEATURE_SH_STANDALONE),
+      # and busybox's ping has no -M.
+      /bin/ping -n -M do -s "$3" -c "$2" -W 5 "$1" > /tmp/ping.txt 2>&1
       r=$(grep -c 'bytes from' /tmp/ping.txt)
       say "pingdf: $(tail -n 2 /tmp/ping.txt | tr '\n' ' ')"
       ;;
