@@ -39,10 +39,10 @@ void mark_offload(rte_mbuf* m, const netif::TxPacket& pkt, const PacketHeaders& 
 
 } // namespace
 
-// Returns true when the packet went to a guest of the port and not to the wire.
+// Returns true when the packet went to a guest of the port and not to the wire. Called only
+// for a port with local delivery on and another guest besides the sender.
 bool Lcore::tx_local(GuestQueue* q, TxWork& t, rte_mbuf* head) {
     const LocalPort& lp = local_[q->out_port_index];
-    if (lp.all.size() < 2) return false; // the sender alone (or local delivery off)
     const auto* dst = rte_pktmbuf_mtod(head, const std::uint8_t*);
     if ((dst[0] & 0x01) != 0) {
         tx_local_flood(q, t, head, lp);

@@ -111,6 +111,12 @@ std::uint16_t header_segments(hv::DomId dom, const TxWork& t, hv::GrantCopySegme
     return n;
 }
 
+// Whether the header copy holds the whole packet (the slots' lengths add up to total_len
+// for every packet the parser lets through), so no slot has bytes beyond it.
+bool whole(const TxWork& t) noexcept {
+    return t.hdr_len == t.pkt.total_len;
+}
+
 // The ring index of data slot `k` of a packet: extras sit between the first and second.
 RingIdx slot_index(const netif::TxPacket& pkt, unsigned k) {
     return k == 0 ? pkt.first_idx : pkt.first_idx + pkt.nr_extras + k;
@@ -217,7 +223,7 @@ bool Lcore::do_guest_tx(GuestQueue* q) {
 // checks below and the NIC read them there); else it is dropped. Marks `t` dropped and
 // returns false then.
 bool Lcore::tx_headers_whole(GuestQueue* q, TxWork& t) {
-    if (t.hdr_len >= t.pkt.total_len) return true; // the whole packet is in the copy
+    if (whole(t)) return true;
     const auto* d = rte_pktmbuf_mtod(t.hdr, const std::uint8_t*);
     const std::uint32_t need = netif::frame_headers_len(d, t.hdr_len);
     if (need <= t.hdr_len) return true;
@@ -265,6 +271,15 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
     std::uint32_t ncopy = 0;
     for (unsigned i = 0; i < n; ++i) {
         TxWork& t = tx_work_[i];
+        if (t.pkt.nr_slots == 1 && t.pkt.total_len <= copy_len) {
+            // One slot that fits the header copy (most small packets): the copy is the whole
+            // packet; nothing to plan, copy apart or map.
+            t.hdr_len = static_cast<std::uint16_t>(t.pkt.total_len);
+            t.hdr_slots = 1;
+            t.hdr_tail = t.hdr_len;
+            t.copies[0] = nullptr;
+            continue;
+        }
         plan_header(t, copy_len);
         for (unsigned k = 0; k < t.pkt.nr_slots; ++k) {
             const std::uint32_t rest = t.pkt.slots[k].len - header_part(t, k);
@@ -289,6 +304,7 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
         t.seg = nsegs;
         t.nhdr_segs = header_segments(q->dom, t, tx_segs_.data() + nsegs);
         nsegs += t.nhdr_segs;
+        if (whole(t)) continue; // no byte beyond the header copy
         for (unsigned k = 0; k < t.pkt.nr_slots; ++k) {
             const netif::TxSlot& s = t.pkt.slots[k];
             const std::uint32_t skip = header_part(t, k);
@@ -333,7 +349,7 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
             st = tx_segs_[j].status;
             bad_ref = tx_segs_[j].source.foreign.ref;
         }
-        for (unsigned k = 0; k < t.pkt.nr_slots && st == gntst::kOkay; ++k)
+        for (unsigned k = 0; k < t.pkt.nr_slots && st == gntst::kOkay && !whole(t); ++k)
             if (t.copies[k] != nullptr && tx_segs_[t.copy_seg[k]].status != gntst::kOkay) {
                 st = tx_segs_[t.copy_seg[k]].status;
                 bad_ref = t.pkt.slots[k].gref;
@@ -353,7 +369,7 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
         t.hdr->data_len = t.hdr_len;
         t.hdr->pkt_len = t.hdr_len;
         const auto* eth = rte_pktmbuf_mtod(t.hdr, const std::uint8_t*);
-        if (!tx_headers_whole(q, t)) continue;
+        if (!whole(t) && !tx_headers_whole(q, t)) continue;
         if (q->anti_spoofing &&
             std::memcmp(eth + RTE_ETHER_ADDR_LEN, q->mac.bytes.data(), RTE_ETHER_ADDR_LEN) != 0) {
             t.drop = true;
@@ -478,7 +494,12 @@ void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
     t.hdr = nullptr;
     bool failed = false;
     std::uint32_t piece = t.map_first;
-    for (unsigned k = 0; k < pkt.nr_slots; ++k) {
+    unsigned k = 0;
+    if (pkt.nr_slots == 1 && whole(t)) { // the one slot is in the header copy: answered now
+        answer_slot(q, pkt.slots[0].id, rsp::kOkay, pkt.nr_extras);
+        k = 1;
+    }
+    for (; k < pkt.nr_slots; ++k) {
         const netif::TxSlot& s = pkt.slots[k];
         const std::uint32_t skip = header_part(t, k);
         const std::uint32_t len = s.len - skip;
@@ -550,7 +571,9 @@ void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
     }
     bump(q->counters.c.tx_packets);
     bump(q->counters.c.tx_bytes, pkt.total_len);
-    if (tx_local(q, t, head)) return; // to a guest of the same port (tx_local.cpp)
+    // To a guest of the same port (tx_local.cpp); a port with one guest, or with local
+    // delivery off, has no table to look in.
+    if (local_[q->out_port_index].all.size() >= 2 && tx_local(q, t, head)) return;
 
     const PortState& port = *engine_.ports[q->out_port_index];
     const std::uint64_t offl = port.tx_offloads;
