@@ -11,7 +11,8 @@
 //
 // Each operation costs the calling thread what its Xen counterpart costs the calling vCPU
 // (docs/simulator.md, "What a grant operation costs"):
-//   copy   validate and pin each segment's grant, memmove, unpin: no system call;
+//   copy   validate and pin each segment's grant, memmove, unpin: no system call; a
+//          domain is looked up when a side's domid changes, once per batch as a rule;
 //   map    pin each grant, then mmap the guest's pages (one mmap per run of consecutive
 //          frames) into a VA window reserved once per handle, with their page-table entries
 //          filled at once (MAP_POPULATE), as Xen's map writes the PTEs gntdev asked for;
@@ -151,7 +152,15 @@ private:
     bool map_pages(Record& rec);
     bool unmap_pages(const Record& rec);
     void release(Record& rec, std::uint32_t index);
-    std::int16_t copy_one(GrantCopySegment& seg);
+    // The domain a copy batch's source or destination side used last, held for the batch
+    // (Xen's gnttab_copy_lock_domains: a domain is looked up and RCU-locked when the domid
+    // differs from the previous operation's, not per operation).
+    struct BatchDomain {
+        DomId dom = kDomIdInvalid;
+        std::shared_ptr<ForeignDomain> ptr;
+    };
+    ForeignDomain* batch_lookup(BatchDomain& held, DomId dom, std::int16_t& st);
+    std::int16_t copy_one(GrantCopySegment& seg, BatchDomain& src_dom, BatchDomain& dst_dom);
 
     std::shared_ptr<BackendCore> core_;
     std::array<Recent, kRecent> recent_{};
@@ -304,7 +313,15 @@ Status SimGrantTable::unmap(GrantMapping& mapping) {
     return ok();
 }
 
-std::int16_t SimGrantTable::copy_one(GrantCopySegment& seg) {
+ForeignDomain* SimGrantTable::batch_lookup(BatchDomain& held, DomId dom, std::int16_t& st) {
+    if (held.ptr && held.dom == dom) return held.ptr.get();
+    held.ptr = lookup(dom, st);
+    held.dom = dom;
+    return held.ptr.get();
+}
+
+std::int16_t SimGrantTable::copy_one(GrantCopySegment& seg, BatchDomain& src_dom,
+                                     BatchDomain& dst_dom) {
     constexpr std::uint16_t kKnown = GrantCopySegment::kSourceGref | GrantCopySegment::kDestGref;
     if ((seg.flags & ~kKnown) != 0) return gntst::kGeneralError;
     const bool src_gref = (seg.flags & GrantCopySegment::kSourceGref) != 0;
@@ -314,15 +331,19 @@ std::int16_t SimGrantTable::copy_one(GrantCopySegment& seg) {
         return gntst::kBadCopyArg;
 
     struct Side {
-        std::shared_ptr<ForeignDomain> dom;
+        ForeignDomain* dom = nullptr; // held by the batch
         GrantRef ref = 0;
         bool pinned = false;
         std::byte* ptr = nullptr;
     } src, dst;
     std::int16_t st = gntst::kOkay;
-    auto acquire = [&](Side& side, const GrantCopySegment::Ptr& p, bool writable) {
-        side.dom = lookup(p.foreign.domid, st);
-        if (!side.dom) return false;
+    // Per operation, as Xen's gnttab_copy_claim_buf / gnttab_copy_release_buf: validate and
+    // pin the grant (the registry re-check after the pin stands for the domain's RCU lock),
+    // then unpin after the copy.
+    auto acquire = [&](Side& side, BatchDomain& held, const GrantCopySegment::Ptr& p,
+                       bool writable) {
+        side.dom = batch_lookup(held, p.foreign.domid, st);
+        if (side.dom == nullptr) return false;
         const PinResult r = core_->pin(*side.dom, p.foreign.ref, writable);
         st = r.status;
         if (st != gntst::kOkay) return false;
@@ -334,12 +355,12 @@ std::int16_t SimGrantTable::copy_one(GrantCopySegment& seg) {
     bool ok_src = true;
     bool ok_dst = true;
     if (src_gref)
-        ok_src = acquire(src, seg.source, false);
+        ok_src = acquire(src, src_dom, seg.source, false);
     else
         src.ptr = static_cast<std::byte*>(seg.source.virt);
     if (ok_src) {
         if (dst_gref)
-            ok_dst = acquire(dst, seg.dest, true);
+            ok_dst = acquire(dst, dst_dom, seg.dest, true);
         else
             dst.ptr = static_cast<std::byte*>(seg.dest.virt);
     }
@@ -350,8 +371,10 @@ std::int16_t SimGrantTable::copy_one(GrantCopySegment& seg) {
 }
 
 Status SimGrantTable::copy(std::span<GrantCopySegment> segs) {
+    BatchDomain src_dom;
+    BatchDomain dst_dom;
     for (GrantCopySegment& seg : segs)
-        seg.status = copy_one(seg);
+        seg.status = copy_one(seg, src_dom, dst_dom);
     return ok();
 }
 

@@ -57,6 +57,28 @@ void marked_pages_guest(const std::string& dir, DomId dom, std::uint32_t n, std:
     link.send(1);
 }
 
+// A guest's two pages for a backend to read and write: page 0 filled with the pattern of
+// `seed` and granted read-only, page 1 zeroed and granted writable, to dom0; both references
+// are sent over `link`.
+struct TwoPages {
+    GuestPages pages;
+    GrantRef ro = 0;
+    GrantRef rw = 0;
+};
+void grant_two_pages(GuestHypervisor& gh, std::uint32_t seed, Link& link, TwoPages& out) {
+    auto pages = gh.alloc_pages(2);
+    SIM_ASSERT_OK(pages);
+    fill(pages->page(0), seed);
+    std::memset(pages->page(1), 0, kPageSize);
+    auto ro = gh.grant_access(kDom0, pages->page(0), true);
+    auto rw = gh.grant_access(kDom0, pages->page(1), false);
+    SIM_ASSERT_OK(ro);
+    SIM_ASSERT_OK(rw);
+    link.send(*ro);
+    link.send(*rw);
+    out = TwoPages{*pages, *ro, *rw};
+}
+
 class SimGrantTableTest : public SimFixture {
 protected:
     void SetUp() override {
@@ -85,25 +107,17 @@ TEST_F(SimGrantTableTest, MapReadOnlyAndWritableAcrossProcesses) {
     Child guest([&, &link = to_backend] {
         auto gh = connect_guest(dir(), guest_);
         SIM_ASSERT_OK(gh);
-        auto pages = (*gh)->alloc_pages(2);
-        SIM_ASSERT_OK(pages);
-        fill(pages->page(0), 1);
-        std::memset(pages->page(1), 0, kPageSize);
-        auto ro = (*gh)->grant_access(kDom0, pages->page(0), true);
-        auto rw = (*gh)->grant_access(kDom0, pages->page(1), false);
-        SIM_ASSERT_OK(ro);
-        SIM_ASSERT_OK(rw);
-        link.send(*ro);
-        link.send(*rw);
+        TwoPages g;
+        ASSERT_NO_FATAL_FAILURE(grant_two_pages(**gh, 1, link, g));
         SIM_RECV(link, written);
-        EXPECT_EQ(std::memcmp(pages->page(1) + 100, "hello from the backend", 22), 0);
+        EXPECT_EQ(std::memcmp(g.pages.page(1) + 100, "hello from the backend", 22), 0);
         // Mapped: the hypervisor holds GTF_reading/GTF_writing, revoking is refused.
-        SIM_EXPECT_ERRC((*gh)->end_access(*ro), Errc::busy);
-        SIM_EXPECT_ERRC((*gh)->end_access(*rw), Errc::busy);
+        SIM_EXPECT_ERRC((*gh)->end_access(g.ro), Errc::busy);
+        SIM_EXPECT_ERRC((*gh)->end_access(g.rw), Errc::busy);
         link.send(1);
         SIM_RECV(link, unmapped);
-        SIM_EXPECT_OK((*gh)->end_access(*ro));
-        SIM_EXPECT_OK((*gh)->end_access(*rw));
+        SIM_EXPECT_OK((*gh)->end_access(g.ro));
+        SIM_EXPECT_OK((*gh)->end_access(g.rw));
         link.send(2);
     });
 
@@ -305,6 +319,78 @@ TEST_F(SimGrantTableTest, CopyBothDirectionsWithOffsetsAndPerSegmentStatus) {
     to_guest.send(1);
     SIM_RECV(to_guest, done);
     EXPECT_TRUE(guest.succeeded());
+}
+
+// One copy batch over two guests, their domains alternating from segment to segment and an
+// unknown domain in between: each segment reads its own guest's page (the batch keeps the
+// domain a side used last, as Xen does, and never hands one guest's memory to another's
+// segment), and a guest-to-guest segment writes the other guest's page.
+TEST_F(SimGrantTableTest, CopyBatchAlternatingDomainsReadsEachGuestsOwnPage) {
+    const DomId second = create("second");
+    auto guest_part = [&](DomId dom, std::uint32_t seed, Link& link) {
+        auto gh = connect_guest(dir(), dom);
+        SIM_ASSERT_OK(gh);
+        TwoPages g;
+        ASSERT_NO_FATAL_FAILURE(grant_two_pages(**gh, seed, link, g));
+        SIM_RECV(link, copied);
+        // The other guest's first 64 bytes, at offset 0 of the writable page.
+        const std::uint32_t other = seed == 11 ? 22 : 11;
+        for (std::size_t i = 0; i < 64; ++i)
+            ASSERT_EQ(g.pages.page(1)[i], pattern(other, i)) << "byte " << i;
+        SIM_EXPECT_OK((*gh)->end_access(g.ro));
+        SIM_EXPECT_OK((*gh)->end_access(g.rw));
+        link.send(1);
+    };
+    auto [to_a, from_a] = Link::make();
+    auto [to_b, from_b] = Link::make();
+    Child a([&, &link = from_a] { guest_part(guest_, 11, link); });
+    Child b([&, &link = from_b] { guest_part(second, 22, link); });
+    SIM_RECV(to_a, a_ro);
+    SIM_RECV(to_a, a_rw);
+    SIM_RECV(to_b, b_ro);
+    SIM_RECV(to_b, b_rw);
+    auto be = backend();
+    ASSERT_TRUE(be);
+    auto gt = be->open_grant_table();
+    SIM_ASSERT_OK(gt);
+
+    std::vector<std::byte> out(5 * 64);
+    const auto ra = static_cast<GrantRef>(a_ro);
+    const auto rb = static_cast<GrantRef>(b_ro);
+    const auto unknown = static_cast<DomId>(second + 100);
+    GrantCopySegment guest_to_guest[2];
+    guest_to_guest[0] = GrantCopySegment::from_guest(guest_, ra, 0, nullptr, 64);
+    guest_to_guest[0].flags |= GrantCopySegment::kDestGref;
+    guest_to_guest[0].dest.foreign = {static_cast<GrantRef>(b_rw), 0, second};
+    guest_to_guest[1] = GrantCopySegment::from_guest(second, rb, 0, nullptr, 64);
+    guest_to_guest[1].flags |= GrantCopySegment::kDestGref;
+    guest_to_guest[1].dest.foreign = {static_cast<GrantRef>(a_rw), 0, guest_};
+    GrantCopySegment segs[] = {
+        GrantCopySegment::from_guest(guest_, ra, 0, out.data(), 64),
+        GrantCopySegment::from_guest(second, rb, 0, out.data() + 64, 64),
+        GrantCopySegment::from_guest(unknown, ra, 0, out.data() + 128, 64),
+        GrantCopySegment::from_guest(guest_, ra, 64, out.data() + 192, 64),
+        guest_to_guest[0],
+        guest_to_guest[1],
+    };
+    SIM_ASSERT_OK((*gt)->copy(segs));
+    EXPECT_EQ(segs[0].status, gntst::kOkay);
+    EXPECT_EQ(segs[1].status, gntst::kOkay);
+    EXPECT_EQ(segs[2].status, gntst::kBadDomain);
+    EXPECT_EQ(segs[3].status, gntst::kOkay);
+    EXPECT_EQ(segs[4].status, gntst::kOkay);
+    EXPECT_EQ(segs[5].status, gntst::kOkay);
+    for (std::size_t i = 0; i < 64; ++i) {
+        ASSERT_EQ(out[i], pattern(11, i)) << "byte " << i;
+        ASSERT_EQ(out[64 + i], pattern(22, i)) << "byte " << i;
+        ASSERT_EQ(out[192 + i], pattern(11, 64 + i)) << "byte " << i;
+    }
+    to_a.send(1);
+    to_b.send(1);
+    SIM_RECV(to_a, a_done);
+    SIM_RECV(to_b, b_done);
+    EXPECT_TRUE(a.succeeded());
+    EXPECT_TRUE(b.succeeded());
 }
 
 // A grant names one domain: another domain's map and copy are refused; that domain (here a
