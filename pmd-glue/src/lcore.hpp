@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <ctime>
 #include <memory>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -239,7 +240,7 @@ private:
     void tx_flush_all();
     struct TxStage;
     void tx_prepare(std::uint16_t port_id, std::uint16_t txq, TxStage& st);
-    void tx_drop_staged(rte_mbuf* m);
+    void tx_drop_staged(std::span<rte_mbuf* const> ms);
     void tx_cleanup_held();
 
     // --- guest-to-guest delivery (tx_local.cpp) ---------------------------------------------

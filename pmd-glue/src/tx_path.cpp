@@ -654,8 +654,7 @@ void Lcore::tx_flush(std::uint16_t port_index) {
             if (k == 0) tx_cleanup_held();
         }
     }
-    for (std::uint32_t i = sent; i < st.n; ++i)
-        tx_drop_staged(st.m[i]); // not taken
+    tx_drop_staged(std::span(st.m.data() + sent, st.n - sent)); // not taken
     st.n = 0;
 }
 
@@ -679,20 +678,23 @@ void Lcore::tx_prepare(std::uint16_t port_id, std::uint16_t txq, TxStage& st) {
         done += rte_eth_tx_prepare(port_id, txq, st.m.data() + done,
                                    static_cast<std::uint16_t>(st.n - done));
         if (done == st.n) break;
-        tx_drop_staged(st.m[done]);
+        tx_drop_staged(std::span(st.m.data() + done, 1));
         std::copy(st.m.begin() + done + 1, st.m.begin() + st.n, st.m.begin() + done);
         --st.n;
     }
 }
 
-// A staged packet that does not go out: the guest hears NETIF_RSP_ERROR for its slots.
-void Lcore::tx_drop_staged(rte_mbuf* m) {
-    for (rte_mbuf* seg = m; seg != nullptr; seg = seg->next)
-        if (RTE_MBUF_HAS_EXTBUF(seg) && seg->shinfo != nullptr &&
-            seg->shinfo->free_cb == &Lcore::tx_buffer_released)
-            static_cast<TxPending*>(seg->shinfo->fcb_opaque)->status = rsp::kError;
-    rte_pktmbuf_free(m);
-    bump(counters_.tx_nic_drops);
+// Staged packets that do not go out: the guest hears NETIF_RSP_ERROR for their slots. Freed
+// in one call: a port that refuses a burst refuses most of it.
+void Lcore::tx_drop_staged(std::span<rte_mbuf* const> ms) {
+    if (ms.empty()) return;
+    for (rte_mbuf* m : ms)
+        for (rte_mbuf* seg = m; seg != nullptr; seg = seg->next)
+            if (RTE_MBUF_HAS_EXTBUF(seg) && seg->shinfo != nullptr &&
+                seg->shinfo->free_cb == &Lcore::tx_buffer_released)
+                static_cast<TxPending*>(seg->shinfo->fcb_opaque)->status = rsp::kError;
+    rte_pktmbuf_free_bulk(const_cast<rte_mbuf**>(ms.data()), static_cast<unsigned>(ms.size()));
+    bump(counters_.tx_nic_drops, ms.size());
 }
 
 // Asks PMDs that free transmitted mbufs lazily (descriptor rings) to free them now, on the
