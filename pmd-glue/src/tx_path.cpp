@@ -100,6 +100,11 @@ std::uint32_t header_part(const TxWork& t, unsigned k) noexcept {
 // many it wrote at `out`.
 std::uint16_t header_segments(hv::DomId dom, const TxWork& t, hv::GrantCopySegment* out) noexcept {
     auto* dst = rte_pktmbuf_mtod(t.hdr, std::byte*);
+    if (t.hdr_slots == 1 && t.hdr_len != 0) { // in the first slot: one segment, no layout
+        const netif::TxSlot& s = t.pkt.slots[0];
+        out[0] = hv::GrantCopySegment::from_guest(dom, s.gref, s.offset, dst, t.hdr_len);
+        return 1;
+    }
     std::uint16_t n = 0;
     for (unsigned k = 0; k < t.hdr_slots; ++k) {
         const netif::TxSlot& s = t.pkt.slots[k];
