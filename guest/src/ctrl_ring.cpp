@@ -4,8 +4,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
+
+#include "dpnb/netif/flow_hash.hpp"
 
 namespace dpnb::netfront {
 
@@ -15,7 +18,8 @@ CtrlRing::~CtrlRing() {
     teardown();
 }
 
-Status CtrlRing::setup() {
+Status CtrlRing::setup(bool static_grants) {
+    static_grants_ = static_grants;
     hv::GuestHypervisor& hv = nf_.hv_;
     for (std::byte** page : {&ring_page_, &list_page_}) {
         auto p = hv.alloc_pages(1);
@@ -36,9 +40,32 @@ Status CtrlRing::setup() {
     auto port = nf_.evtchn_->bind_unbound(nf_.backend_);
     if (!port) return std::move(port).error();
     port_ = *port;
-    queue_.push_back(Op{ctrl::kTypeGetGrefMappingSize, hv::kGrantRefInvalid});
-    send_next();
+    if (static_grants_) {
+        queue_.push_back(Op{ctrl::kTypeGetGrefMappingSize, hv::kGrantRefInvalid});
+        send_next();
+    }
     return ok();
+}
+
+void CtrlRing::request_hash(const HashRequest& h) {
+    if (dead_) return;
+    auto push = [&](std::uint16_t type, std::array<std::uint32_t, 3> data,
+                    std::vector<std::uint8_t> bytes = {}) {
+        queue_.push_back(Op{type, hv::kGrantRefInvalid, data, std::move(bytes)});
+        ++hash_sent_;
+    };
+    // The algorithm first: the backend takes flags, key and mapping only for one.
+    push(ctrl::kTypeSetHashAlgorithm, {netif::hash_alg::kToeplitz, 0, 0});
+    push(ctrl::kTypeSetHashFlags, {h.flags, 0, 0});
+    push(ctrl::kTypeSetHashKey, {0, static_cast<std::uint32_t>(h.key.size()), 0}, h.key);
+    if (!h.mapping.empty()) {
+        const auto n = static_cast<std::uint32_t>(h.mapping.size());
+        std::vector<std::uint8_t> table(n * sizeof(std::uint32_t));
+        std::memcpy(table.data(), h.mapping.data(), table.size());
+        push(ctrl::kTypeSetHashMappingSize, {n, 0, 0});
+        push(ctrl::kTypeSetHashMapping, {0, n, 0}, std::move(table)); // offset 0
+    }
+    send_next();
 }
 
 void CtrlRing::teardown() {
@@ -92,7 +119,17 @@ void CtrlRing::send_next() {
     req.id = next_id_++;
     req.type = type;
     in_flight_refs_.clear();
-    if (type != ctrl::kTypeGetGrefMappingSize) {
+    if (type < ctrl::kTypeGetGrefMappingSize) { // a hash message
+        const Op& op = queue_.front();
+        for (unsigned k = 0; k < 3; ++k)
+            req.data[k] = op.data[k];
+        if (!op.bytes.empty()) {
+            std::memcpy(list_page_, op.bytes.data(),
+                        std::min<std::size_t>(op.bytes.size(), hv::kPageSize));
+            req.data[0] = list_ref_;
+        }
+        queue_.pop_front();
+    } else if (type != ctrl::kTypeGetGrefMappingSize) {
         // A batch of consecutive operations of the same kind, through the list page.
         while (!queue_.empty() && queue_.front().type == type &&
                in_flight_refs_.size() < ctrl::kMaxGrefsPerMessage) {
@@ -153,6 +190,19 @@ void CtrlRing::process() {
                            std::to_string(r.type) + " answers nothing asked");
             busy_ = false;
             switch (r.type) {
+            case ctrl::kTypeSetHashFlags:
+            case ctrl::kTypeSetHashKey:
+            case ctrl::kTypeSetHashMappingSize:
+            case ctrl::kTypeSetHashMapping:
+            case ctrl::kTypeSetHashAlgorithm:
+                if (r.status == ctrl::kStatusSuccess) {
+                    ++hash_ok_;
+                } else {
+                    nf_.counters_.add(Counter::ctrl_hash_refused);
+                    spdlog::warn("netfront {}: control ring: hash message {} answered {}",
+                                 nf_.fe_path_, r.type, r.status);
+                }
+                break;
             case ctrl::kTypeGetGrefMappingSize:
                 size_known_ = true;
                 max_entries_ = r.status == ctrl::kStatusSuccess ? r.data : 0;

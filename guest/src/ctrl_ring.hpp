@@ -1,5 +1,6 @@
 // The netfront's control ring: the frontend side of dpnetback's static grants
-// (docs/protocol.md), as a PageRegistrar for the RX pool. Pages are registered with
+// (docs/protocol.md), as a PageRegistrar for the RX pool, and of receive-side hashing
+// (NetfrontOptions::hash: flags, key, mapping, algorithm). Pages are registered with
 // XEN_NETIF_CTRL_TYPE_ADD_GREF_MAPPING and removed with DEL_GREF_MAPPING, in batches of up
 // to 512 through one list page, one message in flight at a time; the first message asks
 // GET_GREF_MAPPING_SIZE. Answers come back asynchronously (PageRegistrar::collect).
@@ -8,6 +9,7 @@
 // served by grant copy). Private to the netfront library.
 #pragma once
 
+#include <array>
 #include <deque>
 #include <vector>
 
@@ -23,9 +25,15 @@ public:
     CtrlRing(const CtrlRing&) = delete;
     CtrlRing& operator=(const CtrlRing&) = delete;
 
-    // A ring page and a list page granted to the backend, an unbound event channel; queues
-    // GET_GREF_MAPPING_SIZE.
-    Status setup();
+    // A ring page and a list page granted to the backend, an unbound event channel; with
+    // static grants, queues GET_GREF_MAPPING_SIZE.
+    Status setup(bool static_grants);
+    // Queues the hash messages: SET_HASH_ALGORITHM (Toeplitz), SET_HASH_FLAGS, SET_HASH_KEY,
+    // then SET_HASH_MAPPING_SIZE and SET_HASH_MAPPING with a mapping.
+    void request_hash(const HashRequest& h);
+    bool static_grants() const noexcept { return static_grants_; }
+    // Every hash message was answered with success.
+    bool hash_accepted() const noexcept { return hash_sent_ != 0 && hash_ok_ == hash_sent_; }
     // Unbinds and ends the grants (deferred while the backend still maps them).
     void teardown();
 
@@ -44,6 +52,10 @@ private:
     struct Op {
         std::uint16_t type;
         hv::GrantRef ref;
+        // A hash message: its data words; `bytes` (key or mapping) go in the list page,
+        // whose grant replaces data[0].
+        std::array<std::uint32_t, 3> data{};
+        std::vector<std::uint8_t> bytes{};
     };
     void send_next();
     void die(const std::string& why);
@@ -62,6 +74,9 @@ private:
     std::vector<hv::GrantRef> in_flight_refs_;
     std::uint16_t next_id_ = 0;
     bool dead_ = false;
+    bool static_grants_ = false;
+    std::uint32_t hash_sent_ = 0; // hash messages queued
+    std::uint32_t hash_ok_ = 0;   // and answered with success
     bool size_known_ = false;
     std::uint32_t max_entries_ = 0;
     std::uint32_t registered_ = 0;   // entries the backend holds for us

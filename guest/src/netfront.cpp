@@ -157,6 +157,14 @@ int Netfront::fd() const noexcept {
     return epoll_fd_;
 }
 
+bool Netfront::using_static_grants() const noexcept {
+    return ctrl_ != nullptr && ctrl_->static_grants();
+}
+
+bool Netfront::hash_accepted() const noexcept {
+    return ctrl_ != nullptr && ctrl_->hash_accepted();
+}
+
 unsigned Netfront::num_queues() const noexcept {
     return static_cast<unsigned>(queues_.size());
 }
@@ -419,7 +427,8 @@ Status Netfront::write_keys() {
         for (const auto& [k, v] : flags)
             if (Status st = w(fe, k, netif::format_bool(v)); !st) return st;
         if (ctrl_) { // docs/protocol.md: opt in to static grants
-            if (Status st = w(fe, nkey::kFeatureStaticGrants, "1"); !st) return st;
+            if (ctrl_->static_grants())
+                if (Status st = w(fe, nkey::kFeatureStaticGrants, "1"); !st) return st;
             if (Status st = w(fe, nkey::kCtrlRingRef, netif::format_unsigned(ctrl_->ring_ref()));
                 !st)
                 return st;
@@ -501,12 +510,20 @@ Status Netfront::connect() {
             // Stock Xen: the backend keeps a persistent-grant table filled over the control
             // ring. It starts empty with every connection.
             ctrl_ = std::make_unique<CtrlRing>(*this);
-            if (Status st = ctrl_->setup(); !st) return st;
+            if (Status st = ctrl_->setup(true); !st) return st;
             pool_->set_registrar(ctrl_.get());
         } else {
             if (!iott_) iott_ = std::make_unique<IottRegistrar>(hv_, backend_);
             pool_->set_registrar(iott_.get());
         }
+    }
+
+    if (options_.hash && features_.ctrl_ring) {
+        if (!ctrl_) {
+            ctrl_ = std::make_unique<CtrlRing>(*this);
+            if (Status st = ctrl_->setup(false); !st) return st;
+        }
+        ctrl_->request_hash(*options_.hash);
     }
 
     broken_ = false; // a reconnect clears it (talk_to_netback)
@@ -527,7 +544,7 @@ Status Netfront::connect() {
     spdlog::info("netfront {}: connected, {} queue(s), {} event channels, {} RX{}, {}-byte "
                  "buffers",
                  fe_path_, nq, split ? "split" : "single", to_string(options_.rx_mode),
-                 ctrl_ ? " (static grants)" : "", buffer_size);
+                 using_static_grants() ? " (static grants)" : "", buffer_size);
     return ok();
 }
 
@@ -538,7 +555,7 @@ void Netfront::disconnect() {
     queues_.clear();
     if (ctrl_) {
         // The backend's persistent-grant table ends with the connection (docs/protocol.md).
-        if (pool_) {
+        if (pool_ && ctrl_->static_grants()) {
             pool_->forget_registrations();
             pool_->set_registrar(nullptr);
         }

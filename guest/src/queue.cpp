@@ -379,6 +379,8 @@ void Queue::receive(const Handlers& handlers) {
         };
         netif::ExtraInfo gso{};
         bool have_gso = false;
+        netif::ExtraInfo hash{};
+        bool have_hash = false;
         std::uint32_t used = 1;
         data_idx[nd] = i;
         data_rsp[nd++] = first;
@@ -401,6 +403,9 @@ void Queue::receive(const Handlers& handlers) {
                 } else if (ex.type == netif::extra::kGso) {
                     gso = ex;
                     have_gso = true;
+                } else if (ex.type == netif::extra::kHash) {
+                    hash = ex;
+                    have_hash = true;
                 }
                 if (!(ex.flags & netif::extra::kFlagMore)) break;
             }
@@ -515,6 +520,12 @@ void Queue::receive(const Handlers& handlers) {
         if (have_gso) {
             view.gso_type = gso.u.gso.type;
             view.gso_size = gso.u.gso.size;
+        }
+        if (have_hash) {
+            view.hash = true;
+            view.hash_type = hash.u.hash.type;
+            for (unsigned b = 0; b < 4; ++b)
+                view.hash_value |= static_cast<std::uint32_t>(hash.u.hash.value[b]) << (8 * b);
         }
         nf_.counters_.add(Counter::rx_frames);
         nf_.counters_.add(Counter::rx_bytes, total);

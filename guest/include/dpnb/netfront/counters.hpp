@@ -53,7 +53,8 @@ namespace dpnb::netfront {
     X(pool_pages_removed, "pages that left the RX buffer pool (entry removed, access ended)")      \
     X(pool_removals_refused, "registration removals refused (buffer in flight): retried")          \
     X(pool_register_failures, "pages whose registration was refused (served by grant copy)")       \
-    X(ctrl_messages, "static-grant messages sent on the control ring")                             \
+    X(ctrl_messages, "static-grant and hash messages sent on the control ring")                    \
+    X(ctrl_hash_refused, "hash messages the backend refused on the control ring")                  \
     X(ctrl_errors, "control-ring protocol violations by the backend (static grants disabled)")
 
 enum class Counter : std::uint8_t {

@@ -50,6 +50,16 @@ const char* to_string(RxMode m) noexcept;
 // "rx-buffer-size", and each RX request carries its buffer's offset within the granted page
 // in the `pad` field. Without the backend's offer the netfront uses full pages.
 
+// Receive-side hashing asked of the backend over the netif control ring when it offers
+// feature-ctrl-ring, as Windows PV drivers ask it (Linux netfront asks none): the Toeplitz
+// algorithm, then the frames' hash types, the key and the queue mapping (empty: hash modulo
+// the queues). Frames then carry a hash extra-info slot.
+struct HashRequest {
+    std::uint32_t flags = 0;            // XEN_NETIF_CTRL_HASH_TYPE_* bits (netif::hash_flag)
+    std::vector<std::uint8_t> key;      // at most 40 octets
+    std::vector<std::uint32_t> mapping; // queue per entry, at most 128 entries
+};
+
 struct NetfrontOptions {
     std::uint32_t handle = 0;         // the vif's devid (frontend folder device/vif/<handle>)
     unsigned max_queues = 1;          // asked for; capped by multi-queue-max-queues
@@ -66,6 +76,7 @@ struct NetfrontOptions {
     bool rx_gso_tcpv4 = true;
     bool rx_gso_tcpv6 = true;
     bool ipv6_csum_offload = true;
+    std::optional<HashRequest> hash{};
     // Come back after the backend closed (daemon restart): write Initialising again when the
     // backend is online and Closed or InitWait. Gives up after this many connections in a
     // row that failed before reaching Connected.
@@ -130,6 +141,9 @@ struct RxFrameView {
     bool data_validated = false; // NETRXF_data_validated
     std::uint8_t gso_type = 0;   // from a GSO extra, else 0
     std::uint16_t gso_size = 0;
+    bool hash = false;            // a hash extra came with the frame (control ring hashing)
+    std::uint8_t hash_type = 0;   // its XEN_NETIF_CTRL_HASH_TYPE_* number
+    std::uint32_t hash_value = 0; // its value (little-endian on the ring)
 
     // Copies the frame into `out` (at least `len` bytes); returns the bytes copied.
     std::size_t copy_to(std::span<std::byte> out) const;
@@ -208,7 +222,9 @@ public:
     const std::string& backend_path() const noexcept { return be_path_; }
     hv::DomId backend_id() const noexcept { return backend_; }
     // Reuse mode: whether this connection registers pages through the control ring.
-    bool using_static_grants() const noexcept { return ctrl_ != nullptr; }
+    bool using_static_grants() const noexcept;
+    // Whether the backend accepted every message of NetfrontOptions::hash (false until then).
+    bool hash_accepted() const noexcept;
     std::uint16_t rx_buffer_size() const noexcept;
     // Why the last connect failed, or why the vif was disabled.
     const std::string& last_error() const noexcept { return last_error_; }
