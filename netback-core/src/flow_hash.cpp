@@ -14,6 +14,12 @@ constexpr std::uint32_t kIpv4AddrOffset = 12; // source, then destination
 constexpr std::uint32_t kIpv6AddrOffset = 8;
 constexpr std::uint32_t kPortsLen = 4; // source port, then destination port
 
+// Microsoft's RSS verification key: the default of most NICs' RSS (and of DPDK's drivers).
+constexpr std::array<std::uint8_t, kMaxHashKeySize> kDefaultKey = {
+    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
+    0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
+    0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa};
+
 void append(FlowKey& k, const std::uint8_t* p, std::uint32_t n) noexcept {
     std::memcpy(k.bytes.data() + k.len, p, n);
     k.len = static_cast<std::uint8_t>(k.len + n);
@@ -98,6 +104,21 @@ std::optional<FlowHash> flow_hash(const HashConfig& config,
     const FlowKey k = flow_key(frame, config.flags);
     if (k.len == 0) return std::nullopt;
     return FlowHash{toeplitz_hash(config.key, std::span(k.bytes.data(), k.len)), k.type};
+}
+
+std::uint32_t default_flow_hash(std::span<const std::uint8_t> frame) noexcept {
+    IpHeaders ip;
+    if (parse_ip_headers(frame.data(), static_cast<std::uint32_t>(frame.size()), ip) !=
+        IpHeaderError::none)
+        return 0;
+    FlowKey k;
+    const bool v4 = ip.version == 4;
+    append(k, frame.data() + ip.l2_len + (v4 ? kIpv4AddrOffset : kIpv6AddrOffset), v4 ? 8 : 32);
+    const std::uint32_t l4 = ip.l4_offset();
+    if ((ip.proto == kIpProtoTcp || ip.proto == kIpProtoUdp) && !ip.fragment &&
+        frame.size() >= l4 + kPortsLen)
+        append(k, frame.data() + l4, kPortsLen);
+    return toeplitz_hash(kDefaultKey, std::span(k.bytes.data(), k.len));
 }
 
 std::uint32_t hash_queue(const HashConfig& config, std::uint32_t hash,

@@ -80,14 +80,14 @@ RxPlan plan_rx_frame(const RxFrame& frame, RxBufferGeometry geometry,
         return plan;
     }
     const std::uint64_t data_slots = chunks_for(frame.len, geometry);
-    const std::uint64_t requests = data_slots + (gso_extra ? 1U : 0U);
     if (data_slots > kRxMaxDataSlots) {
         plan.error = RxBuildError::too_many_slots;
         return plan;
     }
     plan.data_slots = static_cast<std::uint32_t>(data_slots);
     plan.gso_extra = gso_extra;
-    plan.requests = static_cast<std::uint32_t>(requests);
+    plan.hash_extra = frame.hash.has_value();
+    plan.requests = plan.data_slots + plan.extras();
     return plan;
 }
 
@@ -115,7 +115,8 @@ RxBuildResult build_rx_responses(const RxFrame& frame, std::span<const std::uint
         return {e, 0};
     if (chunks.empty()) return {RxBuildError::chunk_mismatch, 0};
     if (chunks.size() > kRxMaxDataSlots) return {RxBuildError::too_many_slots, 0};
-    const std::size_t entries = chunks.size() + (gso_extra ? 1U : 0U);
+    const std::size_t extras = (gso_extra ? 1U : 0U) + (frame.hash ? 1U : 0U);
+    const std::size_t entries = chunks.size() + extras;
     if (req_ids.size() != entries) return {RxBuildError::request_mismatch, 0};
     if (out.size() < entries) return {RxBuildError::output_too_small, 0};
 
@@ -129,14 +130,18 @@ RxBuildResult build_rx_responses(const RxFrame& frame, std::span<const std::uint
 
     const auto n = static_cast<std::uint32_t>(chunks.size());
     std::size_t k = 0;
-    out[k++] = response_entry(rx_data_response(frame, gso_extra, 0, n, req_ids[0], chunks[0]));
+    out[k++] = response_entry(rx_data_response(frame, extras != 0, 0, n, req_ids[0], chunks[0]));
     // The extras go right after the first data slot, each in a request of its own.
     if (gso_extra) {
         out[k].kind = RxEntry::Kind::extra;
         out[k++].extra = rx_gso_extra(frame);
     }
+    if (frame.hash) {
+        out[k].kind = RxEntry::Kind::extra;
+        out[k++].extra = rx_hash_extra(frame);
+    }
     for (std::uint32_t i = 1; i < n; ++i) {
-        out[k] = response_entry(rx_data_response(frame, gso_extra, i, n, req_ids[k], chunks[i]));
+        out[k] = response_entry(rx_data_response(frame, extras != 0, i, n, req_ids[k], chunks[i]));
         ++k;
     }
     return {RxBuildError::none, static_cast<std::uint32_t>(k)};

@@ -423,7 +423,7 @@ bool Reflector::deliver(Vif& vif, Queue& q) {
     const bool mischief =
         !mischief_done_ && options_.mischief != Mischief::none && frames_ >= options_.mischief_at;
     const bool bad_extra = mischief && options_.mischief == Mischief::rx_bad_extra &&
-                           plan.data_slots == 1 && !plan.gso_extra;
+                           plan.data_slots == 1 && plan.extras() == 0;
     const std::uint32_t needed = plan.requests + (bad_extra ? 1U : 0U);
     if (q.posted.size() < needed) return false;
 
@@ -436,7 +436,7 @@ bool Reflector::deliver(Vif& vif, Queue& q) {
     bool bad_request = false;
     std::uint32_t pos = 0;
     for (std::uint32_t c = 0; c < plan.data_slots; ++c) {
-        const std::uint32_t r = c == 0 ? 0 : c + (plan.gso_extra ? 1U : 0U);
+        const std::uint32_t r = c == 0 ? 0 : c + plan.extras();
         const auto& p = q.posted[r];
         const auto buffer = rx_request_buffer(layout, p.pad);
         if (!buffer) bad_request = true;

@@ -258,6 +258,26 @@ TEST(FlowKey, MalformedOrForeignFramesGetNoHash) {
     EXPECT_FALSE(nf::flow_hash(ms_config(0), good));
 }
 
+// With no algorithm set, the 5-tuple under Microsoft's key: TCP and UDP ports count, so both
+// give the suite's with-ports value; a fragment and a frame that is not IP hash as expected.
+TEST(FlowHash, DefaultHashIsTheFiveTupleUnderTheRssKey) {
+    for (const V4Case& c : kV4) {
+        EXPECT_EQ(nf::default_flow_hash(ether(nf::kEtherTypeIpv4, ipv4(c, nf::kIpProtoTcp))),
+                  c.with_tcp);
+        EXPECT_EQ(nf::default_flow_hash(ether(nf::kEtherTypeIpv4, ipv4(c, nf::kIpProtoUdp))),
+                  c.with_tcp);
+        EXPECT_EQ(nf::default_flow_hash(ether(nf::kEtherTypeIpv4, ipv4(c, nf::kIpProtoTcp), 1)),
+                  c.with_tcp);
+        EXPECT_EQ(nf::default_flow_hash(ether(nf::kEtherTypeIpv4, ipv4(c, nf::kIpProtoIcmp))),
+                  c.ip_only);
+    }
+    for (const V6Case& c : kV6)
+        EXPECT_EQ(nf::default_flow_hash(ether(nf::kEtherTypeIpv6, ipv6(c, nf::kIpProtoTcp))),
+                  c.with_tcp);
+    EXPECT_EQ(nf::default_flow_hash(ether(0x0806, std::vector<std::uint8_t>(28, 0))), 0u);
+    EXPECT_EQ(nf::default_flow_hash({}), 0u);
+}
+
 TEST(FlowHash, QueueSelectionStaysBelowTheQueueCount) {
     nf::HashConfig c = ms_config(nf::hash_flag::kAll);
     EXPECT_EQ(nf::hash_queue(c, 7, 4), 3u); // no mapping: modular

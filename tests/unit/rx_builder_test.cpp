@@ -364,6 +364,52 @@ TEST(RxEntry, OneAtATimeMatchesTheWholeFrame) {
     EXPECT_EQ(std::memcmp(&e, &whole[1].extra, sizeof(e)), 0);
 }
 
+// A frame with a hash (the frontend asked for hashes): the hash extra after the GSO extra,
+// GSO flagged MORE, the hash extra last; without GSO the hash extra alone. Each takes a
+// request of its own, planned before anything is consumed.
+TEST(RxEntry, HashExtraFollowsTheGsoExtra) {
+    RxFrame f = gso_frame(9000);
+    f.hash = nf::FlowHash{0xA1B2C3D4, nf::hash_type::kIpv4Tcp};
+    const nf::RxPlan plan = nf::plan_rx_frame(f, {0, 4096}, kGso);
+    EXPECT_TRUE(plan.gso_extra);
+    EXPECT_TRUE(plan.hash_extra);
+    EXPECT_EQ(plan.extras(), 2U);
+    EXPECT_EQ(plan.requests, 5U);
+    const std::array<std::uint16_t, 5> ids = {5, 6, 7, 8, 9};
+    std::array<RxChunk, 3> chunks{};
+    ASSERT_EQ(nf::rx_layout(9000, {0, 4096}, chunks), 3U);
+    std::array<RxEntry, 5> out{};
+    ASSERT_EQ(nf::build_rx_responses(f, ids, chunks, kGso, out).entries, 5U);
+    EXPECT_NE(out[0].rsp.flags & nf::rxf::kExtraInfo, 0);
+    ASSERT_EQ(out[1].kind, RxEntry::Kind::extra);
+    EXPECT_EQ(out[1].extra.type, nf::extra::kGso);
+    EXPECT_EQ(out[1].extra.flags, nf::extra::kFlagMore);
+    ASSERT_EQ(out[2].kind, RxEntry::Kind::extra);
+    EXPECT_EQ(out[2].extra.type, nf::extra::kHash);
+    EXPECT_EQ(out[2].extra.flags, 0);
+    EXPECT_EQ(out[2].extra.u.hash.type, nf::hash_type::kIpv4Tcp);
+    EXPECT_EQ(out[2].extra.u.hash.value[0], 0xD4);
+    EXPECT_EQ(out[3].rsp.id, 8);
+    EXPECT_EQ(out[4].rsp.flags, 0);
+    const nf::ExtraInfo one_by_one = nf::rx_hash_extra(f);
+    EXPECT_EQ(std::memcmp(&one_by_one, &out[2].extra, sizeof(one_by_one)), 0);
+
+    RxFrame plain = frame(1000);
+    plain.hash = nf::FlowHash{7, nf::hash_type::kIpv6};
+    const nf::RxPlan p2 = nf::plan_rx_frame(plain, {0, 4096}, kNoGso);
+    EXPECT_FALSE(p2.gso_extra);
+    EXPECT_EQ(p2.requests, 2U);
+    const std::array<std::uint16_t, 2> ids2 = {1, 2};
+    const std::array<RxChunk, 1> one = {RxChunk{0, 1000}};
+    std::array<RxEntry, 2> out2{};
+    ASSERT_EQ(nf::build_rx_responses(plain, ids2, one, kNoGso, out2).entries, 2U);
+    EXPECT_EQ(out2[0].rsp.flags, nf::rxf::kExtraInfo);
+    EXPECT_EQ(out2[1].extra.type, nf::extra::kHash);
+    EXPECT_EQ(out2[1].extra.flags, 0);
+    EXPECT_EQ(nf::build_rx_responses(plain, std::span(ids2.data(), 1), one, kNoGso, out2).error,
+              RxBuildError::request_mismatch);
+}
+
 // --- onto the ring
 // --------------------------------------------------------------------------------
 

@@ -80,6 +80,12 @@ struct FlowHash {
 std::optional<FlowHash> flow_hash(const HashConfig& config,
                                   std::span<const std::uint8_t> frame) noexcept;
 
+// A frame's flow hash when the frontend set no algorithm (Linux's skb_get_hash, which
+// xenvif_select_queue then takes modulo the queues): the Toeplitz hash, under the key most
+// NICs' RSS uses by default, of the IP addresses and, for TCP and UDP (not a fragment), the
+// ports; 0 for a frame that is not IP. One flow always gets one value.
+std::uint32_t default_flow_hash(std::span<const std::uint8_t> frame) noexcept;
+
 // The vif queue a hash selects: mapping[hash % mapping_size], or hash % queues without a
 // mapping. `queues` >= 1; the result is below it whatever the configuration holds.
 std::uint32_t hash_queue(const HashConfig& config, std::uint32_t hash,

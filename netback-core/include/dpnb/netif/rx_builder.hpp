@@ -5,7 +5,11 @@
 //   ring slot   request used    entry written
 //   k           req_ids[0]      response: first chunk; flags csum/validated, extra_info, more_data
 //   k+1         req_ids[1]      GSO extra-info (only for a GSO frame the frontend negotiated)
-//   k+2..       req_ids[2..]    responses: later chunks; more_data on all but the last
+//   then        next request    hash extra-info (only when the frontend asked for hashes)
+//   then..      the rest        responses: later chunks; more_data on all but the last
+//
+// The extras follow the first data slot in type order (GSO, then hash), each with
+// XEN_NETIF_EXTRA_FLAG_MORE but the last, as Linux's xenvif_rx_extra_slot writes them.
 //
 // Each entry lands in the ring slot of the request it answers (netfront relies on it: an
 // extra-info slot carries no id). Also here: how many requests a frame needs before the
@@ -17,6 +21,7 @@
 #include <optional>
 #include <span>
 
+#include "dpnb/netif/flow_hash.hpp"
 #include "dpnb/netif/ring.hpp"
 #include "dpnb/netif/wire.hpp"
 
@@ -34,6 +39,9 @@ struct RxFrame {
     bool data_validated = false;        // checksum verified (Linux CHECKSUM_UNNECESSARY)
     std::uint8_t gso_type = gso::kNone; // gso::kTcpV4 / kTcpV6 for a GSO frame
     std::uint16_t gso_size = 0;         // MSS of a GSO frame
+    // The frontend's hash of the frame (it enabled hashing over the control ring, and the
+    // frame is of a type it asked for): a hash extra-info slot follows.
+    std::optional<FlowHash> hash{};
 };
 
 // What the frontend negotiated (feature-gso-tcpv4 / feature-gso-tcpv6 in its xenstore area).
@@ -119,7 +127,11 @@ struct RxPlan {
     RxBuildError error = RxBuildError::none;
     std::uint32_t data_slots = 0; // requests that receive data
     bool gso_extra = false;       // one more request carries the GSO extra-info slot
-    std::uint32_t requests = 0;   // data_slots + gso_extra: check this many are posted
+    bool hash_extra = false;      // one more carries the hash extra-info slot
+    std::uint32_t requests = 0;   // data_slots + the extras: check this many are posted
+
+    // Extra-info slots, right after the first data slot.
+    std::uint32_t extras() const noexcept { return (gso_extra ? 1U : 0U) + (hash_extra ? 1U : 0U); }
 };
 
 // Plans a frame against the buffer geometry and the frontend's features. Fails (with
@@ -150,27 +162,32 @@ constexpr std::uint16_t rx_csum_flags(const RxFrame& frame) noexcept {
 }
 
 // The response for data chunk `i` of a frame's `n` chunks, in the request with id `id`: the
-// checksum flags (and NETRXF_extra_info when a GSO extra follows) on the first, more_data on
-// all but the last; the status is the chunk's length. For a frame planned with
+// checksum flags (and NETRXF_extra_info when extra-info slots follow) on the first, more_data
+// on all but the last; the status is the chunk's length. For a frame planned with
 // plan_rx_frame and chunks from rx_layout (or a buffer's own offset), nothing here can fail.
-constexpr RxResponse rx_data_response(const RxFrame& frame, bool gso_extra, std::uint32_t i,
+constexpr RxResponse rx_data_response(const RxFrame& frame, bool extras, std::uint32_t i,
                                       std::uint32_t n, std::uint16_t id, RxChunk chunk) noexcept {
     std::uint16_t flags = i + 1 < n ? rxf::kMoreData : 0;
-    if (i == 0) flags |= rx_csum_flags(frame) | (gso_extra ? rxf::kExtraInfo : 0);
+    if (i == 0) flags |= rx_csum_flags(frame) | (extras ? rxf::kExtraInfo : 0);
     return RxResponse{id, chunk.offset, flags, static_cast<std::int16_t>(chunk.len)};
 }
 
-// The GSO extra-info slot of a GSO frame, right after its first data slot. The only extra
-// dpnetback sends: no XEN_NETIF_EXTRA_FLAG_MORE.
+// The GSO extra-info slot of a GSO frame, right after its first data slot; MORE when the
+// hash extra follows.
 constexpr ExtraInfo rx_gso_extra(const RxFrame& frame) noexcept {
     ExtraInfo e{};
     e.type = extra::kGso;
-    e.flags = 0;
+    e.flags = frame.hash ? extra::kFlagMore : 0;
     e.u.gso.size = frame.gso_size;
     e.u.gso.type = frame.gso_type;
     e.u.gso.pad = 0;
     e.u.gso.features = 0;
     return e;
+}
+
+// The hash extra-info slot of a frame with a hash, after the GSO extra if any; the last.
+inline ExtraInfo rx_hash_extra(const RxFrame& frame) noexcept {
+    return frame.hash ? hash_extra(*frame.hash) : ExtraInfo{};
 }
 
 // The answer to a request whose buffer could not be filled (a failed copy, a NIC error):
