@@ -130,6 +130,7 @@ struct VifRecord {
     std::unique_ptr<VifShared> shared;
     std::unique_ptr<detail::McastFilter> mcast; // shared by its queues, owned by its lcore
     std::vector<std::unique_ptr<GuestQueue>> queues;
+    std::vector<GuestQueue*> queue_list; // the same, for GuestQueue::vif_queues
     std::vector<hv::GrantMapping> rings; // per queue: TX ring page, RX ring page
     std::unique_ptr<hv::TranslationTable> iott;
     // Static grants: the table the control ring fills (iott's own persistent_grants(), or
@@ -695,6 +696,12 @@ Status Engine::Impl::map_rings(VifRecord& r, PortState& ps) {
         if (q.tx_done == nullptr)
             return make_error(Errc::io, name + ": completion ring: " + rte_strerror(rte_errno));
     }
+    for (auto& q : r.queues)
+        r.queue_list.push_back(q.get());
+    for (auto& q : r.queues) {
+        q->vif_queues = r.queue_list.data();
+        q->n_vif_queues = static_cast<std::uint32_t>(r.queue_list.size());
+    }
     return ok();
 }
 
@@ -980,6 +987,7 @@ void Engine::Impl::free_record(VifRecord& r) {
         give_key(q->key);
     }
     r.queues.clear();
+    r.queue_list.clear();
     r.iott.reset();
 }
 

@@ -224,6 +224,11 @@ struct GuestQueue {
     // Receive-side hashing as the frontend set it over the control ring (flow_hash.hpp);
     // replaced whole by a set_hash command, algorithm NONE until then.
     netif::HashConfig hash;
+    // Every queue of the vif, by index (the VifRecord's list, fixed before attach): a frame
+    // for the vif goes to the one its flow hash picks (pick_queue in rx_path.cpp). All of them are
+    // served by this queue's lcore.
+    GuestQueue* const* vif_queues = nullptr;
+    std::uint32_t n_vif_queues = 1;
 
     // TX egress: the engine's port (its TX queue is the lcore's, PortState::tx_queue)
     std::uint16_t out_port_index = 0;
@@ -246,8 +251,10 @@ struct GuestQueue {
     // patched) long after its request was read.
     std::array<std::uint16_t, kRingSize> rx_ids{};
     std::unique_ptr<ZeroCopyRx> zc; // the zero-copy pipeline; null on a copy queue
-    // The copy pipeline's frames for this round (daemon mbufs).
+    // The copy pipeline's frames for this round (daemon mbufs), and the frontend's hash of
+    // each when it asked for hashes (a hash extra-info slot).
     std::array<rte_mbuf*, kMaxPendingFrames> pending{};
+    std::array<std::optional<netif::FlowHash>, kMaxPendingFrames> pending_hash{};
     std::uint32_t n_pending = 0;
     RxRoundCounts rx_round;
     bool rx_touched = false; // on the lcore's list of queues to publish this round

@@ -49,14 +49,15 @@ void Lcore::copy_stage_queue(GuestQueue* q) {
         if (q->disabled)
             copy_free(m);
         else if (m->nb_segs == 1 && m->pkt_len == m->data_len &&
-                 m->data_len - 1U < q->rx_geo.size && (m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) == 0)
+                 m->data_len - 1U < q->rx_geo.size && (m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) == 0 &&
+                 !q->pending_hash[i])
             copy_stage_one(q, m, w);
         else
-            copy_stage_frame(q, m, w);
+            copy_stage_frame(q, m, w, q->pending_hash[i]);
     }
 }
 
-// The common frame: one mbuf segment into one buffer, no GSO.
+// The common frame: one mbuf segment into one buffer, no GSO, no hash.
 void Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) {
     const bool local = is_local(m);
     if (w.available == 0) {
@@ -107,14 +108,17 @@ void Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) 
     copy_free_[n_copy_free_++] = m;
 }
 
-// Takes the requests for one frame, writes its responses into their slots and adds its
-// segments to the batch; `w` is the queue's request window, advanced past what was taken.
-void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) {
-    const netif::RxFrame meta = rx_frame_meta(m);
+// Takes the requests for one frame, writes its responses into their slots (its extra-info
+// slots, GSO then hash, right after the first) and adds its segments to the batch; `w` is the
+// queue's request window, advanced past what was taken.
+void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w,
+                             const std::optional<netif::FlowHash>& hash) {
+    netif::RxFrame meta = rx_frame_meta(m);
+    meta.hash = hash;
     const netif::RxBufferGeometry geo = q->rx_geo;
     const bool local = is_local(m);
     netif::RxPlan plan;
-    if (meta.len != 0 && meta.len <= geo.size && meta.gso_type == netif::gso::kNone) {
+    if (meta.len != 0 && meta.len <= geo.size && meta.gso_type == netif::gso::kNone && !hash) {
         plan.data_slots = plan.requests = 1; // the common case: one buffer, no GSO
     } else {
         plan = netif::plan_rx_frame(meta, geo, q->rx_features);
@@ -155,17 +159,19 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
     } else {
         (void)netif::rx_layout(meta.len, geo, std::span(chunks.data(), plan.data_slots));
     }
+    const std::uint32_t extras = plan.extras();
     for (std::uint32_t k = 0; k < plan.requests; ++k) {
         reqs[k] = q->rx.copy_request(w.cons + k);
-        // Request 1 of a GSO frame carries the extra-info slot: its buffer is not written.
-        if (plan.gso_extra && k == 1) continue;
+        // The requests after the first carry the extra-info slots: their buffers are not
+        // written.
+        if (k != 0 && k <= extras) continue;
         const auto buffer = netif::rx_request_buffer(q->rx_buffers, reqs[k].pad);
         if (!buffer) {
             bad_rx_request(q, reqs[k]);
             copy_free(m);
             return;
         }
-        chunks[k == 0 ? 0 : k - (plan.gso_extra ? 1U : 0U)].offset = buffer->offset;
+        chunks[k == 0 ? 0 : k - extras].offset = buffer->offset;
     }
     const RingIdx first = w.cons;
     q->rx.consume(plan.requests);
@@ -180,14 +186,14 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
     for (std::uint32_t k = 0; k < plan.requests; ++k) {
         const RingIdx idx = first + k;
         q->rx_ids[idx & kRingMask] = reqs[k].id;
-        if (plan.gso_extra && k == 1) {
-            (void)q->rx.put_extra_at(idx, netif::rx_gso_extra(meta));
+        if (k != 0 && k <= extras) {
+            (void)q->rx.put_extra_at(idx, plan.gso_extra && k == 1 ? netif::rx_gso_extra(meta)
+                                                                   : netif::rx_hash_extra(meta));
             continue;
         }
         const netif::RxChunk chunk = chunks[c];
         (void)q->rx.put_response_at(
-            idx,
-            netif::rx_data_response(meta, plan.gso_extra, c, plan.data_slots, reqs[k].id, chunk));
+            idx, netif::rx_data_response(meta, extras != 0, c, plan.data_slots, reqs[k].id, chunk));
         ++c;
         std::uint32_t dst_off = chunk.offset;
         std::uint32_t left = chunk.len;

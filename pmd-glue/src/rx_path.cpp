@@ -15,12 +15,36 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <span>
 #include <utility>
 
 #include "engine_core.hpp"
 #include "lcore.hpp"
 
 namespace dpnb::engine::detail {
+
+namespace {
+
+// The queue of `q`'s vif a frame goes to, as Linux's xenvif_select_queue picks it: with the
+// frontend's Toeplitz hashing (control ring), its mapping of the frame's hash, or the hash
+// modulo the queues without a mapping (a frame no enabled hash type covers hashes as 0);
+// without it (Linux: skb_get_hash % queues), the NIC's RSS hash where the port gave one, else
+// the 5-tuple's. `hash` gets the frontend's hash, for the frame's hash extra-info slot.
+GuestQueue* pick_queue(GuestQueue* q, const rte_mbuf* m,
+                       std::optional<netif::FlowHash>& hash) noexcept {
+    const std::span frame(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len);
+    const std::uint32_t n = q->n_vif_queues;
+    if (q->hash.active()) {
+        hash = netif::flow_hash(q->hash, frame);
+        return q->vif_queues[netif::hash_queue(q->hash, hash ? hash->value : 0, n)];
+    }
+    const std::uint32_t h =
+        (m->ol_flags & RTE_MBUF_F_RX_RSS_HASH) != 0 ? m->hash.rss : netif::default_flow_hash(frame);
+    return q->vif_queues[h % n];
+}
+
+} // namespace
 
 Lcore::Demux* Lcore::demux_for(std::uint16_t port_index) {
     for (Demux& d : demux_)
@@ -137,8 +161,11 @@ bool Lcore::do_inbox() {
     return n != 0;
 }
 
-// A frame in a daemon mbuf for `q`: it waits for the round's copy.
+// A frame in a daemon mbuf for `q`'s vif: it waits on the queue its flow picks for the round's
+// copy. A vif of one queue that did not ask for hashes costs no hashing.
 void Lcore::queue_frame(GuestQueue* q, rte_mbuf* m) {
+    std::optional<netif::FlowHash> hash;
+    if (q->n_vif_queues > 1 || q->hash.active()) q = pick_queue(q, m, hash);
     if (q->disabled || q->detaching) {
         if (is_local(m)) bump(q->counters.c.local_rx_drops);
         copy_free(m);
@@ -162,6 +189,7 @@ void Lcore::queue_frame(GuestQueue* q, rte_mbuf* m) {
         copy_free(m);
         return;
     }
+    q->pending_hash[q->n_pending] = hash;
     q->pending[q->n_pending++] = m;
     touch(q);
 }

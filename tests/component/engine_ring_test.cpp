@@ -9,13 +9,17 @@
 //   * after detach: the test's mbufs all back, no grant pinned, the engine's pools full;
 //   * the lcore counters that need a NIC or an lcore in trouble: a TX ring the peer does not
 //     drain (tx_nic_drops), an lcore that stops taking frames from its inbox (inbox_drops),
-//     and the NIC queues each lcore polls (nic_queues).
+//     and the NIC queues each lcore polls (nic_queues);
+//   * RX over a 4-queue guest's queues by flow hash (one flow one queue, 64 flows every
+//     queue, the port's RSS hash, the frontend's mapping) and the hash extra-info slot only
+//     when the frontend asked for hashes over its control ring.
 #include <dirent.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -24,6 +28,8 @@
 #include <fstream>
 #include <functional>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <sys/syscall.h>
 #include <thread>
 #include <unistd.h>
@@ -31,6 +37,7 @@
 
 #include "dpnb/hv/sim.hpp"
 #include "dpnb/netfront/toolstack.hpp"
+#include "dpnb/netif/flow_hash.hpp"
 #include "dpnb/pmd/eal.hpp"
 #include "harness.hpp"
 #include "raw_frontend.hpp"
@@ -171,6 +178,53 @@ protected:
         return true;
     }
 
+    // The ring port, the Engine offering `max_queues` queues, the guest connected (its
+    // process forked before, as every guest here), the drainer.
+    void connect_guest(GuestProcess& g, hv::DomId dom, unsigned max_queues = 1) {
+        make_ring_port("ctring");
+        if (HasFatalFailure()) return;
+        start_engine();
+        if (!engine_) return;
+        handshake_->caps.max_queues = max_queues;
+        CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
+        ASSERT_TRUE(g.wait_connected());
+        start_drainer();
+    }
+
+    // A frame as a port receives it: a chain of the peer's mbufs, with the RX metadata a NIC
+    // or vhost-net sets (offload flags, the MSS of a large receive, an RSS hash).
+    bool inject_rx(const std::vector<std::byte>& frame, std::uint64_t ol_flags,
+                   std::uint16_t mss = 0, std::optional<std::uint32_t> rss = std::nullopt) {
+        rte_mbuf* head = nullptr;
+        for (std::size_t off = 0; off < frame.size();) {
+            rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+            if (m == nullptr) {
+                rte_pktmbuf_free(head);
+                return false;
+            }
+            const auto n = static_cast<std::uint16_t>(
+                std::min<std::size_t>(frame.size() - off, rte_pktmbuf_tailroom(m)));
+            std::memcpy(rte_pktmbuf_append(m, n), frame.data() + off, n);
+            off += n;
+            if (head == nullptr) {
+                head = m;
+            } else if (rte_pktmbuf_chain(head, m) != 0) {
+                rte_pktmbuf_free(m);
+                rte_pktmbuf_free(head);
+                return false;
+            }
+        }
+        head->ol_flags = ol_flags;
+        head->tso_segsz = mss;
+        if (rss) {
+            head->ol_flags |= RTE_MBUF_F_RX_RSS_HASH;
+            head->hash.rss = *rss;
+        }
+        while (rte_ring_sp_enqueue(rx_, head) != 0)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        return true;
+    }
+
     // A thread that is not a DPDK lcore takes what the engine sends, keeps a copy, and
     // frees the mbufs: the engine's TX completions come from here.
     void start_drainer() {
@@ -255,7 +309,8 @@ protected:
 
     void jumbo_frames_both_ways(std::uint16_t tx_copy_slot_max);
     void inject_jumbo_frames(GuestProcess& g, hv::DomId dom, unsigned count);
-    void close_and_check(GuestProcess& g, hv::DomId dom);
+    void close_and_check(GuestProcess& g, hv::DomId dom) { close_and_check({{&g, dom}}); }
+    void close_and_check(std::vector<std::pair<GuestProcess*, hv::DomId>> guests);
 };
 
 // The i-th frame of inject_jumbo_frames: 64..9000 bytes, the first 9000.
@@ -279,12 +334,14 @@ void EngineRing::inject_jumbo_frames(GuestProcess& g, hv::DomId dom, unsigned co
     EXPECT_EQ(r->bad, 0u);
 }
 
-// The guest closes, the engine shuts down: nothing leaked, every mbuf back, no grant pinned.
-void EngineRing::close_and_check(GuestProcess& g, hv::DomId dom) {
-    ASSERT_TRUE(g.request_close());
-    CT_EXPECT_OK(handshake_->disconnect(dom, 0));
-    EXPECT_TRUE(g.close_result());
-    EXPECT_TRUE(g.succeeded());
+// The guests close, the engine shuts down: nothing leaked, every mbuf back, no grant pinned.
+void EngineRing::close_and_check(std::vector<std::pair<GuestProcess*, hv::DomId>> guests) {
+    for (auto [g, dom] : guests) {
+        ASSERT_TRUE(g->request_close());
+        CT_EXPECT_OK(handshake_->disconnect(dom, 0));
+        EXPECT_TRUE(g->close_result());
+        EXPECT_TRUE(g->succeeded());
+    }
     stop_drainer();
     CT_EXPECT_OK(engine_->shutdown());
     for (const auto& d : engine_->leaks().details)
@@ -1030,6 +1087,190 @@ TEST_F(EngineRing, NicQueuesAreTheQueuesEachLcorePolls) {
     CT_EXPECT_OK(engine_->shutdown());
     for (const auto& d : engine_->leaks().details)
         ADD_FAILURE() << d;
+}
+
+// --- RX over a multi-queue guest, hash extras, large receives -------------------------------
+
+// TCP payload pattern seed of the frames below, and their payload bytes.
+constexpr std::uint8_t kSeed = 5;
+constexpr std::size_t kFlowPayload = 300;
+
+// A TCP frame of flow `sport` (IPv4 10.0.0.2:sport -> 10.0.0.1:5001, or IPv6) to the guest,
+// its checksum partial as a port marks it (RTE_MBUF_F_RX_L4_CKSUM_NONE).
+std::vector<std::byte> flow_frame(hv::DomId dom, std::uint16_t sport, std::uint32_t seq,
+                                  bool v6 = false, std::size_t payload = kFlowPayload) {
+    auto f = tcp_frame(guest_mac(dom), peer_mac(), v6, seq, payload, kSeed);
+    const std::size_t tcp = 14 + (v6 ? 40U : 20U);
+    f[tcp] = static_cast<std::byte>(sport >> 8);
+    f[tcp + 1] = static_cast<std::byte>(sport & 0xFF);
+    return f;
+}
+
+// The guest's report once it has `tcp` TCP frames (or the timeout).
+GuestReport wait_tcp(GuestProcess& g, std::uint64_t tcp) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kTimeoutMs);
+    for (;;) {
+        auto r = g.report(0);
+        if (!r) {
+            ADD_FAILURE() << "no report from the guest";
+            return {};
+        }
+        if (r->tcp_frames >= tcp || std::chrono::steady_clock::now() >= deadline) return *r;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
+
+std::array<std::uint64_t, GuestReport::kQueues> queue_delta(const GuestReport& before,
+                                                            const GuestReport& after) {
+    std::array<std::uint64_t, GuestReport::kQueues> d{};
+    for (unsigned q = 0; q < d.size(); ++q)
+        d[q] = after.tcp_by_queue[q] - before.tcp_by_queue[q];
+    return d;
+}
+
+std::string show(const std::array<std::uint64_t, GuestReport::kQueues>& by_queue) {
+    std::string s;
+    for (std::uint64_t v : by_queue)
+        s += std::to_string(v) + " ";
+    return s;
+}
+
+constexpr std::uint64_t kPartial = RTE_MBUF_F_RX_L4_CKSUM_NONE;
+
+// A 4-queue guest that asked for no hashing: each flow's frames all land on one queue (Linux:
+// skb_get_hash % queues), 64 flows reach every queue, a frame the port gave an RSS hash goes
+// to that hash's queue, and no frame carries a hash extra.
+TEST_F(EngineRing, FlowsSpreadOverEveryQueueOfTheGuest) {
+    const hv::DomId dom = create_guest("ringguest");
+    CT_ASSERT_OK(plug(dom));
+    GuestOptions go;
+    go.max_queues = 4;
+    go.tcp_seed = kSeed;
+    GuestProcess g(dir_.path(), dom, go);
+    connect_guest(g, dom, 4);
+    if (HasFatalFailure() || !engine_) return;
+    auto st = engine_->status(VifId{dom, 0});
+    CT_ASSERT_OK(st);
+    ASSERT_EQ(st->queues, 4u);
+
+    // One flow: one queue.
+    for (std::uint32_t i = 0; i < 32; ++i)
+        ASSERT_TRUE(inject_rx(flow_frame(dom, 40000, i * 1000), kPartial));
+    const GuestReport one = wait_tcp(g, 32);
+    ASSERT_EQ(one.tcp_frames, 32u) << one.counters;
+    EXPECT_EQ(one.tcp_good, 32u) << "partial checksums completed, every byte right";
+    unsigned used = 0;
+    for (std::uint64_t v : one.tcp_by_queue)
+        used += v != 0 ? 1 : 0;
+    EXPECT_EQ(used, 1u) << "one flow on one queue: " << show(one.tcp_by_queue);
+
+    // 64 flows, two frames each: every queue.
+    for (std::uint16_t f = 0; f < 64; ++f)
+        for (std::uint32_t i = 0; i < 2; ++i)
+            ASSERT_TRUE(
+                inject_rx(flow_frame(dom, static_cast<std::uint16_t>(41000 + f), i), kPartial));
+    const GuestReport many = wait_tcp(g, 32 + 128);
+    ASSERT_EQ(many.tcp_frames, 160u) << many.counters;
+    EXPECT_EQ(many.tcp_good, 160u);
+    const auto spread = queue_delta(one, many);
+    for (unsigned q = 0; q < spread.size(); ++q)
+        EXPECT_GT(spread[q], 0u) << "queue " << q << ": " << show(spread);
+
+    // The port's RSS hash picks the queue (hash % 4), whatever the flow.
+    for (std::uint32_t h = 0; h < 4; ++h)
+        ASSERT_TRUE(inject_rx(flow_frame(dom, 40000, 500000 + h), kPartial, 0, 4 * 1000 + h));
+    const GuestReport rss = wait_tcp(g, 164);
+    ASSERT_EQ(rss.tcp_frames, 164u);
+    const auto by_rss = queue_delta(many, rss);
+    for (unsigned q = 0; q < by_rss.size(); ++q)
+        EXPECT_EQ(by_rss[q], 1u) << "RSS hash " << q << ": " << show(by_rss);
+
+    EXPECT_EQ(rss.hash_extras, 0u) << "no hash extra without the frontend asking";
+    EXPECT_EQ(rss.bad + rss.foreign, 0u);
+    st = engine_->status(VifId{dom, 0});
+    CT_ASSERT_OK(st);
+    EXPECT_EQ(st->counters.rx_packets, 164u);
+    close_and_check(g, dom);
+}
+
+// A 4-queue guest that set Toeplitz hashing over its control ring (IPv4 and IPv4+TCP, the
+// RSS key, a mapping of 8 entries): each frame goes to mapping[hash % 8] and carries a hash
+// extra with its hash and type; frames of types it did not ask for (IPv6, not IP) carry none.
+TEST_F(EngineRing, FrontendHashMappingAndHashExtra) {
+    const hv::DomId dom = create_guest("ringguest");
+    CT_ASSERT_OK(plug(dom));
+    netfront::HashRequest hr;
+    hr.flags = netif::hash_flag::kIpv4 | netif::hash_flag::kIpv4Tcp;
+    hr.key = {0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
+              0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
+              0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa};
+    hr.mapping = {3, 1, 3, 2, 3, 0, 3, 1};
+    GuestOptions go;
+    go.max_queues = 4;
+    go.tcp_seed = kSeed;
+    go.hash = hr;
+    GuestProcess g(dir_.path(), dom, go);
+    connect_guest(g, dom, 4);
+    if (HasFatalFailure() || !engine_) return;
+
+    // The control ring is served from next_event() (the daemon's loop): pump it until the
+    // guest heard every message accepted; the vif's queues then hold its configuration (the
+    // engine hands it to the lcore right after serving the ring).
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kTimeoutMs);
+    for (;;) {
+        while (engine_->next_event()) {
+        }
+        auto rep = g.report(0);
+        ASSERT_TRUE(rep);
+        if (rep->hash_accepted) break;
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << rep->counters;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    auto st = engine_->status(VifId{dom, 0});
+    CT_ASSERT_OK(st);
+    const netif::HashConfig want = st->hash;
+    ASSERT_TRUE(want.active());
+    EXPECT_EQ(want.flags, hr.flags);
+    ASSERT_EQ(want.mapping_size, hr.mapping.size());
+    for (unsigned i = 0; i < hr.mapping.size(); ++i)
+        ASSERT_EQ(want.mapping[i], hr.mapping[i]) << "mapping entry " << i;
+
+    // 64 IPv4 TCP flows: the queue the mapping names, the hash in the extra.
+    std::array<std::uint64_t, GuestReport::kQueues> expect{};
+    std::uint64_t hash_sum = 0;
+    for (std::uint16_t f = 0; f < 64; ++f) {
+        const auto frame = flow_frame(dom, static_cast<std::uint16_t>(1024 + f * 977), f);
+        const auto h = netif::flow_hash(
+            want, std::span(reinterpret_cast<const std::uint8_t*>(frame.data()), frame.size()));
+        ASSERT_TRUE(h);
+        ASSERT_EQ(h->type, netif::hash_type::kIpv4Tcp);
+        ++expect[netif::hash_queue(want, h->value, 4)];
+        hash_sum += h->value | std::uint64_t{h->type} << 32;
+        ASSERT_TRUE(inject_rx(frame, kPartial, 0, f)); // an RSS hash of the port's is not used
+    }
+    unsigned mapped = 0;
+    for (std::uint64_t n : expect)
+        mapped += n != 0 ? 1 : 0;
+    ASSERT_GE(mapped, 3u) << "the flows cover the mapping: " << show(expect);
+    const GuestReport v4 = wait_tcp(g, 64);
+    ASSERT_EQ(v4.tcp_frames, 64u) << v4.counters;
+    EXPECT_EQ(v4.tcp_good, 64u);
+    EXPECT_EQ(v4.tcp_by_queue, expect) << show(v4.tcp_by_queue) << "vs " << show(expect);
+    EXPECT_EQ(v4.hash_extras, 64u);
+    EXPECT_EQ(v4.hash_sum, hash_sum) << "each frame's own hash and type";
+
+    // IPv6 (no IPv6 type asked for) and a frame that is not IP: no hash extra; hash 0 picks
+    // mapping[0] = queue 3.
+    ASSERT_TRUE(inject_rx(flow_frame(dom, 43000, 0, true), kPartial));
+    ASSERT_TRUE(inject(payload_frame(guest_mac(dom), peer_mac(), 0, 1, 200)));
+    const GuestReport other = wait_tcp(g, 65);
+    ASSERT_EQ(other.tcp_frames, 65u);
+    EXPECT_EQ(other.tcp_by_queue[3], v4.tcp_by_queue[3] + 1);
+    auto r = g.wait_received(1, 1);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->received, 1u);
+    EXPECT_EQ(r->hash_extras, 64u) << "only the frames of the types asked for";
+    close_and_check(g, dom);
 }
 
 } // namespace

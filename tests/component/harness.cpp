@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <filesystem>
@@ -444,6 +445,17 @@ std::vector<std::byte> tcp_frame(const netif::MacAddress& dst, const netif::MacA
     return f;
 }
 
+void complete_tcp_checksum(std::span<std::byte> frame) {
+    auto* d = reinterpret_cast<std::uint8_t*>(frame.data());
+    if (frame.size() < 14 + 20 + 20) return;
+    const bool ipv6 = get16(d + 12) == 0x86DD;
+    const std::size_t l4 = 14 + (ipv6 ? 40U : 20U);
+    if (frame.size() < l4 + 20) return;
+    // The field holds the pseudo-header sum: the sum over the TCP bytes with it in place is
+    // the whole sum, whose complement is the checksum.
+    put16(d + l4 + 16, static_cast<std::uint16_t>(~fold(sum16(d + l4, frame.size() - l4))));
+}
+
 TcpSegment check_tcp_frame(const std::vector<std::byte>& frame, bool ipv6, std::uint8_t seed,
                            std::uint32_t seq0, bool partial_csum) {
     TcpSegment r;
@@ -523,6 +535,8 @@ void guest_main(const std::string& sim_dir, hv::DomId dom, const GuestOptions& o
     no.half_page_buffers = options.half_page_buffers;
     no.rx_gso_tcpv4 = no.rx_gso_tcpv6 = options.rx_gso;
     no.rx_sg = options.rx_sg;
+    no.max_queues = options.max_queues;
+    no.hash = options.hash;
     no.auto_reconnect = false;
     auto nf = netfront::Netfront::create(**hv, no);
     if (!nf) {
@@ -532,26 +546,38 @@ void guest_main(const std::string& sim_dir, hv::DomId dom, const GuestOptions& o
     netfront::Netfront& f = **nf;
     std::map<std::uint32_t, std::uint64_t> by_stream;
     std::uint64_t bad = 0, foreign = 0, tx_ok = 0, tx_failed = 0;
-    std::uint64_t tcp = 0, tcp_bad = 0, csum_blank = 0, gso = 0, tcp_max_len = 0;
+    std::uint64_t tcp = 0, csum_blank = 0, gso = 0;
+    std::uint64_t tcp_good = 0, tcp_payload = 0, tcp_longest = 0, tcp_validated = 0;
+    std::uint64_t gso_size = 0, gso_type = 0, hash_extras = 0, hash_sum = 0;
+    std::array<std::uint64_t, GuestReport::kQueues> tcp_by_queue{};
     std::vector<std::byte> buf(70000);
     netfront::Handlers h;
     h.on_rx = [&](const netfront::RxFrameView& v) {
         const std::size_t n = v.copy_to(buf);
+        if (v.hash) {
+            ++hash_extras;
+            hash_sum += v.hash_value | std::uint64_t{v.hash_type} << 32;
+        }
         const auto info = netfront::check_payload_frame(std::span(buf.data(), n));
         if (info.result != netfront::PayloadCheck::ok && is_tcp_frame(std::span(buf.data(), n))) {
             ++tcp;
             csum_blank += v.csum_blank ? 1 : 0;
             gso += v.gso_type != 0 ? 1 : 0;
-            tcp_max_len = std::max<std::uint64_t>(tcp_max_len, n);
-            // tcp_frame()'s pattern: the seed follows from the sequence number and byte 0.
-            const std::vector<std::byte> frame(buf.begin(), buf.begin() + static_cast<long>(n));
-            const bool v6 = (static_cast<unsigned>(buf[12]) << 8 | static_cast<unsigned>(buf[13])) ==
-                            0x86DD;
-            const std::size_t l4 = 14 + (v6 ? 40 : 20);
-            const auto* d = reinterpret_cast<const std::uint8_t*>(frame.data());
-            const std::uint32_t seq = n >= l4 + 21 ? get32(d + l4 + 4) : 0;
-            const auto seed = static_cast<std::uint8_t>(n >= l4 + 21 ? d[l4 + 20] - seq * 13 : 0);
-            tcp_bad += check_tcp_frame(frame, v6, seed, seq, v.csum_blank).ok ? 0 : 1;
+            tcp_validated += v.data_validated ? 1 : 0;
+            if (v.gso_type != 0) {
+                gso_size = v.gso_size;
+                gso_type = v.gso_type;
+            }
+            tcp_longest = std::max<std::uint64_t>(tcp_longest, n);
+            if (v.queue < tcp_by_queue.size()) ++tcp_by_queue[v.queue];
+            std::vector<std::byte> frame(buf.begin(), buf.begin() + static_cast<long>(n));
+            if (v.csum_blank) complete_tcp_checksum(frame);
+            const bool v6 = std::to_integer<unsigned>(frame[12]) == 0x86;
+            const TcpSegment s = check_tcp_frame(frame, v6, options.tcp_seed, 0);
+            if (s.ok) {
+                ++tcp_good;
+                tcp_payload += s.payload;
+            }
         } else if (info.result != netfront::PayloadCheck::ok)
             ++bad;
         else if (info.header.dst == f.mac() || info.header.dst.is_multicast())
@@ -685,8 +711,15 @@ void guest_main(const std::string& sim_dir, hv::DomId dom, const GuestOptions& o
             link.send(f.broken() ? 1 : 0);
             link.send(f.counters()[netfront::Counter::reuse_hits]);
             link.send(f.rx_buffer_size());
-            for (std::uint64_t v : {tcp, tcp_bad, csum_blank, gso, tcp_max_len})
+            link.send(tcp);
+            link.send(csum_blank);
+            link.send(gso);
+            for (std::uint64_t v : {tcp_good, tcp_payload, tcp_longest, tcp_validated, gso_size,
+                                    gso_type, hash_extras, hash_sum})
                 link.send(v);
+            for (std::uint64_t v : tcp_by_queue)
+                link.send(v);
+            link.send(f.hash_accepted() ? 1 : 0);
             std::string diag;
             for (const auto& info : netfront::counter_table())
                 if (const auto v = f.counters()[info.counter]; v != 0)
@@ -762,15 +795,24 @@ bool GuestProcess::send(const netif::MacAddress& dst, std::uint32_t stream, std:
 std::optional<GuestReport> GuestProcess::report(std::uint32_t stream) {
     if (!link_.send(kReport) || !link_.send(stream)) return std::nullopt;
     GuestReport r;
-    std::uint64_t* fields[] = {&r.received,   &r.bad,        &r.foreign,    &r.tx_ok,
-                               &r.tx_failed,  &r.broken,     &r.reuse_hits, &r.rx_buffer_size,
-                               &r.tcp_frames, &r.tcp_bad,    &r.csum_blank, &r.gso_frames,
-                               &r.tcp_max_len};
+    std::uint64_t* fields[] = {&r.received,    &r.bad,         &r.foreign,       &r.tx_ok,
+                               &r.tx_failed,   &r.broken,      &r.reuse_hits,    &r.rx_buffer_size,
+                               &r.tcp_frames,  &r.csum_blank,  &r.gso_frames,
+                               &r.tcp_good,    &r.tcp_payload, &r.tcp_longest,   &r.tcp_validated,
+                               &r.gso_size,    &r.gso_type,    &r.hash_extras,   &r.hash_sum};
     for (std::uint64_t* f : fields) {
         auto v = link_.recv();
         if (!v) return std::nullopt;
         *f = *v;
     }
+    for (std::uint64_t& q : r.tcp_by_queue) {
+        auto v = link_.recv();
+        if (!v) return std::nullopt;
+        q = *v;
+    }
+    auto accepted = link_.recv();
+    if (!accepted) return std::nullopt;
+    r.hash_accepted = *accepted != 0;
     const std::uint64_t n = link_.recv().value_or(0);
     for (std::uint64_t i = 0; i < n; ++i)
         r.counters += static_cast<char>(link_.recv().value_or('?'));

@@ -11,11 +11,13 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -159,6 +161,10 @@ struct TcpSegment {
 // checksum is still to be filled in (CHECKSUM_PARTIAL, csum_blank): it is not checked.
 TcpSegment check_tcp_frame(const std::vector<std::byte>& frame, bool ipv6, std::uint8_t seed,
                            std::uint32_t seq0, bool partial_csum = false);
+// Fills in the TCP checksum of a frame whose checksum is partial (the pseudo-header sum in
+// the field: NETRXF_csum_blank), as the receiving guest's stack does (Ethernet + IPv4 or IPv6
+// without extension headers + TCP, as tcp_frame builds them).
+void complete_tcp_checksum(std::span<std::byte> frame);
 
 struct GuestOptions {
     netfront::RxMode rx_mode = netfront::RxMode::copy;
@@ -166,6 +172,9 @@ struct GuestOptions {
     bool half_page_buffers = false; // two RX buffers per page, if the backend offers offsets
     bool rx_gso = true;             // feature-gso-tcpv4 and -tcpv6 offered to the backend
     bool rx_sg = true;              // feature-sg: frames larger than a page span several slots
+    unsigned max_queues = 1;        // queues asked for (the backend's offer caps them)
+    std::optional<netfront::HashRequest> hash{}; // receive hashing asked over the control ring
+    std::uint8_t tcp_seed = 0;                   // tcp_frame()'s seed of the frames it checks
 };
 
 struct GuestReport {
@@ -178,12 +187,26 @@ struct GuestReport {
     std::uint64_t reuse_hits = 0;
     std::uint64_t rx_buffer_size = 0; // bytes per posted RX buffer
     // Frames that are not payload frames, by what the backend said of them (any stream).
-    std::uint64_t tcp_frames = 0;  // TCP over IPv4 or IPv6
-    std::uint64_t tcp_bad = 0;     // of which not of tcp_frame()'s pattern or broken
-    std::uint64_t csum_blank = 0;  // of which NETRXF_csum_blank
-    std::uint64_t gso_frames = 0;  // of which with a GSO extra
-    std::uint64_t tcp_max_len = 0; // the longest
-    std::string counters;          // the netfront's non-zero counters, for failure messages
+    std::uint64_t tcp_frames = 0; // TCP over IPv4 or IPv6
+    std::uint64_t csum_blank = 0; // of which NETRXF_csum_blank
+    std::uint64_t gso_frames = 0; // of which with a GSO extra
+    // Of the TCP frames: right (checksums, once a partial one is completed, and every payload
+    // byte of tcp_frame()'s pattern with GuestOptions::tcp_seed), their payload bytes, the
+    // longest frame, NETRXF_data_validated, the last GSO extra's size and type; how many
+    // came on each of the first kQueues RX queues.
+    static constexpr unsigned kQueues = 4;
+    std::uint64_t tcp_good = 0;
+    std::uint64_t tcp_payload = 0;
+    std::uint64_t tcp_longest = 0;
+    std::uint64_t tcp_validated = 0;
+    std::uint64_t gso_size = 0;
+    std::uint64_t gso_type = 0;
+    std::array<std::uint64_t, kQueues> tcp_by_queue{};
+    // Frames with a hash extra-info slot, and the sum of their value | type << 32.
+    std::uint64_t hash_extras = 0;
+    std::uint64_t hash_sum = 0;
+    bool hash_accepted = false; // the backend took every hash message of GuestOptions::hash
+    std::string counters;       // the netfront's non-zero counters, for failure messages
 };
 
 // A netfront in a forked process, driven by commands. Received frames are checked with the
