@@ -19,6 +19,7 @@
 #include "dpnb/hv/translation_table.hpp"
 #include "dpnb/netif/features.hpp"
 #include "dpnb/netif/flow_hash.hpp"
+#include "dpnb/netif/packet_headers.hpp"
 #include "dpnb/netif/ring.hpp"
 #include "dpnb/netif/rx_builder.hpp"
 #include "dpnb/netif/tx_parser.hpp"
@@ -118,17 +119,27 @@ struct ZeroCopyRx {
 };
 
 // What the RX builder needs to know of a received frame: its length and its L4 checksum's
-// state. L4_CKSUM_NONE is good data whose checksum field is partial (a virtio-net header's
-// NEEDS_CSUM, as every LRO frame from vhost-net has): the guest fills it in, as for Linux's
-// CHECKSUM_PARTIAL. A frame from a guest of the same port (tx_local.cpp) carries the
-// sender's partial checksum or GSO as TX offload flags (a port's frames never carry them).
+// state; for a frame from a guest of the same port (tx_local.cpp), the sender's partial
+// checksum or GSO, which that path records as TX offload flags (a NIC's frames never carry
+// them). L4_CKSUM_NONE is good data whose checksum field is partial (a virtio-net header's
+// NEEDS_CSUM): the guest fills it in, as for Linux's CHECKSUM_PARTIAL. A large receive
+// (RTE_MBUF_F_RX_LRO with its MSS: vhost-net's GSO packets, a NIC's LRO) of TCP is a GSO
+// frame, its type from its IP header, as Linux hands a GRO packet to netback.
 inline netif::RxFrame rx_frame_meta(const rte_mbuf* m) noexcept {
     netif::RxFrame f;
     f.len = m->pkt_len;
     const std::uint64_t l4 = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
     f.csum_blank = l4 == RTE_MBUF_F_RX_L4_CKSUM_NONE;
     f.data_validated = l4 == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
-    if ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) != 0) {
+    if ((m->ol_flags & RTE_MBUF_F_RX_LRO) != 0 && m->tso_segsz != 0) {
+        netif::IpHeaders ip;
+        if (netif::parse_ip_headers(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len, ip) ==
+                netif::IpHeaderError::none &&
+            ip.proto == netif::kIpProtoTcp && !ip.fragment) {
+            f.gso_type = ip.version == 4 ? netif::gso::kTcpV4 : netif::gso::kTcpV6;
+            f.gso_size = m->tso_segsz;
+        }
+    } else if ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) != 0) {
         f.csum_blank = true; // a GSO frame's checksums are partial, as Linux's
         f.gso_type =
             (m->ol_flags & RTE_MBUF_F_TX_IPV6) != 0 ? netif::gso::kTcpV6 : netif::gso::kTcpV4;

@@ -205,6 +205,8 @@ private:
     void copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w);
     void copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w,
                           const std::optional<netif::FlowHash>& hash);
+    void copy_stage_segments(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w,
+                             const std::optional<netif::FlowHash>& hash, std::uint16_t mss);
     void copy_add_bounce(GuestQueue* q, netif::RingIdx idx, const std::byte* src,
                          std::uint16_t offset, std::uint16_t len);
     void copy_count_batch(GuestQueue* q) noexcept;

@@ -13,6 +13,7 @@
 
 #include "engine_core.hpp"
 #include "lcore.hpp"
+#include "offload.hpp"
 
 namespace dpnb::engine::detail {
 
@@ -49,7 +50,8 @@ void Lcore::copy_stage_queue(GuestQueue* q) {
         if (q->disabled)
             copy_free(m);
         else if (m->nb_segs == 1 && m->pkt_len == m->data_len &&
-                 m->data_len - 1U < q->rx_geo.size && (m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) == 0 &&
+                 m->data_len - 1U < q->rx_geo.size &&
+                 (m->ol_flags & (RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_RX_LRO)) == 0 &&
                  !q->pending_hash[i])
             copy_stage_one(q, m, w);
         else
@@ -122,6 +124,14 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
         plan.data_slots = plan.requests = 1; // the common case: one buffer, no GSO
     } else {
         plan = netif::plan_rx_frame(meta, geo, q->rx_features);
+        // A GSO frame goes whole only to a frontend with GSO of its kind and feature-sg (as
+        // Linux's netback offers TSO only with SG), in no more slots than a packet may have.
+        if (meta.gso_type != netif::gso::kNone &&
+            (!q->rx_sg || plan.error == netif::RxBuildError::gso_not_negotiated ||
+             plan.error == netif::RxBuildError::too_many_slots)) {
+            copy_stage_segments(q, m, w, hash, meta.gso_size);
+            return;
+        }
         if (plan.error != netif::RxBuildError::none || (!q->rx_sg && plan.data_slots > 1)) {
             bump(q->counters.c.rx_drop_error);
             DPNB_DP_LOG(q->log, DEBUG, "{}: RX frame of {} bytes cannot be delivered: {}", q->name,
@@ -231,6 +241,36 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
     }
     if ((m->ol_flags & RTE_MBUF_F_RX_LRO) != 0) bump(q->counters.c.rx_lro);
     copy_free(m);
+}
+
+// A GSO frame the frontend cannot take whole: segmented in software (segment_tcp, as the TX
+// path segments for a port without TSO) into frames of at most `mss` payload bytes with their
+// checksums filled in, each staged as a frame of its own with the frame's hash, as Linux
+// segments a GSO skb for a vif without the offload. The segments refer to the frame's
+// buffers, which go back once the last of them is freed.
+void Lcore::copy_stage_segments(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w,
+                                const std::optional<netif::FlowHash>& hash, std::uint16_t mss) {
+    const std::uint64_t local = m->ol_flags & local_flag_;
+    PacketHeaders h;
+    TxSegments segs;
+    int ns = -1;
+    if (parse_headers(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len, h) ==
+        HeaderError::none)
+        ns = segment_tcp(m, h, mss, false, hdr_pool_, ext_pool_, segs.data(), segs.size());
+    const std::uint32_t len = m->pkt_len;
+    copy_free(m);
+    if (ns < 0) {
+        bump(q->counters.c.rx_drop_error);
+        if (local != 0) bump(q->counters.c.local_rx_drops);
+        DPNB_DP_LOG(q->log, DEBUG, "{}: software segmentation of a {}-byte GSO frame failed",
+                    q->name, len);
+        return;
+    }
+    bump(q->counters.c.rx_gso_segmented);
+    for (int i = 0; i < ns; ++i) {
+        segs[static_cast<unsigned>(i)]->ol_flags |= local;
+        copy_stage_frame(q, segs[static_cast<unsigned>(i)], w, hash);
+    }
 }
 
 // A frame the NIC wrote into a bounce buffer of a zero-copy queue: its response is written

@@ -95,13 +95,15 @@ enum class VifRunState : std::uint8_t {
     X(notify_sent, "event-channel notifications sent to the guest")                                \
     X(notify_received, "event-channel notifications received from the guest")                      \
     X(rx_out_of_order, "zero-copy RX buffers a PMD filled out of order (the queue then copies)")   \
+    X(rx_gso_segmented, "GSO frames (a port's large receives) segmented for a frontend without "   \
+                        "GSO of their kind or feature-sg")                                         \
     X(local_tx_packets, "frames the guest sent to guests on its port, delivered without the wire") \
     X(local_tx_bytes, "bytes the guest sent to guests on its port, delivered without the wire")    \
     X(local_rx_packets, "frames delivered to the guest from guests on its port")                   \
     X(local_rx_bytes, "bytes delivered to the guest from guests on its port")                      \
     X(local_rx_drops, "frames from guests on its port dropped for the guest (counted in "          \
                       "rx_drop_*)")                                                  \
-    X(rx_lro, "frames the port aggregated (LRO) delivered to the guest")                           \
+    X(rx_lro, "frames the port aggregated (LRO) delivered to the guest whole")                     \
     X(tx_tso, "guest GSO packets handed to the port whole, for it to segment (TSO)")
 
 struct VifCounters {
