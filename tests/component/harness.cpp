@@ -797,9 +797,9 @@ std::optional<GuestReport> GuestProcess::report(std::uint32_t stream) {
     GuestReport r;
     std::uint64_t* fields[] = {&r.received,    &r.bad,         &r.foreign,       &r.tx_ok,
                                &r.tx_failed,   &r.broken,      &r.reuse_hits,    &r.rx_buffer_size,
-                               &r.tcp_frames,  &r.csum_blank,  &r.gso_frames,
-                               &r.tcp_good,    &r.tcp_payload, &r.tcp_longest,   &r.tcp_validated,
-                               &r.gso_size,    &r.gso_type,    &r.hash_extras,   &r.hash_sum};
+                               &r.tcp_frames,  &r.csum_blank,  &r.gso_frames,    &r.tcp_good,
+                               &r.tcp_payload, &r.tcp_longest, &r.tcp_validated, &r.gso_size,
+                               &r.gso_type,    &r.hash_extras, &r.hash_sum};
     for (std::uint64_t* f : fields) {
         auto v = link_.recv();
         if (!v) return std::nullopt;

@@ -102,7 +102,7 @@ enum class VifRunState : std::uint8_t {
     X(local_rx_packets, "frames delivered to the guest from guests on its port")                   \
     X(local_rx_bytes, "bytes delivered to the guest from guests on its port")                      \
     X(local_rx_drops, "frames from guests on its port dropped for the guest (counted in "          \
-                      "rx_drop_*)")                                                  \
+                      "rx_drop_*)")                                                                \
     X(rx_lro, "frames the port aggregated (LRO) delivered to the guest whole")                     \
     X(tx_tso, "guest GSO packets handed to the port whole, for it to segment (TSO)")
 
