@@ -91,9 +91,13 @@ python3 "$E2E_ROOT/lab/count-frames.py" "$DPNB_IFACE" $MAC_A $MAC_B "${IP[$A]}" 
 CAP=$!
 vif_field "$A" .counters.tx_drop_spoofed
 d0=$REPLY
+watch_guest "$A"
+# A takes B's MAC first (one probe each way), and B's count starts only then: a frame A sent
+# with its own MAC just before (a late TCP ACK, an ARP refresh) may still reach B, rightly.
+gcmd "$A" 300 "spoof $MAC_B ${IP[$B]} $MAC_B 1"
+sleep 1
 vif_field "$B" .counters.local_rx_packets
 r0=$REPLY
-watch_guest "$A"
 gcmd "$A" 300 "spoof $MAC_B ${IP[$B]} $MAC_B $SPOOFS"
 sleep 2
 # While A has B's MAC, everything it sends has a foreign source: B gets nothing of it.
