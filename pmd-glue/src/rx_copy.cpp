@@ -26,6 +26,14 @@ void Lcore::copy_free(rte_mbuf* m) {
     copy_free_[n_copy_free_++] = m;
 }
 
+// A frame for `q` dropped before it was staged: counted under `reason` (one of its rx_drop_*),
+// and under local_rx_drops too when it came from a guest of the same port.
+void Lcore::copy_drop(GuestQueue* q, rte_mbuf* m, std::uint64_t& reason) {
+    bump(reason);
+    if (is_local(m)) bump(q->counters.c.local_rx_drops);
+    copy_free(m);
+}
+
 // A queue's first frame in the open batch counts a grant batch (one hypercall) for it.
 void Lcore::copy_count_batch(GuestQueue* q) noexcept {
     if (q->copy_batch == copy_batch_) return;
@@ -63,9 +71,7 @@ void Lcore::copy_stage_queue(GuestQueue* q) {
 void Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) {
     const bool local = is_local(m);
     if (w.available == 0) {
-        bump(q->counters.c.rx_drop_no_buffer);
-        if (local) bump(q->counters.c.local_rx_drops);
-        copy_free(m);
+        copy_drop(q, m, q->counters.c.rx_drop_no_buffer);
         return;
     }
     if (n_segs_ == segs_.size() || n_copy_frames_ == copy_frames_.size() ||
@@ -133,28 +139,22 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
             return;
         }
         if (plan.error != netif::RxBuildError::none || (!q->rx_sg && plan.data_slots > 1)) {
-            bump(q->counters.c.rx_drop_error);
             DPNB_DP_LOG(q->log, DEBUG, "{}: RX frame of {} bytes cannot be delivered: {}", q->name,
                         meta.len,
                         plan.error != netif::RxBuildError::none ? netif::to_string(plan.error)
                                                                 : "frontend without feature-sg");
-            if (local) bump(q->counters.c.local_rx_drops);
-            copy_free(m);
+            copy_drop(q, m, q->counters.c.rx_drop_error);
             return;
         }
     }
     if (w.available < plan.requests) {
-        bump(q->counters.c.rx_drop_no_buffer);
-        if (local) bump(q->counters.c.local_rx_drops);
-        copy_free(m);
+        copy_drop(q, m, q->counters.c.rx_drop_no_buffer);
         return;
     }
     // Segments: every chunk, split where the mbuf chain splits.
     const std::uint32_t need = plan.data_slots + m->nb_segs - 1U;
     if (need > segs_.size()) {
-        bump(q->counters.c.rx_drop_error); // a chain longer than any batch
-        if (local) bump(q->counters.c.local_rx_drops);
-        copy_free(m);
+        copy_drop(q, m, q->counters.c.rx_drop_error); // a chain longer than any batch
         return;
     }
     if (n_segs_ + need > segs_.size() || n_copy_frames_ == copy_frames_.size() ||

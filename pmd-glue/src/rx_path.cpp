@@ -184,9 +184,7 @@ void Lcore::queue_frame(GuestQueue* q, rte_mbuf* m) {
         return;
     }
     if (q->n_pending == q->pending.size()) {
-        bump(q->counters.c.rx_drop_no_buffer);
-        if (is_local(m)) bump(q->counters.c.local_rx_drops);
-        copy_free(m);
+        copy_drop(q, m, q->counters.c.rx_drop_no_buffer);
         return;
     }
     q->pending_hash[q->n_pending] = hash;
