@@ -6,14 +6,18 @@
 // Also idle CPU and resident memory with guests attached, and round-trip latency through an
 // echoing guest. docs/benchmarks.md says what each figure means and how it is measured.
 //
-// Devices: `ring` (net_ring: a generator thread enqueues pre-built mbufs, no kernel in the
-// loop; net_ring hands mbufs over, so RX is always copy, docs/datapath.md rule 4) and `tap`
+// Devices: `ring` (net_ring: a generator thread enqueues mbufs, no kernel in the loop; copy
+// on one shared port with pre-built frames; map and reuse on one port per guest whose
+// generator plays the NIC, writing each frame into a buffer the engine posted, so that zero
+// copy is measured without a kernel's or a tap PMD's cost) and `tap`
 // (net_tap, one port per guest, RX scatter off: the device writes into guest buffers, so
 // map and reuse are zero copy; the kernel side injects frames with AF_PACKET sendmmsg).
 #include <sched.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <rte_mempool.h>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -71,8 +75,7 @@ struct Options {
     double warmup = 0.5;
     std::vector<std::string> modes = {"copy", "map", "reuse"};
     std::vector<unsigned> sizes = {64, 1514};
-    std::vector<std::string> devices = {
-        "auto"}; // ring, tap, auto (copy: ring and tap; map, reuse: tap)
+    std::vector<std::string> devices = {"auto"};    // ring, tap, auto (ring and tap)
     std::vector<std::string> phases = {"rx", "tx"}; // rx, tx, idle, latency
     unsigned guests = 1;
     unsigned lcores = 1;
@@ -277,22 +280,32 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
     const RxMode mode = mode_of(mode_text).value_or(RxMode::copy);
     const unsigned id = g_seq++;
 
-    std::unique_ptr<RingWire> ring;
+    // net_ring: one shared port (copy), or one port per guest whose generator fills the
+    // buffers the engine posts (zero copy).
+    std::vector<std::unique_ptr<RingWire>> rings;
+    const bool ring_posted = device == "ring" && mode != RxMode::copy;
     std::vector<pmd::PortConfig> ports;
     std::vector<std::string> port_names, ifaces;
     if (device == "ring") {
-        ring = std::make_unique<RingWire>("bring" + std::to_string(id), opt.lcores);
-        if (!ring->ok()) {
-            out["error"] = "net_ring port not created";
-            return out;
+        for (unsigned g = 0; g < (ring_posted ? opt.guests : 1U); ++g) {
+            rings.push_back(std::make_unique<RingWire>(
+                "bring" + std::to_string(id) + "_" + std::to_string(g), opt.lcores));
+            if (!rings.back()->ok()) {
+                out["error"] = "net_ring port not created";
+                return out;
+            }
+            pmd::PortConfig p;
+            p.name = "ring" + std::to_string(g);
+            p.device = rings.back()->ethdev();
+            p.steering = ring_posted ? pmd::Steering::dedicated_port : pmd::Steering::shared;
+            p.zero_copy = ring_posted;
+            p.rx_peer_fills_pool = ring_posted;
+            ports.push_back(p);
+            port_names.push_back(p.name);
         }
-        pmd::PortConfig p;
-        p.name = "ring";
-        p.device = ring->ethdev();
-        p.steering = pmd::Steering::shared;
-        ports.push_back(p);
-        port_names.push_back("ring");
-        out["note"] = "net_ring hands mbufs over: RX is copy (docs/datapath.md, rule 4)";
+        out["note"] = ring_posted ? "net_ring per guest, its generator writing into the buffers "
+                                    "the engine posted (a NIC's DMA)"
+                                  : "net_ring shared port, pre-built frames in daemon mbufs";
     } else {
         for (unsigned g = 0; g < opt.guests; ++g) {
             pmd::PortConfig p;
@@ -368,15 +381,31 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
         } else {
             TapGenerator tapgen;
             bool ok = true;
-            if (ring) {
+            if (ring_posted) {
+                // Each guest's port's RX queue allocates from the guest-buffer pool its
+                // generator takes the posted buffers from.
+                const std::vector<engine::PortStatus> pst = eng->ports();
+                for (std::size_t g = 0; g < set.guests().size(); ++g) {
+                    rte_mempool* posted = nullptr;
+                    for (const engine::PortStatus& ps : pst)
+                        if (ps.name == port_names[g] && !ps.rx_pools.empty())
+                            posted = rte_mempool_lookup(ps.rx_pools[0].c_str());
+                    ok = ok && rings[g]->add_posted_destination(set.guests()[g].mac, size, posted);
+                }
+            } else if (!rings.empty()) {
                 for (Guest& g : set.guests())
-                    ok = ok && ring->add_destination(g.mac, size);
+                    ok = ok && rings[0]->add_destination(g.mac, size);
             } else {
                 for (std::size_t g = 0; g < set.guests().size(); ++g)
                     ok = ok && tapgen.add(ifaces[g],
                                           make_frame(set.guests()[g].mac, peer_mac(), size, 0));
             }
-            auto offered = [&] { return ring ? ring->generated() : tapgen.sent(); };
+            auto offered = [&] {
+                std::uint64_t n = tapgen.sent();
+                for (const auto& r : rings)
+                    n += r->generated();
+                return n;
+            };
             {
                 // Calibration: the cost of an empty poll with these guests attached.
                 const Snapshot c0 = snapshot(*eng, 0);
@@ -385,10 +414,9 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
                 empty_poll =
                     idle != 0 ? static_cast<double>(busy) / static_cast<double>(idle) : 0.0;
             }
-            if (ring)
-                ring->start(opt.rate);
-            else
-                tapgen.start(opt.rate);
+            for (const auto& r : rings)
+                r->start(opt.rate / rings.size());
+            if (rings.empty()) tapgen.start(opt.rate);
             nap(std::chrono::duration<double>(opt.warmup));
             CALLGRIND_ZERO_STATS;
             const Snapshot a = snapshot(*eng, offered());
@@ -397,7 +425,8 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
             // The label must outlive the request (a temporary would die before it).
             const std::string label_rx = window_label(device, mode_text, size, "rx");
             CALLGRIND_DUMP_STATS_AT(label_rx.c_str());
-            if (ring) ring->stop();
+            for (const auto& r : rings)
+                r->stop();
             tapgen.stop();
             out["rx"] = measure(a, b, true, empty_poll);
             // The ports' own view over the whole phase (frames the PMD took, could not take).
@@ -423,7 +452,8 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
         GuestConfig tx = gc;
         tx.send = 50'000'000;
         tx.dst_mac = netif::format_mac(peer_mac());
-        if (ring) ring->start(0); // the drainer only: no destination, no generator
+        for (const auto& r : rings)
+            r->start(0); // the drainers (and the shared port's generator, if RX ran)
         if (Status st = set.start(tx, opt.guests, port_names, mode); !st) {
             out["tx"]["error"] = st.error().describe();
         } else {
@@ -439,7 +469,8 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
             set.stop();
             out["tx"]["guest_side"] = guest_summaries(set);
         }
-        if (ring) ring->stop();
+        for (const auto& r : rings)
+            r->stop();
     }
     if (has("idle")) {
         const std::uint64_t rss0 = resident_bytes();
@@ -499,7 +530,7 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
     }
     if (Status st = eng->shutdown(); !st) out["leaks"] = st.error().describe();
     eng.reset();
-    ring.reset();
+    rings.clear();
     return out;
 }
 
@@ -749,14 +780,13 @@ int run(const Options& opt) {
                 std::vector<std::string> devs;
                 for (const std::string& d : opt.devices) {
                     if (d == "auto") {
-                        if (m == "copy") devs.push_back("ring");
+                        devs.push_back("ring");
                         if (tap_ok) devs.push_back("tap");
                     } else {
                         devs.push_back(d);
                     }
                 }
                 for (const std::string& d : devs) {
-                    if (d == "ring" && m != "copy") continue; // net_ring cannot do zero copy
                     if (d == "tap" && !tap_ok) {
                         doc["cases"].push_back({{"device", d},
                                                 {"mode", m},
@@ -841,7 +871,8 @@ int main(int argc, char** argv) {
     app.add_option("--modes", opt.modes, "RX modes: copy, map, reuse")->delimiter(',');
     app.add_option("--sizes", opt.sizes, "frame sizes in bytes")->delimiter(',');
     app.add_option("--devices", opt.devices,
-                   "ring (net_ring, copy only), tap (net_tap, zero copy), auto")
+                   "ring (net_ring: copy on a shared port, zero copy with a generator "
+                   "filling posted buffers), tap (net_tap), auto")
         ->delimiter(',');
     app.add_option("--phases", opt.phases, "rx, tx, idle, latency")->delimiter(',');
     app.add_option("--guests", opt.guests, "simulated guests (processes)");

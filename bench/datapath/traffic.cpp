@@ -102,8 +102,8 @@ RingWire::~RingWire() {
     for (rte_ring* t : tx_)
         while (rte_ring_dequeue(t, &obj) == 0)
             rte_pktmbuf_free(static_cast<rte_mbuf*>(obj));
-    for (rte_mempool* p : pools_)
-        rte_mempool_free(p);
+    for (std::size_t i = 0; i < pools_.size(); ++i)
+        if (posted_frames_[i].empty()) rte_mempool_free(pools_[i]);
     for (rte_ring* t : tx_)
         rte_ring_free(t);
     if (rx_ != nullptr) rte_ring_free(rx_);
@@ -125,11 +125,35 @@ bool RingWire::add_destination(const netif::MacAddress& dst, std::size_t size) {
     for (rte_mbuf* m : all)
         std::memcpy(rte_pktmbuf_mtod(m, void*), frame.data(), frame.size());
     rte_pktmbuf_free_bulk(all.data(), kPoolSize);
+    posted_frames_.emplace_back();
     return true;
 }
 
+bool RingWire::add_posted_destination(const netif::MacAddress& dst, std::size_t size,
+                                      rte_mempool* posted) {
+    if (posted == nullptr) return false;
+    pools_.push_back(posted);
+    posted_frames_.push_back(make_frame(dst, peer_mac(), size, 0));
+    sizes_.push_back(static_cast<std::uint16_t>(posted_frames_.back().size()));
+    return true;
+}
+
+namespace {
+
+// Up to `n` buffers the engine posted, oldest first: the pool hands out all or nothing, so a
+// short FIFO is taken one buffer at a time.
+unsigned take_posted(rte_mempool* pool, rte_mbuf** out, unsigned n) {
+    if (rte_mempool_get_bulk(pool, reinterpret_cast<void**>(out), n) == 0) return n;
+    unsigned got = 0;
+    while (got < n && rte_mempool_get(pool, reinterpret_cast<void**>(out + got)) == 0)
+        ++got;
+    return got;
+}
+
+} // namespace
+
 void RingWire::start(std::uint64_t pps) {
-    stop();
+    halt();
     stop_ = false;
     if (!pools_.empty())
         gen_ = std::thread([this, pps] {
@@ -141,8 +165,17 @@ void RingWire::start(std::uint64_t pps) {
             while (!stop_.load(std::memory_order_relaxed)) {
                 pacer.wait(done, stop_);
                 const std::size_t pi = next++ % pools_.size();
-                const unsigned n = pps != 0 && pps < 100000 ? 1 : kBurst;
-                if (rte_pktmbuf_alloc_bulk(pools_[pi], burst, n) != 0) {
+                unsigned n = pps != 0 && pps < 100000 ? 1 : kBurst;
+                const std::vector<std::byte>& frame = posted_frames_[pi];
+                if (!frame.empty()) {
+                    n = take_posted(pools_[pi], burst, n);
+                    if (n == 0) {
+                        std::this_thread::yield();
+                        continue;
+                    }
+                    for (unsigned i = 0; i < n; ++i)
+                        std::memcpy(rte_pktmbuf_mtod(burst[i], void*), frame.data(), frame.size());
+                } else if (rte_pktmbuf_alloc_bulk(pools_[pi], burst, n) != 0) {
                     std::this_thread::yield();
                     continue;
                 }
@@ -150,9 +183,17 @@ void RingWire::start(std::uint64_t pps) {
                     burst[i]->data_len = sizes[pi];
                     burst[i]->pkt_len = sizes[pi];
                 }
-                const unsigned sent =
+                unsigned sent =
                     rte_ring_sp_enqueue_burst(rx_, reinterpret_cast<void**>(burst), n, nullptr);
-                if (sent < n) rte_pktmbuf_free_bulk(burst + sent, n - sent);
+                if (sent < n && !frame.empty()) {
+                    // A posted buffer is the guest's: it goes back through the ring, never
+                    // to the pool (the ring holds more than the pool has buffers).
+                    while (sent < n)
+                        sent += rte_ring_sp_enqueue_burst(
+                            rx_, reinterpret_cast<void**>(burst + sent), n - sent, nullptr);
+                } else if (sent < n) {
+                    rte_pktmbuf_free_bulk(burst + sent, n - sent);
+                }
                 done += sent;
                 generated_.fetch_add(sent, std::memory_order_relaxed);
                 if (sent == 0) std::this_thread::yield();
@@ -173,10 +214,28 @@ void RingWire::start(std::uint64_t pps) {
     });
 }
 
-void RingWire::stop() {
+void RingWire::halt() {
     stop_ = true;
     if (gen_.joinable()) gen_.join();
     if (drain_.joinable()) drain_.join();
+}
+
+void RingWire::stop() {
+    halt();
+    bool posted = false;
+    for (const auto& f : posted_frames_)
+        posted = posted || !f.empty();
+    if (!posted) return;
+    // Posted buffers must reach the engine before their queue detaches.
+    const auto deadline = Clock::now() + 10s;
+    while (rx_ != nullptr && rte_ring_count(rx_) != 0 && Clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
+    for (std::size_t i = pools_.size(); i-- > 0;) {
+        if (posted_frames_[i].empty()) continue;
+        pools_.erase(pools_.begin() + static_cast<std::ptrdiff_t>(i));
+        sizes_.erase(sizes_.begin() + static_cast<std::ptrdiff_t>(i));
+        posted_frames_.erase(posted_frames_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
 }
 
 // --- tap -----------------------------------------------------------------------------------

@@ -36,6 +36,14 @@ public:
     const std::string& ethdev() const { return ethdev_; }
     // One pool of pre-built frames per destination.
     bool add_destination(const netif::MacAddress& dst, std::size_t size);
+    // A destination whose frames go into the buffers the engine posted: the generator plays
+    // the NIC of a zero-copy queue (pmd::PortConfig::rx_peer_fills_pool). It takes each
+    // buffer from `posted` (the queue's guest-buffer pool), writes the frame into it and
+    // enqueues the buffers in the order it took them, as a NIC's DMA fills its descriptors.
+    // stop() waits until the engine took every such buffer back from the ring and then
+    // forgets these destinations (their queue detaches next).
+    bool add_posted_destination(const netif::MacAddress& dst, std::size_t size,
+                                rte_mempool* posted);
     // Generator at `pps` frames per second in total (0: as fast as it can), and the drainer.
     void start(std::uint64_t pps);
     void stop();
@@ -43,12 +51,15 @@ public:
     std::uint64_t drained() const { return drained_.load(std::memory_order_relaxed); }
 
 private:
+    void halt(); // stops the threads
     std::string name_;
     std::string ethdev_;
     rte_ring* rx_ = nullptr;
     std::vector<rte_ring*> tx_;
+    // Per destination: its pool, frame size, and (posted) the frame written into each buffer.
     std::vector<rte_mempool*> pools_;
     std::vector<std::uint16_t> sizes_;
+    std::vector<std::vector<std::byte>> posted_frames_; // empty: pre-built frames (own pool)
     std::atomic<bool> stop_{false};
     std::atomic<std::uint64_t> generated_{0}, drained_{0};
     std::thread gen_, drain_;

@@ -68,7 +68,12 @@ constexpr std::array kDrivers = {
     DriverRow{"net_e1000_em", kDescriptorRing},
     DriverRow{"net_igc", kDescriptorRing},
     // No RX interrupt: the lcore polls it every poll_sleep.
-    DriverRow{"net_ring", own_memory("hands over the peer's mbufs", RxInterrupt::none)},
+    DriverRow{"net_ring",
+              [] {
+                  DriverCaps c = own_memory("hands over the peer's mbufs", RxInterrupt::none);
+                  c.rx_from_peer = true;
+                  return c;
+              }()},
     DriverRow{"net_af_packet",
               own_memory("copies frames from its packet mmap ring", RxInterrupt::armed)},
     DriverRow{"net_memif", own_memory("copies frames from the shared region", RxInterrupt::armed)},

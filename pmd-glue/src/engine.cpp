@@ -1405,6 +1405,8 @@ std::vector<PortStatus> Engine::ports() const {
         s.rx_offloads = offload_names(ps->port->setup().rx_offloads, rte_eth_dev_rx_offload_name);
         s.tx_offloads = offload_names(ps->port->setup().tx_offloads, rte_eth_dev_tx_offload_name);
         s.queue_owner = ps->owner;
+        for (const auto& gp : ps->guest_pools)
+            s.rx_pools.emplace_back(gp ? gp->mempool()->name : ps->rx_pool->name);
         s.stats = ps->port->stats();
         out.push_back(std::move(s));
     }

@@ -82,7 +82,8 @@ void GuestBufferPool::Fifo::init(unsigned capacity) {
     const unsigned cap = std::bit_ceil(capacity < 2 ? 2U : capacity);
     slots_.assign(cap, nullptr);
     mask_ = cap - 1;
-    head_ = tail_ = 0;
+    head_.store(0, std::memory_order_relaxed);
+    tail_.store(0, std::memory_order_relaxed);
 }
 
 Result<std::unique_ptr<GuestBufferPool>> GuestBufferPool::create(const GuestPoolConfig& config) {

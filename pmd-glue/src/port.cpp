@@ -186,6 +186,17 @@ Status Port::probe(const DmaProbe& dma) {
     rte_ether_addr mac{};
     if (rte_eth_macaddr_get(id, &mac) == 0) caps_.mac = to_mac(mac);
     caps_.driver_caps = driver_caps(caps_.driver);
+    if (config_.rx_peer_fills_pool) {
+        if (!caps_.driver_caps.rx_from_peer)
+            return make_error(Errc::invalid_argument,
+                              "port " + config_.name + ": rx_peer_fills_pool, but " + caps_.driver +
+                                  " does not hand over a peer's mbufs");
+        // The peer took each buffer before it wrote a frame into it: nothing is allocated
+        // in the burst, so a burst may return more frames than the pool holds posted.
+        caps_.driver_caps.rx_buffers = RxBufferUse::in_order;
+        caps_.driver_caps.rx_buffers_why = "its peer fills the RX queue's buffers in order";
+        caps_.driver_caps.burst_within_ready = false;
+    }
     if (config_.rx_queues > caps_.max_rx_queues)
         return make_error(Errc::invalid_argument,
                           "port " + config_.name + ": " + std::to_string(config_.rx_queues) +

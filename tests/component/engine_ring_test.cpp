@@ -16,7 +16,9 @@
 //   * large receives (mbufs flagged RTE_MBUF_F_RX_LRO with an MSS, as vhost-net's or a NIC's
 //     LRO delivers them, built here since net_ring carries whatever it is given): 64 KiB TCP
 //     over IPv4 and IPv6 to a GSO frontend as one packet with its GSO extra, and to frontends
-//     without GSO or without feature-sg as segments with their checksums.
+//     without GSO or without feature-sg as segments with their checksums;
+//   * a second net_ring port whose peer plays the NIC (rx_peer_fills_pool): it fills the
+//     buffers the engine posted, and map and reuse are zero copy.
 #include <dirent.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
@@ -886,6 +888,110 @@ TEST_F(EngineRing, JumboFramesIntoHalfPageBuffers) {
 
     close_and_check(g, dom);
 }
+
+// A net_ring port whose peer plays the NIC (PortConfig::rx_peer_fills_pool): the peer takes
+// the buffers the engine posted from the queue's guest-buffer pool, writes a frame into each
+// and enqueues them in the order it took them. The guest gets every frame without a copy:
+// mapped pages (map), pages its translation table names (reuse), whole pages and half pages.
+struct PeerFillsCase {
+    RxMode mode;
+    netfront::RxMode guest;
+    bool half_pages;
+    const char* name;
+};
+void PrintTo(const PeerFillsCase& c, std::ostream* os) {
+    *os << c.name;
+}
+class EngineRingPeerFills : public EngineRing,
+                            public ::testing::WithParamInterface<PeerFillsCase> {};
+
+TEST_P(EngineRingPeerFills, FramesLandInThePostedBuffers) {
+    const PeerFillsCase pc = GetParam();
+    const hv::DomId dom = create_guest("ringzc");
+    CT_ASSERT_OK(plug(dom));
+    GuestProcess g(dir_.path(), dom, GuestOptions{pc.guest, 0, pc.half_pages});
+    make_ring_port("ctring");
+    if (HasFatalFailure()) return;
+    // The guest's own port: an RX ring the test's "NIC" fills, a TX ring nobody reads.
+    rte_ring* nic = rte_ring_create("ctzc_rx", 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    rte_ring* out = rte_ring_create("ctzc_tx", 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(nic, nullptr);
+    ASSERT_NE(out, nullptr);
+    rings_.push_back(nic);
+    rings_.push_back(out);
+    pmd::PortConfig zc;
+    zc.name = "zc";
+    zc.device = ring_ethdev("ctzc", nic, out);
+    ASSERT_FALSE(zc.device.empty());
+    zc.steering = pmd::Steering::dedicated_port;
+    zc.rx_peer_fills_pool = true;
+    extra_ports_.push_back(zc);
+    start_engine();
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(dom, 0, "zc", pc.mode));
+    ASSERT_TRUE(g.wait_connected());
+    start_drainer();
+    VifStatus st0 = *engine_->status(VifId{dom, 0});
+    EXPECT_EQ(st0.rx_mode, pc.mode) << st0.rx_mode_reason;
+    rte_mempool* posted = nullptr;
+    for (const PortStatus& ps : engine_->ports())
+        if (ps.name == "zc") {
+            EXPECT_TRUE(ps.zero_copy) << ps.copy_reason;
+            ASSERT_EQ(ps.rx_pools.size(), 1u);
+            posted = rte_mempool_lookup(ps.rx_pools[0].c_str());
+        }
+    ASSERT_NE(posted, nullptr);
+
+    // The NIC: frames of 64..1514 bytes, each into the next buffer posted, paced by the
+    // guest's receipts (it re-posts what it got).
+    constexpr unsigned kFrames = 300;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kTimeoutMs);
+    for (unsigned i = 0; i < kFrames; ++i) {
+        void* obj = nullptr;
+        while (rte_mempool_get(posted, &obj) != 0) {
+            ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+                << "no buffer posted, frame " << i;
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+        auto* m = static_cast<rte_mbuf*>(obj);
+        const auto f = payload_frame(guest_mac(dom), peer_mac(), i, 1, 64 + (i * 97) % 1451);
+        ASSERT_LE(f.size() + m->data_off, m->buf_len) << "a posted buffer holds a frame";
+        std::memcpy(rte_pktmbuf_mtod(m, void*), f.data(), f.size());
+        m->data_len = static_cast<std::uint16_t>(f.size());
+        m->pkt_len = static_cast<std::uint32_t>(f.size());
+        ASSERT_EQ(rte_ring_sp_enqueue(nic, m), 0);
+    }
+    auto r = g.wait_received(1, kFrames);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->received, kFrames) << r->counters;
+    EXPECT_EQ(r->bad, 0u);
+    EXPECT_EQ(rte_ring_count(nic), 0u);
+    const VifCounters c = engine_->status(VifId{dom, 0})->counters;
+    EXPECT_EQ(c.rx_packets, kFrames);
+    EXPECT_EQ(c.daemon_copies, 0u) << "the NIC wrote every frame into the guest's buffer";
+    EXPECT_EQ(c.grant_copy_ops, 0u);
+    EXPECT_EQ(c.rx_out_of_order, 0u);
+    EXPECT_EQ(c.rx_drop_error + c.rx_bad_request, 0u);
+    if (pc.mode == RxMode::map) {
+        EXPECT_GE(c.grant_map_ops, kFrames);
+    }
+    if (pc.mode == RxMode::reuse) {
+        EXPECT_GE(c.iott_hits, kFrames);
+        EXPECT_EQ(c.grant_map_ops, 0u);
+    }
+    auto rep = g.report(1);
+    ASSERT_TRUE(rep);
+    EXPECT_EQ(rep->rx_buffer_size, pc.half_pages ? 2048u : 4096u) << rep->counters;
+
+    close_and_check(g, dom);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Modes, EngineRingPeerFills,
+    ::testing::Values(PeerFillsCase{RxMode::map, netfront::RxMode::copy, false, "map"},
+                      PeerFillsCase{RxMode::reuse, netfront::RxMode::reuse, false, "reuse"},
+                      PeerFillsCase{RxMode::reuse, netfront::RxMode::reuse, true, "reuse_half"}),
+    [](const auto& p) { return std::string(p.param.name); });
 
 TEST_F(EngineRing, RateLimitHoldsTransmitsUntilLifted) {
     const hv::DomId dom = create_guest("rateguest");

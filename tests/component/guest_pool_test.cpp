@@ -5,6 +5,7 @@
 // pages" are plain memory here: the point is where the bytes land.
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_ring.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -158,6 +159,46 @@ TEST(PortClassification, CopyingPmdsAreNotZeroCopy) {
     EXPECT_FALSE((*port)->can_zero_copy(&why));
     EXPECT_NE(why.find("net_null"), std::string::npos) << why;
     EXPECT_EQ((*port)->caps().driver_caps.rx_buffers, pmd::RxBufferUse::own_memory);
+}
+
+// rx_peer_fills_pool: a net_ring port whose peer fills the RX queue's buffers is in order
+// (zero copy) and bursts are not capped by the posted buffers; a PMD that does not hand over
+// a peer's mbufs refuses the setting.
+TEST(PortClassification, APeerThatFillsThePoolMakesNetRingZeroCopy) {
+    CT_ASSERT_OK(pmd::init_eal(test_eal()));
+    rte_ring* r = rte_ring_create("clsring", 64, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(r, nullptr);
+    pmd::PortConfig pc;
+    pc.name = "ringport";
+    pc.device = ring_ethdev("clsring", r, r);
+    ASSERT_FALSE(pc.device.empty());
+    pc.steering = pmd::Steering::dedicated_port;
+    {
+        auto port = pmd::Port::open(pc);
+        CT_ASSERT_OK(port);
+        std::string why;
+        EXPECT_FALSE((*port)->can_zero_copy(&why)) << "net_ring alone hands over daemon mbufs";
+        EXPECT_NE(why.find("peer"), std::string::npos) << why;
+    }
+    pc.rx_peer_fills_pool = true;
+    {
+        auto port = pmd::Port::open(pc);
+        CT_ASSERT_OK(port);
+        std::string why;
+        EXPECT_TRUE((*port)->can_zero_copy(&why)) << why;
+        EXPECT_EQ((*port)->caps().driver_caps.rx_buffers, pmd::RxBufferUse::in_order);
+        EXPECT_FALSE((*port)->caps().driver_caps.burst_within_ready);
+    }
+    pmd::PortConfig null;
+    null.name = "nullfill";
+    null.device = "net_null_fill";
+    null.steering = pmd::Steering::dedicated_port;
+    null.rx_peer_fills_pool = true;
+    auto refused = pmd::Port::open(null);
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_EQ(refused.error().code, Errc::invalid_argument);
+    EXPECT_NE(refused.error().message.find("rx_peer_fills_pool"), std::string::npos);
+    rte_ring_free(r);
 }
 
 TEST(EalOptions, RefusesWhatCannotWork) {

@@ -7,6 +7,8 @@
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <poll.h>
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -227,6 +229,14 @@ bool tap_available(std::string* why) {
 
 std::string tap_name(unsigned n) {
     return "dpnbt" + std::to_string(n);
+}
+
+std::string ring_ethdev(const std::string& name, rte_ring* rx, rte_ring* tx) {
+    const int port = rte_eth_from_rings(name.c_str(), &rx, 1, &tx, 1, SOCKET_ID_ANY);
+    char ethdev[RTE_ETH_NAME_MAX_LEN];
+    if (port < 0 || rte_eth_dev_get_name_by_port(static_cast<std::uint16_t>(port), ethdev) != 0)
+        return {};
+    return ethdev;
 }
 
 pmd::EalOptions test_eal() {

@@ -27,6 +27,8 @@
 #include "dpnb/netfront/netfront.hpp"
 #include "dpnb/netif/features.hpp"
 
+struct rte_ring;
+
 namespace dpnb::component {
 
 using namespace dpnb::engine;
@@ -114,6 +116,9 @@ private:
 // no hugepages, no PCI, a unique file prefix.
 pmd::EalOptions test_eal();
 EngineOptions engine_options(std::vector<pmd::PortConfig> ports);
+// A net_ring ethdev over one RX ring (what a port receives) and one TX ring (what it sends),
+// as rte_eth_from_rings makes it: its name, or empty.
+std::string ring_ethdev(const std::string& name, rte_ring* rx, rte_ring* tx);
 
 // Whether tap tests can run: root, /dev/net/tun, and the private network namespace this
 // process moved into at start (so that tap interfaces are quiet and invisible to others).

@@ -154,6 +154,10 @@ struct PortStatus {
     std::vector<std::string> rx_offloads;
     std::vector<std::string> tx_offloads;
     std::vector<std::optional<VifId>> queue_owner; // dedicated queues; [0] of shared ports empty
+    // The mempool each RX queue allocates from, by name (rte_mempool_lookup): a guest-buffer
+    // pool on a zero-copy queue, which a net_ring peer playing the NIC takes buffers from
+    // (pmd::PortConfig::rx_peer_fills_pool).
+    std::vector<std::string> rx_pools;
     pmd::Port::Stats stats;
 };
 

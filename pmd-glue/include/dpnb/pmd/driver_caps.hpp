@@ -52,6 +52,10 @@ struct DriverCaps {
     // guest pool holds buffers (otherwise a frame the guest has no buffer for is lost
     // instead of waiting in the device).
     bool burst_within_ready = true;
+    // RX hands over the mbufs a peer enqueued (net_ring): what the buffers are is the
+    // peer's doing. A port whose configuration says the peer fills the RX queue's own
+    // buffers (PortConfig::rx_peer_fills_pool) is in order, as a NIC's DMA.
+    bool rx_from_peer = false;
     // TX can send guest pages attached to mbufs as external buffers (grant-mapped slots).
     // Otherwise every TX slot is grant-copied into daemon mbufs.
     bool tx_external_buffers = true;

@@ -18,11 +18,15 @@
 // The pool has no cache (cache_size 0), so every allocation reaches the ops in order and
 // frees from any thread go straight to enqueue. Its state is not locked: the owning lcore
 // and the PMD calls it makes use it, the control thread only while no lcore polls the
-// queue (before attach, after a detach was acknowledged).
+// queue (before attach, after a detach was acknowledged). The one exception is the FIFO of
+// posted buffers, which is single-producer single-consumer safe: a net_ring port's peer
+// that plays the NIC (PortConfig::rx_peer_fills_pool) allocates from its own thread, and
+// takes nothing else from the pool.
 #pragma once
 
 #include <rte_mbuf.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -138,22 +142,36 @@ public:
     unsigned ops_count() const noexcept;
 
 private:
-    // A fixed-capacity FIFO of pointers (capacity a power of two).
+    // A fixed-capacity FIFO of pointers (capacity a power of two). One thread pushes and one
+    // pops, not necessarily the same: the lcore posts buffers that a net_ring peer playing
+    // the NIC may take on its own thread (PortConfig::rx_peer_fills_pool). The indices are
+    // published with release and read with acquire, which costs no fence on x86.
     class Fifo {
     public:
         void init(unsigned capacity);
         bool push(void* p) noexcept {
-            if (size() == slots_.size()) return false;
-            slots_[tail_++ & mask_] = p;
+            const unsigned t = tail_.load(std::memory_order_relaxed);
+            if (t - head_.load(std::memory_order_acquire) == slots_.size()) return false;
+            slots_[t & mask_] = p;
+            tail_.store(t + 1, std::memory_order_release);
             return true;
         }
-        void* pop() noexcept { return head_ == tail_ ? nullptr : slots_[head_++ & mask_]; }
-        unsigned size() const noexcept { return tail_ - head_; }
+        void* pop() noexcept {
+            const unsigned h = head_.load(std::memory_order_relaxed);
+            if (h == tail_.load(std::memory_order_acquire)) return nullptr;
+            void* p = slots_[h & mask_];
+            head_.store(h + 1, std::memory_order_release);
+            return p;
+        }
+        unsigned size() const noexcept {
+            return tail_.load(std::memory_order_acquire) - head_.load(std::memory_order_acquire);
+        }
         unsigned capacity() const noexcept { return static_cast<unsigned>(slots_.size()); }
 
     private:
         std::vector<void*> slots_;
-        unsigned head_ = 0, tail_ = 0, mask_ = 0;
+        std::atomic<unsigned> head_{0}, tail_{0};
+        unsigned mask_ = 0;
     };
 
     explicit GuestBufferPool(const GuestPoolConfig& c) : config_(c) {}

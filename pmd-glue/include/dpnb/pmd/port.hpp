@@ -51,6 +51,13 @@ struct PortConfig {
     std::optional<netif::MacAddress> mac; // set on the port
     bool promiscuous = true; // needed for frames to several guest MACs (shared, mac_flow)
     bool zero_copy = true;   // allow zero-copy RX where the PMD can
+    // A PMD that hands over its peer's mbufs (net_ring, DriverCaps::rx_from_peer) whose peer
+    // plays a NIC: it takes the buffers the RX queue's mempool hands out (the guest-buffer
+    // pool of a zero-copy queue), writes one frame into each and enqueues them in the order
+    // it took them, as a NIC's DMA fills the descriptors its PMD posted. The port can then
+    // serve zero copy. The peer gives every buffer it took back through the ring before a
+    // guest on the port detaches (net_ring's stop does not free what its ring holds).
+    bool rx_peer_fills_pool = false;
     bool rx_checksum = true; // RX checksum offload when the PMD has it
     bool tx_checksum = true; // TX checksum offload when the PMD has it
     bool tso = true;         // TCP segmentation offload when the PMD has it
