@@ -8,7 +8,6 @@
 #include <rte_mempool.h>
 #include <spdlog/spdlog.h>
 
-#include <bit>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -77,14 +76,6 @@ void init_header(rte_mempool* mp, void*, void* obj, unsigned) {
 }
 
 } // namespace
-
-void GuestBufferPool::Fifo::init(unsigned capacity) {
-    const unsigned cap = std::bit_ceil(capacity < 2 ? 2U : capacity);
-    slots_.assign(cap, nullptr);
-    mask_ = cap - 1;
-    head_.store(0, std::memory_order_relaxed);
-    tail_.store(0, std::memory_order_relaxed);
-}
 
 Result<std::unique_ptr<GuestBufferPool>> GuestBufferPool::create(const GuestPoolConfig& config) {
     if (config.name.empty() || config.name.size() > 24)

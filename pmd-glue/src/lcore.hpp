@@ -219,6 +219,8 @@ private:
     bool zc_post(GuestQueue* q);
     void zc_map_posted(GuestQueue* q, std::uint32_t nmap);
     void zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n);
+    void zc_receive_unposted(GuestQueue* q, rte_mbuf* m);
+    void zc_filled_out_of_order(GuestQueue* q);
     void zc_slot_done(GuestQueue* q, ZcSlot& s);
     void zc_group_filled(GuestQueue* q, std::int16_t g);
     void zc_release(GuestQueue* q, ZcSlot& s);

@@ -106,7 +106,11 @@ bool Lcore::do_nic_rx(NicRx& nic) {
     return true;
 }
 
+// Frames of a burst often go to one guest: a destination the burst looked up already is not
+// looked up again (the table changes only between bursts, on commands).
 void Lcore::demux(Demux& d, rte_mbuf** frames, unsigned n) {
+    std::uint64_t last_key = ~std::uint64_t{0}; // no MAC: keys use 48 bits
+    const Target* last = nullptr;
     for (unsigned i = 0; i < n; ++i) {
         rte_mbuf* m = frames[i];
         if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(frames[i + 1], void*));
@@ -125,8 +129,13 @@ void Lcore::demux(Demux& d, rte_mbuf** frames, unsigned n) {
         }
         std::uint64_t k = 0;
         std::memcpy(&k, dst, 6);
-        if (auto it = d.unicast.find(k); it != d.unicast.end())
-            route(it->second, m);
+        if (k != last_key) {
+            const auto it = d.unicast.find(k);
+            last_key = k;
+            last = it != d.unicast.end() ? &it->second : nullptr;
+        }
+        if (last != nullptr)
+            route(*last, m);
         else
             copy_free(m); // for no guest of this port
     }

@@ -10,6 +10,7 @@
 #include <rte_mbuf.h>
 
 #include <algorithm>
+#include <span>
 
 #include "engine_core.hpp"
 #include "lcore.hpp"
@@ -72,40 +73,52 @@ bool Lcore::zc_post(GuestQueue* q) {
     // a burst (EngineOptions::burst <= kMaxBurst), and maps at most as many.
     static_assert(std::tuple_size_v<decltype(map_reqs_)> >= kMaxBurst &&
                   std::tuple_size_v<decltype(map_idx_)> >= kMaxBurst);
+    pmd::GuestBufferPool& pool = z.pool;
+    // The queue's buffer layout, read once for the post: each request then costs one check
+    // of its own offset.
+    const netif::RxBufferLayout layout = q->rx_buffers;
     const RxMode mode = z.out_of_order ? RxMode::copy : q->mode;
+    const bool view = q->have_view;
+    // The buffers in ring order, bound as they are found (a mapped one once its map is done).
+    rte_mbuf* ready[kMaxBurst];
     std::uint32_t nmap = 0;
     std::uint32_t took = 0;
+    std::uint64_t hits = 0, misses = 0;
     for (; took < budget; ++took) {
         const RingIdx idx = w.cons + took;
         const netif::RxRequest req = q->rx.copy_request(idx);
-        const auto buffer = netif::rx_request_buffer(q->rx_buffers, req.pad);
-        if (!buffer) {
+        const auto buffer = netif::rx_request_buffer(layout, req.pad);
+        if (!buffer) [[unlikely]] {
             // Nothing of this round reached the NIC: release it all, stop serving.
+            bump(q->counters.c.iott_hits, hits);
+            bump(q->counters.c.iott_misses, misses);
             zc_release_round(q, w.cons, idx);
             bad_rx_request(q, req);
             return true;
         }
-        rte_mbuf* m = z.pool.take_header();
+        rte_mbuf* m = pool.take_header();
         if (m == nullptr) break;
         ZcSlot& s = z.slots[idx & kRingMask];
-        s.m = m;
-        s.page = nullptr;
-        s.gref = req.gref;
-        s.group = -1;
-        s.buf_start = static_cast<std::uint16_t>(buffer->offset - q->rx_buffers.headroom);
-        s.state = ZcSlot::State::posted;
-        s.source = ZcSlot::Source::none;
+        s = ZcSlot{m,
+                   nullptr,
+                   req.gref,
+                   -1,
+                   static_cast<std::uint16_t>(buffer->offset - layout.headroom),
+                   ZcSlot::State::posted,
+                   ZcSlot::Source::none};
         q->rx_ids[idx & kRingMask] = req.id;
         RxMode how = mode;
         if (how == RxMode::reuse) {
-            std::byte* page = q->have_view ? q->view.acquire(req.gref, true) : nullptr;
-            if (page != nullptr) {
-                bump(q->counters.c.iott_hits);
+            std::byte* page = view ? q->view.acquire(req.gref, true) : nullptr;
+            if (page != nullptr) [[likely]] {
+                ++hits;
                 s.source = ZcSlot::Source::reuse;
                 s.page = page;
+                pool.bind(m, page + s.buf_start, pmd::GuestBufKind::guest, idx, layout.buffer_size);
+                ready[took] = m;
                 continue;
             }
-            bump(q->counters.c.iott_misses);
+            ++misses;
             how = q->reuse_miss;
         }
         if (how == RxMode::map) {
@@ -114,15 +127,19 @@ bool Lcore::zc_post(GuestQueue* q) {
             map_idx_[nmap++] = idx;
             continue;
         }
-        std::byte* b = z.pool.take_bounce();
+        std::byte* b = pool.take_bounce();
         if (b == nullptr) {
-            z.pool.give_header(m);
+            pool.give_header(m);
             s = ZcSlot{};
             break;
         }
         s.source = ZcSlot::Source::bounce;
         s.page = b;
+        pool.bind(m, b + s.buf_start, pmd::GuestBufKind::bounce, idx, layout.buffer_size);
+        ready[took] = m;
     }
+    if (hits != 0) bump(q->counters.c.iott_hits, hits);
+    if (misses != 0) bump(q->counters.c.iott_misses, misses);
     if (took == 0) return false;
     if (nmap != 0) {
         zc_map_posted(q, nmap);
@@ -135,26 +152,39 @@ bool Lcore::zc_post(GuestQueue* q) {
         }
     }
 
-    // Commit: consume the requests, hand the buffers to the NIC in ring order.
+    // Commit: consume the requests, hand the buffers to the NIC in ring order, all at once.
     q->rx.consume(took);
-    for (RingIdx j = w.cons; j != w.cons + took; ++j) {
-        ZcSlot& s = z.slots[j & kRingMask];
-        if (s.source == ZcSlot::Source::none) {
-            // No buffer could be found for it: answer it empty, in its turn.
-            zc_release(q, s);
-            (void)q->rx.put_response_at(
-                j, netif::rx_error_response(q->rx_ids[j & kRingMask], netif::rsp::kError));
-            s.state = ZcSlot::State::final;
-            bump(q->counters.c.rx_drop_error);
-            touch(q);
-            continue;
+    unsigned n_ready = 0;
+    if (nmap == 0) {
+        // Every slot found its buffer in the gather and is bound.
+        for (; n_ready < took; ++n_ready)
+            z.nic_order[(z.nic_tail + n_ready) & kRingMask] = w.cons + n_ready;
+        z.nic_tail += n_ready;
+    } else {
+        // A slot has a mapped page, a bounce buffer instead, or nothing.
+        for (RingIdx j = w.cons; j != w.cons + took; ++j) {
+            ZcSlot& s = z.slots[j & kRingMask];
+            if (s.source == ZcSlot::Source::none) {
+                // No buffer could be found for it: answer it empty, in its turn.
+                zc_release(q, s);
+                (void)q->rx.put_response_at(
+                    j, netif::rx_error_response(q->rx_ids[j & kRingMask], netif::rsp::kError));
+                s.state = ZcSlot::State::final;
+                bump(q->counters.c.rx_drop_error);
+                touch(q);
+                continue;
+            }
+            const auto kind = s.source == ZcSlot::Source::bounce ? pmd::GuestBufKind::bounce
+                                                                 : pmd::GuestBufKind::guest;
+            pool.bind(s.m, s.page + s.buf_start, kind, j, layout.buffer_size);
+            ready[n_ready++] = s.m;
+            z.nic_order[z.nic_tail++ & kRingMask] = j;
         }
-        const auto kind = s.source == ZcSlot::Source::bounce ? pmd::GuestBufKind::bounce
-                                                             : pmd::GuestBufKind::guest;
-        (void)z.pool.push_ready(s.m, s.page + s.buf_start, kind, j, q->rx_buffers.buffer_size);
-        z.nic_order[z.nic_tail++ & kRingMask] = j;
-        ++z.posted;
     }
+    // The pool holds a header per buffer the NIC may have (GuestPoolConfig::headers), so its
+    // FIFO has room for every one.
+    (void)pool.push_ready(std::span<rte_mbuf* const>(ready, n_ready));
+    z.posted += n_ready;
     return true;
 }
 
@@ -210,40 +240,55 @@ void Lcore::zc_map_posted(GuestQueue* q, std::uint32_t nmap) {
 
 // --- receiving -------------------------------------------------------------------------------
 
-// A burst of buffers the NIC filled: each completes its own request.
+// A buffer the NIC returned that is not posted: a start-up placeholder (filled while the
+// queue started, no request to deliver it to in order), or a header the PMD should not
+// have had.
+void Lcore::zc_receive_unposted(GuestQueue* q, rte_mbuf* m) {
+    const pmd::GuestBufInfo& info = pmd::GuestBufferPool::info(m);
+    if (info.kind == pmd::GuestBufKind::placeholder) {
+        bump(q->counters.c.rx_drop_placeholder);
+        rte_pktmbuf_free(m);
+        return;
+    }
+    spdlog::error("{} queue {}: NIC returned a buffer that is not posted (ring index {})", q->name,
+                  q->index, info.ring_idx);
+    if (info.bound)
+        q->zc->pool.recycle(m);
+    else
+        rte_pktmbuf_free(m);
+}
+
+// The device filled a buffer out of order (docs/datapath.md, rule 3): new posts are copied.
+void Lcore::zc_filled_out_of_order(GuestQueue* q) {
+    ZeroCopyRx& z = *q->zc;
+    bump(q->counters.c.rx_out_of_order);
+    if (z.out_of_order) return;
+    z.out_of_order = true;
+    report_fallback(q, RxMode::copy,
+                    "the PMD filled RX buffers out of order; new buffers are copied");
+}
+
+// A burst of buffers the NIC filled: each completes its own request. The round's counts are
+// added once for the burst.
 void Lcore::zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n) {
     ZeroCopyRx& z = *q->zc;
     pmd::GuestBufferPool& pool = z.pool;
     touch(q);
+    std::uint64_t packets = 0, bytes = 0;
     for (unsigned i = 0; i < n; ++i) {
         rte_mbuf* m = frames[i];
-        pmd::GuestBufInfo& info = pmd::GuestBufferPool::info(m);
-        if (info.kind == pmd::GuestBufKind::placeholder) {
-            // Filled while the queue started: no request to deliver it to in order.
-            bump(q->counters.c.rx_drop_placeholder);
-            rte_pktmbuf_free(m);
-            continue;
-        }
+        const pmd::GuestBufInfo& info = pmd::GuestBufferPool::info(m);
         const RingIdx idx = info.ring_idx;
         ZcSlot& s = z.slots[idx & kRingMask];
-        if (!info.bound || s.state != ZcSlot::State::posted || s.m != m) {
-            spdlog::error("{} queue {}: NIC returned a buffer that is not posted (ring index {})",
-                          q->name, q->index, idx);
-            if (info.bound)
-                pool.recycle(m);
-            else
-                rte_pktmbuf_free(m);
+        // The slot holds this very header only while it is posted; a placeholder is never
+        // bound.
+        if (s.m != m || !info.bound || s.state != ZcSlot::State::posted) [[unlikely]] {
+            zc_receive_unposted(q, m);
             continue;
         }
         // The device must fill buffers in the order it took them (docs/datapath.md, rule 3).
-        if (!take_nic_order(z, idx)) {
-            bump(q->counters.c.rx_out_of_order);
-            if (!z.out_of_order) {
-                z.out_of_order = true;
-                report_fallback(q, RxMode::copy,
-                                "the PMD filled RX buffers out of order; new buffers are copied");
-            }
-        }
+        if (!take_nic_order(z, idx)) [[unlikely]]
+            zc_filled_out_of_order(q);
         --z.posted;
 
         const std::uint32_t len = m->pkt_len;
@@ -255,10 +300,10 @@ void Lcore::zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n) {
         const netif::RxFrame meta = rx_frame_meta(m);
         s.m = nullptr;
         pool.recycle(m);
-        q->rx_round.packets += 1;
-        q->rx_round.bytes += len;
+        packets += 1;
+        bytes += len;
         const std::uint16_t id = q->rx_ids[idx & kRingMask];
-        if (!whole) {
+        if (!whole) [[unlikely]] {
             (void)q->rx.put_response_at(idx, netif::rx_error_response(id, netif::rsp::kError));
             bump(q->counters.c.rx_drop_error);
         } else {
@@ -279,6 +324,8 @@ void Lcore::zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n) {
             zc_slot_done(q, s);
         }
     }
+    q->rx_round.packets += packets;
+    q->rx_round.bytes += bytes;
 }
 
 // The NIC is done with a slot's buffer and its response is written: a mapped buffer waits

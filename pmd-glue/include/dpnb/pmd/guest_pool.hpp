@@ -27,10 +27,13 @@
 #include <rte_mbuf.h>
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "dpnb/util/result.hpp"
@@ -101,12 +104,23 @@ public:
     bool push_ready(rte_mbuf* m, std::byte* buffer, GuestBufKind kind, std::uint32_t ring_idx,
                     std::uint16_t buffer_len = kBufferSize) noexcept {
         if (ready_.size() == ready_.capacity()) return false;
+        bind(m, buffer, kind, ring_idx, buffer_len);
+        return ready_.push(m);
+    }
+    // A burst's worth at once: binds `m` as push_ready does, without appending it yet.
+    void bind(rte_mbuf* m, std::byte* buffer, GuestBufKind kind, std::uint32_t ring_idx,
+              std::uint16_t buffer_len = kBufferSize) noexcept {
         attach(m, buffer, buffer_len);
         GuestBufInfo& i = info(m);
         i.kind = kind;
         i.bound = true;
         i.ring_idx = ring_idx;
-        return ready_.push(m);
+    }
+    // Appends bound headers to the FIFO in order, published together (one release store).
+    // False (nothing changed) when the FIFO has no room for all of them.
+    bool push_ready(std::span<rte_mbuf* const> bound) noexcept {
+        return ready_.push(reinterpret_cast<void* const*>(bound.data()),
+                           static_cast<unsigned>(bound.size()));
     }
     // Takes back the oldest header the PMD has not taken yet (detach), still bound.
     rte_mbuf* pop_ready() noexcept { return static_cast<rte_mbuf*>(ready_.pop()); }
@@ -114,9 +128,12 @@ public:
     // Headers the PMD freed while bound, oldest first; still bound (the caller unbinds).
     rte_mbuf* pop_returned() noexcept { return static_cast<rte_mbuf*>(returned_.pop()); }
     // A received (or taken back, or returned) bound header is finished: unbind it and put
-    // it back on the free list. Never call rte_pktmbuf_free on a bound header.
+    // it back on the free list. Never call rte_pktmbuf_free on a bound header. The buffer
+    // fields stay as they were: nothing reads a free header, and attach() writes every
+    // field a PMD reads before the header is handed out again.
     void recycle(rte_mbuf* m) noexcept {
-        detach(m);
+        rte_mbuf_refcnt_set(m, 1);
+        info(m) = GuestBufInfo{};
         (void)free_.push(m);
     }
 
@@ -142,35 +159,58 @@ public:
     unsigned ops_count() const noexcept;
 
 private:
-    // A fixed-capacity FIFO of pointers (capacity a power of two). One thread pushes and one
-    // pops, not necessarily the same: the lcore posts buffers that a net_ring peer playing
-    // the NIC may take on its own thread (PortConfig::rx_peer_fills_pool). The indices are
-    // published with release and read with acquire, which costs no fence on x86.
+    // A fixed-capacity FIFO of pointers (capacity a power of two). A shared one has one
+    // thread that pushes and one that pops, not necessarily the same: the lcore posts buffers
+    // that a net_ring peer playing the NIC may take on its own thread
+    // (PortConfig::rx_peer_fills_pool). Its indices are published with release and read
+    // with acquire, which costs no fence on x86; the others are the lcore's alone.
+    template <bool Shared>
     class Fifo {
+        using Index = std::conditional_t<Shared, std::atomic<unsigned>, unsigned>;
+        static unsigned load(const Index& i) noexcept {
+            if constexpr (Shared)
+                return i.load(std::memory_order_acquire);
+            else
+                return i;
+        }
+        static void store(Index& i, unsigned v) noexcept {
+            if constexpr (Shared)
+                i.store(v, std::memory_order_release);
+            else
+                i = v;
+        }
+
     public:
-        void init(unsigned capacity);
-        bool push(void* p) noexcept {
-            const unsigned t = tail_.load(std::memory_order_relaxed);
-            if (t - head_.load(std::memory_order_acquire) == slots_.size()) return false;
-            slots_[t & mask_] = p;
-            tail_.store(t + 1, std::memory_order_release);
+        void init(unsigned capacity) {
+            const unsigned cap = std::bit_ceil(capacity < 2 ? 2U : capacity);
+            slots_.assign(cap, nullptr);
+            mask_ = cap - 1;
+            store(head_, 0);
+            store(tail_, 0);
+        }
+        bool push(void* p) noexcept { return push(&p, 1); }
+        // All `n` or nothing, visible to the consumer together.
+        bool push(void* const* p, unsigned n) noexcept {
+            const unsigned t = load(tail_);
+            if (slots_.size() - (t - load(head_)) < n) return false;
+            for (unsigned k = 0; k < n; ++k)
+                slots_[(t + k) & mask_] = p[k];
+            store(tail_, t + n);
             return true;
         }
         void* pop() noexcept {
-            const unsigned h = head_.load(std::memory_order_relaxed);
-            if (h == tail_.load(std::memory_order_acquire)) return nullptr;
+            const unsigned h = load(head_);
+            if (h == load(tail_)) return nullptr;
             void* p = slots_[h & mask_];
-            head_.store(h + 1, std::memory_order_release);
+            store(head_, h + 1);
             return p;
         }
-        unsigned size() const noexcept {
-            return tail_.load(std::memory_order_acquire) - head_.load(std::memory_order_acquire);
-        }
+        unsigned size() const noexcept { return load(tail_) - load(head_); }
         unsigned capacity() const noexcept { return static_cast<unsigned>(slots_.size()); }
 
     private:
         std::vector<void*> slots_;
-        std::atomic<unsigned> head_{0}, tail_{0};
+        Index head_{0}, tail_{0};
         unsigned mask_ = 0;
     };
 
@@ -211,7 +251,8 @@ private:
     bool start_mode_ = true;
     bool populating_ = false;
     bool iova_is_va_ = false; // rte_eal_iova_mode() == RTE_IOVA_VA
-    Fifo free_, ready_, returned_;
+    Fifo<false> free_, returned_;
+    Fifo<true> ready_;
     std::vector<std::byte*> placeholders_free_;
     std::vector<std::byte*> bounce_free_;
     std::uint64_t placeholders_handed_ = 0;
