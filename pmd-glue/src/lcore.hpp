@@ -212,6 +212,7 @@ private:
     void copy_count_batch(GuestQueue* q) noexcept;
     void copy_free(rte_mbuf* m);
     void copy_drop(GuestQueue* q, rte_mbuf* m, std::uint64_t& reason);
+    void copy_drop(GuestQueue* q, rte_mbuf* m);
     void copy_flush();
     void copy_failed(const CopyFrame& f, const hv::GrantCopySegment& bad);
 

@@ -30,6 +30,12 @@ void Lcore::copy_free(rte_mbuf* m) {
 // and under local_rx_drops too when it came from a guest of the same port.
 void Lcore::copy_drop(GuestQueue* q, rte_mbuf* m, std::uint64_t& reason) {
     bump(reason);
+    copy_drop(q, m);
+}
+
+// A frame for `q` dropped because the queue is going away (disabled or detaching): no rx_drop_*
+// reason, but a local frame still counts under local_rx_drops.
+void Lcore::copy_drop(GuestQueue* q, rte_mbuf* m) {
     if (is_local(m)) bump(q->counters.c.local_rx_drops);
     copy_free(m);
 }
@@ -56,7 +62,7 @@ void Lcore::copy_stage_queue(GuestQueue* q) {
         rte_mbuf* m = q->pending[i];
         if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(q->pending[i + 1], void*));
         if (q->disabled)
-            copy_free(m);
+            copy_drop(q, m);
         else if (m->nb_segs == 1 && m->pkt_len == m->data_len &&
                  m->data_len - 1U < q->rx_geo.size &&
                  (m->ol_flags & (RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_RX_LRO)) == 0 &&
@@ -84,7 +90,7 @@ void Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) 
         const auto buffer = netif::rx_request_buffer(q->rx_buffers, req.pad);
         if (!buffer) {
             bad_rx_request(q, req);
-            copy_free(m);
+            copy_drop(q, m);
             return;
         }
         offset = buffer->offset;
@@ -178,7 +184,7 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
         const auto buffer = netif::rx_request_buffer(q->rx_buffers, reqs[k].pad);
         if (!buffer) {
             bad_rx_request(q, reqs[k]);
-            copy_free(m);
+            copy_drop(q, m);
             return;
         }
         chunks[k == 0 ? 0 : k - extras].offset = buffer->offset;

@@ -176,13 +176,11 @@ void Lcore::queue_frame(GuestQueue* q, rte_mbuf* m) {
     std::optional<netif::FlowHash> hash;
     if (q->n_vif_queues > 1 || q->hash.active()) q = pick_queue(q, m, hash);
     if (q->disabled || q->detaching) {
-        if (is_local(m)) bump(q->counters.c.local_rx_drops);
-        copy_free(m);
+        copy_drop(q, m);
         return;
     }
     if (q->rx_stalled && !rx_stall_over(q)) {
-        bump(q->counters.c.rx_drop_stalled); // not staged: no copy, no round for it
-        copy_free(m);
+        copy_drop(q, m, q->counters.c.rx_drop_stalled); // not staged: no copy, no round for it
         return;
     }
     const auto* dst = rte_pktmbuf_mtod(m, const std::uint8_t*);

@@ -724,6 +724,23 @@ TEST_F(EngineRing, AGuestThatStopsPostingStallsAndRecovers) {
     EXPECT_EQ(r->received, 16u);
     EXPECT_EQ(engine_->status(VifId{good, 0})->stalled_queues, 0u);
 
+    // Frames from the good guest of the same port (local delivery) are dropped as they come
+    // too, and count as local frames dropped at the receiver; the sender's are answered.
+    constexpr unsigned kLocal = 12;
+    const std::uint64_t stalled_before = bad_status().counters.rx_drop_stalled;
+    const auto sent_before = g.report(0);
+    ASSERT_TRUE(sent_before);
+    ASSERT_TRUE(g.send(guest_mac(bad), 6, kLocal, 400));
+    const auto sent_after = g.report(0);
+    ASSERT_TRUE(sent_after);
+    EXPECT_EQ(sent_after->tx_ok - sent_before->tx_ok, kLocal);
+    for (int i = 0; i < 2000 && bad_status().counters.local_rx_drops < kLocal; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    st = bad_status();
+    EXPECT_EQ(st.counters.local_rx_drops, kLocal) << describe(st);
+    EXPECT_EQ(st.counters.rx_drop_stalled, stalled_before + kLocal);
+    EXPECT_EQ(engine_->status(VifId{good, 0})->counters.local_tx_packets, kLocal);
+
     // The guest posts: no longer stalled (with no frame needed to notice), then gets frames.
     ASSERT_TRUE(bad_link.send(8));
     ASSERT_EQ(bad_link.recv(), std::optional<std::uint64_t>(1));
