@@ -108,7 +108,7 @@ def main():
         bench = json.load(f)
     packets = {}
     for case in bench.get("cases", []):
-        for phase in ("rx", "tx"):
+        for phase in ("rx", "tx", "local"):
             if phase in case and "packets" in case[phase]:
                 key = f"window {case['device']} {case['mode']} {case['size']} {phase}"
                 packets[key] = case[phase]["packets"]

@@ -181,6 +181,13 @@ const std::string kBackendVifs = "/local/domain/0/backend/vif";
 
 } // namespace
 
+std::string pair_mac(unsigned i) {
+    netif::MacAddress m;
+    m.bytes = {
+        0x02, 0x00, 0x00, 0x4c, static_cast<std::uint8_t>(i >> 8), static_cast<std::uint8_t>(i)};
+    return netif::format_mac(m);
+}
+
 GuestSet::~GuestSet() {
     stop();
 }
@@ -216,10 +223,12 @@ Status GuestSet::start(const GuestConfig& config, unsigned count,
             argv.push_back("--pool-shrink-every");
             argv.push_back(std::to_string(config.pool_shrink_every));
         }
+        if (config.pairs) argv.insert(argv.end(), {"--mac", pair_mac(i)});
         if (config.send != 0) {
-            argv.insert(argv.end(), {"--send", std::to_string(config.send), "--size",
-                                     std::to_string(config.size), "--dst-mac", config.dst_mac,
-                                     "--duration", "3600"});
+            const std::string dst = config.pairs ? pair_mac((i + 1) % count) : config.dst_mac;
+            argv.insert(argv.end(),
+                        {"--send", std::to_string(config.send), "--size",
+                         std::to_string(config.size), "--dst-mac", dst, "--duration", "3600"});
         } else if (config.echo) {
             argv.push_back("--echo");
         } else {

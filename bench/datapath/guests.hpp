@@ -67,8 +67,14 @@ struct GuestConfig {
     std::uint64_t send = 0;       // frames to send (TX phase)
     std::uint32_t size = 64;
     std::string dst_mac;
+    // Guests of one port send to each other (the local phase): guest i gets MAC pair_mac(i)
+    // and sends to guest (i + 1) % count instead of dst_mac.
+    bool pairs = false;
     bool echo = false;
 };
+
+// The MAC of guest `i` of a GuestSet with GuestConfig::pairs (locally administered).
+std::string pair_mac(unsigned i);
 
 // One dpnb-netfront and its vif.
 struct Guest {

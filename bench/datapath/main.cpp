@@ -76,7 +76,7 @@ struct Options {
     std::vector<std::string> modes = {"copy", "map", "reuse"};
     std::vector<unsigned> sizes = {64, 1514};
     std::vector<std::string> devices = {"auto"};    // ring, tap, auto (ring and tap)
-    std::vector<std::string> phases = {"rx", "tx"}; // rx, tx, idle, latency
+    std::vector<std::string> phases = {"rx", "tx"}; // rx, tx, local, idle, latency
     unsigned guests = 1;
     unsigned lcores = 1;
     std::uint64_t rate = 0; // RX generator, frames/s in total (0: flat out)
@@ -447,15 +447,15 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
             out["rx"]["guest_side"] = guest_summaries(set);
         }
     }
-    if (has("tx")) {
+    // A phase where the guests send (flat out) and the lcores take it: the window's figures.
+    auto sending_phase = [&](const char* phase, const GuestConfig& config,
+                             const std::vector<std::string>& on_ports) {
+        json j;
         GuestSet set(*w.xs, *eng);
-        GuestConfig tx = gc;
-        tx.send = 50'000'000;
-        tx.dst_mac = netif::format_mac(peer_mac());
         for (const auto& r : rings)
             r->start(0); // the drainers (and the shared port's generator, if RX ran)
-        if (Status st = set.start(tx, opt.guests, port_names, mode); !st) {
-            out["tx"]["error"] = st.error().describe();
+        if (Status st = set.start(config, opt.guests, on_ports, mode); !st) {
+            j["error"] = st.error().describe();
         } else {
             nap(std::chrono::duration<double>(opt.warmup));
             CALLGRIND_ZERO_STATS;
@@ -463,14 +463,34 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
             nap(std::chrono::duration<double>(opt.duration));
             const Snapshot b = snapshot(*eng, 0);
             // The label must outlive the request (a temporary would die before it).
-            const std::string label_tx = window_label(device, mode_text, size, "tx");
-            CALLGRIND_DUMP_STATS_AT(label_tx.c_str());
-            out["tx"] = measure(a, b, false, empty_poll);
+            const std::string label = window_label(device, mode_text, size, phase);
+            CALLGRIND_DUMP_STATS_AT(label.c_str());
+            j = measure(a, b, false, empty_poll);
+            const engine::VifCounters d = sum_delta(a, b);
+            j["local_rx_packets"] = d.local_rx_packets;
+            j["local_rx_drops"] = d.local_rx_drops;
+            j["grant_copy_ops"] = d.grant_copy_ops;
+            j["grant_map_ops"] = d.grant_map_ops;
             set.stop();
-            out["tx"]["guest_side"] = guest_summaries(set);
+            j["guest_side"] = guest_summaries(set);
         }
         for (const auto& r : rings)
             r->stop();
+        return j;
+    };
+    if (has("tx")) {
+        GuestConfig tx = gc;
+        tx.send = 50'000'000;
+        tx.dst_mac = netif::format_mac(peer_mac());
+        out["tx"] = sending_phase("tx", tx, port_names);
+    }
+    if (has("local")) {
+        // Guest to guest on one port (docs/datapath.md, "Local delivery"): every guest sends
+        // to the next one's MAC, all on the first port, nothing to or from the wire.
+        GuestConfig local = gc;
+        local.send = 50'000'000;
+        local.pairs = true;
+        out["local"] = sending_phase("local", local, {port_names.front()});
     }
     if (has("idle")) {
         const std::uint64_t rss0 = resident_bytes();
@@ -652,7 +672,7 @@ void print_table(const json& doc) {
                 "Mpps", "offered", "cyc/pkt", "gnt/pkt", "ntf/pkt", "x tpmd",
                 "stages (cycles/packet)");
     for (const json& c : doc["cases"]) {
-        for (const char* dir : {"rx", "tx"}) {
+        for (const char* dir : {"rx", "tx", "local"}) {
             if (!c.contains(dir)) continue;
             const json& m = c[dir];
             if (m.contains("error") && !m.contains("mpps")) {
@@ -845,7 +865,7 @@ int run(const Options& opt) {
         }
     for (const json& c : doc["cases"]) {
         if (c.contains("error") || c.contains("leaks")) rc = 1;
-        for (const char* dir : {"rx", "tx"})
+        for (const char* dir : {"rx", "tx", "local"})
             if (c.contains(dir) && c[dir].contains("error")) rc = 1;
     }
     if (!opt.json_file.empty()) {
@@ -874,7 +894,8 @@ int main(int argc, char** argv) {
                    "ring (net_ring: copy on a shared port, zero copy with a generator "
                    "filling posted buffers), tap (net_tap), auto")
         ->delimiter(',');
-    app.add_option("--phases", opt.phases, "rx, tx, idle, latency")->delimiter(',');
+    app.add_option("--phases", opt.phases, "rx, tx, local (guest to guest), idle, latency")
+        ->delimiter(',');
     app.add_option("--guests", opt.guests, "simulated guests (processes)");
     app.add_option("--lcores", opt.lcores, "worker lcores (poll loops)");
     app.add_option("--rate", opt.rate, "RX generator rate in frames/s (0: as fast as it can)");
