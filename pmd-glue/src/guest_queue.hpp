@@ -281,6 +281,9 @@ struct GuestQueue {
     std::uint32_t tx_outstanding = 0; // TX slots a PMD holds
     bool tx_publish = false;
     bool tx_blocked = false; // stopped for credit or mbufs; retried next poll
+    // The last burst sent a unicast frame to another guest of the port: the next copies its
+    // headers apart from its slots (tx_build), so such frames can go in one copy.
+    bool tx_local_hint = false;
 
     RateState rate;
 
@@ -315,7 +318,20 @@ struct TxWork {
     std::array<rte_mbuf*, netif::kTxMaxSlots> copies{};
     std::array<std::uint32_t, netif::kTxMaxSlots> copy_seg{};
     bool drop = false; // answered in error (nothing mapped)
+    // Staged from the guest's grants straight into another guest's buffers (tx_onecopy),
+    // answered after that copy: onecopy_status is GNTST_okay unless the copy failed on this
+    // guest's own grant onecopy_ref.
+    bool onecopy = false;
+    std::int16_t onecopy_status = 0;
+    netif::GrantRef onecopy_ref = 0;
     PacketHeaders h;
 };
+
+// The bytes of slot `k` of `t` that are in the packet's header copy (plan_header in
+// tx_path.cpp): the rest of the slot follows them in the guest's page.
+inline std::uint32_t tx_header_part(const TxWork& t, unsigned k) noexcept {
+    if (k + 1U < t.hdr_slots) return t.pkt.slots[k].len;
+    return k + 1U == t.hdr_slots ? t.hdr_tail : 0U;
+}
 
 } // namespace dpnb::engine::detail

@@ -18,8 +18,10 @@
 #include <cstdint>
 #include <ctime>
 #include <memory>
+#include <optional>
 #include <span>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "dp_common.hpp"
@@ -34,6 +36,11 @@ struct rte_ring;
 namespace dpnb::engine::detail {
 
 class EngineCore;
+
+// The queue of `q`'s vif a frame goes to (rx_path.cpp); `hash` gets the frontend's hash of
+// it when the frontend asked for hashes.
+GuestQueue* pick_queue(GuestQueue* q, const rte_mbuf* m,
+                       std::optional<netif::FlowHash>& hash) noexcept;
 
 struct Command {
     enum class Kind : std::uint8_t {
@@ -171,6 +178,17 @@ private:
         std::uint8_t nslots;   // requests it took
         bool bounce;           // a zero-copy bounce buffer (counted as received already)
         bool local;            // from a guest on the same port (local_rx_* counters)
+        TxWork* from;          // copied from that packet's grants (tx_onecopy), or nullptr
+    };
+    // What staging a frame into a queue's requests came to.
+    enum class Staged : std::uint8_t { ok, no_buffer, too_long, bad_request };
+    // TX: the burst's slot copies (tx_add_copies).
+    struct TxCopies {
+        std::uint32_t copy_max = 0; // rests up to this many bytes are copied
+        bool maps = false;          // the port takes mapped pages (else no copy mbuf: drop)
+        std::uint32_t count = 0;    // copy mbufs at tx_copy_mbufs_
+        std::uint32_t next = 0;     // the next one free
+        std::uint32_t nsegs = 0;    // segments at tx_segs_
     };
 
     // --- loop stages ------------------------------------------------------------------------
@@ -207,6 +225,14 @@ private:
                           const std::optional<netif::FlowHash>& hash);
     void copy_stage_segments(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w,
                              const std::optional<netif::FlowHash>& hash, std::uint16_t mss);
+    template <class Source>
+    Staged copy_stage_plan(GuestQueue* q, const netif::RxFrame& meta, const netif::RxPlan& plan,
+                           netif::RequestWindow& w, Source& src, std::uint32_t pieces, bool local,
+                           TxWork* from);
+    bool copy_stage_grants(GuestQueue* q, TxWork& t, hv::DomId from_dom,
+                           const netif::RxFrame& meta);
+    netif::RequestWindow copy_poll(GuestQueue* q);
+    std::pair<std::int16_t, std::int16_t> copy_probe(const hv::GrantCopySegment& bad);
     void copy_add_bounce(GuestQueue* q, netif::RingIdx idx, const std::byte* src,
                          std::uint16_t offset, std::uint16_t len);
     void copy_count_batch(GuestQueue* q) noexcept;
@@ -237,6 +263,10 @@ private:
     bool tx_ip_source_ok(GuestQueue* q, TxWork& t);
     bool tx_map(GuestQueue* q, unsigned n, std::int16_t& group);
     void tx_chain(GuestQueue* q, TxWork& t, std::int16_t group);
+    void tx_add_copies(GuestQueue* q, TxWork& t, TxCopies& c);
+    void tx_copy(GuestQueue* q, std::uint32_t nsegs);
+    bool tx_copies_ok(GuestQueue* q, TxWork& t, bool headers);
+    bool tx_onecopy_burst(GuestQueue* q, unsigned n);
     void tx_stage(std::uint16_t port_index, rte_mbuf* m);
     using TxSegments = std::array<rte_mbuf*, 64>; // what software segmentation may make
     unsigned tx_segment(GuestQueue* q, const TxWork& t, rte_mbuf* head, bool csum_offload,
@@ -253,6 +283,8 @@ private:
     // --- guest-to-guest delivery (tx_local.cpp) ---------------------------------------------
     bool tx_local(GuestQueue* q, TxWork& t, rte_mbuf* head);
     void tx_local_flood(GuestQueue* q, TxWork& t, rte_mbuf* head, const LocalPort& lp);
+    const LocalTarget* tx_local_unicast(const GuestQueue* q, const rte_mbuf* head) const;
+    bool tx_onecopy(GuestQueue* q, TxWork& t);
     void local_deliver(const Target& to, rte_mbuf* m);
     bool is_local(const rte_mbuf* m) const noexcept { return (m->ol_flags & local_flag_) != 0; }
     void local_add(Command* cmd);

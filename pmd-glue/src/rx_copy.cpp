@@ -50,14 +50,7 @@ void Lcore::copy_count_batch(GuestQueue* q) noexcept {
 // The queue's waiting frames, with one read of its req_prod.
 void Lcore::copy_stage_queue(GuestQueue* q) {
     const std::uint32_t n = std::exchange(q->n_pending, 0);
-    netif::RequestWindow w{};
-    if (!q->disabled) {
-        w = q->rx.poll_requests();
-        if (w.overflow)
-            disable(q, "RX ring overflow",
-                    Detail("req_prod {}, req_cons {}", w.prod, w.cons).c_str());
-        rx_watch_stall(q, w.available != 0 || (q->zc && q->zc->posted != 0));
-    }
+    netif::RequestWindow w = copy_poll(q);
     for (std::uint32_t i = 0; i < n; ++i) {
         rte_mbuf* m = q->pending[i];
         if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(q->pending[i + 1], void*));
@@ -71,6 +64,17 @@ void Lcore::copy_stage_queue(GuestQueue* q) {
         else
             copy_stage_frame(q, m, w, q->pending_hash[i]);
     }
+}
+
+// The queue's requests for frames waiting: one read of its req_prod (none once disabled).
+netif::RequestWindow Lcore::copy_poll(GuestQueue* q) {
+    netif::RequestWindow w{};
+    if (q->disabled) return w;
+    w = q->rx.poll_requests();
+    if (w.overflow)
+        disable(q, "RX ring overflow", Detail("req_prod {}, req_cons {}", w.prod, w.cons).c_str());
+    rx_watch_stall(q, w.available != 0 || (q->zc && q->zc->posted != 0));
+    return w;
 }
 
 // The common frame: one mbuf segment into one buffer, no GSO, no hash.
@@ -104,7 +108,8 @@ void Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) 
     (void)q->rx.put_response_at(idx, netif::rx_data_response(meta, false, 0, 1, req.id, chunk));
     segs_[n_segs_++] = hv::GrantCopySegment::to_guest(rte_pktmbuf_mtod(m, const std::byte*), q->dom,
                                                       req.gref, offset, chunk.len);
-    copy_frames_[n_copy_frames_++] = CopyFrame{q, idx, chunk.len, n_segs_, 1, false, local};
+    copy_frames_[n_copy_frames_++] =
+        CopyFrame{q, idx, chunk.len, n_segs_, 1, false, local, nullptr};
     if (q->zc) { // behind the posted buffers: final once the copy ran
         ZcSlot& s = q->zc->slots[idx & kRingMask];
         s = ZcSlot{};
@@ -122,52 +127,109 @@ void Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) 
     copy_free_[n_copy_free_++] = m;
 }
 
+namespace {
+
+// How a frame goes into a queue's buffers: whole as planned, segmented in software first
+// (a GSO frame the frontend cannot take whole), or not at all.
+enum class PlanVerdict : std::uint8_t { whole, segment, undeliverable };
+
+PlanVerdict plan_frame(GuestQueue* q, const netif::RxFrame& meta, netif::RxPlan& plan) {
+    const netif::RxBufferGeometry geo = q->rx_geo;
+    if (meta.len != 0 && meta.len <= geo.size && meta.gso_type == netif::gso::kNone && !meta.hash) {
+        plan.data_slots = plan.requests = 1; // the common case: one buffer, no GSO
+        return PlanVerdict::whole;
+    }
+    plan = netif::plan_rx_frame(meta, geo, q->rx_features);
+    // A GSO frame goes whole only to a frontend with GSO of its kind and feature-sg (as
+    // Linux's netback offers TSO only with SG), in no more slots than a packet may have.
+    if (meta.gso_type != netif::gso::kNone &&
+        (!q->rx_sg || plan.error == netif::RxBuildError::gso_not_negotiated ||
+         plan.error == netif::RxBuildError::too_many_slots))
+        return PlanVerdict::segment;
+    if (plan.error != netif::RxBuildError::none || (!q->rx_sg && plan.data_slots > 1)) {
+        DPNB_DP_LOG(q->log, DEBUG, "{}: RX frame of {} bytes cannot be delivered: {}", q->name,
+                    meta.len,
+                    plan.error != netif::RxBuildError::none ? netif::to_string(plan.error)
+                                                            : "frontend without feature-sg");
+        return PlanVerdict::undeliverable;
+    }
+    return PlanVerdict::whole;
+}
+
+// A frame's bytes in a daemon mbuf chain, as the sources of its copy segments.
+struct ChainSource {
+    const rte_mbuf* seg;
+    std::uint32_t off = 0;
+
+    // Points `s`'s source at the next at most `max` bytes; returns how many (0: no more).
+    std::uint32_t next(hv::GrantCopySegment& s, std::uint32_t max) noexcept {
+        while (seg != nullptr && off == seg->data_len) {
+            seg = seg->next;
+            off = 0;
+        }
+        if (seg == nullptr) return 0;
+        const std::uint32_t take = std::min<std::uint32_t>(max, seg->data_len - off);
+        s.source.virt = rte_pktmbuf_mtod_offset(seg, void*, off);
+        off += take;
+        return take;
+    }
+};
+
+// A guest's TX packet: its header copy (a daemon mbuf), then the rest of each slot in the
+// guest's granted page, copied gref to gref.
+struct GrantSource {
+    const TxWork& t;
+    hv::DomId dom;
+    unsigned k = 0;        // slot; hdr_slots past the header once `in_header` is false
+    std::uint32_t off = 0; // bytes taken of the header, then of slot k's rest
+    bool in_header = true;
+
+    std::uint32_t next(hv::GrantCopySegment& s, std::uint32_t max) noexcept {
+        if (in_header) {
+            if (off < t.hdr_len) {
+                const std::uint32_t take = std::min<std::uint32_t>(max, t.hdr_len - off);
+                s.source.virt = rte_pktmbuf_mtod_offset(t.hdr, void*, off);
+                off += take;
+                return take;
+            }
+            in_header = false;
+            off = 0;
+        }
+        for (; k < t.pkt.nr_slots; ++k, off = 0) {
+            const netif::TxSlot& slot = t.pkt.slots[k];
+            const std::uint32_t skip = tx_header_part(t, k);
+            if (off == slot.len - skip) continue;
+            const std::uint32_t take = std::min<std::uint32_t>(max, slot.len - skip - off);
+            s.source.foreign = {slot.gref, static_cast<std::uint16_t>(slot.offset + skip + off),
+                                dom};
+            s.flags |= hv::GrantCopySegment::kSourceGref;
+            off += take;
+            return take;
+        }
+        return 0;
+    }
+};
+
+} // namespace
+
 // Takes the requests for one frame, writes its responses into their slots (its extra-info
 // slots, GSO then hash, right after the first) and adds its segments to the batch; `w` is the
-// queue's request window, advanced past what was taken.
-void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w,
-                             const std::optional<netif::FlowHash>& hash) {
-    netif::RxFrame meta = rx_frame_meta(m);
-    meta.hash = hash;
-    const netif::RxBufferGeometry geo = q->rx_geo;
-    const bool local = is_local(m);
-    netif::RxPlan plan;
-    if (meta.len != 0 && meta.len <= geo.size && meta.gso_type == netif::gso::kNone && !hash) {
-        plan.data_slots = plan.requests = 1; // the common case: one buffer, no GSO
-    } else {
-        plan = netif::plan_rx_frame(meta, geo, q->rx_features);
-        // A GSO frame goes whole only to a frontend with GSO of its kind and feature-sg (as
-        // Linux's netback offers TSO only with SG), in no more slots than a packet may have.
-        if (meta.gso_type != netif::gso::kNone &&
-            (!q->rx_sg || plan.error == netif::RxBuildError::gso_not_negotiated ||
-             plan.error == netif::RxBuildError::too_many_slots)) {
-            copy_stage_segments(q, m, w, hash, meta.gso_size);
-            return;
-        }
-        if (plan.error != netif::RxBuildError::none || (!q->rx_sg && plan.data_slots > 1)) {
-            DPNB_DP_LOG(q->log, DEBUG, "{}: RX frame of {} bytes cannot be delivered: {}", q->name,
-                        meta.len,
-                        plan.error != netif::RxBuildError::none ? netif::to_string(plan.error)
-                                                                : "frontend without feature-sg");
-            copy_drop(q, m, q->counters.c.rx_drop_error);
-            return;
-        }
-    }
-    if (w.available < plan.requests) {
-        copy_drop(q, m, q->counters.c.rx_drop_no_buffer);
-        return;
-    }
-    // Segments: every chunk, split where the mbuf chain splits.
-    const std::uint32_t need = plan.data_slots + m->nb_segs - 1U;
-    if (need > segs_.size()) {
-        copy_drop(q, m, q->counters.c.rx_drop_error); // a chain longer than any batch
-        return;
-    }
+// queue's request window, advanced past what was taken. `Source` gives the frame's bytes in
+// at most `pieces` runs (ChainSource, GrantSource).
+template <class Source>
+Lcore::Staged Lcore::copy_stage_plan(GuestQueue* q, const netif::RxFrame& meta,
+                                     const netif::RxPlan& plan, netif::RequestWindow& w,
+                                     Source& src, std::uint32_t pieces, bool local, TxWork* from) {
+    if (w.available < plan.requests) return Staged::no_buffer;
+    // Segments: every chunk, split where the source's runs split.
+    const std::uint32_t need = plan.data_slots + pieces - 1U;
+    if (need > segs_.size()) return Staged::too_long; // longer than any batch
     if (n_segs_ + need > segs_.size() || n_copy_frames_ == copy_frames_.size() ||
         n_copy_free_ == copy_free_.size())
         copy_flush();
 
     // Read and check every request before anything is written or consumed.
+    const netif::RxBufferGeometry geo = q->rx_geo;
     std::array<netif::RxRequest, netif::kRxMaxDataSlots + 1> reqs;
     std::array<netif::RxChunk, netif::kRxMaxDataSlots> chunks;
     if (plan.requests == 1) {
@@ -184,8 +246,7 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
         const auto buffer = netif::rx_request_buffer(q->rx_buffers, reqs[k].pad);
         if (!buffer) {
             bad_rx_request(q, reqs[k]);
-            copy_drop(q, m);
-            return;
+            return Staged::bad_request;
         }
         chunks[k == 0 ? 0 : k - extras].offset = buffer->offset;
     }
@@ -194,10 +255,8 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
     w.cons += plan.requests;
     w.available -= plan.requests;
 
-    // Responses in the requests' own slots; segments from the mbuf chain into each buffer.
+    // Responses in the requests' own slots; segments from the source into each buffer.
     const std::uint32_t seg_begin = n_segs_;
-    const rte_mbuf* seg = m;
-    std::uint32_t seg_off = 0;
     std::uint32_t c = 0;
     for (std::uint32_t k = 0; k < plan.requests; ++k) {
         const RingIdx idx = first + k;
@@ -212,18 +271,14 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
             idx, netif::rx_data_response(meta, extras != 0, c, plan.data_slots, reqs[k].id, chunk));
         ++c;
         std::uint32_t dst_off = chunk.offset;
-        std::uint32_t left = chunk.len;
-        while (left > 0 && seg != nullptr) {
-            if (seg_off == seg->data_len) {
-                seg = seg->next;
-                seg_off = 0;
-                continue;
-            }
-            const std::uint32_t take = std::min<std::uint32_t>(left, seg->data_len - seg_off);
-            segs_[n_segs_++] = hv::GrantCopySegment::to_guest(
-                rte_pktmbuf_mtod_offset(seg, const std::byte*, seg_off), q->dom, reqs[k].gref,
-                static_cast<std::uint16_t>(dst_off), static_cast<std::uint16_t>(take));
-            seg_off += take;
+        for (std::uint32_t left = chunk.len; left > 0;) {
+            hv::GrantCopySegment s{};
+            s.dest.foreign = {reqs[k].gref, static_cast<std::uint16_t>(dst_off), q->dom};
+            s.flags = hv::GrantCopySegment::kDestGref;
+            const std::uint32_t take = src.next(s, left);
+            if (take == 0) break;
+            s.len = static_cast<std::uint16_t>(take);
+            segs_[n_segs_++] = s;
             dst_off += take;
             left -= take;
         }
@@ -235,7 +290,7 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
             s.state = ZcSlot::State::copying;
         }
     copy_frames_[n_copy_frames_++] = CopyFrame{
-        q, first, meta.len, n_segs_, static_cast<std::uint8_t>(plan.requests), false, local};
+        q, first, meta.len, n_segs_, static_cast<std::uint8_t>(plan.requests), false, local, from};
     copy_count_batch(q);
     q->rx_round.packets += 1;
     q->rx_round.bytes += meta.len;
@@ -245,8 +300,66 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
         q->rx_round.local_packets += 1;
         q->rx_round.local_bytes += meta.len;
     }
-    if ((m->ol_flags & RTE_MBUF_F_RX_LRO) != 0) bump(q->counters.c.rx_lro);
-    copy_free(m);
+    return Staged::ok;
+}
+
+// A frame in a daemon mbuf chain, with `hash` for its hash extra-info slot.
+void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w,
+                             const std::optional<netif::FlowHash>& hash) {
+    netif::RxFrame meta = rx_frame_meta(m);
+    meta.hash = hash;
+    netif::RxPlan plan;
+    switch (plan_frame(q, meta, plan)) {
+    case PlanVerdict::segment:
+        copy_stage_segments(q, m, w, hash, meta.gso_size);
+        return;
+    case PlanVerdict::undeliverable:
+        copy_drop(q, m, q->counters.c.rx_drop_error);
+        return;
+    case PlanVerdict::whole:
+        break;
+    }
+    ChainSource src{m};
+    switch (copy_stage_plan(q, meta, plan, w, src, m->nb_segs, is_local(m), nullptr)) {
+    case Staged::ok:
+        if ((m->ol_flags & RTE_MBUF_F_RX_LRO) != 0) bump(q->counters.c.rx_lro);
+        copy_free(m);
+        return;
+    case Staged::no_buffer:
+        copy_drop(q, m, q->counters.c.rx_drop_no_buffer);
+        return;
+    case Staged::too_long:
+        copy_drop(q, m, q->counters.c.rx_drop_error);
+        return;
+    case Staged::bad_request:
+        copy_drop(q, m);
+        return;
+    }
+}
+
+// A guest's TX packet `t` for `q`, from a guest of the same port on this lcore (tx_onecopy):
+// its header from the daemon copy, the rest from the sender's grants straight into the
+// receiver's buffers, in this lcore's copy batch, gref to gref. Returns false, having touched
+// nothing, when the frame cannot go whole (software segmentation, or undeliverable): the
+// daemon-mbuf path then takes it. A frame dropped at the receiver (no buffer) counts there.
+bool Lcore::copy_stage_grants(GuestQueue* q, TxWork& t, hv::DomId from_dom,
+                              const netif::RxFrame& meta) {
+    netif::RxPlan plan;
+    if (plan_frame(q, meta, plan) != PlanVerdict::whole) return false;
+    netif::RequestWindow w = copy_poll(q);
+    GrantSource src{t, from_dom};
+    t.onecopy = true;
+    t.onecopy_status = gntst::kOkay;
+    const Staged st = q->disabled
+                          ? Staged::bad_request
+                          : copy_stage_plan(q, meta, plan, w, src, 1U + t.pkt.nr_slots, true, &t);
+    if (st == Staged::no_buffer) bump(q->counters.c.rx_drop_no_buffer);
+    if (st == Staged::too_long) bump(q->counters.c.rx_drop_error);
+    if (st != Staged::ok) bump(q->counters.c.local_rx_drops);
+    touch(q);
+    copy_free(t.hdr); // read by the batch's copy
+    t.hdr = nullptr;
+    return true;
 }
 
 // A GSO frame the frontend cannot take whole: segmented in software (segment_tcp, as the TX
@@ -286,7 +399,7 @@ void Lcore::copy_add_bounce(GuestQueue* q, RingIdx idx, const std::byte* src, st
     if (n_segs_ == segs_.size() || n_copy_frames_ == copy_frames_.size()) copy_flush();
     segs_[n_segs_++] = hv::GrantCopySegment::to_guest(
         src, q->dom, q->zc->slots[idx & kRingMask].gref, offset, len);
-    copy_frames_[n_copy_frames_++] = CopyFrame{q, idx, len, n_segs_, 1, true, false};
+    copy_frames_[n_copy_frames_++] = CopyFrame{q, idx, len, n_segs_, 1, true, false, nullptr};
     copy_count_batch(q);
     q->rx_round.copies += 1;
     q->rx_round.copy_ops += 1;
@@ -343,9 +456,33 @@ void Lcore::copy_failed(const CopyFrame& f, const hv::GrantCopySegment& bad) {
     }
     q->rx_round.copies -= 1;
     bump(q->counters.c.rx_drop_error);
-    if (guest_fault(bad.status) && q->fatal_bad_grants)
+    std::int16_t mine = bad.status; // the receiver's grant's part in it
+    if ((bad.flags & hv::GrantCopySegment::kSourceGref) != 0 && f.from != nullptr) {
+        const auto [source, dest] = copy_probe(bad);
+        if (source != gntst::kOkay) { // the sender's: tx_onecopy_burst answers it
+            f.from->onecopy_status = source;
+            f.from->onecopy_ref = bad.source.foreign.ref;
+        }
+        mine = dest;
+    }
+    if (guest_fault(mine) && q->fatal_bad_grants)
         disable(q, "RX buffer grant refused",
-                Detail("GNTST {} copying into gref {}", bad.status, bad.dest.foreign.ref).c_str());
+                Detail("GNTST {} copying into gref {}", mine, bad.dest.foreign.ref).c_str());
+}
+
+// A copy from one guest's grant into another's failed: whose grant was it? Each side is tried
+// again alone, one byte each, in one call (the receiver's buffer is answered in error anyway).
+// Only a side whose grant still fails is blamed, so neither guest can have the other
+// disconnected by withdrawing a grant for the copy and granting it again.
+std::pair<std::int16_t, std::int16_t> Lcore::copy_probe(const hv::GrantCopySegment& bad) {
+    std::array<std::byte, 2> scratch{};
+    std::array<hv::GrantCopySegment, 2> p{
+        hv::GrantCopySegment::from_guest(bad.source.foreign.domid, bad.source.foreign.ref,
+                                         bad.source.foreign.offset, &scratch[0], 1),
+        hv::GrantCopySegment::to_guest(&scratch[1], bad.dest.foreign.domid, bad.dest.foreign.ref,
+                                       bad.dest.foreign.offset, 1)};
+    if (!gt_->copy(p)) return {gntst::kOkay, gntst::kOkay}; // tells nothing: blame neither
+    return {p[0].status, p[1].status};
 }
 
 } // namespace dpnb::engine::detail

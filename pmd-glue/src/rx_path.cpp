@@ -24,8 +24,6 @@
 
 namespace dpnb::engine::detail {
 
-namespace {
-
 // The queue of `q`'s vif a frame goes to, as Linux's xenvif_select_queue picks it: with the
 // frontend's Toeplitz hashing (control ring), its mapping of the frame's hash, or the hash
 // modulo the queues without a mapping (a frame no enabled hash type covers hashes as 0);
@@ -43,8 +41,6 @@ GuestQueue* pick_queue(GuestQueue* q, const rte_mbuf* m,
         (m->ol_flags & RTE_MBUF_F_RX_RSS_HASH) != 0 ? m->hash.rss : netif::default_flow_hash(frame);
     return q->vif_queues[h % n];
 }
-
-} // namespace
 
 Lcore::Demux* Lcore::demux_for(std::uint16_t port_index) {
     for (Demux& d : demux_)

@@ -1,7 +1,11 @@
 // The TX half of the poll loop (docs/datapath.md, "TX"). Per guest queue and burst:
 //   1. parse packets off the ring (netback-core), answering drops and multicast control;
-//   2. grant-copy the first bytes of every packet into daemon header mbufs (one call);
+//   2. grant-copy the first bytes of every packet into daemon header mbufs, and slots small
+//      enough into mbufs of their own (one call);
 //   3. check the copies: the source MAC is the vif's, offload headers parse;
+//   3b. on a queue that sends to guests of its port (its slots were not copied in 2): packets
+//      for a guest of this lcore go in one grant copy from the sender's grants into the
+//      receiver's buffers (tx_local.cpp), answered once it ran; the others' slots are copied;
 //   4. map the rest of every packet read-only (one call) and attach the pages as external
 //      buffers behind the header mbuf; offload flags or software checksum/segmentation;
 //   5. hand packets for guests of the same port to their RX path (tx_local.cpp), stage the
@@ -90,12 +94,6 @@ void plan_header(TxWork& t, std::uint16_t copy_len) noexcept {
     t.hdr_tail = static_cast<std::uint16_t>(tail);
 }
 
-// The bytes of slot `k` that are in the packet's header copy (plan_header).
-std::uint32_t header_part(const TxWork& t, unsigned k) noexcept {
-    if (k + 1U < t.hdr_slots) return t.pkt.slots[k].len;
-    return k + 1U == t.hdr_slots ? t.hdr_tail : 0U;
-}
-
 // Grant-copy segments that gather a packet's header bytes into its header mbuf; returns how
 // many it wrote at `out`.
 std::uint16_t header_segments(hv::DomId dom, const TxWork& t, hv::GrantCopySegment* out) noexcept {
@@ -108,7 +106,7 @@ std::uint16_t header_segments(hv::DomId dom, const TxWork& t, hv::GrantCopySegme
     std::uint16_t n = 0;
     for (unsigned k = 0; k < t.hdr_slots; ++k) {
         const netif::TxSlot& s = t.pkt.slots[k];
-        const auto part = static_cast<std::uint16_t>(header_part(t, k));
+        const auto part = static_cast<std::uint16_t>(tx_header_part(t, k));
         if (part == 0) continue;
         out[n++] = hv::GrantCopySegment::from_guest(dom, s.gref, s.offset, dst, part);
         dst += part;
@@ -213,6 +211,7 @@ bool Lcore::do_guest_tx(GuestQueue* q) {
         q->tx.consume(r.slots);
         t.hdr = nullptr;
         t.drop = false;
+        t.onecopy = false;
         ++n;
         progress = true;
     }
@@ -257,12 +256,82 @@ bool Lcore::tx_ip_source_ok(GuestQueue* q, TxWork& t) {
     return false;
 }
 
+// The rest of each slot of `t` beyond the header copy that is small enough into a copy mbuf
+// of its own, while the burst's copy mbufs last: a segment each at tx_segs_[c.nsegs]. When they
+// ran out, the slots beyond are mapped instead where the port takes mapped pages, else the
+// packet drops.
+void Lcore::tx_add_copies(GuestQueue* q, TxWork& t, TxCopies& c) {
+    for (unsigned k = 0; k < t.pkt.nr_slots; ++k) {
+        const netif::TxSlot& s = t.pkt.slots[k];
+        const std::uint32_t skip = tx_header_part(t, k);
+        const std::uint32_t rest = s.len - skip;
+        if (rest == 0 || rest > c.copy_max) continue;
+        if (c.next == c.count) {
+            if (!c.maps) {
+                t.drop = true; // answered in error with the burst's other drops
+                bump(q->counters.c.tx_drop_error);
+            }
+            return;
+        }
+        rte_mbuf* m = tx_copy_mbufs_[c.next++];
+        t.copies[k] = m;
+        t.copy_seg[k] = c.nsegs;
+        tx_segs_[c.nsegs++] = hv::GrantCopySegment::from_guest(
+            q->dom, s.gref, static_cast<std::uint16_t>(s.offset + skip), rte_pktmbuf_mtod(m, void*),
+            static_cast<std::uint16_t>(rest));
+    }
+}
+
+// The burst's grant copy of headers and slots (tx_segs_), one call.
+void Lcore::tx_copy(GuestQueue* q, std::uint32_t nsegs) {
+    if (nsegs == 0) return;
+    const std::span segs(tx_segs_.data(), nsegs);
+    if (Status st = gt_->copy(segs); !st)
+        for (auto& s : segs)
+            s.status = gntst::kGeneralError;
+    bump(q->counters.c.grant_copy_ops, nsegs);
+    bump(q->counters.c.grant_batches);
+}
+
+// Whether `t`'s copies (its header's when `headers`, and its slots') succeeded. A grant only
+// the guest can have broken disables the vif (returns false, q->disabled set); else the packet
+// drops.
+bool Lcore::tx_copies_ok(GuestQueue* q, TxWork& t, bool headers) {
+    std::int16_t st = gntst::kOkay;
+    netif::GrantRef bad_ref = t.pkt.slots[0].gref;
+    for (std::uint32_t j = t.seg; headers && j < t.seg + t.nhdr_segs && st == gntst::kOkay; ++j) {
+        st = tx_segs_[j].status;
+        bad_ref = tx_segs_[j].source.foreign.ref;
+    }
+    for (unsigned k = 0; k < t.pkt.nr_slots && st == gntst::kOkay && !whole(t); ++k)
+        if (t.copies[k] != nullptr && tx_segs_[t.copy_seg[k]].status != gntst::kOkay) {
+            st = tx_segs_[t.copy_seg[k]].status;
+            bad_ref = t.pkt.slots[k].gref;
+        }
+    if (st == gntst::kOkay) return true;
+    if (guest_fault(st) && q->fatal_bad_grants) {
+        disable(q, "TX buffer grant refused",
+                Detail("GNTST {} copying from gref {}", st, bad_ref).c_str());
+        return false;
+    }
+    t.drop = true;
+    bump(q->counters.c.tx_drop_error);
+    return false;
+}
+
 void Lcore::tx_build(GuestQueue* q, unsigned n) {
     const std::uint16_t copy_len = engine_.opts.tx_copy_len;
-    const std::uint32_t copy_max = copy_pool_ != nullptr ? engine_.opts.tx_copy_slot_max : 0;
     // A port that may not be handed grant-mapped pages has every slot copied
     // (Engine::Impl::check_tx_maps); when the copy pool runs short its packets drop.
-    const bool maps = engine_.ports[q->out_port_index]->tx_maps;
+    TxCopies c;
+    c.copy_max = copy_pool_ != nullptr ? engine_.opts.tx_copy_slot_max : 0;
+    c.maps = engine_.ports[q->out_port_index]->tx_maps;
+    // A queue whose last burst sent a unicast frame to another guest of its port copies the
+    // headers alone first: a packet for a guest of this lcore then goes in one grant copy
+    // from the sender's pages into the receiver's (tx_onecopy), and only the others get their
+    // slots copied, in a second call. Other queues copy headers and slots in one call.
+    const bool split = q->tx_local_hint && local_[q->out_port_index].all.size() >= 2;
+    q->tx_local_hint = false;
     // 2. The first bytes of every packet into header mbufs, and the rest of every slot small
     //    enough into mbufs of its own, with one grant copy for the burst. The mbufs come in
     //    bulk: a header per packet, one per slot copied whole.
@@ -287,17 +356,15 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
         }
         plan_header(t, copy_len);
         for (unsigned k = 0; k < t.pkt.nr_slots; ++k) {
-            const std::uint32_t rest = t.pkt.slots[k].len - header_part(t, k);
+            const std::uint32_t rest = t.pkt.slots[k].len - tx_header_part(t, k);
             t.copies[k] = nullptr;
             npieces += rest != 0 ? 1U : 0U;
-            ncopy += rest != 0 && rest <= copy_max ? 1U : 0U;
+            ncopy += !split && rest != 0 && rest <= c.copy_max ? 1U : 0U;
         }
     }
     std::array<rte_mbuf*, kMaxBurst> hdrs;
     const unsigned nhdr = alloc_mbufs(hdr_pool_, hdrs.data(), n);
-    const std::uint32_t ncopied = alloc_mbufs(copy_pool_, tx_copy_mbufs_.data(), ncopy);
-    std::uint32_t next_copy = 0; // the next of the burst's copy mbufs
-    std::uint32_t nsegs = 0;
+    c.count = alloc_mbufs(copy_pool_, tx_copy_mbufs_.data(), ncopy);
     for (unsigned i = 0; i < n; ++i) {
         TxWork& t = tx_work_[i];
         t.hdr = i < nhdr ? hdrs[i] : nullptr;
@@ -306,70 +373,24 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
             bump(q->counters.c.tx_drop_error);
             continue;
         }
-        t.seg = nsegs;
-        t.nhdr_segs = header_segments(q->dom, t, tx_segs_.data() + nsegs);
-        nsegs += t.nhdr_segs;
-        if (whole(t)) continue; // no byte beyond the header copy
-        for (unsigned k = 0; k < t.pkt.nr_slots; ++k) {
-            const netif::TxSlot& s = t.pkt.slots[k];
-            const std::uint32_t skip = header_part(t, k);
-            const std::uint32_t rest = s.len - skip;
-            if (rest == 0 || rest > copy_max) continue;
-            // When the pool ran short, the slots beyond what it gave are mapped instead, where
-            // the port takes mapped pages.
-            if (next_copy == ncopied) {
-                if (!maps) {
-                    t.drop = true; // answered in error with the burst's other drops
-                    bump(q->counters.c.tx_drop_error);
-                }
-                break;
-            }
-            rte_mbuf* m = tx_copy_mbufs_[next_copy++];
-            t.copies[k] = m;
-            t.copy_seg[k] = nsegs;
-            tx_segs_[nsegs++] = hv::GrantCopySegment::from_guest(
-                q->dom, s.gref, static_cast<std::uint16_t>(s.offset + skip),
-                rte_pktmbuf_mtod(m, void*), static_cast<std::uint16_t>(rest));
-        }
+        t.seg = c.nsegs;
+        t.nhdr_segs = header_segments(q->dom, t, tx_segs_.data() + c.nsegs);
+        c.nsegs += t.nhdr_segs;
+        if (!split && !whole(t)) tx_add_copies(q, t, c);
     }
     // Headers of packets dropped for want of a header mbuf took no copy mbuf: give back
     // what no slot took.
-    if (next_copy < ncopied)
-        rte_pktmbuf_free_bulk(tx_copy_mbufs_.data() + next_copy, ncopied - next_copy);
-    const std::span segs(tx_segs_.data(), nsegs);
-    if (nsegs != 0) {
-        if (Status st = gt_->copy(segs); !st)
-            for (auto& s : segs)
-                s.status = gntst::kGeneralError;
-        bump(q->counters.c.grant_copy_ops, nsegs);
-        bump(q->counters.c.grant_batches);
-    }
+    if (c.next < c.count) rte_pktmbuf_free_bulk(tx_copy_mbufs_.data() + c.next, c.count - c.next);
+    tx_copy(q, c.nsegs);
     // 3. Checks on our private copy.
     for (unsigned i = 0; i < n; ++i) {
         TxWork& t = tx_work_[i];
         if (t.drop) continue;
-        std::int16_t st = gntst::kOkay;
-        netif::GrantRef bad_ref = t.pkt.slots[0].gref;
-        for (std::uint32_t j = t.seg; j < t.seg + t.nhdr_segs && st == gntst::kOkay; ++j) {
-            st = tx_segs_[j].status;
-            bad_ref = tx_segs_[j].source.foreign.ref;
-        }
-        for (unsigned k = 0; k < t.pkt.nr_slots && st == gntst::kOkay && !whole(t); ++k)
-            if (t.copies[k] != nullptr && tx_segs_[t.copy_seg[k]].status != gntst::kOkay) {
-                st = tx_segs_[t.copy_seg[k]].status;
-                bad_ref = t.pkt.slots[k].gref;
-            }
-        if (st != gntst::kOkay) {
-            if (guest_fault(st) && q->fatal_bad_grants) {
-                disable(q, "TX buffer grant refused",
-                        Detail("GNTST {} copying from gref {}", st, bad_ref).c_str());
-                for (unsigned k = 0; k < n; ++k)
-                    free_work(tx_work_[k]);
-                return;
-            }
-            t.drop = true;
-            bump(q->counters.c.tx_drop_error);
-            continue;
+        if (!tx_copies_ok(q, t, true)) {
+            if (!q->disabled) continue;
+            for (unsigned k = 0; k < n; ++k)
+                free_work(tx_work_[k]);
+            return;
         }
         t.hdr->data_len = t.hdr_len;
         t.hdr->pkt_len = t.hdr_len;
@@ -403,9 +424,46 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
             }
         }
     }
+    if (split && npieces != 0) { // (a burst of packets within their header copies: no rests)
+        // 3b. Packets for guests of this lcore in one copy each (tx_local.cpp), answered once
+        //     that copy ran; then the others' slots, copied as above.
+        if (!tx_onecopy_burst(q, n)) {
+            for (unsigned k = 0; k < n; ++k)
+                free_work(tx_work_[k]);
+            return; // the vif was disabled
+        }
+        npieces = 0;
+        ncopy = 0;
+        for (unsigned i = 0; i < n; ++i) {
+            const TxWork& t = tx_work_[i];
+            for (unsigned k = 0; k < t.pkt.nr_slots && !t.drop && !t.onecopy && !whole(t); ++k) {
+                const std::uint32_t rest = t.pkt.slots[k].len - tx_header_part(t, k);
+                npieces += rest != 0 ? 1U : 0U;
+                ncopy += rest != 0 && rest <= c.copy_max ? 1U : 0U;
+            }
+        }
+        c.count = alloc_mbufs(copy_pool_, tx_copy_mbufs_.data(), ncopy);
+        c.next = 0;
+        c.nsegs = 0;
+        for (unsigned i = 0; i < n; ++i) {
+            TxWork& t = tx_work_[i];
+            if (!t.drop && !t.onecopy && !whole(t)) tx_add_copies(q, t, c);
+        }
+        if (c.next < c.count)
+            rte_pktmbuf_free_bulk(tx_copy_mbufs_.data() + c.next, c.count - c.next);
+        tx_copy(q, c.nsegs);
+        for (unsigned i = 0; i < n; ++i) {
+            TxWork& t = tx_work_[i];
+            if (t.drop || t.onecopy || whole(t) || tx_copies_ok(q, t, false)) continue;
+            if (!q->disabled) continue;
+            for (unsigned k = 0; k < n; ++k)
+                free_work(tx_work_[k]);
+            return;
+        }
+    }
     // 4. Map what was not copied, with one grant-map call for the burst.
     std::int16_t group = -1;
-    if (npieces != next_copy && !tx_map(q, n, group)) {
+    if (npieces != c.next && !tx_map(q, n, group)) {
         for (unsigned k = 0; k < n; ++k)
             free_work(tx_work_[k]);
         return; // the vif was disabled
@@ -413,6 +471,7 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
     // 5. Chains, offloads, staging.
     for (unsigned i = 0; i < n; ++i) {
         TxWork& t = tx_work_[i];
+        if (t.onecopy) continue; // delivered and answered (3b)
         if (t.drop) {
             free_work(t);
             answer_packet(q, t.pkt, rsp::kError);
@@ -422,6 +481,44 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
     }
     if (group >= 0 && q->tx_groups[static_cast<std::size_t>(group)].outstanding == 0)
         tx_release_group(q, group);
+}
+
+// 3b of tx_build: every packet of the burst for a guest of this lcore that tx_onecopy can
+// take is staged in the lcore's copy batch; the batch is flushed, then each is answered:
+// OKAY once its copy ran (the receiver may have dropped it: no buffer, or its own grant
+// failed), NETIF_RSP_ERROR when the sender's own grant failed (tx_drop_error, or the vif
+// disabled as for any grant it broke). Returns false when the vif was disabled.
+bool Lcore::tx_onecopy_burst(GuestQueue* q, unsigned n) {
+    bool any = false;
+    for (unsigned i = 0; i < n; ++i) {
+        TxWork& t = tx_work_[i];
+        if (!t.drop && !whole(t)) any = tx_onecopy(q, t) || any;
+    }
+    if (!any) return true;
+    copy_flush();
+    for (unsigned i = 0; i < n; ++i) {
+        TxWork& t = tx_work_[i];
+        if (!t.onecopy) continue;
+        const std::int16_t st = t.onecopy_status;
+        if (st == gntst::kOkay) {
+            answer_packet(q, t.pkt, rsp::kOkay);
+            bump(q->counters.c.tx_packets);
+            bump(q->counters.c.tx_bytes, t.pkt.total_len);
+            bump(q->counters.c.local_tx_packets);
+            bump(q->counters.c.local_tx_bytes, t.pkt.total_len);
+            continue;
+        }
+        if (guest_fault(st) && q->fatal_bad_grants) {
+            disable(
+                q, "TX buffer grant refused",
+                Detail("GNTST {} copying from gref {} to a guest of the port", st, t.onecopy_ref)
+                    .c_str());
+            return false;
+        }
+        answer_packet(q, t.pkt, rsp::kError);
+        bump(q->counters.c.tx_drop_error);
+    }
+    return true;
 }
 
 bool Lcore::tx_map(GuestQueue* q, unsigned n, std::int16_t& group) {
@@ -434,10 +531,10 @@ bool Lcore::tx_map(GuestQueue* q, unsigned n, std::int16_t& group) {
             TxWork& t = tx_work_[i];
             t.map_first = nmap;
             t.map_count = 0;
-            if (t.drop) continue;
+            if (t.drop || t.onecopy) continue;
             for (unsigned k = 0; k < t.pkt.nr_slots; ++k) {
                 const netif::TxSlot& s = t.pkt.slots[k];
-                const std::uint32_t rest = s.len - header_part(t, k);
+                const std::uint32_t rest = s.len - tx_header_part(t, k);
                 if (rest == 0 || t.copies[k] != nullptr) continue;
                 map_reqs_[nmap++] = hv::GrantMapRequest{q->dom, s.gref, false};
                 ++t.map_count;
@@ -506,7 +603,7 @@ void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
     }
     for (; k < pkt.nr_slots; ++k) {
         const netif::TxSlot& s = pkt.slots[k];
-        const std::uint32_t skip = header_part(t, k);
+        const std::uint32_t skip = tx_header_part(t, k);
         const std::uint32_t len = s.len - skip;
         const unsigned extras = k == 0 ? pkt.nr_extras : 0;
         if (len == 0) {

@@ -761,6 +761,65 @@ TEST_F(EngineRing, AGuestThatStopsPostingStallsAndRecovers) {
     close_and_check(g, good);
 }
 
+// A guest of the port on the sender's lcore with no RX buffer posted: frames the sender puts
+// in one grant copy towards it find no request, are dropped and counted there (no buffer,
+// local), and the sender hears exactly one OKAY per frame.
+TEST_F(EngineRing, OneCopyToAGuestWithoutBuffersDropsAndAnswersOnce) {
+    const hv::DomId a = create_guest("sender");
+    const hv::DomId other = create_guest("other");
+    const hv::DomId bad = create_guest("nobuffers");
+    for (hv::DomId d : {a, other, bad})
+        CT_ASSERT_OK(plug(d));
+    GuestProcess ga(dir_.path(), a, GuestOptions{});
+    GuestProcess go(dir_.path(), other, GuestOptions{});
+    Link bad_link;
+    Child bad_guest =
+        spawn_linked(bad_link, [&](const Link& l) { unposting_guest_main(dir_.path(), bad, l); });
+    make_ring_port("ctring");
+    if (HasFatalFailure()) return;
+    start_engine();
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(a, 0, "ring", RxMode::copy));
+    CT_ASSERT_OK(handshake_->connect(other, 0, "ring", RxMode::copy));
+    ASSERT_TRUE(ga.wait_connected() && go.wait_connected());
+    CT_ASSERT_OK(handshake_->connect(bad, 0, "ring", RxMode::copy));
+    ASSERT_EQ(bad_link.recv(), std::optional<std::uint64_t>(1));
+    start_drainer();
+    auto vif = [&](hv::DomId d) { return engine_->status(VifId{d, 0}).value_or(VifStatus{}); };
+    ASSERT_EQ(vif(a).lcore, vif(bad).lcore);
+
+    // The first frame makes the sender's queue copy headers apart (and is dropped too).
+    ASSERT_TRUE(ga.send(guest_mac(bad), 1, 1, 1000));
+    const VifCounters a0 = vif(a).counters;
+    const auto r0 = ga.report(0);
+    ASSERT_TRUE(r0);
+    constexpr unsigned kFrames = 20;
+    ASSERT_TRUE(ga.send(guest_mac(bad), 1, kFrames, 1000));
+    const auto r1 = ga.report(0);
+    ASSERT_TRUE(r1);
+    EXPECT_EQ(r1->tx_ok - r0->tx_ok, kFrames);
+    EXPECT_EQ(r1->tx_failed, 0u);
+    EXPECT_EQ(r1->broken, 0u) << "a response the sender did not expect";
+    const VifCounters a1 = vif(a).counters;
+    EXPECT_EQ(a1.grant_copy_ops - a0.grant_copy_ops, kFrames) << "headers only: one copy";
+    EXPECT_EQ(a1.local_tx_packets - a0.local_tx_packets, kFrames);
+    const VifStatus sb = vif(bad);
+    EXPECT_EQ(sb.counters.rx_drop_no_buffer, kFrames + 1) << describe(sb);
+    EXPECT_EQ(sb.counters.local_rx_drops, kFrames + 1);
+    EXPECT_EQ(sb.counters.rx_packets, 0u);
+
+    // The sender's other traffic goes on.
+    ASSERT_TRUE(ga.send(guest_mac(other), 2, 8, 1000));
+    auto r = go.wait_received(2, 8);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->received, 8u);
+
+    CT_EXPECT_OK(engine_->detach(VifId{bad, 0}));
+    bad_link.send(0);
+    EXPECT_TRUE(bad_guest.succeeded());
+    close_and_check({{&ga, a}, {&go, other}});
+}
+
 // A raw guest with request-multicast-control = 1 and 32 RX buffers posted. On a count n it
 // subscribes 01:00:5e:00:01:00..n-1 (one multicast-add control request each, in one push),
 // waits for their answers and reports how many were OKAY, then how many ERROR.

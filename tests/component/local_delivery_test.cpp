@@ -204,6 +204,80 @@ TEST_F(LocalDelivery, GsoToAFrontendWithoutGsoArrivesSegmented) {
     finish({{&ga, a}, {&gb, b}});
 }
 
+// Between two guests of one lcore a frame takes one grant copy, from the sender's TX grants
+// straight into the receiver's RX buffers: the sender's pages are neither mapped (here every
+// slot beyond the header would be, tx_copy_slot_max = 0) nor copied into the daemon (its
+// grant copies are its headers alone, one per frame), and every byte arrives: single-slot
+// frames of several sizes, frames over two slots, TCP GSO packets over several. A frame to a
+// guest of the other lcore still arrives (the daemon-mbuf path).
+TEST_F(LocalDelivery, GuestsOfOneLcoreTakeOneCopyGrantToGrant) {
+    const hv::DomId a = create_guest("one-a");
+    const hv::DomId b = create_guest("one-b");
+    const hv::DomId c = create_guest("one-c");
+    for (hv::DomId d : {a, b, c})
+        CT_ASSERT_OK(plug(d));
+    GuestProcess ga(dir_.path(), a, GuestOptions{});
+    GuestProcess gb(dir_.path(), b, GuestOptions{});
+    GuestProcess gc(dir_.path(), c, GuestOptions{});
+    const std::string iface = tap_name(25);
+    EngineOptions o = engine_options({tap_port("uplink", iface, pmd::Steering::shared)});
+    o.tx_copy_slot_max = 0;
+    start_engine(o);
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(a, 0, "uplink", RxMode::copy));
+    CT_ASSERT_OK(handshake_->connect(b, 0, "uplink", RxMode::copy));
+    CT_ASSERT_OK(handshake_->connect(c, 0, "uplink", RxMode::copy));
+    ASSERT_TRUE(ga.wait_connected() && gb.wait_connected() && gc.wait_connected());
+    ASSERT_EQ(status(a).lcore, status(c).lcore);
+
+    // The first frame to a guest of the port tells the sender's queue to copy headers apart.
+    send_ok(ga, guest_mac(c), 1, 1, 300);
+    expect_received(gc, 1, 1);
+    const VifCounters a0 = status(a).counters;
+    const VifCounters c0 = status(c).counters;
+    struct Stream {
+        std::uint32_t size;
+        std::uint16_t first_offset;
+    };
+    const Stream streams[] = {{129, 0}, {300, 0}, {1000, 0}, {1514, 0}, {1514, 3500}, {700, 3900}};
+    std::uint32_t id = 2;
+    std::uint64_t frames = 0;
+    std::uint64_t bytes = 0;
+    for (const Stream& st : streams) {
+        ASSERT_TRUE(ga.send(guest_mac(c), id, 8, st.size, st.first_offset));
+        expect_received(gc, id, 8);
+        frames += 8;
+        bytes += 8U * st.size;
+        ++id;
+    }
+    const auto before = gc.report(0);
+    ASSERT_TRUE(before);
+    ASSERT_TRUE(ga.send_tcp(guest_mac(c), 3, 20000, 1400, false, 7));
+    GuestReport r;
+    for (int i = 0; i < 600 && r.tcp_frames < before->tcp_frames + 3; ++i) {
+        r = gc.report(0).value_or(GuestReport{});
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(r.tcp_frames - before->tcp_frames, 3u);
+    EXPECT_EQ(r.gso_frames - before->gso_frames, 3u) << "GSO packets arrive whole";
+    frames += 3;
+
+    const VifCounters a1 = status(a).counters;
+    const VifCounters c1 = status(c).counters;
+    EXPECT_EQ(a1.grant_map_ops, a0.grant_map_ops) << "the sender's pages were mapped";
+    EXPECT_EQ(a1.grant_copy_ops - a0.grant_copy_ops, frames)
+        << "the sender's slots were copied into the daemon, not only its headers";
+    EXPECT_EQ(a1.tx_drop_error, 0u);
+    EXPECT_EQ(a1.local_tx_packets - a0.local_tx_packets, frames);
+    EXPECT_EQ(c1.local_rx_packets - c0.local_rx_packets, frames) << describe(c);
+    EXPECT_GE(c1.local_rx_bytes - c0.local_rx_bytes, bytes);
+    EXPECT_EQ(c1.local_rx_drops + c1.rx_drop_error, 0u);
+
+    send_ok(ga, guest_mac(b), 20, 8, 1514); // the other lcore: through its inbox
+    expect_received(gb, 20, 8);
+    finish({{&ga, a}, {&gb, b}, {&gc, c}});
+}
+
 // local_delivery = false: the port sends everything out, as before local delivery existed
 // (the tap's kernel side does not send frames back, so the other guest gets none).
 TEST_F(LocalDelivery, OffSendsGuestToGuestFramesToTheWire) {
@@ -241,7 +315,9 @@ using test::RawFrontend;
 // The hostile sender: a raw frontend on the port. On each command from the test it sends one
 // packet of 200 bytes: 1 with guest `victim`'s source MAC to the victim, 2 the same to
 // broadcast, 3 its own MAC to the victim, 4 its own MAC to the victim with a grant it never
-// gave in a second slot. It answers each with the status of the packet's first response.
+// gave in a second slot (within the header copy), 5 the same with 100 more bytes: the bad
+// slot beyond the header copy. It answers each with the status of the packet's first
+// response.
 void hostile_sender(const std::string& dir, hv::DomId dom, hv::DomId victim, const Link& link) {
     RawFrontend f;
     f.open(dir, dom, 3);
@@ -260,16 +336,17 @@ void hostile_sender(const std::string& dir, hv::DomId dom, hv::DomId victim, con
         const netif::MacAddress src = spoofed ? guest_mac(victim) : guest_mac(dom);
         const auto frame = payload_frame(dst, src, seq++, static_cast<std::uint32_t>(*cmd), 200);
         std::memcpy(f.pages.page(2), frame.data(), frame.size());
-        if (*cmd == 4) {
-            EXPECT_TRUE(f.tx.put_request(netif::TxRequest{*data, 0, netif::txf::kMoreData, id++,
-                                                          static_cast<std::uint16_t>(200)}));
+        if (*cmd >= 4) {
+            const auto total = static_cast<std::uint16_t>(*cmd == 4 ? 200 : 300);
+            EXPECT_TRUE(
+                f.tx.put_request(netif::TxRequest{*data, 0, netif::txf::kMoreData, id++, total}));
             EXPECT_TRUE(f.tx.put_request(netif::TxRequest{0x7FFF0, 0, 0, id++, 100}));
         } else {
             EXPECT_TRUE(f.tx.put_request(
                 netif::TxRequest{*data, 0, 0, id++, static_cast<std::uint16_t>(frame.size())}));
         }
         if (f.tx.push_requests()) (void)f.ev->notify(f.tx_port);
-        const std::uint32_t slots = *cmd == 4 ? 2 : 1;
+        const std::uint32_t slots = *cmd >= 4 ? 2 : 1;
         netif::ResponseWindow w{};
         for (int i = 0; i < 6000 && w.available < slots; ++i) {
             w = f.tx.poll_responses();
@@ -291,14 +368,9 @@ TEST_F(LocalDelivery, AHostileSenderReachesNoGuestAndHarmsNone) {
     CT_ASSERT_OK(plug(good));
     CT_ASSERT_OK(plug(bad));
     GuestProcess g(dir_.path(), good, GuestOptions{});
-    auto [mine, theirs] = Link::make();
-    Link hostile_link = std::move(mine);
-    Link child_link = std::move(theirs);
-    Child hostile([&] {
-        hostile_link.close();
-        hostile_sender(dir_.path(), bad, good, child_link);
-    });
-    child_link.close();
+    Link hostile_link;
+    Child hostile = spawn_linked(hostile_link,
+                                 [&](const Link& l) { hostile_sender(dir_.path(), bad, good, l); });
     const std::string iface = tap_name(23);
     EngineOptions o = engine_options({tap_port("uplink", iface, pmd::Steering::shared)});
     o.fatal_bad_grants = false; // the bad packet alone is answered in error
@@ -347,6 +419,69 @@ TEST_F(LocalDelivery, AHostileSenderReachesNoGuestAndHarmsNone) {
     CT_EXPECT_OK(engine_->detach(VifId{bad, 0}));
     EXPECT_EQ(pinned_grants(bad), 0u);
     finish({{&g, good}});
+}
+
+// The hostile sender on the victim's lcore, where its frames take one grant copy from its
+// grants into the victim's buffers: a packet whose second slot (beyond the header copy) names
+// a grant it never gave fails in that copy. The sender hears NETIF_RSP_ERROR for it
+// (tx_drop_error), the victim's buffer comes back with an error status (rx_drop_error,
+// local_rx_drops) and the victim is not blamed for the sender's grant; both go on exchanging
+// frames, and a third guest is untouched.
+TEST_F(LocalDelivery, ABadGrantInOneCopyFailsTheSenderOnly) {
+    const hv::DomId good = create_guest("victim1");
+    const hv::DomId other = create_guest("bystander");
+    const hv::DomId bad = create_guest("badgrant");
+    for (hv::DomId d : {good, other, bad})
+        CT_ASSERT_OK(plug(d));
+    GuestProcess g(dir_.path(), good, GuestOptions{});
+    GuestProcess go(dir_.path(), other, GuestOptions{});
+    Link hostile_link;
+    Child hostile = spawn_linked(hostile_link,
+                                 [&](const Link& l) { hostile_sender(dir_.path(), bad, good, l); });
+    const std::string iface = tap_name(26);
+    EngineOptions o = engine_options({tap_port("uplink", iface, pmd::Steering::shared)});
+    o.fatal_bad_grants = false; // the bad packet alone is answered in error
+    start_engine(o);
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(good, 0, "uplink", RxMode::copy));
+    CT_ASSERT_OK(handshake_->connect(other, 0, "uplink", RxMode::copy));
+    ASSERT_TRUE(g.wait_connected() && go.wait_connected());
+    CT_ASSERT_OK(handshake_->connect(bad, 0, "uplink", RxMode::copy));
+    ASSERT_EQ(hostile_link.recv(), std::optional<std::uint64_t>(1));
+    ASSERT_EQ(status(good).lcore, status(bad).lcore);
+
+    const auto okay = static_cast<std::uint64_t>(netif::rsp::kOkay);
+    const auto error = static_cast<std::uint64_t>(static_cast<std::uint16_t>(netif::rsp::kError));
+    for (unsigned i = 1; i <= 2; ++i) {
+        ASSERT_TRUE(hostile_link.send(3));
+        EXPECT_EQ(hostile_link.recv(), std::optional<std::uint64_t>(okay));
+        expect_received(g, 3, i);
+    }
+    const std::uint64_t copies = status(bad).counters.grant_copy_ops;
+    ASSERT_TRUE(hostile_link.send(5));
+    EXPECT_EQ(hostile_link.recv(), std::optional<std::uint64_t>(error));
+    EXPECT_EQ(status(bad).counters.grant_copy_ops - copies, 1u) << "its header only";
+    VifStatus sg = status(good);
+    EXPECT_EQ(sg.state, VifRunState::running);
+    EXPECT_EQ(sg.counters.rx_drop_error, 1u) << "the victim's buffer came back in error";
+    EXPECT_EQ(sg.counters.local_rx_drops, 1u);
+    EXPECT_EQ(status(bad).counters.tx_drop_error, 1u);
+
+    ASSERT_TRUE(hostile_link.send(3)); // both go on
+    EXPECT_EQ(hostile_link.recv(), std::optional<std::uint64_t>(okay));
+    expect_received(g, 3, 3);
+    send_ok(g, guest_mac(other), 9, 8, 1000);
+    expect_received(go, 9, 8);
+    EXPECT_EQ(g.report(4)->received, 0u);
+    sg = status(good);
+    EXPECT_EQ(sg.counters.local_rx_packets, 3u);
+    EXPECT_EQ(status(other).counters.rx_drop_error + status(other).counters.local_rx_drops, 0u);
+
+    hostile_link.send(0);
+    EXPECT_TRUE(hostile.succeeded());
+    CT_EXPECT_OK(engine_->detach(VifId{bad, 0}));
+    EXPECT_EQ(pinned_grants(bad), 0u);
+    finish({{&g, good}, {&go, other}});
 }
 
 } // namespace
