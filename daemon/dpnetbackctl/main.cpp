@@ -184,15 +184,19 @@ void print_stats(const Json& s) {
                             {"tx_bytes", "tx bytes"}});
     std::cout << "lcores\n";
     Table l({"  LCORE", "QUEUES", "NIC-QUEUES", "BUSY-POLLS", "IDLE-POLLS", "SLEEPS", "BUSY-%",
-             "INBOX-DROPS", "TX-NIC-DROPS"});
+             "INBOX-DROPS", "TX-NIC-DROPS", "GRANT-CALLS", "NOTIFIES", "READS", "WRITES"});
     for (const Json& c : s["lcores"]) {
         const double busy = c.value("busy_polls", 0.0), idle = c.value("idle_polls", 0.0);
         char pct[16];
         std::snprintf(pct, sizeof pct, "%.1f",
                       busy + idle > 0 ? 100.0 * busy / (busy + idle) : 0.0);
+        const std::uint64_t grant_calls = c.value("grant_copy_calls", std::uint64_t{0}) +
+                                          c.value("grant_map_calls", std::uint64_t{0}) +
+                                          c.value("grant_unmap_calls", std::uint64_t{0});
         l.add({"  " + field(c, "lcore"), field(c, "guest_queues"), field(c, "nic_queues"),
                field(c, "busy_polls"), field(c, "idle_polls"), field(c, "sleeps"), pct,
-               field(c, "inbox_drops"), field(c, "tx_nic_drops")});
+               field(c, "inbox_drops"), field(c, "tx_nic_drops"), std::to_string(grant_calls),
+               field(c, "notify_calls"), field(c, "read_syscalls"), field(c, "write_syscalls")});
     }
     l.print(std::cout);
     std::cout << "ports\n";

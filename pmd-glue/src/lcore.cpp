@@ -14,13 +14,39 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 
 #include "engine_core.hpp"
 
 namespace dpnb::engine::detail {
+
 namespace {
+
+struct ThreadSyscalls {
+    std::uint64_t reads = 0;
+    std::uint64_t writes = 0;
+};
+
+// The kernel's count of a thread's read- and write-family system calls (syscr, syscw of
+// /proc/PID/task/TID/io; zero where the kernel has no task I/O accounting). The loop does
+// not count them itself: most are the PMD's (net_tap's readv and writev, virtio_user's kicks).
+ThreadSyscalls thread_syscalls(pid_t tid) {
+    ThreadSyscalls r;
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/io", static_cast<int>(tid));
+    std::FILE* f = std::fopen(path, "re");
+    if (f == nullptr) return r;
+    char line[128];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+        unsigned long long v = 0;
+        if (std::sscanf(line, "syscr: %llu", &v) == 1) r.reads = v;
+        if (std::sscanf(line, "syscw: %llu", &v) == 1) r.writes = v;
+    }
+    std::fclose(f);
+    return r;
+}
 
 // epoll tags: what woke us.
 constexpr std::uint64_t kTagWake = 1;
@@ -159,8 +185,13 @@ LcoreStats Lcore::stats() const {
     s.queues = queue_count();
     s.nic_queues = nic_queue_count_.load(std::memory_order_relaxed);
 #define DPNB_X(name, help) s.name = read_counter(counters_.name);
-    DPNB_LCORE_COUNTERS(DPNB_X)
+    DPNB_LCORE_LOOP_COUNTERS(DPNB_X)
 #undef DPNB_X
+    if (const pid_t tid = tid_.load(std::memory_order_acquire); tid != 0) {
+        const ThreadSyscalls sc = thread_syscalls(tid);
+        s.read_syscalls = sc.reads;
+        s.write_syscalls = sc.writes;
+    }
     s.tsc_hz = rte_get_tsc_hz();
     timespec cpu{};
     if (cpu_clock_set_.load(std::memory_order_acquire) && ::clock_gettime(cpu_clock_, &cpu) == 0)
@@ -192,6 +223,7 @@ constexpr unsigned kShortSpin = 8;
 int Lcore::run() {
     if (::pthread_getcpuclockid(::pthread_self(), &cpu_clock_) == 0)
         cpu_clock_set_.store(true, std::memory_order_release);
+    tid_.store(::gettid(), std::memory_order_release);
     const unsigned full_spin = engine_.opts.idle_polls;
     const unsigned short_spin_polls = std::min(kShortSpin, full_spin);
     unsigned idle = 0;
@@ -581,10 +613,12 @@ void Lcore::report_fallback(GuestQueue* q, RxMode mode, const char* why) {
 }
 
 void Lcore::notify_rx(GuestQueue* q) {
+    bump(counters_.notify_calls);
     if (ev_->notify(q->rx_port)) bump(q->counters.c.notify_sent);
 }
 
 void Lcore::notify_tx(GuestQueue* q) {
+    bump(counters_.notify_calls);
     if (ev_->notify(q->tx_port)) bump(q->counters.c.notify_sent);
 }
 

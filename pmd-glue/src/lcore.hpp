@@ -90,7 +90,7 @@ static_assert(sizeof(InboxItem) == 16);
 // Written by the lcore only (bump), read by stats() (read_counter).
 struct LcoreCounters {
 #define DPNB_X(name, help) std::uint64_t name = 0;
-    DPNB_LCORE_COUNTERS(DPNB_X)
+    DPNB_LCORE_LOOP_COUNTERS(DPNB_X)
 #undef DPNB_X
 };
 
@@ -299,6 +299,21 @@ public:
     void report_fallback(GuestQueue* q, RxMode mode, const char* why);
     void notify_rx(GuestQueue* q);
     void notify_tx(GuestQueue* q);
+    // The loop's calls into the grant table, each counted (grant_*_calls): the figures of
+    // system calls per packet (one ioctl each on Xen).
+    Status grant_copy(std::span<hv::GrantCopySegment> segs) {
+        bump(counters_.grant_copy_calls);
+        return gt_->copy(segs);
+    }
+    hv::GrantMapping grant_map(std::span<const hv::GrantMapRequest> reqs,
+                               std::span<std::int16_t> status) {
+        bump(counters_.grant_map_calls);
+        return gt_->map(reqs, status);
+    }
+    Status grant_unmap(hv::GrantMapping& mapping) {
+        bump(counters_.grant_unmap_calls);
+        return gt_->unmap(mapping);
+    }
 
 private:
     EngineCore& engine_;
@@ -380,6 +395,9 @@ private:
     // thread has spent on a CPU (user and system) without the loop timing itself.
     clockid_t cpu_clock_{};
     std::atomic<bool> cpu_clock_set_{false};
+    // The loop thread's id, published when run() starts: stats() reads the kernel's count of
+    // its system calls (DPNB_LCORE_THREAD_COUNTERS).
+    std::atomic<pid_t> tid_{0};
 
     friend class EngineCore;
 };

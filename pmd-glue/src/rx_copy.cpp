@@ -410,7 +410,7 @@ void Lcore::copy_add_bounce(GuestQueue* q, RingIdx idx, const std::byte* src, st
 void Lcore::copy_flush() {
     if (n_segs_ != 0) {
         const std::span segs(segs_.data(), n_segs_);
-        if (const Status st = gt_->copy(segs); !st)
+        if (const Status st = grant_copy(segs); !st)
             for (hv::GrantCopySegment& s : segs)
                 s.status = gntst::kGeneralError;
         bool failed = false;
@@ -481,7 +481,7 @@ std::pair<std::int16_t, std::int16_t> Lcore::copy_probe(const hv::GrantCopySegme
                                          bad.source.foreign.offset, &scratch[0], 1),
         hv::GrantCopySegment::to_guest(&scratch[1], bad.dest.foreign.domid, bad.dest.foreign.ref,
                                        bad.dest.foreign.offset, 1)};
-    if (!gt_->copy(p)) return {gntst::kOkay, gntst::kOkay}; // tells nothing: blame neither
+    if (!grant_copy(p)) return {gntst::kOkay, gntst::kOkay}; // tells nothing: blame neither
     return {p[0].status, p[1].status};
 }
 

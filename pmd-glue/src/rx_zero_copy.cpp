@@ -198,7 +198,7 @@ void Lcore::zc_map_posted(GuestQueue* q, std::uint32_t nmap) {
         const std::uint32_t n = std::min(batch, nmap - start);
         const std::span status(map_status_.data(), n);
         std::fill(status.begin(), status.end(), std::int16_t{0});
-        hv::GrantMapping mapping = gt_->map(std::span(map_reqs_.data() + start, n), status);
+        hv::GrantMapping mapping = grant_map(std::span(map_reqs_.data() + start, n), status);
         std::int16_t g = -1;
         if (mapping)
             for (std::size_t k = 0; k < z.groups.size() && g < 0; ++k)
@@ -207,7 +207,7 @@ void Lcore::zc_map_posted(GuestQueue* q, std::uint32_t nmap) {
             std::int16_t bad = gntst::kGeneralError;
             for (std::int16_t st : status)
                 if (st != gntst::kOkay) bad = st;
-            if (mapping) (void)gt_->unmap(mapping);
+            if (mapping) (void)grant_unmap(mapping);
             if (guest_fault(bad) && q->fatal_bad_grants) {
                 disable(q, "RX buffer grant refused",
                         Detail("GNTST {} mapping a posted buffer", bad).c_str());
@@ -347,7 +347,7 @@ void Lcore::zc_group_filled(GuestQueue* q, std::int16_t g) {
     MapGroup& grp = z.groups[static_cast<std::size_t>(g)];
     if (--grp.pending != 0) return;
     const std::uint32_t n = grp.mapping.count;
-    if (Status st = gt_->unmap(grp.mapping); !st) {
+    if (Status st = grant_unmap(grp.mapping); !st) {
         disable(q, "unmapping RX buffers failed", st.error().message.c_str());
         return;
     }
@@ -468,7 +468,7 @@ void Lcore::zc_finish(GuestQueue* q) {
         if (g.used) {
             if (g.mapping) {
                 const auto n = g.mapping.count;
-                if (Status st = gt_->unmap(g.mapping); !st)
+                if (Status st = grant_unmap(g.mapping); !st)
                     spdlog::error("{} queue {}: unmapping {} RX buffers at detach: {}", q->name,
                                   q->index, n, st.error().message);
                 else

@@ -286,7 +286,7 @@ void Lcore::tx_add_copies(GuestQueue* q, TxWork& t, TxCopies& c) {
 void Lcore::tx_copy(GuestQueue* q, std::uint32_t nsegs) {
     if (nsegs == 0) return;
     const std::span segs(tx_segs_.data(), nsegs);
-    if (Status st = gt_->copy(segs); !st)
+    if (Status st = grant_copy(segs); !st)
         for (auto& s : segs)
             s.status = gntst::kGeneralError;
     bump(q->counters.c.grant_copy_ops, nsegs);
@@ -543,13 +543,13 @@ bool Lcore::tx_map(GuestQueue* q, unsigned n, std::int16_t& group) {
         if (nmap == 0) return true;
         const std::span status(map_status_.data(), nmap);
         std::fill(status.begin(), status.end(), std::int16_t{0});
-        hv::GrantMapping mapping = gt_->map(std::span(map_reqs_.data(), nmap), status);
+        hv::GrantMapping mapping = grant_map(std::span(map_reqs_.data(), nmap), status);
         if (mapping) {
             std::int16_t g = -1;
             for (std::size_t k = 0; k < q->tx_groups.size() && g < 0; ++k)
                 if (!q->tx_groups[k].used) g = static_cast<std::int16_t>(k);
             if (g < 0) { // cannot happen: a group per burst, at most a ring of slots
-                (void)gt_->unmap(mapping);
+                (void)grant_unmap(mapping);
                 disable(q, "internal", "no TX map group left");
                 return false;
             }
@@ -834,7 +834,7 @@ bool Lcore::do_tx_completions(GuestQueue* q) {
 void Lcore::tx_release_group(GuestQueue* q, std::int16_t g) {
     TxGroup& grp = q->tx_groups[static_cast<std::size_t>(g)];
     const std::uint32_t n = grp.mapping.count;
-    if (Status st = gt_->unmap(grp.mapping); !st) {
+    if (Status st = grant_unmap(grp.mapping); !st) {
         disable(q, "unmapping TX buffers failed", st.error().message.c_str());
         return;
     }

@@ -11,6 +11,7 @@
 
 #include <poll.h>
 #include <thread>
+#include <unistd.h>
 
 #include "dpnb/hv/sim.hpp"
 #include "dpnb/netfront/payload.hpp"
@@ -105,9 +106,39 @@ TEST_P(EngineTapModes, FramesBothWaysOnAPortOfItsOwn) {
     ASSERT_TRUE(peer.ok());
     warm_up(peer, dom);
 
+    // What the lcores made of system and hypervisor calls (docs/metrics.md, "System calls
+    // per packet"), summed over the lcores.
+    auto calls = [&] {
+        LcoreStats sum;
+        for (const LcoreStats& l : engine_->lcore_stats()) {
+#define DPNB_X(name, help) sum.name += l.name;
+            DPNB_LCORE_COUNTERS(DPNB_X)
+#undef DPNB_X
+        }
+        return sum;
+    };
+    const bool io_accounting = ::access("/proc/self/io", R_OK) == 0;
+    const LcoreStats c0 = calls();
+
     constexpr unsigned kFrames = 160;
     kernel_to_guest(peer, g, dom, 1, kFrames, guest_mac(dom));
     const VifCounters rx = status(dom).counters;
+    const LcoreStats c1 = calls();
+    // One batch per burst at most: never more grant calls than frames, and some.
+    if (mc.mode == RxMode::copy) {
+        EXPECT_GE(c1.grant_copy_calls - c0.grant_copy_calls, 1u);
+        EXPECT_LE(c1.grant_copy_calls - c0.grant_copy_calls, kFrames);
+    }
+    if (mc.mode == RxMode::map) {
+        EXPECT_GE(c1.grant_map_calls - c0.grant_map_calls, 1u);
+        EXPECT_LE(c1.grant_map_calls - c0.grant_map_calls, kFrames);
+    }
+    EXPECT_GE(c1.notify_calls - c0.notify_calls, 1u);
+    EXPECT_LE(c1.notify_calls - c0.notify_calls, kFrames);
+    // net_tap reads one frame per readv: the kernel counted at least one read per frame.
+    if (io_accounting) {
+        EXPECT_GE(c1.read_syscalls - c0.read_syscalls, kFrames);
+    }
     if (mc.mode == RxMode::copy) {
         EXPECT_GE(rx.daemon_copies, kFrames);
     } else {
@@ -137,6 +168,10 @@ TEST_P(EngineTapModes, FramesBothWaysOnAPortOfItsOwn) {
     guest_to_kernel(peer, g, dom, 4, 50, 1000, 3500);
     const VifCounters tx = status(dom).counters;
     EXPECT_EQ(tx.tx_packets, 150u);
+    // ... and writes one per writev.
+    if (io_accounting) {
+        EXPECT_GE(calls().write_syscalls - c1.write_syscalls, 150u);
+    }
     EXPECT_EQ(tx.tx_drop_error + tx.tx_drop_protocol + tx.tx_drop_spoofed, 0u);
     auto rep = g.report(1);
     ASSERT_TRUE(rep);

@@ -212,6 +212,15 @@ TEST(Metrics, EveryCounterOfTheCounterTablesIsExported) {
                                 std::to_string(lc.inbox_drops)));
     EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_tx_nic_drops_total{lcore="1"} )" +
                                 std::to_string(lc.tx_nic_drops)));
+    // System calls per packet come from these (docs/operations.md).
+    EXPECT_TRUE(
+        has_line(t, R"(dpnetback_lcore_hypervisor_calls_total{lcore="1",kind="grant_copy"} )" +
+                        std::to_string(lc.grant_copy_calls)))
+        << t;
+    EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_hypervisor_calls_total{lcore="1",kind="notify"} )" +
+                                std::to_string(lc.notify_calls)));
+    EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_syscalls_total{lcore="1",kind="write"} )" +
+                                std::to_string(lc.write_syscalls)));
 }
 
 TEST(Metrics, LcoreGauges) {

@@ -83,9 +83,26 @@ constexpr CounterFamily kVifFamilies[] = {
 };
 constexpr std::string_view kPollsHelp =
     "Poll-loop iterations of the lcore; busy found work, idle did not.";
+constexpr std::string_view kHypervisorCallsHelp =
+    "Calls the lcore made into the hypervisor interface, by kind: one ioctl each on Xen "
+    "(a grant map or unmap also an mmap or munmap), a whole batch per grant call.";
+constexpr std::string_view kSyscallsHelp =
+    "Read- and write-family system calls of the lcore's thread, as the kernel counts them "
+    "(syscr and syscw of /proc/PID/task/TID/io): the PMD's (net_tap's readv and writev per "
+    "frame, vhost-net kicks), event-channel reads and unmasks, wake-ups.";
 constexpr CounterFamily kLcoreFamilies[] = {
     {"busy_polls", "dpnetback_lcore_polls_total", kPollsHelp, "result", "busy"},
     {"idle_polls", "dpnetback_lcore_polls_total", kPollsHelp, "result", "idle"},
+    {"grant_copy_calls", "dpnetback_lcore_hypervisor_calls_total", kHypervisorCallsHelp, "kind",
+     "grant_copy"},
+    {"grant_map_calls", "dpnetback_lcore_hypervisor_calls_total", kHypervisorCallsHelp, "kind",
+     "grant_map"},
+    {"grant_unmap_calls", "dpnetback_lcore_hypervisor_calls_total", kHypervisorCallsHelp, "kind",
+     "grant_unmap"},
+    {"notify_calls", "dpnetback_lcore_hypervisor_calls_total", kHypervisorCallsHelp, "kind",
+     "notify"},
+    {"read_syscalls", "dpnetback_lcore_syscalls_total", kSyscallsHelp, "kind", "read"},
+    {"write_syscalls", "dpnetback_lcore_syscalls_total", kSyscallsHelp, "kind", "write"},
 };
 
 using Labels = std::vector<std::pair<std::string, std::string>>;

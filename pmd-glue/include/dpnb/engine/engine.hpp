@@ -112,14 +112,30 @@ struct StageTime {
     std::uint64_t calls = 0;
 };
 
-// Counters of one lcore; names and help come from one table (lcore_counter_table()).
-#define DPNB_LCORE_COUNTERS(X)                                                                     \
+// Counters of one lcore; names and help come from one table (lcore_counter_table()). The
+// loop counts the first list itself; the kernel counts the second for the loop's thread, and
+// stats() reads it (/proc/self/task/TID/io). Together they say what the lcore costs in
+// system calls per packet (docs/operations.md, "System calls per packet"): each hypervisor
+// call below is one ioctl on Xen (a grant map or unmap also an mmap or munmap), whatever the
+// size of its batch.
+#define DPNB_LCORE_LOOP_COUNTERS(X)                                                                \
     X(busy_polls, "poll-loop iterations that found work")                                          \
     X(idle_polls, "poll-loop iterations that found none")                                          \
     X(sleeps, "times the lcore slept on its event channels, interrupts and command fd")            \
     X(inbox_frames, "frames handed to the lcore by another lcore's demultiplexing")                \
     X(inbox_drops, "frames for another lcore's guest dropped: that lcore's inbox was full")        \
-    X(tx_nic_drops, "packets a port's TX queue did not take (full), or sent to a paused port")
+    X(tx_nic_drops, "packets a port's TX queue did not take (full), or sent to a paused port")     \
+    X(grant_copy_calls, "grant-copy calls into the hypervisor, a batch of segments each")          \
+    X(grant_map_calls, "grant-map calls into the hypervisor, a batch of grants each")              \
+    X(grant_unmap_calls, "grant-unmap calls into the hypervisor, a mapped batch each")             \
+    X(notify_calls, "event-channel notifications the lcore sent to guests")
+#define DPNB_LCORE_THREAD_COUNTERS(X)                                                              \
+    X(read_syscalls, "read-family system calls of the lcore's thread (the kernel's syscr): "       \
+                     "PMD reads (net_tap's readv per frame), event-channel and wake-up reads")     \
+    X(write_syscalls, "write-family system calls of the lcore's thread (the kernel's syscw): "     \
+                      "PMD writes (net_tap's writev per frame, a vhost-net kick), "                \
+                      "event-channel unmasks")
+#define DPNB_LCORE_COUNTERS(X) DPNB_LCORE_LOOP_COUNTERS(X) DPNB_LCORE_THREAD_COUNTERS(X)
 
 struct LcoreStats {
     unsigned lcore = 0;
