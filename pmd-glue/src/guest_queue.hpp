@@ -205,6 +205,11 @@ struct McastFilter {
     unsigned n = 0;
 };
 inline constexpr unsigned kMaxPendingFrames = 256;
+// Frames a copy queue keeps for its guest while the guest has no RX buffer for them, as Linux
+// netback queues skbs for a vif (XENVIF_RX_QUEUE_BYTES: half the ring's pages): a guest that
+// is slow to post (its vCPU not running, a burst larger than its ring) loses nothing until
+// it is this far behind; TCP sees a delay, not a loss.
+inline constexpr std::uint32_t kRxBacklogBytes = kRingSize / 2 * 4096;
 
 struct GuestQueue {
     // --- identity and configuration (immutable after attach) ---------------------------
@@ -263,7 +268,8 @@ struct GuestQueue {
     std::array<std::uint16_t, kRingSize> rx_ids{};
     std::unique_ptr<ZeroCopyRx> zc; // the zero-copy pipeline; null on a copy queue
     // The copy pipeline's frames for this round (daemon mbufs), and the frontend's hash of
-    // each when it asked for hashes (a hash extra-info slot).
+    // each when it asked for hashes (a hash extra-info slot). Those the guest had no buffer
+    // for stay, first in line, for the next round (the backlog: at most kRxBacklogBytes).
     std::array<rte_mbuf*, kMaxPendingFrames> pending{};
     std::array<std::optional<netif::FlowHash>, kMaxPendingFrames> pending_hash{};
     std::uint32_t n_pending = 0;

@@ -659,6 +659,8 @@ void Lcore::sleep_when_idle() {
             if (!q->rx_notify) timeout_us = std::min(timeout_us, poll_us);
         }
         if (!q->zc && q->rx.unanswered() != 0) timeout_us = std::min(timeout_us, poll_us);
+        // Frames wait for this guest's buffers: its next post must wake us.
+        if (q->n_pending != 0 && q->rx.final_check_for_requests()) return;
     }
     if (timeout_us > poll_us) tx_cleanup_held();
     for (NicRx& n : nic_rx_) {

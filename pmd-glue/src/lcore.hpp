@@ -219,9 +219,10 @@ private:
     void bad_rx_request(GuestQueue* q, const netif::RxRequest& req);
 
     // --- the copy pipeline (rx_copy.cpp) ----------------------------------------------------
-    void copy_stage_queue(GuestQueue* q);
-    void copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w);
-    void copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w,
+    bool copy_stage_queue(GuestQueue* q);
+    void copy_keep(GuestQueue* q, std::uint32_t first, std::uint32_t n);
+    bool copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w);
+    bool copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w,
                           const std::optional<netif::FlowHash>& hash);
     void copy_stage_segments(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w,
                              const std::optional<netif::FlowHash>& hash, std::uint16_t mss);

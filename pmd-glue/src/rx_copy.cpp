@@ -47,23 +47,53 @@ void Lcore::copy_count_batch(GuestQueue* q) noexcept {
     bump(q->counters.c.grant_batches);
 }
 
-// The queue's waiting frames, with one read of its req_prod.
-void Lcore::copy_stage_queue(GuestQueue* q) {
+// The queue's waiting frames, with one read of its req_prod, in order until one finds no RX
+// buffer; that one and those behind it stay (copy_keep). Returns whether any frame left the
+// queue (staged or dropped).
+bool Lcore::copy_stage_queue(GuestQueue* q) {
     const std::uint32_t n = std::exchange(q->n_pending, 0);
     netif::RequestWindow w = copy_poll(q);
-    for (std::uint32_t i = 0; i < n; ++i) {
+    std::uint32_t i = 0;
+    for (; i < n; ++i) {
         rte_mbuf* m = q->pending[i];
         if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(q->pending[i + 1], void*));
+        bool taken = true;
         if (q->disabled)
             copy_drop(q, m);
+        else if (q->rx_stalled) // carrier off since this round: its backlog goes too
+            copy_drop(q, m, q->counters.c.rx_drop_stalled);
         else if (m->nb_segs == 1 && m->pkt_len == m->data_len &&
                  m->data_len - 1U < q->rx_geo.size &&
                  (m->ol_flags & (RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_RX_LRO)) == 0 &&
                  !q->pending_hash[i])
-            copy_stage_one(q, m, w);
+            taken = copy_stage_one(q, m, w);
         else
-            copy_stage_frame(q, m, w, q->pending_hash[i]);
+            taken = copy_stage_frame(q, m, w, q->pending_hash[i]);
+        if (!taken) break;
     }
+    if (i == n) return n != 0;
+    copy_keep(q, i, n);
+    return i != 0;
+}
+
+// Frames [first, n) of the queue's pending ones found no RX buffer: they stay, in order, for
+// the next round, up to kRxBacklogBytes; the rest is dropped (rx_drop_no_buffer). A zero-copy
+// queue keeps none (the NIC takes its buffers first), nor a frame from a guest of the same
+// port (it holds that guest's TX slots; the sender is never held up by a receiver).
+void Lcore::copy_keep(GuestQueue* q, std::uint32_t first, std::uint32_t n) {
+    std::uint32_t kept = 0;
+    std::uint32_t bytes = 0;
+    for (std::uint32_t i = first; i < n; ++i) {
+        rte_mbuf* m = q->pending[i];
+        if (q->zc || is_local(m) || bytes + m->pkt_len > kRxBacklogBytes) {
+            copy_drop(q, m, q->counters.c.rx_drop_no_buffer);
+            continue;
+        }
+        bytes += m->pkt_len;
+        q->pending_hash[kept] = q->pending_hash[i];
+        q->pending[kept++] = m;
+    }
+    q->n_pending = kept;
 }
 
 // The queue's requests for frames waiting: one read of its req_prod (none once disabled).
@@ -77,13 +107,11 @@ netif::RequestWindow Lcore::copy_poll(GuestQueue* q) {
     return w;
 }
 
-// The common frame: one mbuf segment into one buffer, no GSO, no hash.
-void Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) {
+// The common frame: one mbuf segment into one buffer, no GSO, no hash. False, the frame
+// untouched, when the guest has no RX buffer for it.
+bool Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) {
     const bool local = is_local(m);
-    if (w.available == 0) {
-        copy_drop(q, m, q->counters.c.rx_drop_no_buffer);
-        return;
-    }
+    if (w.available == 0) return false;
     if (n_segs_ == segs_.size() || n_copy_frames_ == copy_frames_.size() ||
         n_copy_free_ == copy_free_.size())
         copy_flush();
@@ -95,7 +123,7 @@ void Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) 
         if (!buffer) {
             bad_rx_request(q, req);
             copy_drop(q, m);
-            return;
+            return true;
         }
         offset = buffer->offset;
     }
@@ -125,6 +153,7 @@ void Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) 
         q->rx_round.local_bytes += chunk.len;
     }
     copy_free_[n_copy_free_++] = m;
+    return true;
 }
 
 namespace {
@@ -303,8 +332,9 @@ Lcore::Staged Lcore::copy_stage_plan(GuestQueue* q, const netif::RxFrame& meta,
     return Staged::ok;
 }
 
-// A frame in a daemon mbuf chain, with `hash` for its hash extra-info slot.
-void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w,
+// A frame in a daemon mbuf chain, with `hash` for its hash extra-info slot. False, the frame
+// untouched, when the guest has no RX buffer for it.
+bool Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w,
                              const std::optional<netif::FlowHash>& hash) {
     netif::RxFrame meta = rx_frame_meta(m);
     meta.hash = hash;
@@ -312,10 +342,10 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
     switch (plan_frame(q, meta, plan)) {
     case PlanVerdict::segment:
         copy_stage_segments(q, m, w, hash, meta.gso_size);
-        return;
+        return true;
     case PlanVerdict::undeliverable:
         copy_drop(q, m, q->counters.c.rx_drop_error);
-        return;
+        return true;
     case PlanVerdict::whole:
         break;
     }
@@ -324,17 +354,17 @@ void Lcore::copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w
     case Staged::ok:
         if ((m->ol_flags & RTE_MBUF_F_RX_LRO) != 0) bump(q->counters.c.rx_lro);
         copy_free(m);
-        return;
+        return true;
     case Staged::no_buffer:
-        copy_drop(q, m, q->counters.c.rx_drop_no_buffer);
-        return;
+        return false;
     case Staged::too_long:
         copy_drop(q, m, q->counters.c.rx_drop_error);
-        return;
+        return true;
     case Staged::bad_request:
         copy_drop(q, m);
-        return;
+        return true;
     }
+    return true;
 }
 
 // A guest's TX packet `t` for `q`, from a guest of the same port on this lcore (tx_onecopy):
@@ -387,8 +417,10 @@ void Lcore::copy_stage_segments(GuestQueue* q, rte_mbuf* m, netif::RequestWindow
     }
     bump(q->counters.c.rx_gso_segmented);
     for (int i = 0; i < ns; ++i) {
-        segs[static_cast<unsigned>(i)]->ol_flags |= local;
-        copy_stage_frame(q, segs[static_cast<unsigned>(i)], w, hash);
+        rte_mbuf* seg = segs[static_cast<unsigned>(i)];
+        seg->ol_flags |= local;
+        // Segments the guest has no room for are dropped: the frame they came from is gone.
+        if (!copy_stage_frame(q, seg, w, hash)) copy_drop(q, seg, q->counters.c.rx_drop_no_buffer);
     }
 }
 

@@ -254,13 +254,23 @@ bool Lcore::do_rx_round() {
         if (n_copy_free_ != 0) copy_flush(); // frames the demux dropped
         return false;
     }
+    bool moved = false;
     for (std::uint32_t i = 0; i < n_touched_; ++i)
-        if (touched_[i]->n_pending != 0) copy_stage_queue(touched_[i]);
+        if (touched_[i]->n_pending != 0) moved = copy_stage_queue(touched_[i]) || moved;
     copy_flush();
     for (std::uint32_t i = 0; i < n_touched_; ++i)
         publish_rx(touched_[i]);
-    n_touched_ = 0;
-    return true;
+    // Queues with a backlog (frames their guest had no buffer for) stay on the list: each
+    // round looks at their requests again, and sleep_when_idle arms their rings.
+    std::uint32_t kept = 0;
+    for (std::uint32_t i = 0; i < n_touched_; ++i) {
+        GuestQueue* q = touched_[i];
+        if (q->n_pending == 0) continue;
+        q->rx_touched = true;
+        touched_[kept++] = q;
+    }
+    n_touched_ = kept;
+    return moved;
 }
 
 // Commits the round's counts, then publishes the responses that are final from rsp_prod_pvt
