@@ -16,7 +16,7 @@
 #                     $DPNB_E2E_DEB, else build/package/dpnetback_*.deb: scripts/build-package.sh)
 # Environment: E2E_XFER_MIB (MiB per transfer direction in kernel-netback, default 16);
 #   E2E_STRACE=1: dpnetbackd-basic counts the daemon's system calls per packet with strace
-#   during its two-queue guest's transfers (slows them: their q2_ figures mean little);
+#   during its four-queue guest's transfers (slows them: their q4_ figures mean little);
 #   DPNB_PORT=tap: the dpnetbackd scenarios' port into dom0 is net_tap instead of virtio_user
 #   over vhost-net (lab/lib-dpnb.sh), e.g. to compare the two.
 # Exit status: 0 all passed, 1 a scenario failed, 2 usage, 77 the lab's packages are missing

@@ -47,6 +47,12 @@ fail() {
     if [ -x "$DPNBCTL" ] && [ -S "$DPNB_SOCK" ]; then
       echo "---- dpnetbackctl list"
       timeout 10 "$DPNBCTL" -s "$DPNB_SOCK" list 2>&1 | sed 's/^/    | /'
+      # Every counter that is not zero, per vif and per lcore: which drop, which error.
+      echo "---- counters (not zero)"
+      for v in $(ctlj list 2>/dev/null | jq -r '.vifs[].vif' 2>/dev/null); do
+        echo "    $v: $(ctlj show "$v" 2>/dev/null | jq -c '.counters // {} | with_entries(select(.value != 0))' 2>/dev/null)"
+      done
+      echo "    lcores: $(ctlj stats 2>/dev/null | jq -c '[.lcores[] | with_entries(select(.value != 0))]' 2>/dev/null)"
     fi
   fi
   dpnb_keep_log
@@ -331,6 +337,41 @@ gcmd() {
   gcmd_wait "$1" "$REPLY" "$2"
 }
 
+# daemon_begin / daemon_end PREFIX DOMID: what the daemon did during a transfer between
+# them (nothing when no daemon runs: the kernel-netback reference). Keys PREFIXdaemon_cpu_share
+# (the daemon's CPU ticks, /proc/PID/stat, over dom0's busy ticks: the rest is dom0's
+# stack, its other processes and the hypervisor's work on dom0's vCPUs) and
+# PREFIXper32_{grant_copy,grant_map,grant_unmap,notify,read,write,sleep}: the lcores'
+# calls of each kind per 32 packets the vif moved either way (docs/metrics.md, "System
+# calls per packet").
+DAEMON_T0="" DAEMON_C0="" DAEMON_CALLS0="" DAEMON_PKTS0=""
+daemon_ticks() { awk '{ print $14 + $15 }' "/proc/$DPNB_PID/stat" 2>/dev/null || echo 0; }
+daemon_calls() {
+  ctlj stats | jq -r '[.lcores[] | [.grant_copy_calls, .grant_map_calls, .grant_unmap_calls,
+    .notify_calls, .read_syscalls, .write_syscalls, .sleeps]] | transpose | map(add // 0) | @tsv'
+}
+vif_moved() { vif_json "$1"; jq -r '(.counters.rx_packets // 0) + (.counters.tx_packets // 0)' <<<"$REPLY"; }
+daemon_begin() {
+  DAEMON_T0=""
+  dpnb_alive || return 0
+  DAEMON_T0=$(daemon_ticks) DAEMON_C0=$(cpu_busy_ticks) DAEMON_CALLS0=$(daemon_calls)
+  DAEMON_PKTS0=$(vif_moved "$1")
+}
+daemon_end() {
+  [ -n "$DAEMON_T0" ] && dpnb_alive || return 0
+  local t1 c1 calls1 pkts i name a0 a1
+  t1=$(daemon_ticks) c1=$(cpu_busy_ticks) calls1=$(daemon_calls) pkts=$(($(vif_moved "$2") - DAEMON_PKTS0))
+  kv "$1daemon_cpu_share" "$(awk -v d=$((t1 - DAEMON_T0)) -v c=$((c1 - DAEMON_C0)) 'BEGIN { printf "%.2f", (c > 0 ? d / c : 0) }')"
+  kv "$1vif_packets" "$pkts"
+  read -r -a a0 <<<"$DAEMON_CALLS0"
+  read -r -a a1 <<<"$calls1"
+  i=0
+  for name in grant_copy grant_map grant_unmap notify read write sleep; do
+    kv "$1per32_$name" "$(awk -v n=$((${a1[i]:-0} - ${a0[i]:-0})) -v p="$pkts" 'BEGIN { printf "%.2f", (p > 0 ? n * 32 / p : 0) }')"
+    i=$((i + 1))
+  done
+}
+
 # metrics PREFIX BYTES SECONDS TICKS: throughput and dom0 CPU per byte of one direction,
 # with kernel-netback's keys.
 metrics() {
@@ -385,12 +426,14 @@ xfer_tx() {
   listener=$!
   exec 7> "$DPNB_DIR/hold-$d"
   wait_for 30 "listener on $port" tcp_listening "$port"
+  daemon_begin "$d"
   c0=$(cpu_busy_ticks)
   n0=$(iface_counts rx)
   gcmd "$d" 400 "send $DOM0_IP $port"
   secs=$REPLY
   wait_pid 120 "dom0's receiver (nc) on $port" "$listener" || fail "dom0's receiver (nc) failed"
   c1=$(cpu_busy_ticks)
+  daemon_end "${p}tx_" "$d"
   skb_size "${p}tx_dom0_skb_bytes" "$n0" "$(iface_counts rx)"
   exec 7>&-
   got=$(stat -c %s "$f")
@@ -408,12 +451,14 @@ xfer_rx() {
   gcmd_send "$d" "recv $port"
   n=$REPLY
   guest_wait "$d" "ready-$n" 120
+  daemon_begin "$d"
   c0=$(cpu_busy_ticks)
   n0=$(iface_counts tx)
   t0=$(now)
   timeout 400 busybox nc "$ip" "$port" < "$f" || fail "dom0's sender (nc) to guest $d failed"
   t1=$(now)
   c1=$(cpu_busy_ticks)
+  daemon_end "${p}rx_" "$d"
   skb_size "${p}rx_dom0_skb_bytes" "$n0" "$(iface_counts tx)"
   gcmd_wait "$d" "$n" 300
   read -r got gsum <<<"$REPLY"

@@ -4,29 +4,35 @@
 # /dev/vhost-net by default, with MTU 9000) with "mac_flow" steering: each guest gets its own
 # NIC RX queue through an rte_flow MAC rule (if the port refuses, the run falls back to
 # "shared" and says why in steering_fallback). For a guest with one queue (1 vCPU) and one
-# with two (2 vCPUs: Linux netfront asks for one queue per vCPU; features.max_queues = 2;
+# with four (4 vCPUs: Linux netfront asks for one queue per vCPU; features.max_queues = 4;
 # split event channels): the xenstore handshake reaches Connected (4) on both sides with
 # hotplug-status connected (lab/vif-dpnetback-lab), ping both ways, and a TCP transfer each
 # way whose sha256 matches at both ends, first in RX mode copy, then in map (changed on the
-# running vif with `dpnetbackctl set`). On a vhost port the first guest then runs jumbo
+# running vif with `dpnetbackctl set`). The four-queue guest's RX interrupts (/proc/interrupts)
+# must rise on every queue while dom0 pings it from 32 addresses (RX spread by flow hash). On
+# a vhost port the first guest then runs jumbo
 # frames: dom0's dpnb0 and the guest's eth0 at MTU 9000, ping -M do -s 8972 both ways
 # (unfragmented 9000-byte packets) and a transfer each way (jumbo_ keys). Every transfer
 # records the mean packet dom0's stack saw on dpnb0 (*_dom0_skb_bytes): on a vhost port
-# GSO packets cross whole, so guest to dom0 it must exceed a frame. At the end SIGTERM must
-# stop the daemon without leaked grants.
+# GSO packets cross whole, so guest to dom0 it must exceed a frame; the daemon's share of
+# dom0's busy CPU (*_daemon_cpu_share, from /proc/PID/stat) and the lcores' system and
+# hypervisor calls per 32 packets the vif moved, by kind (*_per32_{grant_copy,grant_map,
+# grant_unmap,notify,read,write,sleep}; docs/metrics.md). At the end SIGTERM must stop the
+# daemon without leaked grants.
 #
-# E2E_STRACE=1: `strace -c -f` on the daemon during the two-queue guest's transfer each way
+# E2E_STRACE=1: `strace -c -f` on the daemon during the four-queue guest's transfer each way
 # (which it slows; guest 1's figures stay clean): strace_{tx,rx}_calls, _calls_per_pkt (per
 # packet of that guest's) and _top (the most frequent calls).
 #
 # Keys as kernel-netback's for the first guest in copy mode (tx_*, rx_*: {bytes,secs,mbit,
-# dom0_cpu_s,dom0_ns_per_byte}; tx = guest to dom0), prefixed map_ for RX mode map, q2_ and
-# q2map_ for the two-queue guest (E2E_XFER_MIB / 4 MiB each); steering, rx_queue (the NIC
-# queue the daemon gave the guest), rx_mode, queues, split_evtchn, ping_*; port_kind,
-# port_rx_offloads, port_tx_offloads, tap_offloads (ethtool -k of dpnb0); jumbo_*.
+# dom0_cpu_s,dom0_ns_per_byte}; tx = guest to dom0), prefixed map_ for RX mode map, q4_ and
+# q4map_ for the four-queue guest (E2E_XFER_MIB / 4 MiB each), q4_rx_irqs_{before,after};
+# steering, rx_queue (the NIC queue the daemon gave the guest), rx_mode, queues,
+# split_evtchn, ping_*; port_kind, port_rx_offloads, port_tx_offloads, tap_offloads
+# (ethtool -k of dpnb0); jumbo_*.
 #
 # e2e-group: base
-# e2e-timeout: 1500
+# e2e-timeout: 2400
 # e2e-project-bins: dpnetbackd dpnetbackctl
 # e2e-guest-bins: ping
 . "$E2E_ROOT/lab/lib-dpnb.sh"
@@ -53,7 +59,7 @@ strace_end() {
   # strace -c columns: % time, seconds, usecs/call, calls, [errors,] syscall.
   calls=$(awk '$NF == "total" { print $4 }' "$DPNB_DIR/strace.txt")
   kv "strace_$1_calls" "${calls:-0}"
-  kv "strace_$1_calls_per_pkt" "$(awk -v c="${calls:-0}" -v p="$2" 'BEGIN { printf "%.2f", p > 0 ? c / p : 0 }')"
+  kv "strace_$1_calls_per_pkt" "$(awk -v c="${calls:-0}" -v p="$2" 'BEGIN { printf "%.2f", (p > 0 ? c / p : 0) }')"
   kv "strace_$1_top" "$(awk '$NF != "total" && $1 ~ /^[0-9.]+$/ { print $4, $NF }' "$DPNB_DIR/strace.txt" |
     sort -rn | head -n 5 | awk '{ printf "%s%s:%s", (NR > 1 ? "," : ""), $2, $1 }')"
   sed 's/^/    strace| /' "$DPNB_DIR/strace.txt"
@@ -62,7 +68,7 @@ vif_packets() { vif_field "$1" ".$2"; echo "${REPLY:-0}"; }
 
 # A vhost port carries jumbo frames (net_tap takes 1522-byte frames at most).
 [ "$DPNB_PORT" != vhost ] || DPNB_MTU=9000
-dpnb_start_steered "[features]" "max_queues = 2" "[vifs]" 'serve = "all"' 'default_rx_mode = "copy"'
+dpnb_start_steered "[features]" "max_queues = 4" "[vifs]" 'serve = "all"' 'default_rx_mode = "copy"'
 
 # 1. One queue.
 dpnb_guest e2e-dpnb1 00:16:3e:e2:e0:11
@@ -131,36 +137,60 @@ if [ "$DPNB_PORT" = vhost ]; then
   gcmd "$D" 60 "mtu 1500"
 fi
 
-# 2. Two queues, split event channels.
-dpnb_guest e2e-dpnb2 00:16:3e:e2:e0:12 'vcpus = 2'
+# 2. Four queues, split event channels. RX reaches every queue: 32 flows from dom0 (pings
+# from 32 addresses of dpnb0; the daemon hashes a frame's addresses, and ports for TCP and
+# UDP, to pick the vif's queue, as Linux's netback) must raise the netfront's RX interrupt
+# on each of the four queues. The hash is a fixed function of the addresses, so the spread
+# is the same on every run.
+dpnb_guest e2e-dpnb4 00:16:3e:e2:e0:12 'vcpus = 4'
 E=$E2E_DOMID
 watch_guest "$E"
-handshake "$E" q2_
-[ "$(xenstore-read "/local/domain/$E/device/vif/0/multi-queue-num-queues" 2>/dev/null)" = 2 ] ||
-  fail "the two-vCPU guest's netfront did not ask for two queues"
+handshake "$E" q4_
+[ "$(xenstore-read "/local/domain/$E/device/vif/0/multi-queue-num-queues" 2>/dev/null)" = 4 ] ||
+  fail "the four-vCPU guest's netfront did not ask for four queues"
 vif_field "$E" .queues
-kv q2_daemon_queues "$REPLY"
-[ "$REPLY" = 2 ] || fail "dpnetbackd serves vif$E.0 with '$REPLY' queues, not 2"
+kv q4_daemon_queues "$REPLY"
+[ "$REPLY" = 4 ] || fail "dpnetbackd serves vif$E.0 with '$REPLY' queues, not 4"
 gcmd "$E" 120 "up 198.18.0.3/24"
-ping_both "$E" 198.18.0.3 q2_
+ping_both "$E" 198.18.0.3 q4_
+gcmd "$E" 60 irqs
+irq0=$REPLY
+for k in $(seq 100 131); do ip addr add "198.18.0.$k/24" dev "$DPNB_IFACE"; done
+# All at once: one after the other they took minutes under emulation (each its own ARP).
+pings=()
+for k in $(seq 100 131); do
+  ping -n -c 2 -W 5 -I "198.18.0.$k" 198.18.0.3 > /dev/null 2>&1 &
+  pings+=($!)
+done
+wait "${pings[@]}" || true
+for k in $(seq 100 131); do ip addr del "198.18.0.$k/24" dev "$DPNB_IFACE"; done
+gcmd "$E" 60 irqs
+kv q4_rx_irqs_before "$irq0"
+kv q4_rx_irqs_after "$REPLY"
+for q in 0 1 2 3; do
+  a=$(tr ',' '\n' <<<"$irq0" | awk -F: -v q="$q" '$1 == q { print $2 }')
+  b=$(tr ',' '\n' <<<"$REPLY" | awk -F: -v q="$q" '$1 == q { print $2 }')
+  [ -n "$b" ] || fail "the guest has no RX interrupt of queue $q ($REPLY)"
+  [ "$b" -gt "${a:-0}" ] || fail "RX did not reach queue $q of 4: its interrupts $irq0 -> $REPLY"
+done
 p0=$(vif_packets "$E" tx_packets)
 strace_begin
-xfer_tx "$E" "$SMALL" 5011 q2_
+xfer_tx "$E" "$SMALL" 5011 q4_
 strace_end tx $(($(vif_packets "$E" tx_packets) - p0))
 p0=$(vif_packets "$E" rx_packets)
 strace_begin
-xfer_rx "$E" 198.18.0.3 "$SMALL" 5012 q2_
+xfer_rx "$E" 198.18.0.3 "$SMALL" 5012 q4_
 strace_end rx $(($(vif_packets "$E" rx_packets) - p0))
 if why=$(ctl set "vif$E.0" rx-mode map 2>&1); then
-  xfer_tx "$E" "$SMALL" 5013 q2map_
-  xfer_rx "$E" 198.18.0.3 "$SMALL" 5014 q2map_
+  xfer_tx "$E" "$SMALL" 5013 q4map_
+  xfer_rx "$E" 198.18.0.3 "$SMALL" 5014 q4map_
 elif [ "$STEERING" = shared ] && grep -q 'needs a zero-copy NIC queue' <<<"$why"; then
-  kv q2map_rx_mode refused
+  kv q4map_rx_mode refused
 else
   fail "dpnetbackctl set vif$E.0 rx-mode map: $why"
 fi
 vif_json "$E"
-kv q2_drops "$(jq -r '.drops // empty' <<<"$REPLY")"
+kv q4_drops "$(jq -r '.drops // empty' <<<"$REPLY")"
 
 ctl list | sed 's/^/    | /'
 dpnb_stop

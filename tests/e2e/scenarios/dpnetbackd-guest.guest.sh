@@ -8,6 +8,7 @@
 #   recv PORT          listen (ready-N once listening)         -> "bytes sha256"
 #   stats              eth0's counters                         -> "rx_bytes rx_packets tx_bytes tx_packets"
 #   queues             netfront's queues                       -> "rx tx"
+#   irqs               netfront's RX interrupts per queue      -> "0:N,1:N,..."
 #   reload-netfront    rmmod xen_netfront, insmod it again     -> ok
 #                      (the frontend closes and connects anew with new rings)
 #   spoof MAC IP PEER_MAC N   with MAC as eth's address: N pings to IP sent to PEER_MAC
@@ -69,6 +70,15 @@ while :; do
     queues)
       q=/sys/class/net/$(ifname)/queues
       r="$(ls $q | grep -c rx-) $(ls $q | grep -c tx-)"
+      ;;
+    irqs)
+      # netfront's RX interrupts per queue, "0:N,1:N,...": its IRQs are named vif<devid>-q<n>
+      # (one per queue) or vif<devid>-q<n>-rx and -tx (split event channels).
+      r=$(awk '$NF ~ /-q[0-9]+(-rx)?$/ {
+          s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i
+          q = $NF; sub(/.*-q/, "", q); sub(/-rx$/, "", q)
+          printf "%s%s:%s", sep, q, s; sep = ","
+        }' /proc/interrupts)
       ;;
     reload-netfront)
       m=$(grep '/xen-netfront\.ko$' /modlist) || fail "xen-netfront is not in /modlist"
