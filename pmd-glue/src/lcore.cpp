@@ -570,21 +570,18 @@ void Lcore::finish_queue(GuestQueue* q) {
 
 // --- events and sleep ----------------------------------------------------------------------
 
-bool Lcore::do_events() {
-    bool any = false;
-    std::uint64_t v;
-    while (::read(wakefd_, &v, sizeof(v)) > 0) {
-    }
+// The guest notifications that fired: counted, and their ports unmasked so that the next
+// one wakes us. Read only when epoll said the event-channel fd is readable: a read that finds
+// nothing is a system call per sleep for nothing (docs/metrics.md, "System calls per packet").
+void Lcore::do_events() {
     for (;;) {
         auto p = ev_->pending();
         if (!p || !p->has_value()) break;
-        any = true;
         const hv::EvtchnPort port = **p;
         if (auto it = by_port_.find(port); it != by_port_.end())
             bump(it->second->counters.c.notify_received);
         (void)ev_->unmask(port);
     }
-    return any;
 }
 
 void Lcore::disable(GuestQueue* q, const char* what, const char* detail) {
@@ -631,7 +628,8 @@ void Lcore::listen_nic(NicRx& n, bool on) {
 }
 
 void Lcore::sleep_when_idle() {
-    do_events(); // unmask what fired, so that the fds can wake us
+    // Notifications that fired while the loop was busy keep the event-channel fd readable:
+    // the epoll below returns at once and reads them (their ports stay masked until then).
     const auto& o = engine_.opts;
     std::uint64_t timeout_us = static_cast<std::uint64_t>(o.max_sleep.count()) * 1000;
     const auto poll_us = static_cast<std::uint64_t>(o.poll_sleep.count());
@@ -705,6 +703,15 @@ void Lcore::sleep_when_idle() {
         if (use_epoll_wait_)
             ready = ::epoll_wait(epfd_, events, 8, static_cast<int>((timeout_us + 999) / 1000));
         for (int i = 0; i < ready; ++i) {
+            if (events[i].data.u64 == kTagWake) {
+                std::uint64_t v = 0; // an eventfd: one read takes the whole count
+                (void)!::read(wakefd_, &v, sizeof(v));
+                continue;
+            }
+            if (events[i].data.u64 == kTagEvtchn) {
+                do_events();
+                continue;
+            }
             if ((events[i].data.u64 & 0xFFFF) != kTagNic) continue;
             for (NicRx& n : nic_rx_) {
                 if (nic_tag(n.port_id, n.queue) != events[i].data.u64) continue;
@@ -723,7 +730,6 @@ void Lcore::sleep_when_idle() {
             rte_eth_dev_rx_intr_disable(n.port_id, n.queue);
             n.intr_armed = false;
         }
-    do_events();
 }
 
 } // namespace dpnb::engine::detail

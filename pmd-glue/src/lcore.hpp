@@ -198,7 +198,7 @@ private:
     bool try_finish_detach(Command* cmd);
     void release_nic(Command* cmd);
     void finish_queue(GuestQueue* q);
-    bool do_events();
+    void do_events();
     bool do_tx_completions(GuestQueue* q);
     bool do_guest_tx(GuestQueue* q);
     bool do_nic_rx(NicRx& nic);
