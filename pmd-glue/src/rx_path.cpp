@@ -254,9 +254,11 @@ bool Lcore::do_rx_round() {
         if (n_copy_free_ != 0) copy_flush(); // frames the demux dropped
         return false;
     }
+    // Work unless the round's only queues were backlogs that found no buffer (a queue touched
+    // without frames took a one-copy frame or a bounce copy in this round).
     bool moved = false;
     for (std::uint32_t i = 0; i < n_touched_; ++i)
-        if (touched_[i]->n_pending != 0) moved = copy_stage_queue(touched_[i]) || moved;
+        moved = (touched_[i]->n_pending == 0 || copy_stage_queue(touched_[i])) || moved;
     copy_flush();
     for (std::uint32_t i = 0; i < n_touched_; ++i)
         publish_rx(touched_[i]);
