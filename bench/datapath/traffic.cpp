@@ -27,6 +27,10 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr unsigned kRingSize = 1024;
+// A TX ring holds what the lcore sends while the drainer waits for a CPU (under valgrind,
+// for its turn: one thread runs at a time), below the lcore's header mbufs
+// (EngineOptions::tx_mbufs_per_lcore, 4096), so that the port takes every packet.
+constexpr unsigned kTxRingSize = 2048;
 constexpr unsigned kPoolSize = 2047; // per destination: ring plus what the engine holds
 constexpr unsigned kBurst = 32;
 constexpr std::uint32_t kGeneratorStream = 0xB0000000;
@@ -79,7 +83,7 @@ RingWire::RingWire(const std::string& name, unsigned tx_queues) : name_(name) {
     if (rx_ == nullptr) return;
     for (unsigned i = 0; i < tx_queues; ++i) {
         // Several lcores never share a TX queue, but one drainer takes from all.
-        rte_ring* t = rte_ring_create((name + "_tx" + std::to_string(i)).c_str(), kRingSize,
+        rte_ring* t = rte_ring_create((name + "_tx" + std::to_string(i)).c_str(), kTxRingSize,
                                       SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
         if (t == nullptr) return;
         tx_.push_back(t);
@@ -199,6 +203,16 @@ void RingWire::start(std::uint64_t pps) {
                 if (sent == 0) std::this_thread::yield();
             }
         });
+    start_drainer();
+}
+
+void RingWire::start_sink() {
+    halt();
+    stop_ = false;
+    start_drainer();
+}
+
+void RingWire::start_drainer() {
     drain_ = std::thread([this] {
         void* objs[kBurst];
         while (!stop_.load(std::memory_order_relaxed)) {

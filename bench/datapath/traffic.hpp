@@ -46,12 +46,16 @@ public:
                                 rte_mempool* posted);
     // Generator at `pps` frames per second in total (0: as fast as it can), and the drainer.
     void start(std::uint64_t pps);
+    // The drainer alone: the port is a sink (a phase where the guests send, whatever
+    // destinations an RX phase left).
+    void start_sink();
     void stop();
     std::uint64_t generated() const { return generated_.load(std::memory_order_relaxed); }
     std::uint64_t drained() const { return drained_.load(std::memory_order_relaxed); }
 
 private:
     void halt(); // stops the threads
+    void start_drainer();
     std::string name_;
     std::string ethdev_;
     rte_ring* rx_ = nullptr;
