@@ -358,6 +358,44 @@ TEST(TxParserSizes, MaxPacketLen) {
     }
 }
 
+// A packet of one slot with nothing chained (the parser's short path) gets every check a
+// longer one gets, with the same reasons in the same order.
+TEST(TxParserSizes, OneSlotPacketsGetEveryCheck) {
+    nf::TxLimits limits;
+    limits.max_packet_len = 3000;
+    limits.max_frame_len = 1518;
+    struct Case {
+        std::uint16_t size, offset;
+        nf::TxVerdict verdict;
+        TxError error;
+    };
+    for (const Case c : {Case{1518, 0, TxVerdict::packet, TxError::none},
+                         Case{1519, 0, TxVerdict::drop, TxError::frame_too_long},
+                         Case{3001, 0, TxVerdict::drop, TxError::too_long},
+                         Case{13, 0, TxVerdict::drop, TxError::runt},
+                         Case{1518, 2579, TxVerdict::fatal, TxError::slot_crosses_page},
+                         Case{3001, 1096, TxVerdict::fatal, TxError::slot_crosses_page}}) {
+        TxPair p;
+        ASSERT_TRUE(p.front.put_request(txreq(7, c.size, nf::txf::kCsumBlank, c.offset)));
+        p.front.push_requests();
+        const Parsed r = parse(p, limits);
+        EXPECT_EQ(r.r.verdict, c.verdict) << c.size << " at " << c.offset;
+        EXPECT_EQ(r.r.error, c.error) << c.size << " at " << c.offset;
+        EXPECT_EQ(r.r.slots, 1U);
+        if (c.verdict == TxVerdict::fatal) continue;
+        EXPECT_EQ(r.pkt.nr_slots, 1U);
+        EXPECT_EQ(r.pkt.nr_extras, 0U);
+        EXPECT_EQ(r.pkt.ring_slots, 1U);
+        EXPECT_EQ(r.pkt.total_len, c.size);
+        EXPECT_EQ(r.pkt.slots[0].len, c.size);
+        EXPECT_EQ(r.pkt.slots[0].offset, c.offset);
+        EXPECT_EQ(r.pkt.slots[0].id, 7U);
+        EXPECT_TRUE(r.pkt.offload.csum_blank);
+        EXPECT_FALSE(r.pkt.is_gso());
+        EXPECT_EQ(r.pkt.mcast.op, nf::McastOp::none);
+    }
+}
+
 TEST(TxParserSizes, MaxFrameLenAppliesToNonGsoOnly) {
     nf::TxLimits limits;
     limits.max_frame_len = nf::tx_max_frame_len_for_mtu(1500);

@@ -26,6 +26,7 @@
 #include <cstring>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "dpnb/netif/wire.hpp"
 #include "dpnb/util/result.hpp"
@@ -54,17 +55,30 @@ struct RxRingProto {
 
 namespace detail {
 
+// The word loads and stores below, one per word: a loop of atomic accesses stays a loop
+// (a counter, a compare and a branch per word) where these are a few moves.
+template <class T, std::size_t... I>
+[[gnu::always_inline]] inline T load_each_word(std::uint32_t* w,
+                                               std::index_sequence<I...>) noexcept {
+    const std::array<std::uint32_t, sizeof...(I)> words{
+        std::atomic_ref<std::uint32_t>(w[I]).load(std::memory_order_relaxed)...};
+    return std::bit_cast<T>(words);
+}
+template <std::size_t N, std::size_t... I>
+[[gnu::always_inline]] inline void store_each_word(std::uint32_t* w,
+                                                   const std::array<std::uint32_t, N>& words,
+                                                   std::index_sequence<I...>) noexcept {
+    (std::atomic_ref<std::uint32_t>(w[I]).store(words[I], std::memory_order_relaxed), ...);
+}
+
 // Reads a T out of shared memory as consecutive 32-bit words, each with one relaxed atomic
 // load: the value is read once, and the compiler may not re-read the shared page later.
 // Always inlined: a few loads, called per ring slot (GCC kept it out of line).
 template <class T>
 [[gnu::always_inline]] inline T load_words(std::byte* src) noexcept {
     static_assert(std::is_trivially_copyable_v<T> && sizeof(T) % 4 == 0);
-    std::array<std::uint32_t, sizeof(T) / 4> words;
-    auto* w = reinterpret_cast<std::uint32_t*>(src);
-    for (std::size_t i = 0; i < words.size(); ++i)
-        words[i] = std::atomic_ref<std::uint32_t>(w[i]).load(std::memory_order_relaxed);
-    return std::bit_cast<T>(words);
+    return load_each_word<T>(reinterpret_cast<std::uint32_t*>(src),
+                             std::make_index_sequence<sizeof(T) / 4>{});
 }
 
 // Writes a T into shared memory as consecutive 32-bit words with relaxed atomic stores; the
@@ -73,9 +87,8 @@ template <class T>
 [[gnu::always_inline]] inline void store_words(std::byte* dst, const T& value) noexcept {
     static_assert(std::is_trivially_copyable_v<T> && sizeof(T) % 4 == 0);
     const auto words = std::bit_cast<std::array<std::uint32_t, sizeof(T) / 4>>(value);
-    auto* w = reinterpret_cast<std::uint32_t*>(dst);
-    for (std::size_t i = 0; i < words.size(); ++i)
-        std::atomic_ref<std::uint32_t>(w[i]).store(words[i], std::memory_order_relaxed);
+    store_each_word(reinterpret_cast<std::uint32_t*>(dst), words,
+                    std::make_index_sequence<sizeof(T) / 4>{});
 }
 
 // The ring header fields are plain RING_IDX words in the shared page.

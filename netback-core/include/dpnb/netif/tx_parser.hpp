@@ -206,16 +206,12 @@ inline void record_drop(TxError& drop, TxError reason) noexcept {
     if (drop == TxError::none) drop = reason; // the first reason found is the one reported
 }
 
-} // namespace detail
-
+// What follows a first request that chains extras or more data slots (parse_tx_packet read
+// it into `first` and `out`): kept out of line, so that the one-slot case stays small.
 template <TxSlotSource Source>
-TxParseResult parse_tx_packet(const Source& ring, RingIdx cons, RingIdx prod,
-                              const TxLimits& limits, TxPacket& out) noexcept {
-    constexpr std::uint32_t kRing = kTxRingSize;
-    const std::uint32_t avail = prod - cons;
-    if (avail > kRing) return {TxVerdict::fatal, TxError::ring_overflow, 0};
-    if (avail == 0) return {TxVerdict::empty, TxError::none, 0};
-
+[[gnu::noinline]] TxParseResult parse_tx_chain(const Source& ring, RingIdx cons,
+                                               std::uint32_t avail, const TxLimits& limits,
+                                               const TxRequest& first, TxPacket& out) noexcept {
     // The only clamp: the description has room for kTxMaxSlots slots, and the first slot is
     // always read. validate() keeps configured limits far from both ends.
     const unsigned fatal_slots =
@@ -225,23 +221,8 @@ TxParseResult parse_tx_packet(const Source& ring, RingIdx cons, RingIdx prod,
     const auto fatal = [&](TxError e, std::uint32_t used) {
         return TxParseResult{TxVerdict::fatal, e, used};
     };
-
-    out.first_idx = cons;
-    out.nr_slots = 0;
-    out.nr_extras = 0;
-    out.ring_slots = 0;
-    out.offload = TxOffload{};
-    out.mcast = TxMcast{};
-
-    const TxRequest first = ring.copy_request(cons);
     std::uint32_t used = 1;
     TxError drop = TxError::none;
-
-    out.total_len = first.size;
-    out.offload.csum_blank = (first.flags & txf::kCsumBlank) != 0;
-    out.offload.data_validated = (first.flags & txf::kDataValidated) != 0;
-    out.slots[0] = TxSlot{first.gref, first.offset, 0, first.id};
-    out.nr_slots = 1;
 
     // Extra-info slots (xenvif_get_extras): as many as the frontend chains with
     // XEN_NETIF_EXTRA_FLAG_MORE, bounded by the published requests.
@@ -359,6 +340,50 @@ TxParseResult parse_tx_packet(const Source& ring, RingIdx cons, RingIdx prod,
 
     if (drop != TxError::none) return {TxVerdict::drop, drop, used};
     return {control ? TxVerdict::control : TxVerdict::packet, TxError::none, used};
+}
+
+} // namespace detail
+
+template <TxSlotSource Source>
+[[gnu::always_inline]] inline TxParseResult parse_tx_packet(const Source& ring, RingIdx cons,
+                                                            RingIdx prod, const TxLimits& limits,
+                                                            TxPacket& out) noexcept {
+    constexpr std::uint32_t kRing = kTxRingSize;
+    const std::uint32_t avail = prod - cons;
+    if (avail > kRing) return {TxVerdict::fatal, TxError::ring_overflow, 0};
+    if (avail == 0) return {TxVerdict::empty, TxError::none, 0};
+
+    out.first_idx = cons;
+    out.nr_extras = 0;
+    out.offload = TxOffload{};
+    out.mcast = TxMcast{};
+
+    const TxRequest first = ring.copy_request(cons);
+    out.total_len = first.size;
+    out.offload.csum_blank = (first.flags & txf::kCsumBlank) != 0;
+    out.offload.data_validated = (first.flags & txf::kDataValidated) != 0;
+    out.slots[0] = TxSlot{first.gref, first.offset, 0, first.id};
+    out.nr_slots = 1;
+    if ((first.flags & (txf::kExtraInfo | txf::kMoreData)) != 0) {
+        out.ring_slots = 0;
+        return detail::parse_tx_chain(ring, cons, avail, limits, first, out);
+    }
+
+    // One data slot and nothing chained to it (most packets): parse_tx_chain's checks for
+    // that case alone, in their order; the slot holds the whole packet.
+    out.ring_slots = 1;
+    out.slots[0].len = first.size;
+    if (static_cast<std::uint32_t>(first.offset) + first.size > kPageSize)
+        return {TxVerdict::fatal, TxError::slot_crosses_page, 1};
+    TxError drop = TxError::none;
+    if (first.size < kEthHeaderLen)
+        drop = TxError::runt;
+    else if (first.size > limits.max_packet_len)
+        drop = TxError::too_long;
+    else if (limits.max_frame_len != 0 && first.size > limits.max_frame_len)
+        drop = TxError::frame_too_long;
+    if (drop != TxError::none) return {TxVerdict::drop, drop, 1};
+    return {TxVerdict::packet, TxError::none, 1};
 }
 
 } // namespace dpnb::netif
