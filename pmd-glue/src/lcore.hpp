@@ -260,6 +260,9 @@ private:
 
     // --- TX helpers (tx_path.cpp) -----------------------------------------------------------
     void tx_build(GuestQueue* q, unsigned n);
+    bool tx_build_whole(GuestQueue* q, unsigned n);
+    bool tx_check(GuestQueue* q, TxWork& t);
+    void tx_send(GuestQueue* q, TxWork& t, rte_mbuf* head);
     bool tx_headers_whole(GuestQueue* q, TxWork& t);
     bool tx_ip_source_ok(GuestQueue* q, TxWork& t);
     bool tx_map(GuestQueue* q, unsigned n, std::int16_t& group);
@@ -269,6 +272,7 @@ private:
     bool tx_copies_ok(GuestQueue* q, TxWork& t, bool headers);
     bool tx_onecopy_burst(GuestQueue* q, unsigned n);
     void tx_stage(std::uint16_t port_index, rte_mbuf* m);
+    void tx_stage_bulk(std::uint16_t port_index, rte_mbuf* const* ms, unsigned n);
     using TxSegments = std::array<rte_mbuf*, 64>; // what software segmentation may make
     unsigned tx_segment(GuestQueue* q, const TxWork& t, rte_mbuf* head, bool csum_offload,
                         TxSegments& segs);

@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "dpnb/netif/ip_filter.hpp"
 #include "dpnb/netif/packet_headers.hpp"
@@ -48,7 +49,8 @@ void answer_packet(GuestQueue* q, const netif::TxPacket& pkt, std::int16_t statu
 }
 
 // Answers one slot (and, for a packet's first slot, its extra-info slots).
-void answer_slot(GuestQueue* q, std::uint16_t id, std::int16_t status, unsigned extras) {
+[[gnu::always_inline]] inline void answer_slot(GuestQueue* q, std::uint16_t id, std::int16_t status,
+                                               unsigned extras) {
     bool ok = q->tx.put_response(netif::TxResponse{id, status});
     for (unsigned e = 0; e < extras; ++e)
         ok = q->tx.put_response(netif::TxResponse{0, rsp::kNull}) && ok;
@@ -175,7 +177,8 @@ bool Lcore::do_guest_tx(GuestQueue* q) {
         count_tx_error(q, netif::TxError::ring_overflow);
         disable(q, "TX ring overflow", Detail("req_prod {}, req_cons {}", w.prod, w.cons).c_str());
     }
-    while (n < engine_.opts.burst && !w.overflow && q->tx.req_cons() != w.prod) {
+    const unsigned burst = w.overflow ? 0 : engine_.opts.burst;
+    while (n < burst && q->tx.req_cons() != w.prod) {
         TxWork& t = tx_work_[n];
         const netif::TxParseResult r = netif::parse_tx_packet<netif::TxBackRing>(
             q->tx, q->tx.req_cons(), w.prod, q->tx_limits, t.pkt); // inlined here
@@ -319,8 +322,132 @@ bool Lcore::tx_copies_ok(GuestQueue* q, TxWork& t, bool headers) {
     return false;
 }
 
+// 3 of tx_build, on the packet's private header copy: its length set, the headers whole,
+// the source MAC the vif's, the IPv4 source or ARP sender allowed, offload headers that
+// parse. Marks `t` dropped (counted, logged) and returns false when a check fails.
+bool Lcore::tx_check(GuestQueue* q, TxWork& t) {
+    t.hdr->data_len = t.hdr_len;
+    t.hdr->pkt_len = t.hdr_len;
+    const auto* eth = rte_pktmbuf_mtod(t.hdr, const std::uint8_t*);
+    if (!whole(t) && !tx_headers_whole(q, t)) return false;
+    if (q->anti_spoofing &&
+        std::memcmp(eth + RTE_ETHER_ADDR_LEN, q->mac.bytes.data(), RTE_ETHER_ADDR_LEN) != 0) {
+        t.drop = true;
+        bump(q->counters.c.tx_drop_spoofed);
+        DPNB_DP_LOG(q->log, WARN,
+                    "{}: TX packet dropped: source MAC "
+                    "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} is not the vif's",
+                    q->name, eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]);
+        return false;
+    }
+    if (q->n_ip_allowed != 0 && !tx_ip_source_ok(q, t)) return false;
+    const netif::TxOffload& off = t.pkt.offload;
+    if (off.csum_blank || t.pkt.is_gso()) {
+        const HeaderError he = parse_headers(eth, t.hdr_len, t.h);
+        const bool gso_ok =
+            !t.pkt.is_gso() ||
+            (t.h.l4_proto == 6 && (off.gso_type == netif::gso::kTcpV4 ? t.h.ipv4 : t.h.ipv6));
+        if (he != HeaderError::none || !gso_ok) {
+            t.drop = true;
+            bump(q->counters.c.tx_drop_error);
+            DPNB_DP_LOG(q->log, WARN, "{}: TX packet with {} dropped: {}", q->name,
+                        t.pkt.is_gso() ? "GSO" : "a partial checksum",
+                        he != HeaderError::none ? to_string(he)
+                                                : "GSO type does not match the headers");
+            return false;
+        }
+    }
+    return true;
+}
+
+// tx_build for a burst whose every packet is one slot within the header copy (most small
+// packets): nothing to plan, copy apart or map. One grant copy of the burst into header
+// mbufs, the checks, then each packet answered and sent, counted once for the burst.
+// Returns false, having done nothing, when the header pool cannot give the whole burst
+// (tx_build then drops what it must).
+bool Lcore::tx_build_whole(GuestQueue* q, unsigned n) {
+    std::array<rte_mbuf*, kMaxBurst> hdrs;
+    if (rte_pktmbuf_alloc_bulk(hdr_pool_, hdrs.data(), n) != 0) return false;
+    q->tx_local_hint = false; // what this burst sends to guests of the port sets it again
+    for (unsigned i = 0; i < n; ++i) {
+        TxWork& t = tx_work_[i];
+        const netif::TxSlot& s = t.pkt.slots[0];
+        t.hdr = hdrs[i];
+        t.hdr_len = static_cast<std::uint16_t>(t.pkt.total_len);
+        t.hdr_slots = 1;
+        t.hdr_tail = t.hdr_len;
+        t.copies[0] = nullptr;
+        tx_segs_[i] = hv::GrantCopySegment::from_guest(q->dom, s.gref, s.offset,
+                                                       rte_pktmbuf_mtod(t.hdr, void*), t.hdr_len);
+    }
+    tx_copy(q, n);
+    const bool plain = q->n_ip_allowed == 0;
+    for (unsigned i = 0; i < n; ++i) {
+        TxWork& t = tx_work_[i];
+        const std::int16_t st = tx_segs_[i].status;
+        if (st == gntst::kOkay) {
+            // The checks tx_check makes that can fail for a plain frame, inline: its source
+            // MAC; the rest only when the vif or the packet asks for more.
+            const auto* eth = rte_pktmbuf_mtod(t.hdr, const std::uint8_t*);
+            if (!plain || t.pkt.offload.csum_blank || t.pkt.is_gso() ||
+                (q->anti_spoofing && std::memcmp(eth + RTE_ETHER_ADDR_LEN, q->mac.bytes.data(),
+                                                 RTE_ETHER_ADDR_LEN) != 0)) {
+                tx_check(q, t);
+                continue;
+            }
+            t.hdr->data_len = t.hdr_len;
+            t.hdr->pkt_len = t.hdr_len;
+            continue;
+        }
+        if (guest_fault(st) && q->fatal_bad_grants) {
+            disable(q, "TX buffer grant refused",
+                    Detail("GNTST {} copying from gref {}", st, t.pkt.slots[0].gref).c_str());
+            rte_pktmbuf_free_bulk(hdrs.data(), n);
+            for (unsigned k = 0; k < n; ++k)
+                tx_work_[k].hdr = nullptr;
+            return true;
+        }
+        t.drop = true;
+        bump(q->counters.c.tx_drop_error);
+    }
+    std::uint64_t packets = 0;
+    std::uint64_t bytes = 0;
+    const std::uint16_t port = q->out_port_index;
+    const bool direct = local_[port].all.size() < 2;
+    unsigned ndirect = 0; // hdrs[0, ndirect): to the port as they are, staged in order
+    for (unsigned i = 0; i < n; ++i) {
+        TxWork& t = tx_work_[i];
+        rte_mbuf* head = t.hdr;
+        t.hdr = nullptr;
+        if (t.drop) {
+            rte_pktmbuf_free(head);
+            answer_packet(q, t.pkt, rsp::kError);
+            continue;
+        }
+        answer_slot(q, t.pkt.slots[0].id, rsp::kOkay, t.pkt.nr_extras);
+        ++packets;
+        bytes += t.pkt.total_len;
+        // No guest of the port to look for, no offload to set: to the port as it is.
+        if (direct && !t.pkt.offload.csum_blank && !t.pkt.is_gso()) {
+            hdrs[ndirect++] = head;
+            continue;
+        }
+        tx_stage_bulk(port, hdrs.data(), std::exchange(ndirect, 0U));
+        tx_send(q, t, head);
+    }
+    tx_stage_bulk(port, hdrs.data(), ndirect);
+    bump(q->counters.c.tx_packets, packets);
+    bump(q->counters.c.tx_bytes, bytes);
+    return true;
+}
+
 void Lcore::tx_build(GuestQueue* q, unsigned n) {
     const std::uint16_t copy_len = engine_.opts.tx_copy_len;
+    unsigned small = 0;
+    while (small < n && tx_work_[small].pkt.nr_slots == 1 &&
+           tx_work_[small].pkt.total_len <= copy_len)
+        ++small;
+    if (small == n && tx_build_whole(q, n)) return;
     // A port that may not be handed grant-mapped pages has every slot copied
     // (Engine::Impl::check_tx_maps); when the copy pool runs short its packets drop.
     TxCopies c;
@@ -392,37 +519,7 @@ void Lcore::tx_build(GuestQueue* q, unsigned n) {
                 free_work(tx_work_[k]);
             return;
         }
-        t.hdr->data_len = t.hdr_len;
-        t.hdr->pkt_len = t.hdr_len;
-        const auto* eth = rte_pktmbuf_mtod(t.hdr, const std::uint8_t*);
-        if (!whole(t) && !tx_headers_whole(q, t)) continue;
-        if (q->anti_spoofing &&
-            std::memcmp(eth + RTE_ETHER_ADDR_LEN, q->mac.bytes.data(), RTE_ETHER_ADDR_LEN) != 0) {
-            t.drop = true;
-            bump(q->counters.c.tx_drop_spoofed);
-            DPNB_DP_LOG(q->log, WARN,
-                        "{}: TX packet dropped: source MAC "
-                        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} is not the vif's",
-                        q->name, eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]);
-            continue;
-        }
-        if (q->n_ip_allowed != 0 && !tx_ip_source_ok(q, t)) continue;
-        const netif::TxOffload& off = t.pkt.offload;
-        if (off.csum_blank || t.pkt.is_gso()) {
-            const HeaderError he = parse_headers(eth, t.hdr_len, t.h);
-            const bool gso_ok =
-                !t.pkt.is_gso() ||
-                (t.h.l4_proto == 6 && (off.gso_type == netif::gso::kTcpV4 ? t.h.ipv4 : t.h.ipv6));
-            if (he != HeaderError::none || !gso_ok) {
-                t.drop = true;
-                bump(q->counters.c.tx_drop_error);
-                DPNB_DP_LOG(q->log, WARN, "{}: TX packet with {} dropped: {}", q->name,
-                            t.pkt.is_gso() ? "GSO" : "a partial checksum",
-                            he != HeaderError::none ? to_string(he)
-                                                    : "GSO type does not match the headers");
-                continue;
-            }
-        }
+        tx_check(q, t);
     }
     if (split && npieces != 0) { // (a burst of packets within their header copies: no rests)
         // 3b. Packets for guests of this lcore in one copy each (tx_local.cpp), answered once
@@ -673,6 +770,13 @@ void Lcore::tx_chain(GuestQueue* q, TxWork& t, std::int16_t group) {
     }
     bump(q->counters.c.tx_packets);
     bump(q->counters.c.tx_bytes, pkt.total_len);
+    tx_send(q, t, head);
+}
+
+// Sends a built packet (`head`, its chain): to a guest of the same port, or staged for the
+// port with its offloads set or done in software.
+void Lcore::tx_send(GuestQueue* q, TxWork& t, rte_mbuf* head) {
+    const netif::TxPacket& pkt = t.pkt;
     // To a guest of the same port (tx_local.cpp); a port with one guest, or with local
     // delivery off, has no table to look in.
     if (local_[q->out_port_index].all.size() >= 2 && tx_local(q, t, head)) return;
@@ -738,6 +842,24 @@ void Lcore::tx_stage(std::uint16_t port_index, rte_mbuf* m) {
     }
     if (st.n == st.m.size()) tx_flush(port_index);
     st.m[st.n++] = m;
+}
+
+// tx_stage for `n` packets in order.
+void Lcore::tx_stage_bulk(std::uint16_t port_index, rte_mbuf* const* ms, unsigned n) {
+    if (n == 0) return;
+    TxStage& st = tx_stage_[port_index];
+    if (!st.listed) {
+        st.listed = true;
+        tx_stage_ports_[n_tx_stage_ports_++] = port_index;
+    }
+    while (n != 0) {
+        if (st.n == st.m.size()) tx_flush(port_index);
+        const auto k = std::min<unsigned>(n, static_cast<unsigned>(st.m.size() - st.n));
+        std::copy_n(ms, k, st.m.data() + st.n);
+        st.n += k;
+        ms += k;
+        n -= k;
+    }
 }
 
 void Lcore::tx_flush(std::uint16_t port_index) {
