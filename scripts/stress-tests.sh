@@ -5,7 +5,7 @@
 # and the tests share the same CPUs, the tests run in random order, several at once, each
 # in its own process as CTest runs them. It stops at the first failure and prints the
 # failing test's name and output; it never starts a new chunk of tests after its budget.
-#   usage: scripts/stress-tests.sh [BUILD_DIR]      (default build/asan, already built)
+#   usage: scripts/stress-tests.sh [BUILD_DIR]      (default build/asan, configured here)
 #   DPNB_STRESS_SECONDS  time budget (default 300); the last chunk may run past it
 #   DPNB_STRESS_LOAD     busy loops beside the tests (default: CPUs + 1)
 #   DPNB_STRESS_JOBS     tests run at once (default: twice the CPUs)
@@ -34,6 +34,32 @@ needs_kernel='^(systemd\.|GuestPoolTap\.|EngineTap\.|RxModes/EngineTap|RxModes/T
 }
 select=(-L "$labels" -E "$needs_kernel")
 [ -z "${DPNB_STRESS_TESTS:-}" ] || select+=(-R "$DPNB_STRESS_TESTS")
+# Stress only what this tree builds now: a build directory configured from another checkout
+# is refused, and the selected tests' executables are brought up to date first; either would
+# otherwise run old code (and report its old flakes as new ones).
+src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build/CMakeCache.txt" 2>/dev/null)
+if [ "$(realpath -m "${src:-/nonexistent}")" != "$(pwd -P)" ]; then
+  echo "stress: $build was configured from ${src:-an unknown tree}, not from $(pwd -P)" >&2
+  exit 2
+fi
+if [ -f "$build/build.ninja" ] && command -v ninja >/dev/null; then
+  mapfile -t exes < <(ctest --test-dir "$build" --show-only=json-v1 "${select[@]}" |
+    python3 -c 'import json, sys
+for e in sorted({t["command"][0] for t in json.load(sys.stdin)["tests"] if t.get("command")}):
+    print(e)')
+  targets=()
+  for e in "${exes[@]}"; do
+    case "$(realpath -m "$e")" in "$(realpath -m "$build")"/*)
+      targets+=("$(realpath -m --relative-to="$build" "$e")") ;;
+    esac
+  done
+  # (ninja -n cannot tell: with CMake's CONFIGURE_DEPENDS globs a dry run always stops at
+  # regenerating the build files.) A no-op when they are up to date.
+  if ! nice ninja -C "$build" "${targets[@]}" >"$build/stress-build.log" 2>&1; then
+    echo "stress: building the test executables failed ($build/stress-build.log)" >&2
+    exit 2
+  fi
+fi
 mapfile -t tests < <(ctest --test-dir "$build" -N "${select[@]}" |
   sed -n 's/^ *Test *#[0-9][0-9]*: //p')
 if [ ${#tests[@]} -eq 0 ]; then
