@@ -137,6 +137,8 @@ void print_show(const Json& v) {
         print_pairs(v["data_plane"], {{"state", "state"},
                                       {"disabled_reason", "disabled reason"},
                                       {"stalled_queues", "stalled queues"},
+                                      {"rx_backlog_frames", "rx backlog frames"},
+                                      {"rx_backlog_bytes", "rx backlog bytes"},
                                       {"rx_mode", "rx mode"},
                                       {"rx_mode_reason", "rx mode reason"},
                                       {"lcore", "lcore"},

@@ -52,6 +52,11 @@ inline void bump(std::uint64_t& c, std::uint64_t n = 1) noexcept {
     std::atomic_ref<std::uint64_t> a(c);
     a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
+// A gauge with one writer, read like a counter; stored only when it changes.
+inline void set_gauge(std::uint64_t& g, std::uint64_t v) noexcept {
+    std::atomic_ref<std::uint64_t> a(g);
+    if (a.load(std::memory_order_relaxed) != v) a.store(v, std::memory_order_relaxed);
+}
 inline std::uint64_t read_counter(const std::uint64_t& c) noexcept {
     return std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(c))
         .load(std::memory_order_relaxed);

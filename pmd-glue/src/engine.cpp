@@ -1105,6 +1105,8 @@ VifStatus Engine::Impl::status_of(const VifRecord& r) const {
 #undef DPNB_X
         for (std::size_t i = 0; i < detail::kTxErrorCount; ++i)
             s.tx_errors[i] += detail::read_counter(c.tx_errors[i]);
+        s.rx_backlog_frames += detail::read_counter(q->backlog_frames);
+        s.rx_backlog_bytes += detail::read_counter(q->backlog_bytes);
     }
     return s;
 }

@@ -273,6 +273,10 @@ struct GuestQueue {
     std::array<rte_mbuf*, kMaxPendingFrames> pending{};
     std::array<std::optional<netif::FlowHash>, kMaxPendingFrames> pending_hash{};
     std::uint32_t n_pending = 0;
+    // The backlog those frames left after the queue's last round, for status(): gauges with
+    // one writer (the lcore, set_gauge), read by the control thread (read_counter).
+    std::uint64_t backlog_frames = 0;
+    std::uint64_t backlog_bytes = 0;
     RxRoundCounts rx_round;
     bool rx_touched = false; // on the lcore's list of queues to publish this round
     // Stall (rx_path.cpp): since when frames waited with no RX buffer (TSC, 0: they did not),

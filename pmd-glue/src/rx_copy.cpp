@@ -71,7 +71,11 @@ bool Lcore::copy_stage_queue(GuestQueue* q) {
             taken = copy_stage_frame(q, m, w, q->pending_hash[i]);
         if (!taken) break;
     }
-    if (i == n) return n != 0;
+    if (i == n) {
+        set_gauge(q->backlog_frames, 0);
+        set_gauge(q->backlog_bytes, 0);
+        return n != 0;
+    }
     copy_keep(q, i, n);
     return i != 0;
 }
@@ -94,6 +98,8 @@ void Lcore::copy_keep(GuestQueue* q, std::uint32_t first, std::uint32_t n) {
         q->pending[kept++] = m;
     }
     q->n_pending = kept;
+    set_gauge(q->backlog_frames, kept);
+    set_gauge(q->backlog_bytes, bytes);
 }
 
 // The queue's requests for frames waiting: one read of its req_prod (none once disabled).

@@ -696,13 +696,23 @@ TEST_F(EngineRing, AGuestThatStopsPostingStallsAndRecovers) {
     std::uint64_t seq = 0;
     ASSERT_TRUE(inject(payload_frame(guest_mac(bad), peer_mac(), seq++, 5, 100)));
     const auto start = std::chrono::steady_clock::now();
-    while (bad_status().stalled_queues == 0 &&
-           std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
+    std::uint64_t backlog_seen = 0, backlog_bytes_seen = 0;
+    for (VifStatus now = bad_status();
+         now.stalled_queues == 0 &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(20);
+         now = bad_status()) {
+        if (now.rx_backlog_frames > backlog_seen) {
+            backlog_seen = now.rx_backlog_frames;
+            backlog_bytes_seen = now.rx_backlog_bytes;
+        }
         ASSERT_TRUE(inject(payload_frame(guest_mac(bad), peer_mac(), seq++, 5, 100)));
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     VifStatus st = bad_status();
     ASSERT_EQ(st.stalled_queues, 1u) << describe(st);
+    // Until then they waited (the backlog, shown in the status until the round that drops it).
+    EXPECT_GE(backlog_seen, 1u);
+    EXPECT_EQ(backlog_bytes_seen, backlog_seen * 100u);
     EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300));
     EXPECT_EQ(st.counters.rx_stalls, 1u);
     const std::uint64_t staged_drops = st.counters.rx_drop_no_buffer;
@@ -713,6 +723,8 @@ TEST_F(EngineRing, AGuestThatStopsPostingStallsAndRecovers) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     st = bad_status();
     EXPECT_GE(st.counters.rx_drop_stalled, 1u) << describe(st);
+    EXPECT_EQ(st.rx_backlog_frames, 0u) << "the stall dropped the backlog";
+    EXPECT_EQ(st.rx_backlog_bytes, 0u);
 
     // The flood: dropped as they come. The peer's pool holds 1023 mbufs: 3000 frames go
     // through only if the engine keeps none of them for the stalled guest.

@@ -102,6 +102,8 @@ Json vif_detail(const control::VifInfo& v) {
         j["data_plane"] = {{"state", run_state(s)},
                            {"disabled_reason", s.disabled_reason},
                            {"stalled_queues", s.stalled_queues},
+                           {"rx_backlog_frames", s.rx_backlog_frames},
+                           {"rx_backlog_bytes", s.rx_backlog_bytes},
                            {"rx_mode", engine::to_string(s.rx_mode)},
                            {"rx_mode_reason", s.rx_mode_reason},
                            {"port", s.port},

@@ -269,6 +269,13 @@ void render_vif(Exposition& e, const control::VifInfo& v) {
             "Queues of the vif stalled now: frames waiting and no RX buffer posted for "
             "rx_stall_timeout (carrier off); their frames are dropped until the guest posts.",
             vif, s.stalled_queues);
+    e.gauge("dpnetback_vif_rx_backlog_frames",
+            "Frames kept for the guest after the last round: it had no RX buffer for them "
+            "(at most 256 a queue, none while stalled).",
+            vif, s.rx_backlog_frames);
+    e.gauge("dpnetback_vif_rx_backlog_bytes",
+            "Bytes of the frames kept for the guest (at most 512 KiB a queue).", vif,
+            s.rx_backlog_bytes);
 
     render_counters(e, "dpnetback_vif_", engine::vif_counter_table(), kVifFamilies, vif,
                     [&](std::size_t i) { return engine::counter_value(s.counters, i); });

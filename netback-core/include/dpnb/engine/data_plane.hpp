@@ -163,6 +163,11 @@ struct VifStatus {
     // Queues stalled now: frames for them and no RX buffer posted for rx_stall_timeout; their
     // frames are dropped until the guest posts again (Linux: carrier off).
     unsigned stalled_queues = 0;
+    // Frames (and their bytes) kept for the guest after the last round because it had no RX
+    // buffer for them, over its queues: at most 256 frames and 512 KiB a queue, none while
+    // stalled (docs/datapath.md, "RX").
+    std::uint64_t rx_backlog_frames = 0;
+    std::uint64_t rx_backlog_bytes = 0;
     std::string disabled_reason; // when state == disabled
     // Static grants (docs/protocol.md): whether the vif has a control ring, and the RX
     // buffers its frontend has registered over it.
