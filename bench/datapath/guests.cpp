@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <set>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -336,12 +337,25 @@ void GuestSet::stop() {
 
 // --- resources -------------------------------------------------------------------------------
 
-std::uint64_t resident_bytes() {
+namespace {
+
+// A "Key:   N kB" line of /proc/self/status, in bytes.
+std::uint64_t status_kib(std::string_view key) {
     std::ifstream f("/proc/self/status");
     std::string line;
     while (std::getline(f, line))
-        if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+        if (line.starts_with(key)) return std::stoull(line.substr(key.size())) * 1024;
     return 0;
+}
+
+} // namespace
+
+std::uint64_t resident_bytes() {
+    return status_kib("VmRSS:");
+}
+
+std::uint64_t resident_peak_bytes() {
+    return status_kib("VmHWM:");
 }
 
 double cpu_seconds() {

@@ -104,8 +104,9 @@ private:
     std::vector<Guest> guests_;
 };
 
-// Resident set size of this process in bytes (/proc/self/status VmRSS).
+// Resident set size of this process in bytes (/proc/self/status VmRSS), and its peak (VmHWM).
 std::uint64_t resident_bytes();
+std::uint64_t resident_peak_bytes();
 // CPU seconds (user + system) this process used so far.
 double cpu_seconds();
 

@@ -92,6 +92,13 @@ struct Options {
     std::string simhv_path = DPNB_SIMHV_PATH;
     std::string netfront_path = DPNB_NETFRONT_PATH;
     unsigned max_sleep_ms = 100; // EngineOptions::max_sleep
+    // The stall phase: EngineOptions::rx_stall_timeout, and per cycle the seconds a guest
+    // stays stopped and then receiving again, the cycles, and the seconds between samples.
+    unsigned rx_stall_timeout_ms = 60000;
+    double stall_window = 10;
+    double stall_recover = 3;
+    unsigned stall_cycles = 2;
+    double stall_sample = 0.5;
     bool json_out = false;
     std::string json_file;
 };
@@ -257,6 +264,7 @@ struct World {
     hv::BackendHypervisor* hv = nullptr;
     pmd::EalOptions eal;
     unsigned max_sleep_ms = 100;
+    std::chrono::milliseconds rx_stall_timeout{60000};
 };
 
 engine::EngineOptions engine_options(const World& w, std::vector<pmd::PortConfig> ports) {
@@ -264,6 +272,7 @@ engine::EngineOptions engine_options(const World& w, std::vector<pmd::PortConfig
     o.eal = w.eal;
     o.ports = std::move(ports);
     o.max_sleep = std::chrono::milliseconds(w.max_sleep_ms);
+    o.rx_stall_timeout = w.rx_stall_timeout;
     return o;
 }
 
@@ -275,6 +284,137 @@ Result<RxMode> mode_of(const std::string& m) {
 std::string window_label(const std::string& device, const std::string& mode, unsigned size,
                          const char* phase) {
     return "window " + device + " " + mode + " " + std::to_string(size) + " " + phase;
+}
+
+// The state letter of process `pid` (/proc/PID/stat: R, S, T for stopped, ...), "?" if gone.
+std::string proc_state(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(f, line);
+    const std::size_t paren = line.rfind(')');
+    return paren != std::string::npos && paren + 2 < line.size() ? line.substr(paren + 2, 1) : "?";
+}
+
+// The stall phase (issue 15, XSA-392's class): two guests on the shared net_ring port, both
+// flooded by the generator. Guest 0 is stopped (SIGSTOP: its vCPU no longer runs, so it
+// posts no RX buffer once the ones it posted are filled) for `stall_window` seconds, then
+// continued for `stall_recover` seconds, `stall_cycles` times; guest 1 keeps receiving.
+// Sampled every `stall_sample` seconds: this process's memory (the engine runs in it, as in
+// dpnetbackd), the stopped guest's backlog, stalled state and drops by reason, the mbufs of
+// each guest's generator pool out of it, and the frames each guest was delivered.
+json stall_phase(const Options& opt, World& w, engine::Engine& eng, RingWire& ring,
+                 const GuestConfig& gc, const std::string& port, unsigned size) {
+    json out;
+    out["rx_stall_timeout_ms"] = opt.rx_stall_timeout_ms;
+    out["rate"] = opt.rate;
+    GuestSet set(*w.xs, eng);
+    if (Status st = set.start(gc, 2, {port, port}, RxMode::copy); !st) {
+        out["error"] = st.error().describe();
+        return out;
+    }
+    Guest& stalled = set.guests()[0];
+    Guest& healthy = set.guests()[1];
+    if (!ring.add_destination(stalled.mac, size) || !ring.add_destination(healthy.mac, size)) {
+        out["error"] = "generator set-up failed";
+        return out;
+    }
+    const engine::VifId sid{stalled.dom, 0}, hid{healthy.dom, 0};
+    const auto t0 = Clock::now();
+    json samples = json::array();
+    auto sample = [&](const char* guest_state, unsigned cycle) {
+        const engine::VifStatus s = eng.status(sid).value_or(engine::VifStatus{});
+        const engine::VifStatus h = eng.status(hid).value_or(engine::VifStatus{});
+        json j = {{"t", std::chrono::duration<double>(Clock::now() - t0).count()},
+                  {"cycle", cycle},
+                  {"guest", guest_state},
+                  {"guest_proc_state", proc_state(stalled.process.pid())},
+                  {"vm_rss", resident_bytes()},
+                  {"vm_hwm", resident_peak_bytes()},
+                  {"stalled_queues", s.stalled_queues},
+                  {"backlog_frames", s.rx_backlog_frames},
+                  {"backlog_bytes", s.rx_backlog_bytes},
+                  {"mbufs_stalled_guest", ring.in_use(0)},
+                  {"mbufs_healthy_guest", ring.in_use(1)},
+                  {"ring_waiting", ring.waiting()},
+                  {"drop_no_buffer", s.counters.rx_drop_no_buffer},
+                  {"drop_stalled", s.counters.rx_drop_stalled},
+                  {"stalls", s.counters.rx_stalls},
+                  {"stalled_guest_rx", s.counters.rx_packets},
+                  {"healthy_guest_rx", h.counters.rx_packets},
+                  {"healthy_drops", h.counters.rx_drop_no_buffer + h.counters.rx_drop_stalled},
+                  {"generated", ring.generated()}};
+        samples.push_back(j);
+    };
+    auto run_for = [&](double seconds, const char* guest_state, unsigned cycle) {
+        const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+        while (Clock::now() < end) {
+            nap(std::chrono::duration<double>(opt.stall_sample));
+            sample(guest_state, cycle);
+        }
+    };
+    ring.start(opt.rate);
+    sample("receiving", 0);
+    for (unsigned c = 1; c <= opt.stall_cycles; ++c) {
+        stalled.process.signal(SIGSTOP);
+        run_for(opt.stall_window, "stopped", c);
+        stalled.process.signal(SIGCONT);
+        run_for(opt.stall_recover, "receiving", c);
+    }
+    ring.stop();
+    set.stop();
+    // The summary: bounded (the backlog within its limits; memory after the first stall no
+    // higher than at it, within `slack`), the healthy guest served throughout, and recovery
+    // (each cycle ends with the queue running and the guest receiving again).
+    std::uint64_t max_frames = 0, max_bytes = 0, rss_first_stall = 0, rss_max_after = 0;
+    std::uint64_t hwm_first_stall = 0, hwm_end = 0;
+    bool healthy_always = true, all_recovered = true;
+    std::vector<std::uint64_t> stall_frames_while_stalled;
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+        const json& x = samples[i];
+        max_frames = std::max(max_frames, x["backlog_frames"].get<std::uint64_t>());
+        max_bytes = std::max(max_bytes, x["backlog_bytes"].get<std::uint64_t>());
+        const bool is_stalled = x["stalled_queues"].get<unsigned>() != 0;
+        if (is_stalled && rss_first_stall == 0) {
+            rss_first_stall = x["vm_rss"].get<std::uint64_t>();
+            hwm_first_stall = x["vm_hwm"].get<std::uint64_t>();
+        }
+        if (rss_first_stall != 0)
+            rss_max_after = std::max(rss_max_after, x["vm_rss"].get<std::uint64_t>());
+        hwm_end = x["vm_hwm"].get<std::uint64_t>();
+        if (is_stalled) stall_frames_while_stalled.push_back(x["backlog_frames"]);
+        if (i > 0 && x["healthy_guest_rx"].get<std::uint64_t>() <=
+                         samples[i - 1]["healthy_guest_rx"].get<std::uint64_t>())
+            healthy_always = false;
+    }
+    for (unsigned c = 1; c <= opt.stall_cycles; ++c) {
+        const json* first = nullptr;
+        const json* last = nullptr;
+        for (const json& x : samples)
+            if (x["cycle"] == c && x["guest"] == "receiving") {
+                if (first == nullptr) first = &x;
+                last = &x;
+            }
+        const bool ok = first != nullptr && last->at("stalled_queues") == 0 &&
+                        last->at("stalled_guest_rx").get<std::uint64_t>() >
+                            first->at("stalled_guest_rx").get<std::uint64_t>();
+        all_recovered = all_recovered && ok;
+    }
+    out["samples"] = samples;
+    out["summary"] = {{"max_backlog_frames", max_frames},
+                      {"max_backlog_bytes", max_bytes},
+                      {"backlog_while_stalled_max",
+                       stall_frames_while_stalled.empty()
+                           ? json(nullptr)
+                           : json(*std::max_element(stall_frames_while_stalled.begin(),
+                                                    stall_frames_while_stalled.end()))},
+                      {"stalled_seen", rss_first_stall != 0},
+                      {"rss_at_first_stall", rss_first_stall},
+                      {"rss_max_after_first_stall", rss_max_after},
+                      {"hwm_at_first_stall", hwm_first_stall},
+                      {"hwm_at_end", hwm_end},
+                      {"healthy_guest_delivered_every_sample", healthy_always},
+                      {"recovered_every_cycle", all_recovered}};
+    return out;
 }
 
 // Everything for one (device, mode, size): an Engine, its ports, the traffic, the phases.
@@ -382,6 +522,12 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
         return std::find(phases.begin(), phases.end(), p) != phases.end();
     };
 
+    if (has("stall")) {
+        if (device != "ring" || mode != RxMode::copy || rings.empty())
+            out["stall"]["error"] = "the stall phase runs on the ring device in copy mode";
+        else
+            out["stall"] = stall_phase(opt, w, *eng, *rings[0], gc, port_names.front(), size);
+    }
     double empty_poll = 0;
     if (has("rx")) {
         GuestSet set(*w.xs, *eng);
@@ -678,6 +824,37 @@ std::string fmt(const json& j, const char* key, int decimals = 3) {
     return buf;
 }
 
+// The stall phase's samples, one line each, and its summary.
+void print_stall(const json& st) {
+    if (st.contains("error")) {
+        std::printf("stall: error: %s\n", st["error"].get<std::string>().c_str());
+        return;
+    }
+    std::printf("stall phase: rx_stall_timeout %u ms, generator %llu frames/s over both guests\n",
+                st["rx_stall_timeout_ms"].get<unsigned>(),
+                static_cast<unsigned long long>(st["rate"].get<std::uint64_t>()));
+    std::printf("%6s %2s %-9s %2s %8s %8s %5s %7s %8s %6s %6s %5s %9s %9s %9s %10s\n", "t(s)", "cy",
+                "guest 0", "ps", "RSS MiB", "HWM MiB", "stall", "backlog", "bytes", "mbufs0",
+                "mbufs1", "ring", "drop_nobuf", "drop_stall", "g0 rx", "g1 rx");
+    for (const json& x : st["samples"])
+        std::printf(
+            "%6.1f %2u %-9s %2s %8.1f %8.1f %5u %7llu %8llu %6u %6u %5u %9llu %9llu %9llu %10llu\n",
+            x["t"].get<double>(), x["cycle"].get<unsigned>(), x["guest"].get<std::string>().c_str(),
+            x["guest_proc_state"].get<std::string>().c_str(),
+            static_cast<double>(x["vm_rss"].get<std::uint64_t>()) / 1048576.0,
+            static_cast<double>(x["vm_hwm"].get<std::uint64_t>()) / 1048576.0,
+            x["stalled_queues"].get<unsigned>(),
+            static_cast<unsigned long long>(x["backlog_frames"].get<std::uint64_t>()),
+            static_cast<unsigned long long>(x["backlog_bytes"].get<std::uint64_t>()),
+            x["mbufs_stalled_guest"].get<unsigned>(), x["mbufs_healthy_guest"].get<unsigned>(),
+            x["ring_waiting"].get<unsigned>(),
+            static_cast<unsigned long long>(x["drop_no_buffer"].get<std::uint64_t>()),
+            static_cast<unsigned long long>(x["drop_stalled"].get<std::uint64_t>()),
+            static_cast<unsigned long long>(x["stalled_guest_rx"].get<std::uint64_t>()),
+            static_cast<unsigned long long>(x["healthy_guest_rx"].get<std::uint64_t>()));
+    std::printf("stall summary: %s\n", st["summary"].dump().c_str());
+}
+
 void print_table(const json& doc) {
     std::printf("%-5s %-6s %5s %-3s %8s %8s %9s %8s %8s %8s  %s\n", "dev", "mode", "size", "dir",
                 "Mpps", "offered", "cyc/pkt", "gnt/pkt", "ntf/pkt", "x tpmd",
@@ -718,6 +895,7 @@ void print_table(const json& doc) {
                           .c_str()
                     : "-",
                 c["guests"].get<unsigned>());
+        if (c.contains("stall")) print_stall(c["stall"]);
         if (c.contains("latency"))
             std::printf(
                 "%-5s %-6s %5u latency: median %s us, p99 %s us (%s answered)\n",
@@ -789,6 +967,7 @@ int run(const Options& opt) {
         w.xs = xs->get();
         w.hv = bhv->get();
         w.max_sleep_ms = opt.max_sleep_ms;
+        w.rx_stall_timeout = std::chrono::milliseconds(opt.rx_stall_timeout_ms);
         w.eal.main_lcore = 0;
         std::string map = "0@0";
         for (unsigned l = 1; l <= opt.lcores; ++l) {
@@ -876,7 +1055,7 @@ int run(const Options& opt) {
         }
     for (const json& c : doc["cases"]) {
         if (c.contains("error") || c.contains("leaks")) rc = 1;
-        for (const char* dir : {"rx", "tx", "local"})
+        for (const char* dir : {"rx", "tx", "local", "stall"})
             if (c.contains(dir) && c[dir].contains("error")) rc = 1;
     }
     if (!opt.json_file.empty()) {
@@ -905,7 +1084,8 @@ int main(int argc, char** argv) {
                    "ring (net_ring: copy on a shared port, zero copy with a generator "
                    "filling posted buffers), tap (net_tap), auto")
         ->delimiter(',');
-    app.add_option("--phases", opt.phases, "rx, tx, local (guest to guest), idle, latency")
+    app.add_option("--phases", opt.phases,
+                   "rx, tx, local (guest to guest), idle, latency, stall (ring copy, alone)")
         ->delimiter(',');
     app.add_option("--guests", opt.guests, "simulated guests (processes)");
     app.add_option("--lcores", opt.lcores, "worker lcores (poll loops)");
@@ -923,11 +1103,25 @@ int main(int argc, char** argv) {
     app.add_option("--simhv", opt.simhv_path, "dpnb-simhv binary");
     app.add_option("--netfront", opt.netfront_path, "dpnb-netfront binary");
     app.add_option("--max-sleep-ms", opt.max_sleep_ms, "EngineOptions::max_sleep of the lcores");
+    app.add_option("--rx-stall-timeout-ms", opt.rx_stall_timeout_ms,
+                   "EngineOptions::rx_stall_timeout (engine.rx_stall_timeout_ms)");
+    app.add_option("--stall-window", opt.stall_window,
+                   "stall phase: seconds the guest stays stopped in each cycle");
+    app.add_option("--stall-recover", opt.stall_recover,
+                   "stall phase: seconds the guest receives again after each stop");
+    app.add_option("--stall-cycles", opt.stall_cycles, "stall phase: stop/continue cycles");
+    app.add_option("--stall-sample", opt.stall_sample, "stall phase: seconds between samples");
     app.add_flag("--json", opt.json_out, "print JSON instead of the table");
     app.add_option("--json-file", opt.json_file, "also write the JSON there");
     CLI11_PARSE(app, argc, argv);
     // Logs go to stderr: stdout carries the table or the JSON.
     spdlog::set_default_logger(spdlog::stderr_color_mt("bench"));
+    if (std::find(opt.phases.begin(), opt.phases.end(), "stall") != opt.phases.end() &&
+        (opt.phases.size() != 1 || opt.stall_sample <= 0 || opt.stall_cycles == 0)) {
+        std::fprintf(stderr, "dpnb-bench-datapath: --phases stall runs alone, with "
+                             "--stall-sample > 0 and --stall-cycles >= 1\n");
+        return 2;
+    }
     if (opt.guests == 0 || opt.lcores == 0 || opt.lcores > 8 || opt.duration <= 0) {
         std::fprintf(stderr, "dpnb-bench-datapath: --guests >= 1, --lcores 1..8, --duration > 0\n");
         return 2;

@@ -142,6 +142,14 @@ bool RingWire::add_posted_destination(const netif::MacAddress& dst, std::size_t 
     return true;
 }
 
+unsigned RingWire::in_use(std::size_t i) const {
+    return i < pools_.size() ? rte_mempool_in_use_count(pools_[i]) : 0;
+}
+
+unsigned RingWire::waiting() const {
+    return rx_ != nullptr ? rte_ring_count(rx_) : 0;
+}
+
 namespace {
 
 // Up to `n` buffers the engine posted, oldest first: the pool hands out all or nothing, so a

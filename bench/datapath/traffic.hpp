@@ -51,6 +51,10 @@ public:
     void start_sink();
     void stop();
     std::uint64_t generated() const { return generated_.load(std::memory_order_relaxed); }
+    // Mbufs of the `i`-th destination's pool out of it (in the RX ring or held by the
+    // engine), and frames waiting in the RX ring for the engine.
+    unsigned in_use(std::size_t i) const;
+    unsigned waiting() const;
     std::uint64_t drained() const { return drained_.load(std::memory_order_relaxed); }
 
 private:
