@@ -18,7 +18,9 @@
 #   E2E_STRACE=1: dpnetbackd-basic counts the daemon's system calls per packet with strace
 #   during its four-queue guest's transfers (slows them: their q4_ figures mean little);
 #   DPNB_PORT=tap: the dpnetbackd scenarios' port into dom0 is net_tap instead of virtio_user
-#   over vhost-net (lab/lib-dpnb.sh), e.g. to compare the two.
+#   over vhost-net (lab/lib-dpnb.sh), e.g. to compare the two; E2E_VHOST_PIN=MASK: the
+#   kernel's vhost-net workers of the daemon's port are pinned to dom0's CPUs in MASK
+#   (taskset's hex mask; the lcore runs on CPU 1, mask 2), to compare where they should run.
 # Exit status: 0 all passed, 1 a scenario failed, 2 usage, 77 the lab's packages are missing
 # (CTest's SKIP_RETURN_CODE; scripts/install-deps.sh e2e installs them).
 set -euo pipefail
@@ -161,6 +163,7 @@ run_group() {
     printf 'E2E_KERNEL=%q\nE2E_DOMU_INITRD=%q\n' "/boot/vmlinuz-$KV" "$lab/domu-initrd.gz"
     [ -z "${E2E_XFER_MIB:-}" ] || printf 'E2E_XFER_MIB=%q\n' "$E2E_XFER_MIB"
     [ -z "${E2E_STRACE:-}" ] || printf 'E2E_STRACE=%q\n' "$E2E_STRACE"
+    [ -z "${E2E_VHOST_PIN:-}" ] || printf 'E2E_VHOST_PIN=%q\n' "$E2E_VHOST_PIN"
     [ -z "${DPNB_PORT:-}" ] || printf 'DPNB_PORT=%q\n' "$DPNB_PORT"
   } > "$lab/plan"
   guest_bins=(xenstore-read xenstore-write xenstore-exists xenstore-rm xenstore-ls)
@@ -281,12 +284,13 @@ for s in "${wanted[@]}"; do
   echo "  ${verdict[$s]:-"E2E $s FAIL reason=not_run"}"
 done
 # dpnetbackd against the in-kernel netback, as ratios (numbers under emulation mean little
-# alone; both run in the base group's boot): throughput each way and dom0 CPU per byte.
+# alone; both run in the base group's boot): throughput each way, dom0 CPU per byte and
+# dom0 context switches per MiB.
 key_of() { grep -oE " $2=[0-9.]+" <<<"$1" | head -n 1 | cut -d= -f2; }
 knb=${verdict[kernel-netback]:-} dnb=${verdict[dpnetbackd-basic]:-}
 if [ -n "$knb" ] && [ -n "$dnb" ]; then
   line="== dpnetbackd / in-kernel netback:"
-  for k in tx_mbit rx_mbit tx_dom0_ns_per_byte rx_dom0_ns_per_byte; do
+  for k in tx_mbit rx_mbit tx_dom0_ns_per_byte rx_dom0_ns_per_byte tx_dom0_ctxt_per_mib rx_dom0_ctxt_per_mib; do
     a=$(key_of "$dnb" "$k") b=$(key_of "$knb" "$k")
     if [ -n "$a" ] && [ -n "$b" ]; then
       line+=" $k $(awk -v a="$a" -v b="$b" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }') ($a / $b)"

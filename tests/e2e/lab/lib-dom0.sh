@@ -107,6 +107,35 @@ guest_console() { echo "/var/log/xen/console/guest-$1.log"; }
 # Busy CPU time of dom0 in clock ticks (user + nice + system + irq + softirq, all vCPUs).
 cpu_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
 
+# window_begin / window_end: a measured window (one transfer) in dom0: its busy CPU ticks
+# (as cpu_busy_ticks) in WINDOW_TICKS and its context switches (/proc/stat ctxt: under PV
+# each one that changes address space is a hypercall and a TLB flush) in WINDOW_CTXT. One
+# process at each end, the same for every backend.
+cpu_sample() {
+  awk '$1 == "cpu" { b = $2 + $3 + $4 + $7 + $8 } $1 == "ctxt" { c = $2 } END { print b, c }' /proc/stat
+}
+WINDOW0="" WINDOW_TICKS=0 WINDOW_CTXT=0
+window_begin() { WINDOW0=$(cpu_sample); }
+window_end() {
+  local t0 x0 t1 x1
+  read -r t0 x0 <<<"$WINDOW0"
+  read -r t1 x1 <<<"$(cpu_sample)"
+  WINDOW_TICKS=$((t1 - t0)) WINDOW_CTXT=$((x1 - x0))
+}
+
+# metrics PREFIX BYTES SECONDS TICKS [CTXT]: throughput, dom0 CPU per byte and (with CTXT)
+# dom0's context switches per MiB of one direction; the keys every backend's scenario gives.
+metrics() {
+  kv "$1_bytes" "$2"
+  kv "$1_secs" "$3"
+  kv "$1_mbit" "$(awk -v b="$2" -v s="$3" 'BEGIN { printf "%.1f", (s > 0 ? b * 8 / s / 1e6 : 0) }')"
+  kv "$1_dom0_cpu_s" "$(awk -v t="$4" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')"
+  kv "$1_dom0_ns_per_byte" \
+    "$(awk -v t="$4" -v hz="$(getconf CLK_TCK)" -v b="$2" 'BEGIN { printf "%.1f", (b > 0 ? t / hz * 1e9 / b : 0) }')"
+  [ -z "${5:-}" ] ||
+    kv "$1_dom0_ctxt_per_mib" "$(awk -v x="$5" -v b="$2" 'BEGIN { printf "%.0f", (b > 0 ? x * 1048576 / b : 0) }')"
+}
+
 # wait_pid SECONDS DESCRIPTION PID: waits for a background child; its exit status.
 wait_pid() {
   local secs=$1 what=$2 pid=$3 deadline

@@ -19,6 +19,7 @@
 DPNB=${E2E_BIN_dpnetbackd:?dpnetbackd is not built}
 DPNBCTL=${E2E_BIN_dpnetbackctl:?dpnetbackctl is not built}
 DPNB_DIR=/run/e2e/dpnb-$E2E_NAME
+DPNB_QUIET=$DPNB_DIR/measuring
 DPNB_LOG=$DPNB_DIR/dpnetbackd.log
 DPNB_CONF=$DPNB_DIR/dpnetback.toml
 DPNB_SOCK=$DPNB_DIR/dpnetbackd.sock
@@ -131,19 +132,22 @@ dpnb_alive() { [ -n "$DPNB_PID" ] && kill -0 "$DPNB_PID" 2>/dev/null; }
 dpnb_answers() { dpnb_alive && ctl version >/dev/null 2>&1; }
 
 # A heartbeat on the serial console every 30 s while the scenario runs (stage 2 ends it with
-# the scenario's process group): dom0's load, the daemon's CPU, each vif's backend/frontend
-# state. Under emulation on a loaded host a slow step and a hung one look alike otherwise.
+# the scenario's process group) but not inside a measured window (measure_begin): dom0's
+# load, the daemon's CPU (and its threads'), each vif's backend/frontend state. Under
+# emulation on a loaded host a slow step and a hung one look alike otherwise; and under
+# emulation CPU time grows with the host's load (dom0 cannot tell time it was not run).
 DPNB_MON=""
 dpnb_monitor() {
   local d h vifs me=$$
   while sleep 30; do
+    [ ! -e "$DPNB_QUIET" ] || continue
     vifs=""
     for d in $(timeout 5 xenstore-list /local/domain/0/backend/vif 2>/dev/null); do
       for h in $(timeout 5 xenstore-list "/local/domain/0/backend/vif/$d" 2>/dev/null); do
         vifs+=" vif$d.$h=$(timeout 5 xenstore-read "/local/domain/0/backend/vif/$d/$h/state" 2>/dev/null)/$(timeout 5 xenstore-read "/local/domain/$d/device/vif/$h/state" 2>/dev/null)"
       done
     done
-    log "heartbeat: load $(cut -d' ' -f1-3 /proc/loadavg); dpnetbackd (pid cpu) $(ps -C dpnetbackd -o pid=,time= 2>/dev/null | tr -s ' \n' ' '); vifs (backend/frontend)${vifs:- none}; daemon's vifs (rx/tx packets, drops) $(timeout 10 "$DPNBCTL" -s "$DPNB_SOCK" --json list 2>/dev/null | jq -r '[.result.vifs[] | "\(.vif):\(.rx_packets)/\(.tx_packets)/\(.drops)"] | join(" ")' 2>/dev/null); dpnb0 rx/tx/drops $(cat /sys/class/net/$DPNB_IFACE/statistics/{rx_packets,tx_packets,rx_dropped} 2>/dev/null | tr '\n' /); tcp $(awk '/^Tcp:/ { n++; if (n == 1) for (i = 1; i <= NF; i++) k[i] = $i; else for (i = 1; i <= NF; i++) if (k[i] ~ /InSegs|OutSegs|RetransSegs|InErrs|InCsumErrors/) printf "%s=%s ", k[i], $i }' /proc/net/snmp); scenario runs: $(ps --ppid "$me" -o etimes=,args= 2>/dev/null | grep -v -e 'sleep 30' -e 'bash -c' -e 'dpnetbackd -f' | tr -s ' \n' ' ' | cut -c1-200)"
+    log "heartbeat: load $(cut -d' ' -f1-3 /proc/loadavg); dpnetbackd (pid cpu; per thread) $(ps -C dpnetbackd -o pid=,time= 2>/dev/null | tr -s ' \n' ' ')($(ps -L -C dpnetbackd -o comm=,time= 2>/dev/null | awk '$2 != "00:00:00" { printf "%s%s=%s", n++ ? " " : "", $1, $2 }')); vifs (backend/frontend)${vifs:- none}; daemon's vifs (rx/tx packets, drops) $(timeout 10 "$DPNBCTL" -s "$DPNB_SOCK" --json list 2>/dev/null | jq -r '[.result.vifs[] | "\(.vif):\(.rx_packets)/\(.tx_packets)/\(.drops)"] | join(" ")' 2>/dev/null); dpnb0 rx/tx/drops $(cat /sys/class/net/$DPNB_IFACE/statistics/{rx_packets,tx_packets,rx_dropped} 2>/dev/null | tr '\n' /); tcp $(awk '/^Tcp:/ { n++; if (n == 1) for (i = 1; i <= NF; i++) k[i] = $i; else for (i = 1; i <= NF; i++) if (k[i] ~ /InSegs|OutSegs|RetransSegs|InErrs|InCsumErrors/) printf "%s=%s ", k[i], $i }' /proc/net/snmp); scenario runs: $(ps --ppid "$me" -o etimes=,args= 2>/dev/null | grep -v -e 'sleep 30' -e 'bash -c' -e 'dpnetbackd -f' | tr -s ' \n' ' ' | cut -c1-200)"
   done
 }
 
@@ -193,6 +197,10 @@ dpnb_try_launch() {
   ip addr replace "$DOM0_IP/24" dev "$DPNB_IFACE" || return 1
   ip link set "$DPNB_IFACE" up || return 1
   log "dpnetbackd answers; $DPNB_IFACE is $DOM0_IP/24 ($DPNB_PORT port)"
+  if [ -n "${E2E_VHOST_PIN:-}" ]; then
+    local t
+    for t in $(pgrep -x "vhost-$DPNB_PID"); do log "vhost worker $t: $(taskset -p "$E2E_VHOST_PIN" "$t" 2>&1 | tail -n 1)"; done
+  fi
   kv port_kind "$DPNB_PORT"
   # The tap's offloads follow what virtio_user negotiated (TSO only with RX checksums).
   kv tap_offloads "$(ethtool -k "$DPNB_IFACE" 2>/dev/null | awk -F': ' \
@@ -304,11 +312,12 @@ dpnb_guest() {
   GCMD_N[$E2E_DOMID]=0
 }
 
-# handshake DOMID [PREFIX]: both sides Connected (4), hotplug connected; keys added.
+# handshake DOMID [PREFIX] [SECONDS]: both sides Connected (4) within SECONDS (180), hotplug
+# connected; keys added.
 handshake() {
-  local d=$1 p=${2:-} be=/local/domain/0/backend/vif/$1/0 fe=/local/domain/$1/device/vif/0
-  wait_for 180 "guest $d: backend state Connected (4)" xs_is "$be/state" 4
-  wait_for 180 "guest $d: frontend state Connected (4)" xs_is "$fe/state" 4
+  local d=$1 p=${2:-} secs=${3:-180} be=/local/domain/0/backend/vif/$1/0 fe=/local/domain/$1/device/vif/0
+  wait_for "$secs" "guest $d: backend state Connected (4)" xs_is "$be/state" 4
+  wait_for "$secs" "guest $d: frontend state Connected (4)" xs_is "$fe/state" 4
   kv "${p}backend_state" "$(xenstore-read "$be/state")"
   kv "${p}frontend_state" "$(xenstore-read "$fe/state")"
   kv "${p}hotplug" "$(xenstore-read "$be/hotplug-status")"
@@ -337,31 +346,64 @@ gcmd() {
   gcmd_wait "$1" "$REPLY" "$2"
 }
 
+# A measured window (a transfer's dom0 CPU) holds the transfer and nothing the harness adds:
+# under emulation one process started in dom0 costs tens of milliseconds of its CPU, as much
+# as hundreds of packets, so no polling loop (gcmd_wait starts three per 0.3 s) and no
+# heartbeat runs inside it, as in kernel-netback.sh, the reference, which waits on its nc.
+# measure_begin / measure_end bracket the window; gcmd_watch DOMID SECONDS COMMAND starts a
+# command and one xenstore-watch on its answer (it fires when it registers and at the write),
+# gcmd_watch_end waits for that write, then reads the answer into REPLY (gcmd_wait: at once,
+# or by polling when the watch ended without it, e.g. the guest reported an error).
+measure_begin() { : > "$DPNB_QUIET"; }
+measure_end() { rm -f "$DPNB_QUIET"; }
+GCMD_WATCH="" GCMD_WATCH_N="" GCMD_WATCH_SECS=""
+gcmd_watch() {
+  local n=${GCMD_N[$1]:-0}
+  timeout "$2" xenstore-watch -n 2 "$(guest_key "$1" "done-$n")" >/dev/null 2>&1 &
+  GCMD_WATCH=$! GCMD_WATCH_SECS=$2
+  gcmd_send "$1" "$3"
+  GCMD_WATCH_N=$REPLY
+}
+gcmd_watch_end() {
+  wait "$GCMD_WATCH" || true
+  gcmd_wait "$1" "$GCMD_WATCH_N" "$GCMD_WATCH_SECS"
+}
+
 # daemon_begin / daemon_end PREFIX DOMID: what the daemon did during a transfer between
-# them (nothing when no daemon runs: the kernel-netback reference). Keys PREFIXdaemon_cpu_share
-# (the daemon's CPU ticks, /proc/PID/stat, over dom0's busy ticks: the rest is dom0's
-# stack, its other processes and the hypervisor's work on dom0's vCPUs) and
-# PREFIXper32_{grant_copy,grant_map,grant_unmap,notify,read,write,sleep}: the lcores'
-# calls of each kind per 32 packets the vif moved either way (docs/metrics.md, "System
-# calls per packet").
-DAEMON_T0="" DAEMON_C0="" DAEMON_CALLS0="" DAEMON_PKTS0=""
+# them (nothing when no daemon runs: the kernel-netback reference); daemon_end comes after
+# window_end. Keys PREFIXdaemon_cpu_share (the daemon's CPU ticks, /proc/PID/stat, over
+# dom0's busy ticks in the window: the rest is dom0's stack, its other processes and the
+# hypervisor's work on dom0's vCPUs), PREFIXvhost_cpu_share (the same for the kernel's vhost
+# worker threads of a vhost port, vhost-PID: what moves frames between the port's rings and
+# the tap) and PREFIXper32_{grant_copy,grant_map,grant_unmap,notify,read,write,sleep}: the
+# lcores' calls of each kind per 32 packets the vif moved either way (docs/metrics.md,
+# "System calls per packet").
+DAEMON_T0="" DAEMON_V0="" DAEMON_CALLS0="" DAEMON_PKTS0=""
 daemon_ticks() { awk '{ print $14 + $15 }' "/proc/$DPNB_PID/stat" 2>/dev/null || echo 0; }
+vhost_ticks() {
+  local t files=()
+  for t in $(pgrep -x "vhost-$DPNB_PID"); do files+=("/proc/$t/stat"); done
+  [ ${#files[@]} -gt 0 ] || { echo 0; return; }
+  awk '{ s += $14 + $15 } END { print s + 0 }' "${files[@]}" 2>/dev/null || echo 0
+}
 daemon_calls() {
   ctlj stats | jq -r '[.lcores[] | [.grant_copy_calls, .grant_map_calls, .grant_unmap_calls,
     .notify_calls, .read_syscalls, .write_syscalls, .sleeps]] | transpose | map(add // 0) | @tsv'
 }
 vif_moved() { vif_json "$1"; jq -r '(.counters.rx_packets // 0) + (.counters.tx_packets // 0)' <<<"$REPLY"; }
+share() { awk -v d="$1" -v c="$2" 'BEGIN { printf "%.2f", (c > 0 ? d / c : 0) }'; }
 daemon_begin() {
   DAEMON_T0=""
   dpnb_alive || return 0
-  DAEMON_T0=$(daemon_ticks) DAEMON_C0=$(cpu_busy_ticks) DAEMON_CALLS0=$(daemon_calls)
+  DAEMON_T0=$(daemon_ticks) DAEMON_V0=$(vhost_ticks) DAEMON_CALLS0=$(daemon_calls)
   DAEMON_PKTS0=$(vif_moved "$1")
 }
 daemon_end() {
   [ -n "$DAEMON_T0" ] && dpnb_alive || return 0
-  local t1 c1 calls1 pkts i name a0 a1
-  t1=$(daemon_ticks) c1=$(cpu_busy_ticks) calls1=$(daemon_calls) pkts=$(($(vif_moved "$2") - DAEMON_PKTS0))
-  kv "$1daemon_cpu_share" "$(awk -v d=$((t1 - DAEMON_T0)) -v c=$((c1 - DAEMON_C0)) 'BEGIN { printf "%.2f", (c > 0 ? d / c : 0) }')"
+  local t1 v1 calls1 pkts i name a0 a1
+  t1=$(daemon_ticks) v1=$(vhost_ticks) calls1=$(daemon_calls) pkts=$(($(vif_moved "$2") - DAEMON_PKTS0))
+  kv "$1daemon_cpu_share" "$(share $((t1 - DAEMON_T0)) "$WINDOW_TICKS")"
+  kv "$1vhost_cpu_share" "$(share $((v1 - DAEMON_V0)) "$WINDOW_TICKS")"
   kv "$1vif_packets" "$pkts"
   read -r -a a0 <<<"$DAEMON_CALLS0"
   read -r -a a1 <<<"$calls1"
@@ -370,17 +412,6 @@ daemon_end() {
     kv "$1per32_$name" "$(awk -v n=$((${a1[i]:-0} - ${a0[i]:-0})) -v p="$pkts" 'BEGIN { printf "%.2f", (p > 0 ? n * 32 / p : 0) }')"
     i=$((i + 1))
   done
-}
-
-# metrics PREFIX BYTES SECONDS TICKS: throughput and dom0 CPU per byte of one direction,
-# with kernel-netback's keys.
-metrics() {
-  kv "$1_bytes" "$2"
-  kv "$1_secs" "$3"
-  kv "$1_mbit" "$(awk -v b="$2" -v s="$3" 'BEGIN { printf "%.1f", (s > 0 ? b * 8 / s / 1e6 : 0) }')"
-  kv "$1_dom0_cpu_s" "$(awk -v t="$4" -v hz="$TICK" 'BEGIN { printf "%.2f", t / hz }')"
-  kv "$1_dom0_ns_per_byte" \
-    "$(awk -v t="$4" -v hz="$TICK" -v b="$2" 'BEGIN { printf "%.1f", (b > 0 ? t / hz * 1e9 / b : 0) }')"
 }
 
 # iface_counts DIRECTION: dpnb0's "bytes packets" received (rx) or sent (tx) by dom0's
@@ -417,27 +448,31 @@ ping_both() {
 # xfer_tx DOMID MIB PORT PREFIX: the guest sends MIB MiB to dom0 (its TX ring); checks size
 # and sha256; metrics PREFIX_tx.
 xfer_tx() {
-  local d=$1 mib=$2 port=$3 p=$4 sum secs got c0 c1 n0 listener f=$DPNB_DIR/tx-$1.bin
+  local d=$1 mib=$2 port=$3 p=$4 sum secs got n n0 listener f=$DPNB_DIR/tx-$1.bin
   gcmd "$d" 300 "gen $mib"
   sum=$REPLY
   rm -f "$DPNB_DIR/hold-$d"
   mkfifo "$DPNB_DIR/hold-$d"
-  timeout 900 busybox nc -l -p "$port" < "$DPNB_DIR/hold-$d" > "$f" &
+  timeout 600 busybox nc -l -p "$port" < "$DPNB_DIR/hold-$d" > "$f" &
   listener=$!
   exec 7> "$DPNB_DIR/hold-$d"
   wait_for 30 "listener on $port" tcp_listening "$port"
   daemon_begin "$d"
-  c0=$(cpu_busy_ticks)
   n0=$(iface_counts rx)
-  gcmd "$d" 400 "send $DOM0_IP $port"
-  secs=$REPLY
-  wait_pid 120 "dom0's receiver (nc) on $port" "$listener" || fail "dom0's receiver (nc) failed"
-  c1=$(cpu_busy_ticks)
+  measure_begin
+  window_begin
+  gcmd_send "$d" "send $DOM0_IP $port"
+  n=$REPLY
+  wait "$listener" || fail "dom0's receiver (nc) on $port failed"
+  window_end
+  measure_end
   daemon_end "${p}tx_" "$d"
+  gcmd_wait "$d" "$n" 400
+  secs=$REPLY
   skb_size "${p}tx_dom0_skb_bytes" "$n0" "$(iface_counts rx)"
   exec 7>&-
   got=$(stat -c %s "$f")
-  metrics "${p}tx" "$got" "$secs" $((c1 - c0))
+  metrics "${p}tx" "$got" "$secs" "$WINDOW_TICKS" "$WINDOW_CTXT"
   [ "$got" -eq $((mib * 1048576)) ] || fail "guest $d to dom0: $got bytes of $((mib * 1048576))"
   [ "$(sha256sum < "$f" | cut -d' ' -f1)" = "$sum" ] || fail "guest $d to dom0: data differs (sha256)"
   rm -f "$f"
@@ -445,24 +480,26 @@ xfer_tx() {
 
 # xfer_rx DOMID GUEST_IP MIB PORT PREFIX: dom0 sends MIB MiB to the guest (its RX ring).
 xfer_rx() {
-  local d=$1 ip=$2 mib=$3 port=$4 p=$5 sum n t0 t1 c0 c1 n0 f=$DPNB_DIR/rx-$1.bin
+  local d=$1 ip=$2 mib=$3 port=$4 p=$5 sum n t0 t1 n0 f=$DPNB_DIR/rx-$1.bin
   head -c $((mib * 1048576)) /dev/urandom > "$f"
   sum=$(sha256sum < "$f" | cut -d' ' -f1)
   gcmd_send "$d" "recv $port"
   n=$REPLY
   guest_wait "$d" "ready-$n" 120
   daemon_begin "$d"
-  c0=$(cpu_busy_ticks)
   n0=$(iface_counts tx)
+  measure_begin
+  window_begin
   t0=$(now)
   timeout 400 busybox nc "$ip" "$port" < "$f" || fail "dom0's sender (nc) to guest $d failed"
   t1=$(now)
-  c1=$(cpu_busy_ticks)
+  window_end
+  measure_end
   daemon_end "${p}rx_" "$d"
   skb_size "${p}rx_dom0_skb_bytes" "$n0" "$(iface_counts tx)"
   gcmd_wait "$d" "$n" 300
   read -r got gsum <<<"$REPLY"
-  metrics "${p}rx" "$got" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" $((c1 - c0))
+  metrics "${p}rx" "$got" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" "$WINDOW_TICKS" "$WINDOW_CTXT"
   [ "$got" -eq $((mib * 1048576)) ] || fail "dom0 to guest $d: $got bytes of $((mib * 1048576))"
   [ "$gsum" = "$sum" ] || fail "dom0 to guest $d: data differs (sha256)"
   rm -f "$f"
@@ -485,20 +522,23 @@ ping_g2g() {
 # guest TO; checks size and sha256; metrics PREFIX (dom0's CPU counts whatever dom0 did for
 # it: the daemon's lcores, or netback and the bridge).
 xfer_g2g() {
-  local s=$1 r=$2 ip=$3 port=$4 p=$5 mib=${E2E_XFER_MIB:-16} sum n secs c0 c1 got gsum
+  local s=$1 r=$2 ip=$3 port=$4 p=$5 mib=${E2E_XFER_MIB:-16} sum n secs got gsum
   watch_guest "$s"
   gcmd "$s" 300 "gen $mib"
   sum=$REPLY
   gcmd_send "$r" "recv $port"
   n=$REPLY
   guest_wait "$r" "ready-$n" 120
-  c0=$(cpu_busy_ticks)
-  gcmd "$s" 600 "send $ip $port"
+  measure_begin
+  window_begin
+  gcmd_watch "$s" 600 "send $ip $port"
+  gcmd_watch_end "$s"
+  window_end
+  measure_end
   secs=$REPLY
-  c1=$(cpu_busy_ticks)
   gcmd_wait "$r" "$n" 300
   read -r got gsum <<<"$REPLY"
-  metrics "$p" "$got" "$secs" $((c1 - c0))
+  metrics "$p" "$got" "$secs" "$WINDOW_TICKS" "$WINDOW_CTXT"
   [ "$got" -eq $((mib * 1048576)) ] || fail "guest $s to guest $r: $got bytes of $((mib * 1048576))"
   [ "$gsum" = "$sum" ] || fail "guest $s to guest $r: data differs (sha256)"
 }

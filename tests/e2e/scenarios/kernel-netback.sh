@@ -7,7 +7,8 @@
 #
 # Keys: backend_state frontend_state hotplug queues rx_copy (the handshake),
 # ping_d2g ping_g2d (replies of 3), {tx,rx}_bytes {tx,rx}_secs {tx,rx}_mbit
-# {tx,rx}_dom0_cpu_s {tx,rx}_dom0_ns_per_byte; tx = guest to dom0 (the guest's TX ring).
+# {tx,rx}_dom0_cpu_s {tx,rx}_dom0_ns_per_byte {tx,rx}_dom0_ctxt_per_mib (metrics in
+# lib-dom0.sh); tx = guest to dom0 (the guest's TX ring).
 #
 # e2e-group: base
 # e2e-timeout: 900
@@ -15,17 +16,7 @@ MIB=${E2E_XFER_MIB:-16}
 DOM0_IP=198.18.0.1
 GUEST_IP=198.18.0.2
 BYTES=$((MIB * 1048576))
-TICK=$(getconf CLK_TCK)
 
-# metrics PREFIX BYTES SECONDS TICKS: throughput and dom0 CPU per byte of one direction.
-metrics() {
-  kv "$1_bytes" "$2"
-  kv "$1_secs" "$3"
-  kv "$1_mbit" "$(awk -v b="$2" -v s="$3" 'BEGIN { printf "%.1f", (s > 0 ? b * 8 / s / 1e6 : 0) }')"
-  kv "$1_dom0_cpu_s" "$(awk -v t="$4" -v hz="$TICK" 'BEGIN { printf "%.2f", t / hz }')"
-  kv "$1_dom0_ns_per_byte" \
-    "$(awk -v t="$4" -v hz="$TICK" -v b="$2" 'BEGIN { printf "%.1f", t / hz * 1e9 / b }')"
-}
 
 check "modprobe xen-netback" modprobe xen-netback
 check "bridge xenbr0" bridge_up xenbr0 "$DOM0_IP/24"
@@ -67,15 +58,15 @@ timeout 600 busybox nc -l -p 5001 < /run/e2e/hold-tx > /run/e2e/tx.bin &
 listener=$!
 exec 7> /run/e2e/hold-tx
 wait_for 30 "listener on 5001" tcp_listening 5001
-c0=$(cpu_busy_ticks)
+window_begin
 guest_put "$D" go-tx 1
 wait "$listener" || fail "dom0's receiver (nc) failed"
-c1=$(cpu_busy_ticks)
+window_end
 exec 7>&-
 guest_wait "$D" tx-secs 60
 tx_secs=$REPLY
 got=$(stat -c %s /run/e2e/tx.bin)
-metrics tx "$got" "$tx_secs" $((c1 - c0))
+metrics tx "$got" "$tx_secs" "$WINDOW_TICKS" "$WINDOW_CTXT"
 [ "$got" -eq "$BYTES" ] || fail "dom0 received $got bytes of $BYTES"
 [ "$(sha256sum < /run/e2e/tx.bin | cut -d' ' -f1)" = "$tx_sum" ] ||
   fail "guest-to-dom0 data differs (sha256)"
@@ -86,15 +77,15 @@ head -c "$BYTES" /dev/urandom > /run/e2e/rx-src.bin
 rx_sum=$(sha256sum < /run/e2e/rx-src.bin | cut -d' ' -f1)
 guest_put "$D" go-rx 1
 guest_wait "$D" rx-ready 120
-c0=$(cpu_busy_ticks)
+window_begin
 t0=$(now)
 timeout 600 busybox nc "$GUEST_IP" 5002 < /run/e2e/rx-src.bin || fail "dom0's sender (nc) failed"
 t1=$(now)
-c1=$(cpu_busy_ticks)
+window_end
 guest_wait "$D" rx-sum 300
 guest_rx_sum=$REPLY
 guest_wait "$D" rx-bytes 60
-metrics rx "$REPLY" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" $((c1 - c0))
+metrics rx "$REPLY" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" "$WINDOW_TICKS" "$WINDOW_CTXT"
 [ "$REPLY" -eq "$BYTES" ] || fail "the guest received $REPLY bytes of $BYTES"
 [ "$guest_rx_sum" = "$rx_sum" ] || fail "dom0-to-guest data differs (sha256)"
 pass
