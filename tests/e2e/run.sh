@@ -18,9 +18,10 @@
 #   E2E_STRACE=1: dpnetbackd-basic counts the daemon's system calls per packet with strace
 #   during its four-queue guest's transfers (slows them: their q4_ figures mean little);
 #   DPNB_PORT=tap: the dpnetbackd scenarios' port into dom0 is net_tap instead of virtio_user
-#   over vhost-net (lab/lib-dpnb.sh), e.g. to compare the two; E2E_VHOST_PIN=MASK: the
-#   kernel's vhost-net workers of the daemon's port are pinned to dom0's CPUs in MASK
-#   (taskset's hex mask; the lcore runs on CPU 1, mask 2), to compare where they should run.
+#   over vhost-net (lab/lib-dpnb.sh), e.g. to compare the two; E2E_DPNB_PIN=MASK: the
+#   kernel's vhost-net workers of the daemon's port and the IRQs of the daemon's event
+#   channels are pinned to dom0's CPUs in MASK (hex; the lcore runs on CPU 1: mask 2), to
+#   compare where they should run (a wake-up across vCPUs is an IPI through the hypervisor).
 # Exit status: 0 all passed, 1 a scenario failed, 2 usage, 77 the lab's packages are missing
 # (CTest's SKIP_RETURN_CODE; scripts/install-deps.sh e2e installs them).
 set -euo pipefail
@@ -163,7 +164,7 @@ run_group() {
     printf 'E2E_KERNEL=%q\nE2E_DOMU_INITRD=%q\n' "/boot/vmlinuz-$KV" "$lab/domu-initrd.gz"
     [ -z "${E2E_XFER_MIB:-}" ] || printf 'E2E_XFER_MIB=%q\n' "$E2E_XFER_MIB"
     [ -z "${E2E_STRACE:-}" ] || printf 'E2E_STRACE=%q\n' "$E2E_STRACE"
-    [ -z "${E2E_VHOST_PIN:-}" ] || printf 'E2E_VHOST_PIN=%q\n' "$E2E_VHOST_PIN"
+    [ -z "${E2E_DPNB_PIN:-}" ] || printf 'E2E_DPNB_PIN=%q\n' "$E2E_DPNB_PIN"
     [ -z "${DPNB_PORT:-}" ] || printf 'DPNB_PORT=%q\n' "$DPNB_PORT"
   } > "$lab/plan"
   guest_bins=(xenstore-read xenstore-write xenstore-exists xenstore-rm xenstore-ls)

@@ -197,10 +197,6 @@ dpnb_try_launch() {
   ip addr replace "$DOM0_IP/24" dev "$DPNB_IFACE" || return 1
   ip link set "$DPNB_IFACE" up || return 1
   log "dpnetbackd answers; $DPNB_IFACE is $DOM0_IP/24 ($DPNB_PORT port)"
-  if [ -n "${E2E_VHOST_PIN:-}" ]; then
-    local t
-    for t in $(pgrep -x "vhost-$DPNB_PID"); do log "vhost worker $t: $(taskset -p "$E2E_VHOST_PIN" "$t" 2>&1 | tail -n 1)"; done
-  fi
   kv port_kind "$DPNB_PORT"
   # The tap's offloads follow what virtio_user negotiated (TSO only with RX checksums).
   kv tap_offloads "$(ethtool -k "$DPNB_IFACE" 2>/dev/null | awk -F': ' \
@@ -392,9 +388,22 @@ daemon_calls() {
 }
 vif_moved() { vif_json "$1"; jq -r '(.counters.rx_packets // 0) + (.counters.tx_packets // 0)' <<<"$REPLY"; }
 share() { awk -v d="$1" -v c="$2" 'BEGIN { printf "%.2f", (c > 0 ? d / c : 0) }'; }
+# dpnb_pin: with E2E_DPNB_PIN=MASK (run.sh), the daemon's vhost-net workers and its event
+# channels' IRQs (evtchn:dpnetbackd or evtchn:lcore-worker-N in /proc/interrupts; bound as
+# guests connect, so again before each transfer) go to dom0's CPUs in MASK.
+dpnb_pin() {
+  [ -n "${E2E_DPNB_PIN:-}" ] || return 0
+  local t irq
+  for t in $(pgrep -x "vhost-$DPNB_PID"); do taskset -p "$E2E_DPNB_PIN" "$t" >/dev/null 2>&1; done
+  for irq in $(awk -F: '/evtchn:(dpnetbackd|lcore-worker)/ { gsub(/ /, "", $1); print $1 }' /proc/interrupts); do
+    echo "$E2E_DPNB_PIN" > "/proc/irq/$irq/smp_affinity" 2>/dev/null
+  done
+  log "pinned to $E2E_DPNB_PIN: vhost workers $(pgrep -x "vhost-$DPNB_PID" | tr '\n' ' ')irqs $(awk -F: '/evtchn:(dpnetbackd|lcore-worker)/ { gsub(/ /, "", $1); printf "%s ", $1 }' /proc/interrupts)"
+}
 daemon_begin() {
   DAEMON_T0=""
   dpnb_alive || return 0
+  dpnb_pin
   DAEMON_T0=$(daemon_ticks) DAEMON_V0=$(vhost_ticks) DAEMON_CALLS0=$(daemon_calls)
   DAEMON_PKTS0=$(vif_moved "$1")
 }
