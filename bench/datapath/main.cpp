@@ -229,22 +229,22 @@ json measure(const Snapshot& a, const Snapshot& b, bool rx_phase, double empty_p
     // lcores' own call counters and the kernel's count of their threads' read and write
     // system calls (docs/metrics.md, "System calls per packet").
     {
-        std::uint64_t calls[7] = {};
-        for (std::size_t l = 0; l < b.lcores.size() && l < a.lcores.size(); ++l) {
-            const engine::LcoreStats &x = a.lcores[l], &y = b.lcores[l];
-            calls[0] += y.grant_copy_calls - x.grant_copy_calls;
-            calls[1] += y.grant_map_calls - x.grant_map_calls;
-            calls[2] += y.grant_unmap_calls - x.grant_unmap_calls;
-            calls[3] += y.notify_calls - x.notify_calls;
-            calls[4] += y.read_syscalls - x.read_syscalls;
-            calls[5] += y.write_syscalls - x.write_syscalls;
-            calls[6] += y.sleeps - x.sleeps;
-        }
-        static constexpr const char* kKinds[7] = {
-            "grant_copy", "grant_map", "grant_unmap", "notify", "read", "write", "sleep"};
+        using engine::LcoreStats;
+        static constexpr std::pair<const char*, std::uint64_t LcoreStats::*> kCalls[] = {
+            {"grant_copy", &LcoreStats::grant_copy_calls},
+            {"grant_map", &LcoreStats::grant_map_calls},
+            {"grant_unmap", &LcoreStats::grant_unmap_calls},
+            {"notify", &LcoreStats::notify_calls},
+            {"read", &LcoreStats::read_syscalls},
+            {"write", &LcoreStats::write_syscalls},
+            {"sleep", &LcoreStats::sleeps}};
         json per32 = json::object();
-        for (std::size_t k = 0; k < 7; ++k)
-            per32[kKinds[k]] = ratio(32.0 * static_cast<double>(calls[k]), pkts);
+        for (const auto& [kind, field] : kCalls) {
+            std::uint64_t calls = 0;
+            for (std::size_t l = 0; l < b.lcores.size() && l < a.lcores.size(); ++l)
+                calls += b.lcores[l].*field - a.lcores[l].*field;
+            per32[kind] = ratio(32.0 * static_cast<double>(calls), pkts);
+        }
         j["lcore_calls_per_32_packets"] = per32;
     }
     j["grant_copy_ops_per_packet"] = ratio(static_cast<double>(d.grant_copy_ops), pkts);
