@@ -110,16 +110,22 @@ cpu_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /pro
 # window_begin / window_end: a measured window (one transfer) in dom0: its busy CPU ticks
 # (as cpu_busy_ticks) in WINDOW_TICKS and its context switches (/proc/stat ctxt: under PV
 # each one that changes address space is a hypercall and a TLB flush) in WINDOW_CTXT. One
-# process at each end, the same for every backend.
+# process at each end, the same for every backend. While a window is open WINDOW_QUIET
+# exists: background helpers (lib-dpnb.sh's heartbeat) start nothing then.
+WINDOW_QUIET=/run/e2e/measuring
 cpu_sample() {
   awk '$1 == "cpu" { b = $2 + $3 + $4 + $7 + $8 } $1 == "ctxt" { c = $2 } END { print b, c }' /proc/stat
 }
 WINDOW0="" WINDOW_TICKS=0 WINDOW_CTXT=0
-window_begin() { WINDOW0=$(cpu_sample); }
+window_begin() {
+  : > "$WINDOW_QUIET"
+  WINDOW0=$(cpu_sample)
+}
 window_end() {
   local t0 x0 t1 x1
   read -r t0 x0 <<<"$WINDOW0"
   read -r t1 x1 <<<"$(cpu_sample)"
+  rm -f "$WINDOW_QUIET"
   WINDOW_TICKS=$((t1 - t0)) WINDOW_CTXT=$((x1 - x0))
 }
 

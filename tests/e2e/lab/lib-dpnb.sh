@@ -19,7 +19,6 @@
 DPNB=${E2E_BIN_dpnetbackd:?dpnetbackd is not built}
 DPNBCTL=${E2E_BIN_dpnetbackctl:?dpnetbackctl is not built}
 DPNB_DIR=/run/e2e/dpnb-$E2E_NAME
-DPNB_QUIET=$DPNB_DIR/measuring
 DPNB_LOG=$DPNB_DIR/dpnetbackd.log
 DPNB_CONF=$DPNB_DIR/dpnetback.toml
 DPNB_SOCK=$DPNB_DIR/dpnetbackd.sock
@@ -132,7 +131,7 @@ dpnb_alive() { [ -n "$DPNB_PID" ] && kill -0 "$DPNB_PID" 2>/dev/null; }
 dpnb_answers() { dpnb_alive && ctl version >/dev/null 2>&1; }
 
 # A heartbeat on the serial console every 30 s while the scenario runs (stage 2 ends it with
-# the scenario's process group) but not inside a measured window (measure_begin): dom0's
+# the scenario's process group) but not inside a measured window (window_begin): dom0's
 # load, the daemon's CPU (and its threads'), each vif's backend/frontend state. Under
 # emulation on a loaded host a slow step and a hung one look alike otherwise; and under
 # emulation CPU time grows with the host's load (dom0 cannot tell time it was not run).
@@ -140,7 +139,7 @@ DPNB_MON=""
 dpnb_monitor() {
   local d h vifs me=$$
   while sleep 30; do
-    [ ! -e "$DPNB_QUIET" ] || continue
+    [ ! -e "$WINDOW_QUIET" ] || continue
     vifs=""
     for d in $(timeout 5 xenstore-list /local/domain/0/backend/vif 2>/dev/null); do
       for h in $(timeout 5 xenstore-list "/local/domain/0/backend/vif/$d" 2>/dev/null); do
@@ -346,12 +345,10 @@ gcmd() {
 # under emulation one process started in dom0 costs tens of milliseconds of its CPU, as much
 # as hundreds of packets, so no polling loop (gcmd_wait starts three per 0.3 s) and no
 # heartbeat runs inside it, as in kernel-netback.sh, the reference, which waits on its nc.
-# measure_begin / measure_end bracket the window; gcmd_watch DOMID SECONDS COMMAND starts a
+# window_begin / window_end (lib-dom0.sh) bracket it; gcmd_watch DOMID SECONDS COMMAND starts a
 # command and one xenstore-watch on its answer (it fires when it registers and at the write),
 # gcmd_watch_end waits for that write, then reads the answer into REPLY (gcmd_wait: at once,
 # or by polling when the watch ended without it, e.g. the guest reported an error).
-measure_begin() { : > "$DPNB_QUIET"; }
-measure_end() { rm -f "$DPNB_QUIET"; }
 GCMD_WATCH="" GCMD_WATCH_N="" GCMD_WATCH_SECS=""
 gcmd_watch() {
   local n=${GCMD_N[$1]:-0}
@@ -393,12 +390,12 @@ share() { awk -v d="$1" -v c="$2" 'BEGIN { printf "%.2f", (c > 0 ? d / c : 0) }'
 # guests connect, so again before each transfer) go to dom0's CPUs in MASK.
 dpnb_pin() {
   [ -n "${E2E_DPNB_PIN:-}" ] || return 0
-  local t irq
-  for t in $(pgrep -x "vhost-$DPNB_PID"); do taskset -p "$E2E_DPNB_PIN" "$t" >/dev/null 2>&1; done
-  for irq in $(awk -F: '/evtchn:(dpnetbackd|lcore-worker)/ { gsub(/ /, "", $1); print $1 }' /proc/interrupts); do
-    echo "$E2E_DPNB_PIN" > "/proc/irq/$irq/smp_affinity" 2>/dev/null
-  done
-  log "pinned to $E2E_DPNB_PIN: vhost workers $(pgrep -x "vhost-$DPNB_PID" | tr '\n' ' ')irqs $(awk -F: '/evtchn:(dpnetbackd|lcore-worker)/ { gsub(/ /, "", $1); printf "%s ", $1 }' /proc/interrupts)"
+  local t irq workers irqs
+  workers=$(pgrep -x "vhost-$DPNB_PID" | tr '\n' ' ')
+  irqs=$(awk -F: '/evtchn:(dpnetbackd|lcore-worker)/ { gsub(/ /, "", $1); printf "%s ", $1 }' /proc/interrupts)
+  for t in $workers; do taskset -p "$E2E_DPNB_PIN" "$t" >/dev/null 2>&1; done
+  for irq in $irqs; do echo "$E2E_DPNB_PIN" > "/proc/irq/$irq/smp_affinity" 2>/dev/null; done
+  log "pinned to $E2E_DPNB_PIN: vhost workers ${workers}irqs $irqs"
 }
 daemon_begin() {
   DAEMON_T0=""
@@ -468,13 +465,11 @@ xfer_tx() {
   wait_for 30 "listener on $port" tcp_listening "$port"
   daemon_begin "$d"
   n0=$(iface_counts rx)
-  measure_begin
   window_begin
   gcmd_send "$d" "send $DOM0_IP $port"
   n=$REPLY
   wait "$listener" || fail "dom0's receiver (nc) on $port failed"
   window_end
-  measure_end
   daemon_end "${p}tx_" "$d"
   gcmd_wait "$d" "$n" 400
   secs=$REPLY
@@ -497,13 +492,11 @@ xfer_rx() {
   guest_wait "$d" "ready-$n" 120
   daemon_begin "$d"
   n0=$(iface_counts tx)
-  measure_begin
   window_begin
   t0=$(now)
   timeout 400 busybox nc "$ip" "$port" < "$f" || fail "dom0's sender (nc) to guest $d failed"
   t1=$(now)
   window_end
-  measure_end
   daemon_end "${p}rx_" "$d"
   skb_size "${p}rx_dom0_skb_bytes" "$n0" "$(iface_counts tx)"
   gcmd_wait "$d" "$n" 300
@@ -538,12 +531,10 @@ xfer_g2g() {
   gcmd_send "$r" "recv $port"
   n=$REPLY
   guest_wait "$r" "ready-$n" 120
-  measure_begin
   window_begin
   gcmd_watch "$s" 600 "send $ip $port"
   gcmd_watch_end "$s"
   window_end
-  measure_end
   secs=$REPLY
   gcmd_wait "$r" "$n" 300
   read -r got gsum <<<"$REPLY"
