@@ -150,7 +150,7 @@ diagnose() {
 }
 
 run_group() {
-  local g=$1 lab log s to total=0 f b path rc missing_bins=() scenarios=() guest_bins=() run=()
+  local g=$1 lab log s to total=0 f b path rc dom0_nic="" missing_bins=() scenarios=() guest_bins=() run=()
   shift
   scenarios=("$@")
   lab=$(mktemp -d "${TMPDIR:-/tmp}/dpnb-e2e.XXXXXX")
@@ -201,6 +201,8 @@ run_group() {
     for b in $(meta "$s" e2e-guest-bins); do
       if path=$(find_bin "$b"); then guest_bins+=("$path"); else guest_bins+=("$b"); fi
     done
+    b=$(meta "$s" e2e-dom0-nic)
+    [ -z "$b" ] || dom0_nic=$b
     to=$(meta "$s" e2e-timeout)
     to=${to:-300}
     printf 'E2E_TIMEOUT_%s=%q\n' "${s//-/_}" "$to" >> "$lab/plan"
@@ -223,7 +225,7 @@ run_group() {
   # scenario's own timeout: the hard limit of this run.
   local t0=$SECONDS
   rc=0
-  KV=$KV "$here/lab/boot.sh" "$lab" "$log" $((300 + total)) || rc=$?
+  KV=$KV E2E_DOM0_NIC=$dom0_nic "$here/lab/boot.sh" "$lab" "$log" $((300 + total)) || rc=$?
   tr -d '\r' < "$log" > "$log.txt"
   log=$log.txt
   echo "== e2e group $g: lab ran $((SECONDS - t0)) s (boot.sh status $rc)"

@@ -30,6 +30,9 @@ qemu=(qemu-system-x86_64 -accel tcg,thread=multi
   -initrd "/boot/vmlinuz-$KV console=hvc0 earlyprintk=xen e2e.stage2=$here/dom0-stage2.sh e2e.lab=$lab,$lab/dom0-initrd.gz"
   -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
   -virtfs "local,path=$lab/out,mount_tag=labout,security_model=none")
+# E2E_DOM0_NIC=MODEL (a scenario's `e2e-dom0-nic`): a PCI NIC QEMU emulates for dom0, with no
+# network behind it (the scenario binds it, nothing is sent).
+[ -z "${E2E_DOM0_NIC:-}" ] || qemu+=(-device "$E2E_DOM0_NIC,mac=52:54:00:e2:e0:02")
 
 : > "$log"
 "${qemu[@]}" < /dev/null > "$lab/qemu.stderr" 2>&1 &
