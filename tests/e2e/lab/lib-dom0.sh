@@ -104,11 +104,8 @@ guest_wait() {
 
 guest_console() { echo "/var/log/xen/console/guest-$1.log"; }
 
-# Busy CPU time of dom0 in clock ticks (user + nice + system + irq + softirq, all vCPUs).
-cpu_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
-
 # window_begin / window_end: a measured window (one transfer) in dom0: its busy CPU ticks
-# (as cpu_busy_ticks) in WINDOW_TICKS and its context switches (/proc/stat ctxt: under PV
+# (user + nice + system + irq + softirq of all vCPUs) in WINDOW_TICKS and its context switches (/proc/stat ctxt: under PV
 # each one that changes address space is a hypercall and a TLB flush) in WINDOW_CTXT. One
 # process at each end, the same for every backend. While a window is open WINDOW_QUIET
 # exists: background helpers (lib-dpnb.sh's heartbeat) start nothing then.
