@@ -165,6 +165,7 @@ run_group() {
     [ -z "${E2E_XFER_MIB:-}" ] || printf 'E2E_XFER_MIB=%q\n' "$E2E_XFER_MIB"
     [ -z "${E2E_STRACE:-}" ] || printf 'E2E_STRACE=%q\n' "$E2E_STRACE"
     [ -z "${E2E_DPNB_PIN:-}" ] || printf 'E2E_DPNB_PIN=%q\n' "$E2E_DPNB_PIN"
+    [ -z "${E2E_PLACEMENT_ROUNDS:-}" ] || printf 'E2E_PLACEMENT_ROUNDS=%q\n' "$E2E_PLACEMENT_ROUNDS"
     [ -z "${DPNB_PORT:-}" ] || printf 'DPNB_PORT=%q\n' "$DPNB_PORT"
   } > "$lab/plan"
   guest_bins=(xenstore-read xenstore-write xenstore-exists xenstore-rm xenstore-ls)
