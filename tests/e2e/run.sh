@@ -289,13 +289,15 @@ for s in "${wanted[@]}"; do
 done
 # dpnetbackd against the in-kernel netback, as ratios (numbers under emulation mean little
 # alone; both run in the base group's boot): throughput each way, dom0 CPU per byte and
-# dom0 context switches per MiB.
+# dom0 context switches per MiB. ratio_line TITLE DPNB_SCENARIO DPNB_PREFIX KNB_SCENARIO
+# KNB_PREFIX: one line when both scenarios passed in this run.
 key_of() { grep -oE " $2=[0-9.]+" <<<"$1" | head -n 1 | cut -d= -f2; }
-knb=${verdict[kernel-netback]:-} dnb=${verdict[dpnetbackd-basic]:-}
-if [ -n "$knb" ] && [ -n "$dnb" ]; then
-  line="== dpnetbackd / in-kernel netback:"
+ratio_line() {
+  local dnb=${verdict[$2]:-} knb=${verdict[$4]:-} line k a b
+  [[ $dnb == *" PASS "* && $knb == *" PASS "* ]] || return 0
+  line="== $1:"
   for k in tx_mbit rx_mbit tx_dom0_ns_per_byte rx_dom0_ns_per_byte tx_dom0_ctxt_per_mib rx_dom0_ctxt_per_mib; do
-    a=$(key_of "$dnb" "$k") b=$(key_of "$knb" "$k")
+    a=$(key_of "$dnb" "$3$k") b=$(key_of "$knb" "$5$k")
     if [ -n "$a" ] && [ -n "$b" ]; then
       line+=" $k $(awk -v a="$a" -v b="$b" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }') ($a / $b)"
     else
@@ -303,5 +305,9 @@ if [ -n "$knb" ] && [ -n "$dnb" ]; then
     fi
   done
   echo "$line"
-fi
+}
+ratio_line "dpnetbackd / in-kernel netback" dpnetbackd-basic "" kernel-netback ""
+ratio_line "dpnetbackd / in-kernel netback, four-vCPU guests" dpnetbackd-basic q4_ kernel-netback-q4 q4_
+ratio_line "dpnetbackd, wake-ups on the lcore's vCPU / in-kernel netback" dpnetbackd-placement on_ kernel-netback ""
+ratio_line "dpnetbackd, wake-ups across vCPUs / in-kernel netback" dpnetbackd-placement off_ kernel-netback ""
 exit $status

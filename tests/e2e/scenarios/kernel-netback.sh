@@ -10,9 +10,13 @@
 # {tx,rx}_dom0_cpu_s {tx,rx}_dom0_ns_per_byte {tx,rx}_dom0_ctxt_per_mib (metrics in
 # lib-dom0.sh); tx = guest to dom0 (the guest's TX ring).
 #
+# kernel-netback-q4 runs this script with a four-vCPU guest (KNB_VCPUS, KNB_PREFIX,
+# KNB_MIB, KNB_HANDSHAKE_S set before sourcing it).
+#
 # e2e-group: base
 # e2e-timeout: 900
-MIB=${E2E_XFER_MIB:-16}
+MIB=${KNB_MIB:-${E2E_XFER_MIB:-16}}
+P=${KNB_PREFIX:-}
 DOM0_IP=198.18.0.1
 GUEST_IP=198.18.0.2
 BYTES=$((MIB * 1048576))
@@ -22,7 +26,8 @@ check "modprobe xen-netback" modprobe xen-netback
 check "bridge xenbr0" bridge_up xenbr0 "$DOM0_IP/24"
 
 guest_create e2e-knb kernel-netback \
-  "vif = [ 'mac=00:16:3e:e2:e0:01,bridge=xenbr0,script=$E2E_ROOT/lab/vif-bridge-lab' ]"
+  "vif = [ 'mac=00:16:3e:e2:e0:01,bridge=xenbr0,script=$E2E_ROOT/lab/vif-bridge-lab' ]" \
+  "vcpus = ${KNB_VCPUS:-1}"
 D=$E2E_DOMID
 watch_guest "$D"
 guest_put "$D" xfer-mib "$MIB"
@@ -30,22 +35,22 @@ guest_put "$D" xfer-mib "$MIB"
 # 1. The xenstore handshake.
 BE=/local/domain/0/backend/vif/$D/0
 FE=/local/domain/$D/device/vif/0
-wait_for 180 "backend state Connected (4)" xs_is "$BE/state" 4
-wait_for 180 "frontend state Connected (4)" xs_is "$FE/state" 4
-kv backend_state "$(xenstore-read "$BE/state")"
-kv frontend_state "$(xenstore-read "$FE/state")"
-kv hotplug "$(xenstore-read "$BE/hotplug-status")"
-kv queues "$(xenstore-read "$FE/multi-queue-num-queues" 2>/dev/null || echo 1)"
-kv rx_copy "$(xenstore-read "$FE/request-rx-copy" 2>/dev/null)"
+wait_for "${KNB_HANDSHAKE_S:-180}" "backend state Connected (4)" xs_is "$BE/state" 4
+wait_for "${KNB_HANDSHAKE_S:-180}" "frontend state Connected (4)" xs_is "$FE/state" 4
+kv "${P}backend_state" "$(xenstore-read "$BE/state")"
+kv "${P}frontend_state" "$(xenstore-read "$FE/state")"
+kv "${P}hotplug" "$(xenstore-read "$BE/hotplug-status")"
+kv "${P}queues" "$(xenstore-read "$FE/multi-queue-num-queues" 2>/dev/null || echo 1)"
+kv "${P}rx_copy" "$(xenstore-read "$FE/request-rx-copy" 2>/dev/null)"
 log "backend: $(xenstore-ls "$BE" 2>/dev/null | tr -s ' \n' ' ')"
 
 # 2. Ping both ways.
 guest_wait "$D" net-up 180
 busybox ping -c 3 -W 5 "$GUEST_IP" > /run/e2e/ping.txt 2>&1
 replies=$(grep -c 'bytes from' /run/e2e/ping.txt)
-kv ping_d2g "$replies"
+kv "${P}ping_d2g" "$replies"
 guest_wait "$D" ping 120
-kv ping_g2d "$REPLY"
+kv "${P}ping_g2d" "$REPLY"
 [ "$replies" -ge 1 ] || fail "no reply to dom0's ping of the guest"
 [ "$REPLY" -ge 1 ] 2>/dev/null || fail "no reply to the guest's ping of dom0"
 
@@ -66,7 +71,7 @@ exec 7>&-
 guest_wait "$D" tx-secs 60
 tx_secs=$REPLY
 got=$(stat -c %s /run/e2e/tx.bin)
-metrics tx "$got" "$tx_secs" "$WINDOW_TICKS" "$WINDOW_CTXT"
+metrics "${P}tx" "$got" "$tx_secs" "$WINDOW_TICKS" "$WINDOW_CTXT"
 [ "$got" -eq "$BYTES" ] || fail "dom0 received $got bytes of $BYTES"
 [ "$(sha256sum < /run/e2e/tx.bin | cut -d' ' -f1)" = "$tx_sum" ] ||
   fail "guest-to-dom0 data differs (sha256)"
@@ -85,7 +90,7 @@ window_end
 guest_wait "$D" rx-sum 300
 guest_rx_sum=$REPLY
 guest_wait "$D" rx-bytes 60
-metrics rx "$REPLY" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" "$WINDOW_TICKS" "$WINDOW_CTXT"
+metrics "${P}rx" "$REPLY" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" "$WINDOW_TICKS" "$WINDOW_CTXT"
 [ "$REPLY" -eq "$BYTES" ] || fail "the guest received $REPLY bytes of $BYTES"
 [ "$guest_rx_sum" = "$rx_sum" ] || fail "dom0-to-guest data differs (sha256)"
 pass
