@@ -106,12 +106,17 @@ def main():
     a = ap.parse_args()
     with open(a.json, encoding="utf-8") as f:
         bench = json.load(f)
-    packets = {}
+    packets, extra = {}, {}
     for case in bench.get("cases", []):
         for phase in ("rx", "tx", "local"):
             if phase in case and "packets" in case[phase]:
                 key = f"window {case['device']} {case['mode']} {case['size']} {phase}"
                 packets[key] = case[phase]["packets"]
+                # Frames the window dropped (their work is charged to the delivered ones) and
+                # whether the generator waited for the guests' buffers: a reader judges the
+                # row by them.
+                extra[key] = {k: case[phase][k] for k in ("drops", "backpressure", "idle_polls")
+                              if k in case[phase]}
     rows = []
     for d in a.dumps:
         label, total, split = parse(d)
@@ -125,7 +130,8 @@ def main():
         stages["ring"] = per(total - charged)
         rows.append({"device": device, "mode": mode, "size": int(size), "phase": phase,
                      "packets": pk, "instructions": total,
-                     "instructions_per_packet": per(total), "stages_per_packet": stages})
+                     "instructions_per_packet": per(total), "stages_per_packet": stages,
+                     **extra.get(label, {})})
     rows.sort(key=lambda r: (r["phase"], r["device"], r["size"],
                              ["copy", "map", "reuse"].index(r["mode"])
                              if r["mode"] in ("copy", "map", "reuse") else 9))

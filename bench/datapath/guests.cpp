@@ -286,6 +286,8 @@ Status GuestSet::connect(Guest& g, const std::string& port, engine::RxMode mode)
     }
     auto cfg = netif::parse_frontend_config(reader_for(xs_, fe), caps);
     if (!cfg) return std::move(cfg).error();
+    if (!cfg->queues.empty()) g.rx_ring_ref = cfg->queues.front().rx_ring_ref;
+    g.rx_buffer_bytes = cfg->rx_buffer_size - cfg->xdp_headroom;
     engine::VifSpec spec;
     spec.id = engine::VifId{g.dom, 0};
     spec.mac = tc->mac;

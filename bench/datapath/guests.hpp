@@ -81,6 +81,10 @@ struct Guest {
     Process process;
     hv::DomId dom = 0;
     netif::MacAddress mac;
+    // Its first queue's RX ring and the bytes one RX buffer takes (the frontend's keys), for
+    // a generator that sends only what the guest has posted buffers for.
+    hv::GrantRef rx_ring_ref = 0;
+    std::uint32_t rx_buffer_bytes = 0;
     bool attached = false;
     std::string summary_json; // what it printed at exit
 };

@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "dpnb/netfront/payload.hpp"
+#include "dpnb/netif/ring.hpp"
 
 namespace dpnb::bench {
 
@@ -113,7 +114,8 @@ RingWire::~RingWire() {
     if (rx_ != nullptr) rte_ring_free(rx_);
 }
 
-bool RingWire::add_destination(const netif::MacAddress& dst, std::size_t size) {
+bool RingWire::add_destination(const netif::MacAddress& dst, std::size_t size,
+                               const std::byte* rx_ring, unsigned requests_per_frame) {
     const std::string pname = name_ + "_p" + std::to_string(pools_.size());
     // Cache 0: mbufs are freed by the engine's lcores and allocated by the generator thread.
     rte_mempool* pool = rte_pktmbuf_pool_create(pname.c_str(), kPoolSize, 0, 0,
@@ -130,6 +132,16 @@ bool RingWire::add_destination(const netif::MacAddress& dst, std::size_t size) {
         std::memcpy(rte_pktmbuf_mtod(m, void*), frame.data(), frame.size());
     rte_pktmbuf_free_bulk(all.data(), kPoolSize);
     posted_frames_.emplace_back();
+    Credit c;
+    if (rx_ring != nullptr) {
+        // The shared ring's indices (netif::SharedRingHeader); nothing is in flight yet, so
+        // the requests answered so far are all the frames sent so far took.
+        c.ring = const_cast<std::byte*>(rx_ring);
+        c.per_frame = std::max(1U, requests_per_frame);
+        c.taken = netif::detail::shared_index(c.ring, netif::detail::kRspProdOff)
+                      .load(std::memory_order_acquire);
+    }
+    credits_.push_back(c);
     return true;
 }
 
@@ -139,6 +151,7 @@ bool RingWire::add_posted_destination(const netif::MacAddress& dst, std::size_t 
     pools_.push_back(posted);
     posted_frames_.push_back(make_frame(dst, peer_mac(), size, 0));
     sizes_.push_back(static_cast<std::uint16_t>(posted_frames_.back().size()));
+    credits_.emplace_back(); // the posted buffers are the back-pressure
     return true;
 }
 
@@ -187,9 +200,23 @@ void RingWire::start(std::uint64_t pps) {
                     }
                     for (unsigned i = 0; i < n; ++i)
                         std::memcpy(rte_pktmbuf_mtod(burst[i], void*), frame.data(), frame.size());
-                } else if (rte_pktmbuf_alloc_bulk(pools_[pi], burst, n) != 0) {
-                    std::this_thread::yield();
-                    continue;
+                } else {
+                    Credit& c = credits_[pi];
+                    if (c.ring != nullptr) {
+                        const std::uint32_t posted =
+                            netif::detail::shared_index(c.ring, netif::detail::kReqProdOff)
+                                .load(std::memory_order_acquire);
+                        n = std::min(n, (posted - c.taken) / c.per_frame);
+                        if (n == 0) {
+                            held_back_.fetch_add(1, std::memory_order_relaxed);
+                            std::this_thread::yield();
+                            continue;
+                        }
+                    }
+                    if (rte_pktmbuf_alloc_bulk(pools_[pi], burst, n) != 0) {
+                        std::this_thread::yield();
+                        continue;
+                    }
                 }
                 for (unsigned i = 0; i < n; ++i) {
                     burst[i]->data_len = sizes[pi];
@@ -206,6 +233,7 @@ void RingWire::start(std::uint64_t pps) {
                 } else if (sent < n) {
                     rte_pktmbuf_free_bulk(burst + sent, n - sent);
                 }
+                credits_[pi].taken += sent * credits_[pi].per_frame;
                 done += sent;
                 generated_.fetch_add(sent, std::memory_order_relaxed);
                 if (sent == 0) std::this_thread::yield();
@@ -256,6 +284,7 @@ void RingWire::stop() {
         if (posted_frames_[i].empty()) continue;
         pools_.erase(pools_.begin() + static_cast<std::ptrdiff_t>(i));
         sizes_.erase(sizes_.begin() + static_cast<std::ptrdiff_t>(i));
+        credits_.erase(credits_.begin() + static_cast<std::ptrdiff_t>(i));
         posted_frames_.erase(posted_frames_.begin() + static_cast<std::ptrdiff_t>(i));
     }
 }

@@ -34,8 +34,14 @@ public:
     ~RingWire();
     bool ok() const { return !ethdev_.empty(); }
     const std::string& ethdev() const { return ethdev_; }
-    // One pool of pre-built frames per destination.
-    bool add_destination(const netif::MacAddress& dst, std::size_t size);
+    // One pool of pre-built frames per destination. With `rx_ring` (the destination's RX
+    // shared ring, mapped) the generator plays a NIC whose queue holds only what the guest
+    // has buffers for: it sends a frame only against a request the guest posted (a frame
+    // takes `requests_per_frame`), so the lcore never takes a frame it must keep or drop for
+    // want of a buffer and the window's instructions are those of delivered frames. Without
+    // it (the stall phase) the generator floods.
+    bool add_destination(const netif::MacAddress& dst, std::size_t size,
+                         const std::byte* rx_ring = nullptr, unsigned requests_per_frame = 1);
     // A destination whose frames go into the buffers the engine posted: the generator plays
     // the NIC of a zero-copy queue (pmd::PortConfig::rx_peer_fills_pool). It takes each
     // buffer from `posted` (the queue's guest-buffer pool), writes the frame into it and
@@ -56,6 +62,8 @@ public:
     unsigned in_use(std::size_t i) const;
     unsigned waiting() const;
     std::uint64_t drained() const { return drained_.load(std::memory_order_relaxed); }
+    // Times the generator found no posted request for a destination it held back.
+    std::uint64_t held_back() const { return held_back_.load(std::memory_order_relaxed); }
 
 private:
     void halt(); // stops the threads
@@ -68,8 +76,16 @@ private:
     std::vector<rte_mempool*> pools_;
     std::vector<std::uint16_t> sizes_;
     std::vector<std::vector<std::byte>> posted_frames_; // empty: pre-built frames (own pool)
+    // Per destination with back-pressure: its RX ring's req_prod, the requests one frame
+    // takes, and the requests the frames sent so far took (from the ring's rsp_prod).
+    struct Credit {
+        std::byte* ring = nullptr;
+        unsigned per_frame = 1;
+        std::uint32_t taken = 0;
+    };
+    std::vector<Credit> credits_;
     std::atomic<bool> stop_{false};
-    std::atomic<std::uint64_t> generated_{0}, drained_{0};
+    std::atomic<std::uint64_t> generated_{0}, drained_{0}, held_back_{0};
     std::thread gen_, drain_;
 };
 
