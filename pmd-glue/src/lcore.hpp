@@ -221,6 +221,7 @@ private:
     // --- the copy pipeline (rx_copy.cpp) ----------------------------------------------------
     bool copy_stage_queue(GuestQueue* q);
     void copy_keep(GuestQueue* q, std::uint32_t first, std::uint32_t n);
+    std::uint32_t copy_stage_run(GuestQueue* q, netif::RequestWindow& w, std::uint32_t n);
     bool copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w);
     bool copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w,
                           const std::optional<netif::FlowHash>& hash);

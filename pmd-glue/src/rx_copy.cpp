@@ -20,6 +20,27 @@ namespace dpnb::engine::detail {
 using netif::RingIdx;
 namespace gntst = netif::gntst;
 
+namespace {
+
+// rte_pktmbuf_free_bulk with its common case inline: an mbuf of one segment, direct, held
+// once, from the pool of the first goes back with the others in one put, as
+// rte_pktmbuf_prefree_seg would let it; any other is freed the general way.
+void free_daemon_mbufs(rte_mbuf** ms, std::uint32_t n) {
+    rte_mempool* const pool = ms[0]->pool;
+    std::uint32_t k = 0;
+    for (std::uint32_t i = 0; i < n; ++i) {
+        rte_mbuf* m = ms[i];
+        if (m->next == nullptr && m->pool == pool && RTE_MBUF_DIRECT(m) &&
+            rte_mbuf_refcnt_read(m) == 1) [[likely]]
+            ms[k++] = m;
+        else
+            rte_pktmbuf_free(m);
+    }
+    if (k != 0) rte_mempool_put_bulk(pool, reinterpret_cast<void**>(ms), k);
+}
+
+} // namespace
+
 // The daemon mbuf `m` is done with once the batch's copy ran.
 void Lcore::copy_free(rte_mbuf* m) {
     if (n_copy_free_ == copy_free_.size()) copy_flush();
@@ -54,6 +75,7 @@ bool Lcore::copy_stage_queue(GuestQueue* q) {
     const std::uint32_t n = std::exchange(q->n_pending, 0);
     netif::RequestWindow w = copy_poll(q);
     std::uint32_t i = 0;
+    if (!q->disabled && !q->rx_stalled && q->zc == nullptr) i = copy_stage_run(q, w, n);
     for (; i < n; ++i) {
         rte_mbuf* m = q->pending[i];
         if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(q->pending[i + 1], void*));
@@ -111,6 +133,76 @@ netif::RequestWindow Lcore::copy_poll(GuestQueue* q) {
         disable(q, "RX ring overflow", Detail("req_prod {}, req_cons {}", w.prod, w.cons).c_str());
     rx_watch_stall(q, w.available != 0 || (q->zc && q->zc->posted != 0));
     return w;
+}
+
+// The leading run of a copy queue's waiting frames that are common frames (one mbuf segment
+// into one buffer, no GSO, no hash) and fit the guest's requests and the open batch, staged as
+// copy_stage_one stages each, with the round's counts added once. Returns how many; the
+// frame it stopped at (not common, no request left, a full batch, a buffer offset to refuse)
+// goes the general way.
+std::uint32_t Lcore::copy_stage_run(GuestQueue* q, netif::RequestWindow& w, std::uint32_t n) {
+    const std::uint32_t room =
+        std::min({n, w.available, static_cast<std::uint32_t>(segs_.size() - n_segs_),
+                  static_cast<std::uint32_t>(copy_frames_.size() - n_copy_frames_),
+                  static_cast<std::uint32_t>(copy_free_.size() - n_copy_free_)});
+    const std::uint32_t size = q->rx_geo.size;
+    const bool offsets = q->rx_buffers.request_offsets;
+    const std::uint16_t geo_offset = q->rx_geo.offset;
+    const hv::DomId dom = q->dom;
+    const RingIdx first = w.cons;
+    std::uint32_t k = 0;
+    std::uint64_t bytes = 0, local_packets = 0, local_bytes = 0;
+    for (; k < room; ++k) {
+        rte_mbuf* m = q->pending[k];
+        if (m->nb_segs != 1 || m->pkt_len != m->data_len || m->data_len - 1U >= size ||
+            (m->ol_flags & (RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_RX_LRO)) != 0 || q->pending_hash[k])
+            [[unlikely]]
+            break;
+        const RingIdx idx = first + k;
+        const netif::RxRequest req = q->rx.copy_request(idx);
+        std::uint16_t offset = geo_offset;
+        if (offsets) {
+            const auto buffer = netif::rx_request_buffer(q->rx_buffers, req.pad);
+            if (!buffer) [[unlikely]]
+                break; // copy_stage_one refuses it
+            offset = buffer->offset;
+        }
+        q->rx_ids[idx & kRingMask] = req.id;
+        const std::uint16_t len = m->data_len;
+        q->rx.consume(1);
+        // rx_frame_meta of a frame without LRO or GSO (checked above): its checksum state.
+        netif::RxFrame meta;
+        meta.len = len;
+        const std::uint64_t l4 = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
+        meta.csum_blank =
+            l4 == RTE_MBUF_F_RX_L4_CKSUM_NONE || (m->ol_flags & RTE_MBUF_F_TX_L4_MASK) != 0;
+        meta.data_validated = l4 == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+        (void)q->rx.put_response_at(
+            idx, netif::rx_data_response(meta, false, 0, 1, req.id, {offset, len}));
+        hv::GrantCopySegment& seg = segs_[n_segs_++];
+        seg.source.virt = rte_pktmbuf_mtod(m, void*);
+        seg.dest.foreign = {req.gref, offset, dom};
+        seg.len = len;
+        seg.flags = hv::GrantCopySegment::kDestGref;
+        seg.status = 0;
+        const bool local = is_local(m);
+        copy_frames_[n_copy_frames_++] = CopyFrame{q, idx, len, n_segs_, 1, false, local, nullptr};
+        copy_free_[n_copy_free_++] = m;
+        bytes += len;
+        local_packets += local ? 1 : 0;
+        local_bytes += local ? len : 0;
+    }
+    if (k == 0) return 0;
+    w.cons += k;
+    w.available -= k;
+    copy_count_batch(q);
+    q->rx_round.packets += k;
+    q->rx_round.bytes += bytes;
+    q->rx_round.copies += k;
+    q->rx_round.copy_ops += k;
+    q->rx_round.local_packets += local_packets;
+    q->rx_round.local_bytes += local_bytes;
+    return k;
 }
 
 // The common frame: one mbuf segment into one buffer, no GSO, no hash. False, the frame
@@ -469,7 +561,7 @@ void Lcore::copy_flush() {
     n_segs_ = 0;
     n_copy_frames_ = 0;
     ++copy_batch_;
-    if (n_copy_free_ != 0) rte_pktmbuf_free_bulk(copy_free_.data(), n_copy_free_);
+    if (n_copy_free_ != 0) free_daemon_mbufs(copy_free_.data(), n_copy_free_);
     n_copy_free_ = 0;
 }
 
