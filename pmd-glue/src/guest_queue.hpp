@@ -111,6 +111,10 @@ struct ZeroCopyRx {
     // The PMD filled buffers out of order: new posts are bounced (copied), never mapped.
     bool out_of_order = false;
     std::uint32_t posted = 0; // slots in state posted
+    // Slots from rsp_prod_pvt on whose responses are written and whose buffers are released,
+    // in ring order, already idle: the run the next publish takes without looking at them
+    // (frames a NIC fills in order complete the oldest request each).
+    std::uint32_t answered_run = 0;
     // Ring indices of posted slots, in the order their buffers went to the NIC.
     std::array<std::uint32_t, kRingSize> nic_order{};
     std::uint32_t nic_head = 0, nic_tail = 0;

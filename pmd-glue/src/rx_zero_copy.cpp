@@ -77,6 +77,11 @@ bool Lcore::zc_post(GuestQueue* q) {
     // The queue's buffer layout, read once for the post: each request then costs one check
     // of its own offset.
     const netif::RxBufferLayout layout = q->rx_buffers;
+    // netif::rx_request_buffer with the layout's part checked once: a request's buffer starts
+    // at its offset (the frame at the headroom after it) and must end within its page.
+    const bool layout_ok = netif::rx_uniform_geometry(layout).size != 0;
+    const auto max_start =
+        static_cast<std::uint32_t>(layout_ok ? netif::kPageSize - layout.buffer_size : 0U);
     const RxMode mode = z.out_of_order ? RxMode::copy : q->mode;
     const bool view = q->have_view;
     // The buffers in ring order, bound as they are found (a mapped one once its map is done).
@@ -87,8 +92,8 @@ bool Lcore::zc_post(GuestQueue* q) {
     for (; took < budget; ++took) {
         const RingIdx idx = w.cons + took;
         const netif::RxRequest req = q->rx.copy_request(idx);
-        const auto buffer = netif::rx_request_buffer(layout, req.pad);
-        if (!buffer) [[unlikely]] {
+        const std::uint32_t start = layout.request_offsets ? req.pad : 0U;
+        if (!layout_ok || start > max_start) [[unlikely]] {
             // Nothing of this round reached the NIC: release it all, stop serving.
             bump(q->counters.c.iott_hits, hits);
             bump(q->counters.c.iott_misses, misses);
@@ -99,28 +104,24 @@ bool Lcore::zc_post(GuestQueue* q) {
         rte_mbuf* m = pool.take_header();
         if (m == nullptr) break;
         ZcSlot& s = z.slots[idx & kRingMask];
-        s = ZcSlot{m,
-                   nullptr,
-                   req.gref,
-                   -1,
-                   static_cast<std::uint16_t>(buffer->offset - layout.headroom),
-                   ZcSlot::State::posted,
-                   ZcSlot::Source::none};
+        const auto buf_start = static_cast<std::uint16_t>(start);
         q->rx_ids[idx & kRingMask] = req.id;
         RxMode how = mode;
         if (how == RxMode::reuse) {
             std::byte* page = view ? q->view.acquire(req.gref, true) : nullptr;
             if (page != nullptr) [[likely]] {
                 ++hits;
-                s.source = ZcSlot::Source::reuse;
-                s.page = page;
-                pool.bind(m, page + s.buf_start, pmd::GuestBufKind::guest, idx, layout.buffer_size);
+                s = ZcSlot{
+                    m, page, req.gref, -1, buf_start, ZcSlot::State::posted, ZcSlot::Source::reuse};
+                pool.bind(m, page + buf_start, pmd::GuestBufKind::guest, idx, layout.buffer_size);
                 ready[took] = m;
                 continue;
             }
             ++misses;
             how = q->reuse_miss;
         }
+        s = ZcSlot{
+            m, nullptr, req.gref, -1, buf_start, ZcSlot::State::posted, ZcSlot::Source::none};
         if (how == RxMode::map) {
             s.source = ZcSlot::Source::map;
             map_reqs_[nmap] = hv::GrantMapRequest{q->dom, req.gref, true};
@@ -275,6 +276,9 @@ void Lcore::zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n) {
     pmd::GuestBufferPool& pool = z.pool;
     touch(q);
     std::uint64_t packets = 0, bytes = 0;
+    // Where the answered run ends (nothing is published while a burst is received).
+    const RingIdx answered_from = q->rx.rsp_prod_pvt();
+    RingIdx next_answer = answered_from + z.answered_run;
     for (unsigned i = 0; i < n; ++i) {
         rte_mbuf* m = frames[i];
         const pmd::GuestBufInfo& info = pmd::GuestBufferPool::info(m);
@@ -319,11 +323,19 @@ void Lcore::zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n) {
             q->view.release(s.gref); // our in-flight count goes before the response
             s.page = nullptr;
             s.source = ZcSlot::Source::none;
-            s.state = ZcSlot::State::final;
+            // The oldest unanswered request (after those already answered): publishable as
+            // it is, so it joins the answered run; any other waits as final.
+            if (idx == next_answer) [[likely]] {
+                s.state = ZcSlot::State::idle;
+                ++next_answer;
+            } else {
+                s.state = ZcSlot::State::final;
+            }
         } else {
             zc_slot_done(q, s);
         }
     }
+    z.answered_run = next_answer - answered_from;
     q->rx_round.packets += packets;
     q->rx_round.bytes += bytes;
 }
@@ -404,8 +416,9 @@ void Lcore::zc_release_round(GuestQueue* q, RingIdx first, RingIdx end) {
 std::uint32_t Lcore::zc_answerable(GuestQueue* q) {
     ZeroCopyRx& z = *q->zc;
     const std::uint32_t unanswered = q->rx.unanswered();
-    RingIdx i = q->rx.rsp_prod_pvt();
-    std::uint32_t n = 0;
+    // The answered run is idle already; the slots after it are looked at.
+    std::uint32_t n = std::min(std::exchange(z.answered_run, 0U), unanswered);
+    RingIdx i = q->rx.rsp_prod_pvt() + n;
     for (; n < unanswered; ++n, ++i) {
         ZcSlot& s = z.slots[i & kRingMask];
         if (s.state == ZcSlot::State::copying)
