@@ -369,6 +369,7 @@ bool Lcore::tx_build_whole(GuestQueue* q, unsigned n) {
     std::array<rte_mbuf*, kMaxBurst> hdrs;
     if (rte_pktmbuf_alloc_bulk(hdr_pool_, hdrs.data(), n) != 0) return false;
     q->tx_local_hint = false; // what this burst sends to guests of the port sets it again
+    const hv::DomId dom = q->dom;
     for (unsigned i = 0; i < n; ++i) {
         TxWork& t = tx_work_[i];
         const netif::TxSlot& s = t.pkt.slots[0];
@@ -377,8 +378,13 @@ bool Lcore::tx_build_whole(GuestQueue* q, unsigned n) {
         t.hdr_slots = 1;
         t.hdr_tail = t.hdr_len;
         t.copies[0] = nullptr;
-        tx_segs_[i] = hv::GrantCopySegment::from_guest(q->dom, s.gref, s.offset,
-                                                       rte_pktmbuf_mtod(t.hdr, void*), t.hdr_len);
+        // GrantCopySegment::from_guest, written in place.
+        hv::GrantCopySegment& seg = tx_segs_[i];
+        seg.source.foreign = {s.gref, s.offset, dom};
+        seg.dest.virt = rte_pktmbuf_mtod(t.hdr, void*);
+        seg.len = t.hdr_len;
+        seg.flags = hv::GrantCopySegment::kSourceGref;
+        seg.status = 0;
     }
     tx_copy(q, n);
     const bool plain = q->n_ip_allowed == 0;
