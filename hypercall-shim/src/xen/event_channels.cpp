@@ -2,6 +2,7 @@
 #include "xen/event_channels.hpp"
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 
 #include <cerrno>
 #include <string>
@@ -26,6 +27,10 @@ Result<std::unique_ptr<XenEventChannels>> XenEventChannels::open() {
         return device_error(kEvtchnPath, "xenevtchn_open", err, e->log_.last());
     }
     e->fd_ = xenevtchn_fd(e->h_);
+    // drivers/xen/evtchn.c names each port's IRQ "evtchn:%s" with the comm of the thread that
+    // opened the device (evtchn_open): the thread running this.
+    char comm[17] = {};
+    if (::prctl(PR_GET_NAME, comm) == 0) e->irq_action_ = std::string("evtchn:") + comm;
     const int fl = ::fcntl(e->fd_, F_GETFL);
     if (fl < 0 || ::fcntl(e->fd_, F_SETFL, fl | O_NONBLOCK) < 0) {
         const int err = errno;

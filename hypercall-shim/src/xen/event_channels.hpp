@@ -20,6 +20,8 @@ extern "C" { // the Xen libraries' headers have no C++ guards
 }
 
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "dpnb/hv/event_channel.hpp"
 #include "xen/xen_log.hpp"
@@ -38,6 +40,10 @@ public:
     Status unbind(EvtchnPort local) override;
     Status notify(EvtchnPort local) override;
     int fd() const override { return fd_; }
+    std::optional<std::string> irq_action() const override {
+        if (irq_action_.empty()) return std::nullopt;
+        return irq_action_;
+    }
     Result<std::optional<EvtchnPort>> pending() override;
     Status unmask(EvtchnPort local) override;
 
@@ -47,6 +53,7 @@ private:
     QuietLogger log_;
     xenevtchn_handle* h_ = nullptr;
     int fd_ = -1;
+    std::string irq_action_; // "evtchn:" + the opening thread's name
 };
 
 } // namespace dpnb::hv::xen

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 
 #include "dpnb/hv/types.hpp"
 
@@ -28,6 +29,12 @@ public:
     // Next pending port, or nullopt when none is pending. Never blocks.
     virtual Result<std::optional<EvtchnPort>> pending() = 0;
     virtual Status unmask(EvtchnPort local) = 0;
+
+    // The name of the kernel interrupt (its action in /proc/interrupts) that each port bound
+    // through this handle gets, when ports get one: Linux's evtchn driver makes an IRQ per
+    // bound port named "evtchn:" and the name of the thread that opened the handle. nullopt
+    // where no kernel IRQ stands behind a port (the simulator).
+    virtual std::optional<std::string> irq_action() const { return std::nullopt; }
 };
 
 } // namespace dpnb::hv
