@@ -144,6 +144,19 @@ void print_show(const Json& v) {
                                       {"lcore", "lcore"},
                                       {"queues", "queues"}});
     }
+    if (v.contains("data_plane") && v["data_plane"].contains("event_channel_irqs")) {
+        // Where dom0's kernel takes each queue's event channels (the lcore's CPUs when placed).
+        std::cout << "event-channel irqs\n";
+        Table t({"  QUEUE", "IRQS", "CPUS", "PLACEMENT"});
+        for (const Json& q : v["data_plane"]["event_channel_irqs"]) {
+            std::string irqs;
+            for (const Json& n : q.value("irqs", Json::array()))
+                irqs += (irqs.empty() ? "" : ",") + text(n);
+            t.add({"  " + field(q, "queue"), irqs.empty() ? "-" : irqs,
+                   field(q, "cpus").empty() ? "-" : field(q, "cpus"), field(q, "placement")});
+        }
+        t.print(std::cout);
+    }
     if (v.contains("counters") && v["counters"].is_object()) {
         std::cout << "counters\n";
         Table t({"  COUNTER", "VALUE"});
@@ -185,8 +198,9 @@ void print_stats(const Json& s) {
                             {"tx_packets", "tx packets"},
                             {"tx_bytes", "tx bytes"}});
     std::cout << "lcores\n";
-    Table l({"  LCORE", "QUEUES", "NIC-QUEUES", "BUSY-POLLS", "IDLE-POLLS", "SLEEPS", "BUSY-%",
-             "INBOX-DROPS", "TX-NIC-DROPS", "GRANT-CALLS", "NOTIFIES", "READS", "WRITES"});
+    Table l({"  LCORE", "CPUS", "QUEUES", "NIC-QUEUES", "BUSY-POLLS", "IDLE-POLLS", "SLEEPS",
+             "BUSY-%", "INBOX-DROPS", "TX-NIC-DROPS", "GRANT-CALLS", "NOTIFIES", "READS",
+             "WRITES"});
     for (const Json& c : s["lcores"]) {
         const double busy = c.value("busy_polls", 0.0), idle = c.value("idle_polls", 0.0);
         char pct[16];
@@ -195,15 +209,16 @@ void print_stats(const Json& s) {
         const std::uint64_t grant_calls = c.value("grant_copy_calls", std::uint64_t{0}) +
                                           c.value("grant_map_calls", std::uint64_t{0}) +
                                           c.value("grant_unmap_calls", std::uint64_t{0});
-        l.add({"  " + field(c, "lcore"), field(c, "guest_queues"), field(c, "nic_queues"),
-               field(c, "busy_polls"), field(c, "idle_polls"), field(c, "sleeps"), pct,
-               field(c, "inbox_drops"), field(c, "tx_nic_drops"), std::to_string(grant_calls),
-               field(c, "notify_calls"), field(c, "read_syscalls"), field(c, "write_syscalls")});
+        l.add({"  " + field(c, "lcore"), field(c, "cpus"), field(c, "guest_queues"),
+               field(c, "nic_queues"), field(c, "busy_polls"), field(c, "idle_polls"),
+               field(c, "sleeps"), pct, field(c, "inbox_drops"), field(c, "tx_nic_drops"),
+               std::to_string(grant_calls), field(c, "notify_calls"), field(c, "read_syscalls"),
+               field(c, "write_syscalls")});
     }
     l.print(std::cout);
     std::cout << "ports\n";
     Table p({"  PORT", "DRIVER", "STEERING", "ZERO-COPY", "DMA", "RX-PKTS", "TX-PKTS", "MISSED",
-             "ERRORS"});
+             "ERRORS", "VHOST-CPUS"});
     for (const Json& c : s["ports"]) {
         // The DMA policy's verdict and its inputs: "copy_only (HVM, pci/vfio)".
         const Json dma = c.value("dma", Json::object());
@@ -213,7 +228,8 @@ void print_stats(const Json& s) {
                field(dma, "verdict") + " (" + field(dma, "domain") + ", " + field(dma, "bus") +
                    (binding == "none" ? "" : "/" + binding) + ")",
                field(c, "rx_packets"), field(c, "tx_packets"), field(c, "rx_missed"),
-               std::to_string(c.value("rx_errors", 0ULL) + c.value("tx_errors", 0ULL))});
+               std::to_string(c.value("rx_errors", 0ULL) + c.value("tx_errors", 0ULL)),
+               field(c, "vhost_cpus").empty() ? "-" : field(c, "vhost_cpus")});
     }
     p.print(std::cout);
     std::cout << "control plane\n";

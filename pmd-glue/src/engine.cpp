@@ -20,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -210,6 +211,9 @@ private:
     void abandon(VifRecord& r, PortState& ps);
 
     Status release_nic_queue(VifRecord& r);
+    std::optional<std::vector<pid_t>> vhost_snapshot() const;
+    void vhost_found(PortState& ps, const std::optional<std::vector<pid_t>>& before);
+    void place_vhost(PortState& ps);
     void free_record(VifRecord& r);
     void push_event(DataPlaneEvent e);
 
@@ -278,6 +282,7 @@ Status Engine::Impl::init() {
         const pmd::PortConfig& pc = opts.ports[pi];
         auto ps = std::make_unique<PortState>();
         ps->index = static_cast<std::uint16_t>(pi);
+        const auto vhost_before = vhost_snapshot();
         auto port = pmd::Port::open(pc, dma_);
         if (!port) return std::move(port).error();
         ps->port = std::move(*port);
@@ -340,6 +345,7 @@ Status Engine::Impl::init() {
         ps->tx_maps =
             dc.tx_external_buffers && port_ref.caps().dma->verdict == pmd::DmaVerdict::zero_copy;
         ps->max_frame = port_ref.setup().max_frame;
+        vhost_found(*ps, vhost_before);
         if (pc.steering == pmd::Steering::mac_flow && !port_ref.setup().flow_rules)
             spdlog::warn("port {}: no rte_flow MAC rules: guests share the port's queue(s) and "
                          "copy",
@@ -363,6 +369,8 @@ Status Engine::Impl::init() {
                                   ps->port->rx_interrupt(q) == pmd::RxInterrupt::level);
         }
     }
+    for (auto& ps : ports)
+        place_vhost(*ps);
     for (auto& l : lcores) {
         if (int rc = rte_eal_remote_launch(lcore_main, l.get(), l->lcore_id()); rc != 0)
             return make_error(Errc::io, "launching lcore " + std::to_string(l->lcore_id()) + ": " +
@@ -856,6 +864,75 @@ void Engine::Impl::abandon(VifRecord& r, PortState& ps) {
     free_record(r);
 }
 
+// --- vhost-net's workers --------------------------------------------------------------------
+// A virtio_user port over /dev/vhost-net has a kernel worker per vhost device (a queue pair),
+// named vhost-<id of the thread that set the device's owner> like every other port's: the
+// control thread's (it probes the ports). A port's workers are those that appear while it is
+// opened and started, one port at a time; a device made by EAL at start (eal.vdevs) has its
+// workers before any port and is not placed.
+
+std::optional<std::vector<pid_t>> Engine::Impl::vhost_snapshot() const {
+    if (!opts.place_vhost_workers) return std::nullopt;
+    auto w = placement->vhost_workers(::gettid());
+    if (!w) {
+        spdlog::warn("vhost-net workers: {}", w.error().describe());
+        return std::nullopt;
+    }
+    return std::move(*w);
+}
+
+// After the port (re)started: keep its workers still alive, add those that appeared.
+void Engine::Impl::vhost_found(PortState& ps, const std::optional<std::vector<pid_t>>& before) {
+    if (!before) return;
+    auto after = placement->vhost_workers(::gettid());
+    if (!after) {
+        spdlog::warn("port {}: vhost-net workers: {}", ps.port->config().name,
+                     after.error().describe());
+        ++ps.vhost_placement_failures;
+        return;
+    }
+    std::vector<pid_t> kept;
+    std::set_intersection(ps.vhost_workers.begin(), ps.vhost_workers.end(), after->begin(),
+                          after->end(), std::back_inserter(kept));
+    std::set_difference(after->begin(), after->end(), before->begin(), before->end(),
+                        std::back_inserter(kept));
+    std::sort(kept.begin(), kept.end());
+    kept.erase(std::unique(kept.begin(), kept.end()), kept.end());
+    ps.vhost_workers = std::move(kept);
+}
+
+// A worker moves frames of one queue pair both ways between the port's rings and the tap;
+// which pair is not visible from outside, so every worker of the port gets the CPUs of every
+// lcore that polls one of its RX queues (or of every lcore while none does: dedicated queues
+// go to lcores as guests attach). Those lcores sleep when idle, and the worker's wake-up
+// of them (an RX interrupt) then stays on their CPU.
+void Engine::Impl::place_vhost(PortState& ps) {
+    if (!opts.place_vhost_workers || ps.vhost_workers.empty()) return;
+    std::vector<unsigned> which = ps.demux_lcores;
+    if (which.empty())
+        for (const auto& l : lcores)
+            which.push_back(l->index());
+    std::vector<pmd::CpuSet> sets;
+    for (unsigned li : which)
+        sets.push_back(lcores[li]->cpus());
+    const pmd::CpuSet cpus = pmd::cpu_union(sets);
+    if (cpus.empty()) return;
+    unsigned placed = 0;
+    for (pid_t t : ps.vhost_workers) {
+        if (Status st = placement->set_thread_cpus(t, cpus); !st) {
+            ++ps.vhost_placement_failures;
+            spdlog::warn("port {}: vhost-net worker {} not moved to CPU(s) {}: {}",
+                         ps.port->config().name, t, pmd::cpu_list_text(cpus),
+                         st.error().describe());
+            continue;
+        }
+        ++placed;
+    }
+    ps.vhost_cpus = placed != 0 ? pmd::cpu_list_text(cpus) : "";
+    spdlog::info("port {}: {} of {} vhost-net worker(s) on CPU(s) {}", ps.port->config().name,
+                 placed, ps.vhost_workers.size(), pmd::cpu_list_text(cpus));
+}
+
 // A zero-copy NIC queue still holds guest buffers: re-create it (its PMD frees them into
 // the pool), with placeholders while it starts again.
 Status Engine::Impl::release_nic_queue(VifRecord& r) {
@@ -874,11 +951,16 @@ Status Engine::Impl::release_nic_queue(VifRecord& r) {
             paused.push_back(l->index());
         }
     }
+    const auto vhost_before = vhost_snapshot();
     Status st = ps.port->stop();
     pool.set_start_mode(true);
     if (st) st = ps.port->setup_rx_queue(q, pool.mempool());
     if (st) st = ps.port->start();
     pool.set_start_mode(false);
+    if (st) {
+        vhost_found(ps, vhost_before);
+        place_vhost(ps);
+    }
     for (unsigned i : paused) {
         auto c = std::make_unique<Command>();
         c->kind = Command::Kind::port_resume;
@@ -1107,6 +1189,13 @@ VifStatus Engine::Impl::status_of(const VifRecord& r) const {
             s.tx_errors[i] += detail::read_counter(c.tx_errors[i]);
         s.rx_backlog_frames += detail::read_counter(q->backlog_frames);
         s.rx_backlog_bytes += detail::read_counter(q->backlog_bytes);
+        QueueIrqs qi;
+        for (int irq : q->irq)
+            if (irq >= 0) qi.irqs.push_back(static_cast<unsigned>(irq));
+        qi.placement = pmd::to_string(q->irq_placement);
+        if (q->irq_placement == pmd::IrqPlacement::placed)
+            qi.cpus = pmd::cpu_list_text(lcores[r.lcore]->cpus());
+        s.queue_irqs.push_back(std::move(qi));
     }
     return s;
 }
@@ -1325,9 +1414,11 @@ Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Engine::~Engine() = default;
 
-Result<std::unique_ptr<Engine>>
-Engine::create(const EngineOptions& options, hv::BackendHypervisor& hv, const pmd::DmaProbe& dma) {
+Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options,
+                                               hv::BackendHypervisor& hv, const pmd::DmaProbe& dma,
+                                               pmd::CpuPlacement* placement) {
     auto impl = std::make_unique<Impl>(options, hv, dma);
+    impl->placement = placement != nullptr ? placement : &pmd::system_cpu_placement();
     if (Status st = impl->init(); !st) return st.error();
     return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
@@ -1409,6 +1500,9 @@ std::vector<PortStatus> Engine::ports() const {
         s.queue_owner = ps->owner;
         for (const auto& gp : ps->guest_pools)
             s.rx_pools.emplace_back(gp ? gp->mempool()->name : ps->rx_pool->name);
+        s.vhost_workers.assign(ps->vhost_workers.begin(), ps->vhost_workers.end());
+        s.vhost_cpus = ps->vhost_cpus;
+        s.vhost_placement_failures = ps->vhost_placement_failures;
         s.stats = ps->port->stats();
         out.push_back(std::move(s));
     }

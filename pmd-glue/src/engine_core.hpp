@@ -42,6 +42,11 @@ struct PortState {
     // mbuf is left.
     bool tx_maps = true;
     std::uint32_t max_frame = 0;
+    // vhost-net's workers that appeared while the port was opened and started (its vhost
+    // devices'), the CPUs they were given, placements that failed (control thread only).
+    std::vector<pid_t> vhost_workers;
+    std::string vhost_cpus;
+    std::uint64_t vhost_placement_failures = 0;
 
     bool dedicated() const noexcept {
         return port->config().steering == pmd::Steering::dedicated_port;
@@ -67,6 +72,7 @@ public:
     // A dynamic mbuf flag (registered at start) on frames one guest sends another on the same
     // port: the receiving copy pipeline counts them as local (local_rx_*).
     std::uint64_t local_flag = 0;
+    pmd::CpuPlacement* placement = nullptr; // IRQs and vhost workers (opts.place_*)
 
     void ack(Command* cmd) noexcept;
     void raise_event() noexcept;

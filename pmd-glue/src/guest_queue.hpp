@@ -262,7 +262,11 @@ struct GuestQueue {
 
     // --- owned by the lcore ----------------------------------------------------------------
     hv::EvtchnPort tx_port = 0, rx_port = 0; // local ports, bound by the lcore
-    RxMode mode = RxMode::copy;              // for new posts
+    // The kernel IRQs of tx_port and rx_port (-1: unknown; one with a shared channel) and what
+    // placing them on the lcore's CPUs came to: written at attach, before the lcore's ack.
+    std::array<int, 2> irq{-1, -1};
+    pmd::IrqPlacement irq_placement = pmd::IrqPlacement::off;
+    RxMode mode = RxMode::copy; // for new posts
     RxMode reuse_miss = RxMode::map;
     bool disabled = false;
     bool detaching = false;

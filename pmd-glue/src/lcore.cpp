@@ -10,6 +10,7 @@
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -57,6 +58,24 @@ std::uint64_t nic_tag(std::uint16_t port_id, std::uint16_t queue) noexcept {
     return kTagNic | std::uint64_t{port_id} << 16 | std::uint64_t{queue} << 32;
 }
 
+// Renames the calling thread while it lives (when `on`), then gives it its name back.
+class ThreadName {
+public:
+    ThreadName(bool on, const std::string& name) {
+        if (!on || ::prctl(PR_GET_NAME, old_) != 0) return;
+        set_ = ::prctl(PR_SET_NAME, name.substr(0, 15).c_str()) == 0;
+    }
+    ~ThreadName() {
+        if (set_) (void)::prctl(PR_SET_NAME, old_);
+    }
+    ThreadName(const ThreadName&) = delete;
+    ThreadName& operator=(const ThreadName&) = delete;
+
+private:
+    char old_[17] = {};
+    bool set_ = false;
+};
+
 std::string obj_name(const char* what, unsigned instance, unsigned index) {
     return "dpnb" + std::to_string(instance) + "_" + what + std::to_string(index);
 }
@@ -93,9 +112,22 @@ Status Lcore::init(hv::BackendHypervisor& hv, unsigned tx_mbufs) {
     auto gt = hv.open_grant_table();
     if (!gt) return std::move(gt).error();
     gt_ = std::move(*gt);
-    auto ev = hv.open_event_channels();
-    if (!ev) return std::move(ev).error();
-    ev_ = std::move(*ev);
+    {
+        // Linux names the IRQ of every port bound through a handle after the thread that
+        // opened it: a name of this lcore's own tells its IRQs from every other handle's
+        // (the control thread's, the other lcores') when it looks for the one a bind made.
+        ThreadName name(engine_.opts.place_interrupts,
+                        "dpnb" + std::to_string(engine_.instance) + "-lc" + std::to_string(index_));
+        auto ev = hv.open_event_channels();
+        if (!ev) return std::move(ev).error();
+        ev_ = std::move(*ev);
+    }
+    if (engine_.opts.place_interrupts && engine_.placement != nullptr)
+        irq_action_ = ev_->irq_action();
+    cpus_.clear();
+    const rte_cpuset_t set = rte_lcore_cpuset(lcore_id_);
+    for (unsigned c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &set)) cpus_.push_back(c);
 
     epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
     wakefd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -182,6 +214,7 @@ void Lcore::wake() noexcept {
 LcoreStats Lcore::stats() const {
     LcoreStats s;
     s.lcore = lcore_id_;
+    s.cpus = pmd::cpu_list_text(cpus_);
     s.queues = queue_count();
     s.nic_queues = nic_queue_count_.load(std::memory_order_relaxed);
 #define DPNB_X(name, help) s.name = read_counter(counters_.name);
@@ -457,7 +490,8 @@ void Lcore::attach_queue(Command* cmd) {
     };
     for (GuestQueue* q : cmd->queues) {
         bound.push_back(q);
-        auto tp = ev_->bind_interdomain(q->dom, q->tx_remote);
+        q->irq = {-1, -1};
+        auto tp = bind_placed(q, q->tx_remote, 0);
         if (!tp) {
             unbind_all();
             cmd->result =
@@ -469,7 +503,7 @@ void Lcore::attach_queue(Command* cmd) {
         }
         q->tx_port = q->rx_port = *tp;
         if (q->split_evtchn) {
-            auto rp = ev_->bind_interdomain(q->dom, q->rx_remote);
+            auto rp = bind_placed(q, q->rx_remote, 1);
             if (!rp) {
                 unbind_all();
                 cmd->result = make_error(Errc::protocol,
@@ -515,6 +549,38 @@ void Lcore::attach_queue(Command* cmd) {
     queue_count_.store(static_cast<unsigned>(queues_.size()), std::memory_order_relaxed);
     nic_queue_count_.store(static_cast<unsigned>(nic_rx_.size()), std::memory_order_relaxed);
     engine_.ack(cmd);
+}
+
+// Binds `remote` of q's guest and, with place_interrupts, moves the IRQ Linux made for the
+// new port to this lcore's CPUs (`which`: 0 the TX or shared channel, 1 the RX one). A
+// placement that fails leaves the guest served: a counter and a rate-limited line.
+Result<hv::EvtchnPort> Lcore::bind_placed(GuestQueue* q, hv::EvtchnPort remote, unsigned which) {
+    if (!engine_.opts.place_interrupts || engine_.placement == nullptr) {
+        q->irq_placement = pmd::IrqPlacement::off;
+        return ev_->bind_interdomain(q->dom, remote);
+    }
+    if (!irq_action_) {
+        q->irq_placement = pmd::IrqPlacement::no_irq;
+        return ev_->bind_interdomain(q->dom, remote);
+    }
+    std::optional<std::vector<unsigned>> before;
+    if (auto b = engine_.placement->irqs_named(*irq_action_)) before = std::move(*b);
+    auto port = ev_->bind_interdomain(q->dom, remote);
+    if (!port) return port;
+    pmd::IrqPlaced r = pmd::place_new_irq(*engine_.placement, *irq_action_, before, cpus_);
+    if (r.irq) q->irq[which] = static_cast<int>(*r.irq);
+    // The queue's result is its worst: a failure of either channel shows.
+    if (which == 0 || pmd::placement_failed(r.result)) q->irq_placement = r.result;
+    if (pmd::placement_failed(r.result)) {
+        bump(counters_.irq_placement_failures);
+        if (placement_log_.allow())
+            spdlog::warn("vif{}.{} queue {}: event channel {}: IRQ not moved to CPU(s) {} of "
+                         "lcore {}: {} ({} line(s) suppressed)",
+                         unsigned{q->vif.dom}, unsigned{q->vif.handle}, q->index, *port,
+                         pmd::cpu_list_text(cpus_), lcore_id_, r.error,
+                         placement_log_.take_suppressed());
+    }
+    return port;
 }
 
 bool Lcore::try_finish_detach(Command* cmd) {

@@ -28,6 +28,7 @@
 #include "dpnb/hv/event_channel.hpp"
 #include "dpnb/hv/grant_table.hpp"
 #include "dpnb/hv/hypervisor.hpp"
+#include "dpnb/pmd/cpu_placement.hpp"
 #include "guest_queue.hpp"
 
 struct rte_mempool;
@@ -117,6 +118,8 @@ public:
 
     unsigned index() const noexcept { return index_; }
     unsigned lcore_id() const noexcept { return lcore_id_; }
+    // The CPUs the lcore's thread may run on (its EAL cpuset), set by init().
+    const pmd::CpuSet& cpus() const noexcept { return cpus_; }
     rte_ring* inbox() const noexcept { return inbox_; }
     hv::GrantTable& grants() noexcept { return *gt_; }
 
@@ -195,6 +198,7 @@ private:
     bool do_commands();
     void handle(Command* cmd);
     void attach_queue(Command* cmd);
+    Result<hv::EvtchnPort> bind_placed(GuestQueue* q, hv::EvtchnPort remote, unsigned which);
     bool try_finish_detach(Command* cmd);
     void release_nic(Command* cmd);
     void finish_queue(GuestQueue* q);
@@ -327,6 +331,11 @@ private:
     unsigned lcore_id_;
     std::unique_ptr<hv::GrantTable> gt_;
     std::unique_ptr<hv::EventChannels> ev_;
+    // EngineOptions::place_interrupts: the IRQ name of ev_'s ports (nullopt: off, or no
+    // kernel IRQs), the lcore's CPUs, a limit on the log lines of failed placements.
+    std::optional<std::string> irq_action_;
+    pmd::CpuSet cpus_;
+    LogLimiter placement_log_;
     int epfd_ = -1;
     bool use_epoll_wait_ = false; // epoll_pwait2 answered ENOSYS (sleep_when_idle)
     int wakefd_ = -1;

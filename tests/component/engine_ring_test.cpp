@@ -33,9 +33,11 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <span>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <thread>
 #include <unistd.h>
@@ -44,6 +46,7 @@
 #include "dpnb/hv/sim.hpp"
 #include "dpnb/netfront/toolstack.hpp"
 #include "dpnb/netif/flow_hash.hpp"
+#include "dpnb/pmd/cpu_placement.hpp"
 #include "dpnb/pmd/eal.hpp"
 #include "harness.hpp"
 #include "raw_frontend.hpp"
@@ -111,6 +114,78 @@ private:
     struct sigaction old_ {};
 };
 
+// The simulated hypervisor's event channels as Linux's evtchn driver shows them: each port
+// bound gets IRQs (`per_bind`, normally 1) named "evtchn:" and the opening thread's name in
+// a simulated kernel, and loses them when unbound.
+class IrqEventChannels final : public hv::EventChannels {
+public:
+    IrqEventChannels(std::unique_ptr<hv::EventChannels> inner, pmd::SimCpuPlacement& sim,
+                     unsigned per_bind)
+        : inner_(std::move(inner)), sim_(sim), per_bind_(per_bind) {
+        char comm[17] = {};
+        (void)::prctl(PR_GET_NAME, comm);
+        action_ = std::string("evtchn:") + comm;
+    }
+    Result<hv::EvtchnPort> bind_interdomain(hv::DomId remote, hv::EvtchnPort port) override {
+        auto p = inner_->bind_interdomain(remote, port);
+        if (p)
+            for (unsigned i = 0; i < per_bind_; ++i)
+                irqs_[*p].push_back(sim_.add_irq(action_));
+        return p;
+    }
+    Result<hv::EvtchnPort> bind_unbound(hv::DomId remote) override {
+        return inner_->bind_unbound(remote);
+    }
+    Status unbind(hv::EvtchnPort local) override {
+        for (unsigned irq : irqs_[local])
+            sim_.remove_irq(irq);
+        irqs_.erase(local);
+        return inner_->unbind(local);
+    }
+    Status notify(hv::EvtchnPort local) override { return inner_->notify(local); }
+    int fd() const override { return inner_->fd(); }
+    Result<std::optional<hv::EvtchnPort>> pending() override { return inner_->pending(); }
+    Status unmask(hv::EvtchnPort local) override { return inner_->unmask(local); }
+    std::optional<std::string> irq_action() const override { return action_; }
+
+private:
+    std::unique_ptr<hv::EventChannels> inner_;
+    pmd::SimCpuPlacement& sim_;
+    unsigned per_bind_;
+    std::string action_;
+    std::map<hv::EvtchnPort, std::vector<unsigned>> irqs_;
+};
+
+class IrqBackend final : public hv::BackendHypervisor {
+public:
+    IrqBackend(std::unique_ptr<hv::BackendHypervisor> inner, pmd::SimCpuPlacement& sim,
+               unsigned per_bind)
+        : inner_(std::move(inner)), sim_(sim), per_bind_(per_bind) {}
+    std::string_view kind() const override { return inner_->kind(); }
+    hv::DomId self() const override { return inner_->self(); }
+    Result<std::unique_ptr<hv::GrantTable>> open_grant_table() override {
+        return inner_->open_grant_table();
+    }
+    Result<std::unique_ptr<hv::EventChannels>> open_event_channels() override {
+        auto e = inner_->open_event_channels();
+        if (!e) return std::move(e).error();
+        return std::unique_ptr<hv::EventChannels>(
+            std::make_unique<IrqEventChannels>(std::move(*e), sim_, per_bind_));
+    }
+    Result<std::unique_ptr<hv::Xenstore>> open_xenstore() override {
+        return inner_->open_xenstore();
+    }
+    hv::Domains& domains() override { return inner_->domains(); }
+    Result<std::unique_ptr<hv::TranslationTable>> open_translation_table(hv::DomId g) override {
+        return inner_->open_translation_table(g);
+    }
+
+private:
+    std::unique_ptr<hv::BackendHypervisor> inner_;
+    pmd::SimCpuPlacement& sim_;
+    unsigned per_bind_;
+};
+
 class EngineRing : public SimFixture {
 protected:
     void TearDown() override {
@@ -126,7 +201,7 @@ protected:
     // The peer: one RX ring (the engine receives what the test puts there), a TX ring per
     // lcore (the engine sends there), and a mempool for what the test injects.
     void make_ring_port(const std::string& name) {
-        CT_ASSERT_OK(pmd::init_eal(test_eal()));
+        CT_ASSERT_OK(pmd::init_eal(eal_));
         rx_ = rte_ring_create((name + "_rx").c_str(), 1024, SOCKET_ID_ANY,
                               RING_F_SP_ENQ | RING_F_SC_DEQ);
         ASSERT_NE(rx_, nullptr);
@@ -153,6 +228,8 @@ protected:
         auto bhv = hv::sim::connect_backend(dir_.path());
         CT_ASSERT_OK(bhv);
         backend_ = std::move(*bhv);
+        if (irq_sim_ != nullptr)
+            backend_ = std::make_unique<IrqBackend>(std::move(backend_), *irq_sim_, irqs_per_bind_);
         pmd::PortConfig p;
         p.name = "ring";
         p.device = ethdev_;
@@ -164,7 +241,10 @@ protected:
         o.tx_copy_slot_max = tx_copy_slot_max_;
         o.rx_stall_timeout = rx_stall_timeout_;
         o.ip_anti_spoofing = ip_anti_spoofing_;
-        auto e = Engine::create(o, *backend_);
+        o.eal = eal_;
+        o.place_interrupts = place_interrupts_;
+        o.place_vhost_workers = place_vhost_workers_;
+        auto e = Engine::create(o, *backend_, pmd::system_dma_probe(), irq_sim_);
         CT_ASSERT_OK(e);
         engine_ = std::move(*e);
         handshake_ = std::make_unique<BackendHandshake>(*xs_, *engine_);
@@ -304,6 +384,14 @@ protected:
     std::uint16_t tx_copy_slot_max_ = 4096;
     std::chrono::milliseconds rx_stall_timeout_{60000};
     bool ip_anti_spoofing_ = false;
+    pmd::EalOptions eal_ = test_eal();
+    // Placement: a simulated kernel (IRQs, vhost workers) instead of the system's, the IRQs
+    // each bind makes in it (2: another handle of the same name binding at once).
+    pmd::SimCpuPlacement* irq_sim_ = nullptr;
+    pmd::SimCpuPlacement sim_; // what irq_sim_ points at: outlives the engine (TearDown)
+    unsigned irqs_per_bind_ = 1;
+    bool place_interrupts_ = true;
+    bool place_vhost_workers_ = true;
     unsigned tx_ring_size_ = 1024; // the peer's TX rings (what the engine sends into)
     unsigned pool_mbufs_ = 1023;   // the peer's mbufs, for what the test injects
     std::uint16_t pool_data_room_ = 9216 + RTE_PKTMBUF_HEADROOM;
@@ -1618,6 +1706,142 @@ TEST_F(EngineRing, LargeReceivesAreSegmentedForFrontendsWithoutGso) {
         EXPECT_EQ(st->counters.rx_drop_error + st->counters.rx_drop_no_buffer, 0u);
     }
     close_and_check({{&ga, no_gso}, {&gb, no_sg}});
+}
+
+} // namespace
+} // namespace dpnb::component
+
+namespace dpnb::component {
+namespace {
+
+std::string vhost_name() {
+    return "vhost-" + std::to_string(::getpid());
+}
+
+// Two new IRQs of the handle's name at one bind (another handle of the same name binding at
+// the same moment): neither is touched, the failure is counted and shown, and the guest is
+// served all the same.
+TEST_F(EngineRing, AnIrqThatCannotBeFoundIsCountedAndTheGuestServed) {
+    pmd::SimCpuPlacement& sim = sim_;
+    irq_sim_ = &sim_;
+    irqs_per_bind_ = 2;
+    const hv::DomId dom = create_guest("ambiguous");
+    CT_ASSERT_OK(plug(dom));
+    GuestProcess g(dir_.path(), dom, GuestOptions{});
+    make_ring_port("ctambig");
+    if (HasFatalFailure()) return;
+    start_engine();
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
+    ASSERT_TRUE(g.wait_connected());
+    auto st = engine_->status(VifId{dom, 0});
+    CT_ASSERT_OK(st);
+    ASSERT_EQ(st->queue_irqs.size(), 1u);
+    EXPECT_EQ(st->queue_irqs[0].placement, "ambiguous");
+    EXPECT_TRUE(st->queue_irqs[0].irqs.empty());
+    EXPECT_EQ(st->queue_irqs[0].cpus, "");
+    EXPECT_EQ(sim.irq_writes(), 0u);
+    std::uint64_t failures = 0;
+    for (const LcoreStats& l : engine_->lcore_stats())
+        failures += l.irq_placement_failures;
+    EXPECT_GE(failures, 1u) << "one per channel bound";
+    EXPECT_LE(failures, 2u);
+
+    start_drainer();
+    ASSERT_TRUE(g.send(peer_mac(), 1, 10, 64));
+    auto rep = g.report(1);
+    ASSERT_TRUE(rep);
+    EXPECT_EQ(rep->tx_ok, 10u);
+    close_and_check(g, dom);
+}
+
+// Placement off: the kernel's choices stand, nothing is written.
+TEST_F(EngineRing, PlacementOffTouchesNoIrqAndNoWorker) {
+    pmd::SimCpuPlacement& sim = sim_;
+    irq_sim_ = &sim_;
+    place_interrupts_ = false;
+    place_vhost_workers_ = false;
+    sim.add_thread_after_next_list(4002, vhost_name(), {0, 1});
+    const hv::DomId dom = create_guest("off");
+    CT_ASSERT_OK(plug(dom));
+    GuestProcess g(dir_.path(), dom, GuestOptions{});
+    make_ring_port("ctoff");
+    if (HasFatalFailure()) return;
+    start_engine();
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
+    ASSERT_TRUE(g.wait_connected());
+    auto st = engine_->status(VifId{dom, 0});
+    CT_ASSERT_OK(st);
+    ASSERT_EQ(st->queue_irqs.size(), 1u);
+    EXPECT_EQ(st->queue_irqs[0].placement, "off");
+    EXPECT_EQ(sim.irq_writes(), 0u);
+    EXPECT_EQ(sim.thread_writes(), 0u);
+    EXPECT_TRUE(engine_->ports()[0].vhost_workers.empty());
+    start_drainer();
+    close_and_check(g, dom);
+}
+
+// Each event channel the lcore binds for a guest gets its IRQ moved to the lcore's CPUs (an
+// lcore allowed two CPUs here: both), shown in the vif's status; vhost-net's worker that
+// appeared as the port started goes to the CPUs of the lcore polling the port, and one that
+// was there before (another port's) is left alone. Last in the file: its EAL differs from
+// every other test's, so in one process with them it skips.
+TEST_F(EngineRing, EventChannelIrqsAndVhostWorkersGoToTheLcoresCpus) {
+    eal_.lcore_map = "0@0,1@(0-1),2@1";
+    if (Status st = pmd::init_eal(eal_); !st && st.error().code == Errc::exists)
+        GTEST_SKIP() << "an lcore of two CPUs needs an EAL of its own: run alone, as ctest does";
+    pmd::SimCpuPlacement& sim = sim_;
+    sim.all_cpus = {0, 1, 2, 3};
+    irq_sim_ = &sim_;
+    sim.add_thread(4001, vhost_name(), {0, 1, 2, 3});                 // before the port
+    sim.add_thread_after_next_list(4002, vhost_name(), {0, 1, 2, 3}); // the port's
+    sim.add_thread(4003, "vhost-1", {0, 1, 2, 3});                    // another process's
+    const hv::DomId dom = create_guest("placed");
+    CT_ASSERT_OK(plug(dom));
+    GuestProcess g(dir_.path(), dom, GuestOptions{});
+    make_ring_port("ctplace");
+    if (HasFatalFailure()) return;
+    start_engine();
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
+    ASSERT_TRUE(g.wait_connected());
+
+    const auto lcores = engine_->lcore_stats();
+    ASSERT_EQ(lcores.size(), 2u);
+    EXPECT_EQ(lcores[0].cpus, "0-1");
+    EXPECT_EQ(lcores[1].cpus, "1");
+    auto st = engine_->status(VifId{dom, 0});
+    CT_ASSERT_OK(st);
+    const std::string& cpus = st->lcore == lcores[0].lcore ? lcores[0].cpus : lcores[1].cpus;
+    ASSERT_EQ(st->queue_irqs.size(), 1u);
+    const QueueIrqs& qi = st->queue_irqs[0];
+    EXPECT_EQ(qi.placement, "placed");
+    EXPECT_EQ(qi.cpus, cpus);
+    ASSERT_FALSE(qi.irqs.empty());
+    for (unsigned irq : qi.irqs) {
+        auto c = sim.irq_cpus(irq);
+        CT_ASSERT_OK(c);
+        EXPECT_EQ(pmd::cpu_list_text(*c), cpus) << "IRQ " << irq;
+    }
+    for (const LcoreStats& l : lcores)
+        EXPECT_EQ(l.irq_placement_failures, 0u);
+
+    const auto ports = engine_->ports();
+    ASSERT_EQ(ports.size(), 1u);
+    EXPECT_EQ(ports[0].vhost_workers, std::vector<int>{4002});
+    EXPECT_EQ(ports[0].vhost_cpus, "0-1") << "the port's shared queue is lcore 1's (CPUs 0-1)";
+    EXPECT_EQ(ports[0].vhost_placement_failures, 0u);
+    EXPECT_EQ(pmd::cpu_list_text(*sim.thread_cpus(4002)), "0-1");
+    EXPECT_EQ(pmd::cpu_list_text(*sim.thread_cpus(4001)), "0-3") << "not the port's";
+    EXPECT_EQ(pmd::cpu_list_text(*sim.thread_cpus(4003)), "0-3") << "not this process's";
+
+    ASSERT_TRUE(g.send(peer_mac(), 1, 10, 64));
+    start_drainer();
+    close_and_check(g, dom);
+    EXPECT_TRUE(sim.irqs_named("evtchn:dpnb0-lc0")->empty() &&
+                sim.irqs_named("evtchn:dpnb0-lc1")->empty())
+        << "every IRQ went with its unbind";
 }
 
 } // namespace

@@ -113,6 +113,13 @@ Json vif_detail(const control::VifInfo& v) {
                            {"control_ring", s.control_ring},
                            {"static_grants", s.static_grants},
                            {"hash", hash_json(s.hash)}};
+        Json irqs = Json::array();
+        for (std::size_t q = 0; q < s.queue_irqs.size(); ++q)
+            irqs.push_back({{"queue", q},
+                            {"irqs", s.queue_irqs[q].irqs},
+                            {"cpus", s.queue_irqs[q].cpus},
+                            {"placement", s.queue_irqs[q].placement}});
+        j["data_plane"]["event_channel_irqs"] = std::move(irqs);
         j["counters"] = counters_json(s.counters);
         Json errors = Json::object();
         const auto table = netif::tx_error_table();
@@ -313,11 +320,8 @@ Result<Json> cmd_stats(Daemon::Impl& d, const Json& args) {
     const MetricsSnapshot s = d.snapshot();
     Json lcores = Json::array();
     for (const engine::LcoreStats& l : s.lcores) {
-        Json j = {{"lcore", l.lcore},
-                  {"guest_queues", l.queues},
-                  {"nic_queues", l.nic_queues},
-                  {"cpu_ns", l.cpu_ns},
-                  {"tsc_hz", l.tsc_hz}};
+        Json j = {{"lcore", l.lcore},           {"cpus", l.cpus},     {"guest_queues", l.queues},
+                  {"nic_queues", l.nic_queues}, {"cpu_ns", l.cpu_ns}, {"tsc_hz", l.tsc_hz}};
         const auto table = engine::lcore_counter_table();
         for (std::size_t i = 0; i < table.size(); ++i)
             j[table[i].name] = engine::counter_value(l, i);
@@ -354,6 +358,9 @@ Result<Json> cmd_stats(Daemon::Impl& d, const Json& args) {
                          {"rx_offloads", p.rx_offloads},
                          {"tx_offloads", p.tx_offloads},
                          {"dedicated_queues_used", used},
+                         {"vhost_workers", p.vhost_workers},
+                         {"vhost_cpus", p.vhost_cpus},
+                         {"vhost_placement_failures", p.vhost_placement_failures},
                          {"rx_packets", p.stats.ipackets},
                          {"tx_packets", p.stats.opackets},
                          {"rx_bytes", p.stats.ibytes},

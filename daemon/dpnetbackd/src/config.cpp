@@ -72,6 +72,8 @@ constexpr KeyInfo kKeys[] = {
     {"engine.command_timeout_ms", Reload::restart},
     {"engine.drain_timeout_ms", Reload::restart},
     {"engine.rx_stall_timeout_ms", Reload::restart},
+    {"engine.place_interrupts", Reload::restart},
+    {"engine.place_vhost_workers", Reload::restart},
 
     {"port.*.device", Reload::restart},
     {"port.*.group", Reload::restart},
@@ -733,6 +735,8 @@ void load_engine(Loader& l, const toml::table* t, Config& c) {
     s.milliseconds("command_timeout_ms", e.command_timeout, 100, 600'000);
     s.milliseconds("drain_timeout_ms", e.drain_timeout, 0, 600'000);
     s.milliseconds("rx_stall_timeout_ms", e.rx_stall_timeout, 0, 3'600'000);
+    s.boolean("place_interrupts", e.place_interrupts);
+    s.boolean("place_vhost_workers", e.place_vhost_workers);
     s.finish();
     if (Status st = netif::validate(e.tx_limits); !st) s.error("tx_max_slots", st.error().message);
 }

@@ -404,6 +404,13 @@ void render_port(Exposition& e, const engine::PortStatus& p) {
     e.counter("dpnetback_port_rx_nombuf_total",
               "RX buffer allocation failures (no buffer to give the NIC).", port,
               static_cast<double>(p.stats.rx_nombuf));
+    e.gauge("dpnetback_port_vhost_workers",
+            "vhost-net worker threads of the port (a virtio_user port over /dev/vhost-net).", port,
+            static_cast<double>(p.vhost_workers.size()));
+    e.counter("dpnetback_port_vhost_placement_failures_total",
+              "Times a vhost-net worker of the port could not be moved to the CPUs of the lcores "
+              "that poll the port (engine.place_vhost_workers), or its workers not listed.",
+              port, static_cast<double>(p.vhost_placement_failures));
 }
 
 void render_control(Exposition& e, const control::ControlCounters& c,

@@ -151,6 +151,17 @@ std::span<const CounterInfo> vif_counter_table() noexcept; // declaration order
 // Value of the i-th counter of vif_counter_table().
 std::uint64_t counter_value(const VifCounters& c, std::size_t i) noexcept;
 
+// Where the driver domain's kernel delivers one queue's event channels: the IRQ of each
+// bound port (TX then RX; one with a shared channel; none known on the simulator), the CPUs
+// they were given ("" when not placed) and what placing them came to: "placed", "off",
+// "no_irq", "not_found", "ambiguous", "failed" (docs/datapath.md, "Interrupts and vhost
+// workers").
+struct QueueIrqs {
+    std::vector<unsigned> irqs;
+    std::string cpus;
+    std::string placement;
+};
+
 struct VifStatus {
     VifId id;
     VifRunState state = VifRunState::running;
@@ -184,6 +195,7 @@ struct VifStatus {
     VifCounters counters;
     // TX parser failures by reason (netif::tx_error_table() order).
     std::vector<std::uint64_t> tx_errors;
+    std::vector<QueueIrqs> queue_irqs; // queue order; empty where the data plane has none
 };
 
 // What the data plane tells the control plane on its own.

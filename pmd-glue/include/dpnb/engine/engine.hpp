@@ -28,6 +28,7 @@
 #include "dpnb/hv/hypervisor.hpp"
 #include "dpnb/hv/persistent_grant_table.hpp"
 #include "dpnb/netif/tx_parser.hpp"
+#include "dpnb/pmd/cpu_placement.hpp"
 #include "dpnb/pmd/eal.hpp"
 #include "dpnb/pmd/port.hpp"
 
@@ -82,6 +83,16 @@ struct EngineOptions {
     std::chrono::milliseconds max_sleep{100};
     std::chrono::microseconds poll_sleep{500};
 
+    // Placement (docs/datapath.md, "Interrupts and vhost workers"). An idle lcore sleeps on
+    // its event channels; Linux gives each newly bound channel's IRQ to the next CPU in turn,
+    // so a guest's notification would run on another CPU and wake the lcore with an IPI
+    // (through the hypervisor on Xen). With place_interrupts the lcore moves the IRQ of each
+    // channel it binds to its own CPUs. With place_vhost_workers vhost-net's workers of a
+    // virtio_user port (which move its frames to and from the kernel's tap) go to the CPUs
+    // of the lcores that poll the port. Off: the kernel's and the scheduler's choice.
+    bool place_interrupts = true;
+    bool place_vhost_workers = true;
+
     std::chrono::milliseconds command_timeout{10000}; // lcore acknowledgements
     std::chrono::milliseconds drain_timeout{10000};   // in-flight TX at detach
 };
@@ -128,7 +139,10 @@ struct StageTime {
     X(grant_copy_calls, "grant-copy calls into the hypervisor, a batch of segments each")          \
     X(grant_map_calls, "grant-map calls into the hypervisor, a batch of grants each")              \
     X(grant_unmap_calls, "grant-unmap calls into the hypervisor, a mapped batch each")             \
-    X(notify_calls, "event-channel notifications the lcore sent to guests")
+    X(notify_calls, "event-channel notifications the lcore sent to guests")                        \
+    X(irq_placement_failures, "event channels whose IRQ the lcore could not move to its CPUs "     \
+                              "(none or several new IRQs of its handle's name, or the write "      \
+                              "refused): the guest is served, its wake-ups may cross CPUs")
 #define DPNB_LCORE_THREAD_COUNTERS(X)                                                              \
     X(read_syscalls, "read-family system calls of the lcore's thread (the kernel's syscr): "       \
                      "PMD reads (net_tap's readv per frame), event-channel and wake-up reads")     \
@@ -139,6 +153,7 @@ struct StageTime {
 
 struct LcoreStats {
     unsigned lcore = 0;
+    std::string cpus;        // the CPUs the lcore's thread may run on ("1", "2-3")
     unsigned queues = 0;     // guest queues owned
     unsigned nic_queues = 0; // NIC RX queues polled (dedicated and shared)
 #define DPNB_X(name, help) std::uint64_t name = 0;
@@ -174,6 +189,11 @@ struct PortStatus {
     // pool on a zero-copy queue, which a net_ring peer playing the NIC takes buffers from
     // (pmd::PortConfig::rx_peer_fills_pool).
     std::vector<std::string> rx_pools;
+    // vhost-net's worker threads of a virtio_user port over /dev/vhost-net (none for other
+    // PMDs), the CPUs they were given ("" when not placed) and the placements that failed.
+    std::vector<int> vhost_workers;
+    std::string vhost_cpus;
+    std::uint64_t vhost_placement_failures = 0;
     pmd::Port::Stats stats;
 };
 
@@ -197,10 +217,12 @@ public:
     // Initialises EAL (once per process), opens and starts every port, opens the per-lcore
     // hypervisor handles and launches the poll loops. `dma` tells the domain type and each
     // port's device for the DMA policy: a port it refuses fails create(), one it keeps from
-    // guest pages copies.
+    // guest pages copies. `placement` moves IRQs and vhost workers (EngineOptions::place_*):
+    // the system's when null.
     static Result<std::unique_ptr<Engine>>
     create(const EngineOptions& options, hv::BackendHypervisor& hv,
-           const pmd::DmaProbe& dma = pmd::system_dma_probe());
+           const pmd::DmaProbe& dma = pmd::system_dma_probe(),
+           pmd::CpuPlacement* placement = nullptr);
     // shutdown() if not done.
     ~Engine() override;
     Engine(const Engine&) = delete;
