@@ -18,10 +18,12 @@
 #   E2E_STRACE=1: dpnetbackd-basic counts the daemon's system calls per packet with strace
 #   during its four-queue guest's transfers (slows them: their q4_ figures mean little);
 #   DPNB_PORT=tap: the dpnetbackd scenarios' port into dom0 is net_tap instead of virtio_user
-#   over vhost-net (lab/lib-dpnb.sh), e.g. to compare the two; E2E_DPNB_PIN=MASK: the
-#   kernel's vhost-net workers of the daemon's port and the IRQs of the daemon's event
-#   channels are pinned to dom0's CPUs in MASK (hex; the lcore runs on CPU 1: mask 2), to
-#   compare where they should run (a wake-up across vCPUs is an IPI through the hypervisor).
+#   over vhost-net (lab/lib-dpnb.sh), e.g. to compare the two. The daemon puts its event
+#   channels' IRQs and its port's vhost-net workers on its lcore's CPU itself (dom0's CPU 1;
+#   every transfer records where they are: *_irq_cpus, *_vhost_cpus); E2E_DPNB_PLACE=0 turns
+#   that off (engine.place_interrupts, engine.place_vhost_workers) for a comparison run;
+#   E2E_DPNB_PIN=MASK (hex; the lcore's CPU 1: mask 2) then pins them by hand to dom0's CPUs
+#   in MASK, and with the daemon placing them checks that they are there (*_place_check).
 # Exit status: 0 all passed, 1 a scenario failed, 2 usage, 77 the lab's packages are missing
 # (CTest's SKIP_RETURN_CODE; scripts/install-deps.sh e2e installs them).
 set -euo pipefail
@@ -166,6 +168,7 @@ run_group() {
     [ -z "${E2E_STRACE:-}" ] || printf 'E2E_STRACE=%q\n' "$E2E_STRACE"
     [ -z "${E2E_DPNB_PIN:-}" ] || printf 'E2E_DPNB_PIN=%q\n' "$E2E_DPNB_PIN"
     [ -z "${E2E_PLACEMENT_ROUNDS:-}" ] || printf 'E2E_PLACEMENT_ROUNDS=%q\n' "$E2E_PLACEMENT_ROUNDS"
+    [ -z "${E2E_DPNB_PLACE:-}" ] || printf 'E2E_DPNB_PLACE=%q\n' "$E2E_DPNB_PLACE"
     [ -z "${DPNB_PORT:-}" ] || printf 'DPNB_PORT=%q\n' "$DPNB_PORT"
   } > "$lab/plan"
   guest_bins=(xenstore-read xenstore-write xenstore-exists xenstore-rm xenstore-ls)

@@ -117,6 +117,7 @@ ${DPNB_PORT_EXTRA:-}
 # the lcore.
 idle_polls = 0
 poll_sleep_us = 2000
+$([ "${E2E_DPNB_PLACE:-1}" != 0 ] || printf 'place_interrupts = false\nplace_vhost_workers = false\n')
 
 [management]
 socket = "$DPNB_SOCK"
@@ -385,17 +386,60 @@ daemon_calls() {
 }
 vif_moved() { vif_json "$1"; jq -r '(.counters.rx_packets // 0) + (.counters.tx_packets // 0)' <<<"$REPLY"; }
 share() { awk -v d="$1" -v c="$2" 'BEGIN { printf "%.2f", (c > 0 ? d / c : 0) }'; }
-# dpnb_pin: with E2E_DPNB_PIN=MASK (run.sh), the daemon's vhost-net workers and its event
-# channels' IRQs (evtchn:dpnetbackd or evtchn:lcore-worker-N in /proc/interrupts; bound as
-# guests connect, so again before each transfer) go to dom0's CPUs in MASK.
+# dpnb_pin: where the daemon's event-channel IRQs and vhost-net's workers of its port run,
+# before each transfer (guests bind channels as they connect). The daemon places them itself
+# (engine.place_interrupts, engine.place_vhost_workers: the lcore's CPUs) unless
+# E2E_DPNB_PLACE=0 turned that off (dpnb_config); then E2E_DPNB_PIN=MASK (hex, run.sh) pins
+# them by hand as before, for a comparison run. Either way the IRQs (evtchn:dpnb<N>-lc<M>,
+# the lcores' handles; evtchn:dpnetbackd, the control rings') with their smp_affinity_list
+# and the workers with their Cpus_allowed_list are logged, and daemon_end records them
+# (PREFIXirq_cpus, PREFIXvhost_cpus: "IRQ:CPUS,..." and "TID:CPUS,...") with the daemon's
+# failed placements (PREFIXplace_failures). With placement on, E2E_DPNB_PIN is a check:
+# PREFIXplace_check is ok when every lcore IRQ and worker is on exactly MASK's CPUs.
+DPNB_PLACE_IRQS="" DPNB_PLACE_VHOST="" DPNB_PLACE_CHECK="" DPNB_PLACE_FAILS=""
+mask_cpus() { # hex mask -> CPU list, e.g. 2 -> 1, 6 -> 1-2 (at most 64 CPUs)
+  local m=$((16#${1//,/})) c=0 out="" lo=-1
+  while [ $c -le 64 ]; do
+    if [ $c -lt 64 ] && (( (m >> c) & 1 )); then
+      [ $lo -ge 0 ] || lo=$c
+    elif [ $lo -ge 0 ]; then
+      out+="${out:+,}$lo"; [ $((c - 1)) -eq $lo ] || out+="-$((c - 1))"; lo=-1
+    fi
+    c=$((c + 1))
+  done
+  echo "$out"
+}
 dpnb_pin() {
-  [ -n "${E2E_DPNB_PIN:-}" ] || return 0
-  local t irq workers irqs
+  local t irq workers irqs lcore_irqs want="" list ok=1
   workers=$(pgrep -x "vhost-$DPNB_PID" | tr '\n' ' ')
-  irqs=$(awk -F: '/evtchn:(dpnetbackd|lcore-worker)/ { gsub(/ /, "", $1); printf "%s ", $1 }' /proc/interrupts)
-  for t in $workers; do taskset -p "$E2E_DPNB_PIN" "$t" >/dev/null 2>&1; done
-  for irq in $irqs; do echo "$E2E_DPNB_PIN" > "/proc/irq/$irq/smp_affinity" 2>/dev/null; done
-  log "pinned to $E2E_DPNB_PIN: vhost workers ${workers}irqs $irqs"
+  irqs=$(awk -F: '/evtchn:(dpnb[0-9]+-lc[0-9]+|dpnetbackd|lcore-worker)/ { gsub(/ /, "", $1); printf "%s ", $1 }' /proc/interrupts)
+  lcore_irqs=$(awk -F: '/evtchn:dpnb[0-9]+-lc[0-9]+/ { gsub(/ /, "", $1); printf "%s ", $1 }' /proc/interrupts)
+  if [ "${E2E_DPNB_PLACE:-1}" = 0 ] && [ -n "${E2E_DPNB_PIN:-}" ]; then
+    for t in $workers; do taskset -p "$E2E_DPNB_PIN" "$t" >/dev/null 2>&1; done
+    for irq in $irqs; do echo "$E2E_DPNB_PIN" > "/proc/irq/$irq/smp_affinity" 2>/dev/null; done
+    log "pinned by hand to $E2E_DPNB_PIN: vhost workers ${workers}irqs $irqs"
+  fi
+  [ -z "${E2E_DPNB_PIN:-}" ] || want=$(mask_cpus "$E2E_DPNB_PIN")
+  DPNB_PLACE_IRQS="" DPNB_PLACE_VHOST=""
+  for irq in $irqs; do
+    list=$(cat "/proc/irq/$irq/smp_affinity_list" 2>/dev/null || echo "?")
+    DPNB_PLACE_IRQS+="${DPNB_PLACE_IRQS:+,}$irq:$list"
+    case " $lcore_irqs " in *" $irq "*) [ -z "$want" ] || [ "$list" = "$want" ] || ok=0 ;; esac
+  done
+  for t in $workers; do
+    list=$(awk '/^Cpus_allowed_list:/ { print $2 }' "/proc/$t/status" 2>/dev/null)
+    DPNB_PLACE_VHOST+="${DPNB_PLACE_VHOST:+,}$t:${list:-?}"
+    [ -z "$want" ] || [ "$list" = "$want" ] || ok=0
+  done
+  DPNB_PLACE_FAILS=$(ctlj stats | jq -r '([.lcores[].irq_placement_failures // 0] | add // 0)
+    + ([.ports[].vhost_placement_failures // 0] | add // 0)' 2>/dev/null || echo "?")
+  DPNB_PLACE_CHECK=""
+  if [ "${E2E_DPNB_PLACE:-1}" != 0 ] && [ -n "$want" ]; then
+    DPNB_PLACE_CHECK=$([ $ok = 1 ] && echo ok || echo mismatch)
+  fi
+  log "placement ($([ "${E2E_DPNB_PLACE:-1}" = 0 ] && echo "daemon's off" || echo "by the daemon")):" \
+    "irqs ${DPNB_PLACE_IRQS:-none} vhost workers ${DPNB_PLACE_VHOST:-none}" \
+    "failures $DPNB_PLACE_FAILS${DPNB_PLACE_CHECK:+ check against $want: $DPNB_PLACE_CHECK}"
 }
 daemon_begin() {
   DAEMON_T0=""
@@ -411,6 +455,10 @@ daemon_end() {
   kv "$1daemon_cpu_share" "$(share $((t1 - DAEMON_T0)) "$WINDOW_TICKS")"
   kv "$1vhost_cpu_share" "$(share $((v1 - DAEMON_V0)) "$WINDOW_TICKS")"
   kv "$1vif_packets" "$pkts"
+  kv "$1irq_cpus" "$DPNB_PLACE_IRQS"
+  kv "$1vhost_cpus" "$DPNB_PLACE_VHOST"
+  kv "$1place_failures" "$DPNB_PLACE_FAILS"
+  [ -z "$DPNB_PLACE_CHECK" ] || kv "$1place_check" "$DPNB_PLACE_CHECK"
   read -r -a a0 <<<"$DAEMON_CALLS0"
   read -r -a a1 <<<"$calls1"
   i=0

@@ -5,8 +5,9 @@
 # dpnetbackd-placement`, or `bench/lab.sh kernel-netback dpnetbackd-placement` over boots).
 # One 1-vCPU guest on the vhost port (as dpnetbackd-basic's first), then ROUNDS rounds of a
 # transfer each way in two placements, their order swapped every round:
-#   on   the IRQs of the daemon's event channels (evtchn:dpnetbackd / evtchn:lcore-worker-N
-#        in /proc/interrupts) and vhost-net's workers (vhost-PID) on the lcore's CPU (1):
+#   on   the IRQs of the daemon's event channels (evtchn:dpnb<N>-lc<M>, the lcores' handles,
+#        and evtchn:dpnetbackd in /proc/interrupts) and vhost-net's workers (vhost-PID) on
+#        the lcore's CPU (1), where the daemon puts them itself (engine.place_*):
 #        a guest's notification wakes the lcore on its own vCPU;
 #   off  the IRQs on the other vCPU (0) and the workers wherever the scheduler puts them:
 #        what Linux's round-robin binding of user event channels gives every other channel
@@ -44,7 +45,7 @@ ping_both "$D" 198.18.0.2 ""
 # place IRQ_MASK WORKER_MASK: the daemon's event-channel IRQs and vhost workers (hex masks).
 place() {
   local irq t irqs workers
-  irqs=$(awk -F: '/evtchn:(dpnetbackd|lcore-worker)/ { gsub(/ /, "", $1); printf "%s ", $1 }' /proc/interrupts)
+  irqs=$(awk -F: '/evtchn:(dpnb[0-9]+-lc[0-9]+|dpnetbackd|lcore-worker)/ { gsub(/ /, "", $1); printf "%s ", $1 }' /proc/interrupts)
   workers=$(pgrep -x "vhost-$DPNB_PID" | tr '\n' ' ')
   [ -n "$irqs" ] || fail "no IRQ of the daemon's event channels in /proc/interrupts"
   [ -n "$workers" ] || fail "no vhost-$DPNB_PID worker: is the port on vhost-net?"
