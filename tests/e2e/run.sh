@@ -312,5 +312,6 @@ ratio_line() {
 ratio_line "dpnetbackd / in-kernel netback" dpnetbackd-basic "" kernel-netback ""
 ratio_line "dpnetbackd / in-kernel netback, four-vCPU guests" dpnetbackd-basic q4_ kernel-netback-q4 q4_
 ratio_line "dpnetbackd, wake-ups on the lcore's vCPU / in-kernel netback" dpnetbackd-placement on_ kernel-netback ""
+ratio_line "dpnetbackd, IRQs on the lcore's vCPU, vhost workers unpinned / in-kernel netback" dpnetbackd-placement irq_ kernel-netback ""
 ratio_line "dpnetbackd, wake-ups across vCPUs / in-kernel netback" dpnetbackd-placement off_ kernel-netback ""
 exit $status

@@ -4,16 +4,19 @@
 # same boot beside them (run it with kernel-netback: `run.sh kernel-netback
 # dpnetbackd-placement`, or `bench/lab.sh kernel-netback dpnetbackd-placement` over boots).
 # One 1-vCPU guest on the vhost port (as dpnetbackd-basic's first), then ROUNDS rounds of a
-# transfer each way in two placements, their order swapped every round:
+# transfer each way in three placements, their order rotated every round:
 #   on   the IRQs of the daemon's event channels (evtchn:dpnb<N>-lc<M>, the lcores' handles,
 #        and evtchn:dpnetbackd in /proc/interrupts) and vhost-net's workers (vhost-PID) on
-#        the lcore's CPU (1), where the daemon puts them itself (engine.place_*):
-#        a guest's notification wakes the lcore on its own vCPU;
-#   off  the IRQs on the other vCPU (0) and the workers wherever the scheduler puts them:
-#        what Linux's round-robin binding of user event channels gives every other channel
-#        (drivers/xen/evtchn.c), so each wake-up is an IPI through the hypervisor.
-# Keys: per round rN{on,off}_{tx,rx}_* (xfer_tx/xfer_rx's), and the medians over the rounds
-# on_/off_{tx,rx}_{mbit,dom0_ns_per_byte,dom0_ctxt_per_mib,daemon_cpu_share,
+#        the lcore's CPU (1), what engine.place_interrupts and engine.place_vhost_workers
+#        both on give: a guest's notification wakes the lcore on its own vCPU, and the
+#        worker the lcore kicks runs there too;
+#   irq  the IRQs on the lcore's CPU, the workers wherever the scheduler puts them
+#        (place_interrupts on, place_vhost_workers off);
+#   off  the IRQs on the other vCPU (0) and the workers unpinned: what Linux's round-robin
+#        binding of user event channels gives every other channel (drivers/xen/evtchn.c),
+#        so each wake-up is an IPI through the hypervisor.
+# Keys: per round rN{on,irq,off}_{tx,rx}_* (xfer_tx/xfer_rx's), and the medians over the
+# rounds on_/irq_/off_{tx,rx}_{mbit,dom0_ns_per_byte,dom0_ctxt_per_mib,daemon_cpu_share,
 # vhost_cpu_share}, which run.sh and bench/lab.sh set against kernel-netback's; irqs and
 # workers: what was placed.
 #   E2E_PLACEMENT_ROUNDS  rounds (default 3); E2E_XFER_MIB: MiB per transfer (default 16)
@@ -58,10 +61,17 @@ place() {
 
 port=5100
 for ((r = 1; r <= ROUNDS; r++)); do
-  order="off on"
-  [ $((r % 2)) = 1 ] || order="on off"
+  case $((r % 3)) in
+    1) order="off irq on" ;;
+    2) order="on off irq" ;;
+    0) order="irq on off" ;;
+  esac
   for state in $order; do
-    if [ "$state" = on ]; then place $LCORE_MASK $LCORE_MASK; else place $OTHER_MASK $ALL_MASK; fi
+    case $state in
+      on) place $LCORE_MASK $LCORE_MASK ;;
+      irq) place $LCORE_MASK $ALL_MASK ;;
+      off) place $OTHER_MASK $ALL_MASK ;;
+    esac
     log "round $r, placement $state: irqs $PLACED_IRQS workers $PLACED_WORKERS"
     xfer_tx "$D" "$MIB" $((port++)) "r$r$state"_
     xfer_rx "$D" 198.18.0.2 "$MIB" $((port++)) "r$r$state"_
@@ -71,7 +81,7 @@ kv irqs "$(echo $PLACED_IRQS | tr ' ' ,)"
 kv workers "$(echo $PLACED_WORKERS | tr ' ' ,)"
 
 # The medians over the rounds, per placement and key.
-for state in on off; do
+for state in on irq off; do
   for key in tx_mbit tx_dom0_ns_per_byte tx_dom0_ctxt_per_mib tx_daemon_cpu_share tx_vhost_cpu_share \
     rx_mbit rx_dom0_ns_per_byte rx_dom0_ctxt_per_mib rx_daemon_cpu_share rx_vhost_cpu_share; do
     m=$(printf '%s\n' "${E2E_KV[@]}" | sed -n "s/^r[0-9]*${state}_${key}=//p" | sort -g |
