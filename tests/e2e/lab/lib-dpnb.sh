@@ -83,7 +83,9 @@ dpnb_config() {
       port_lines="rx_desc = 1024"
       ;;
     tap) device="net_tap0,iface=$DPNB_IFACE" ;;
-    *) fail "DPNB_PORT must be vhost or tap, not '$DPNB_PORT'" ;;
+    # A PCI NIC by address (dpnetbackd-pv-pci; DPNB_EAL_EXTRA lets EAL probe it).
+    pci) device=${DPNB_PCI:?DPNB_PCI names the NIC} ;;
+    *) fail "DPNB_PORT must be vhost, tap or pci, not '$DPNB_PORT'" ;;
   esac
   cat > "$DPNB_CONF" <<EOF
 # written by tests/e2e/lab/lib-dpnb.sh for $E2E_NAME
@@ -100,6 +102,7 @@ worker_lcores = [1]
 no_huge = true
 memory_mb = 256
 file_prefix = "e2e"
+${DPNB_EAL_EXTRA:-}
 
 [port.uplink]
 device = "$device"

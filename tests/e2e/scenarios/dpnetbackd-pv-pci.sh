@@ -54,34 +54,11 @@ pci_command() { od -An -tx2 -j4 -N2 "$dev/config" | tr -d ' '; }
 before=$(pci_command)
 kv pci_command_before "$before"
 
-cat > "$DPNB_CONF" <<EOF
-# written by $E2E_NAME: a port on a PCI NIC in a PV dom0
-[hypervisor]
-kind = "xen"
-
-[log]
-level = "info"
-target = "stderr"
-
-[eal]
-main_lcore = 0
-worker_lcores = [1]
-no_huge = true
-memory_mb = 256
-file_prefix = "e2e-pci"
-no_pci = false
-pci_allow = ["$bdf"]
-
-[port.uplink]
-device = "$bdf"
-
-[management]
-socket = "$DPNB_SOCK"
-
-[metrics]
-port = 0
-EOF
-rm -rf /var/run/dpdk/e2e-pci
+DPNB_PORT=pci DPNB_PCI=$bdf
+DPNB_EAL_EXTRA="no_pci = false
+pci_allow = [\"$bdf\"]"
+dpnb_config shared 1
+rm -rf /var/run/dpdk/e2e
 echo "==== dpnetbackd start T+$(uptime_s) (expected to refuse)" >> "$DPNB_LOG"
 status=0
 timeout 120 "$DPNB" -f --config "$DPNB_CONF" >> "$DPNB_LOG" 2>&1 || status=$?
@@ -100,7 +77,7 @@ kv pci_command_after "$after"
 [ "$after" = "$before" ] || fail "the NIC's PCI command register changed: $before -> $after"
 ((0x$after & 4)) && fail "bus mastering is on: the NIC may DMA"
 ! fuser "/dev/$uio" >/dev/null 2>&1 || fail "/dev/$uio is held open"
-[ ! -e /var/run/dpdk/e2e-pci ] || fail "a DPDK runtime folder was made: EAL started"
+[ ! -e /var/run/dpdk/e2e ] || fail "a DPDK runtime folder was made: EAL started"
 kv refused_before_eal 1
 
 # Leave dom0 as the next scenario expects it: the NIC unbound, the module unloaded.
