@@ -66,6 +66,19 @@ wait_for() {
 
 xs_is() { [ "$(xenstore-read "$1" 2>/dev/null)" = "$2" ]; }
 
+# handshake DOMID [PREFIX] [SECONDS]: a guest's vif 0, backend (whichever serves it) and
+# frontend, Connected (4) within SECONDS (180); keys added (hotplug, queues, split_evtchn).
+handshake() {
+  local d=$1 p=${2:-} secs=${3:-180} be=/local/domain/0/backend/vif/$1/0 fe=/local/domain/$1/device/vif/0
+  wait_for "$secs" "guest $d: backend state Connected (4)" xs_is "$be/state" 4
+  wait_for "$secs" "guest $d: frontend state Connected (4)" xs_is "$fe/state" 4
+  kv "${p}backend_state" "$(xenstore-read "$be/state")"
+  kv "${p}frontend_state" "$(xenstore-read "$fe/state")"
+  kv "${p}hotplug" "$(xenstore-read "$be/hotplug-status")"
+  kv "${p}queues" "$(xenstore-read "$fe/multi-queue-num-queues" 2>/dev/null || echo 1)"
+  kv "${p}split_evtchn" "$(xenstore-exists "$fe/event-channel-tx" || xenstore-exists "$fe/queue-0/event-channel-tx" && echo 1 || echo 0)"
+}
+
 # guest_create NAME GUEST_SCRIPT [CONFIG_LINE...]: creates a PV guest running
 # scenarios/GUEST_SCRIPT.guest.sh from the lab's domU initramfs; extra xl.cfg lines (vif=,
 # memory=, ...) come after the defaults and override them. Sets E2E_DOMID.

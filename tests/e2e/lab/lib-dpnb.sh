@@ -311,19 +311,6 @@ dpnb_guest() {
   GCMD_N[$E2E_DOMID]=0
 }
 
-# handshake DOMID [PREFIX] [SECONDS]: both sides Connected (4) within SECONDS (180), hotplug
-# connected; keys added.
-handshake() {
-  local d=$1 p=${2:-} secs=${3:-180} be=/local/domain/0/backend/vif/$1/0 fe=/local/domain/$1/device/vif/0
-  wait_for "$secs" "guest $d: backend state Connected (4)" xs_is "$be/state" 4
-  wait_for "$secs" "guest $d: frontend state Connected (4)" xs_is "$fe/state" 4
-  kv "${p}backend_state" "$(xenstore-read "$be/state")"
-  kv "${p}frontend_state" "$(xenstore-read "$fe/state")"
-  kv "${p}hotplug" "$(xenstore-read "$be/hotplug-status")"
-  kv "${p}queues" "$(xenstore-read "$fe/multi-queue-num-queues" 2>/dev/null || echo 1)"
-  kv "${p}split_evtchn" "$(xenstore-exists "$fe/event-channel-tx" || xenstore-exists "$fe/queue-0/event-channel-tx" && echo 1 || echo 0)"
-}
-
 # gcmd_send DOMID COMMAND: hands the guest its next command; its index in REPLY.
 gcmd_send() {
   local d=$1 n=${GCMD_N[$1]:-0}

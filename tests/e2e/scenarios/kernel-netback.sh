@@ -5,7 +5,7 @@
 # per byte. The numbers mean nothing on their own under software emulation; the
 # dpnetbackd scenarios are compared with them.
 #
-# Keys: backend_state frontend_state hotplug queues rx_copy (the handshake),
+# Keys: backend_state frontend_state hotplug queues split_evtchn rx_copy (the handshake),
 # ping_d2g ping_g2d (replies of 3), {tx,rx}_bytes {tx,rx}_secs {tx,rx}_mbit
 # {tx,rx}_dom0_cpu_s {tx,rx}_dom0_ns_per_byte {tx,rx}_dom0_ctxt_per_mib (metrics in
 # lib-dom0.sh); tx = guest to dom0 (the guest's TX ring).
@@ -35,12 +35,7 @@ guest_put "$D" xfer-mib "$MIB"
 # 1. The xenstore handshake.
 BE=/local/domain/0/backend/vif/$D/0
 FE=/local/domain/$D/device/vif/0
-wait_for "${KNB_HANDSHAKE_S:-180}" "backend state Connected (4)" xs_is "$BE/state" 4
-wait_for "${KNB_HANDSHAKE_S:-180}" "frontend state Connected (4)" xs_is "$FE/state" 4
-kv "${P}backend_state" "$(xenstore-read "$BE/state")"
-kv "${P}frontend_state" "$(xenstore-read "$FE/state")"
-kv "${P}hotplug" "$(xenstore-read "$BE/hotplug-status")"
-kv "${P}queues" "$(xenstore-read "$FE/multi-queue-num-queues" 2>/dev/null || echo 1)"
+handshake "$D" "$P" "${KNB_HANDSHAKE_S:-180}"
 kv "${P}rx_copy" "$(xenstore-read "$FE/request-rx-copy" 2>/dev/null)"
 log "backend: $(xenstore-ls "$BE" 2>/dev/null | tr -s ' \n' ' ')"
 
