@@ -3,8 +3,11 @@
 # reference in the same boots. Timings under QEMU TCG mean nothing on their own and vary
 # from boot to boot; a ratio within one boot is the figure (README, "The Xen lab").
 #   bench/lab.sh [--runs N] [--build DIR] [--out FILE.md] [--json FILE.json] REFERENCE SCENARIO...
+#   bench/lab.sh [options] SCENARIO   (a scenario that pairs its backends itself)
 # e.g. bench/lab.sh --runs 3 kernel-netback-local dpnetbackd-local (guest to guest: netback
-# and a bridge against the daemon's local delivery), or kernel-netback dpnetbackd-basic.
+# and a bridge against the daemon's local delivery), or kernel-netback dpnetbackd-basic; or
+# bench/lab.sh --runs 1 dpnetbackd-vs-netback, whose rounds interleave both backends in one
+# boot and whose own *_ratio keys are dpnetbackd's medians over netback's.
 # Each run is one tests/e2e/run.sh of the scenarios named (all in one boot when they share
 # a group); E2E_XFER_MIB (default 16 here) sets the transfer size. Prints, per scenario, the
 # median of every *_mbit, *_dom0_ns_per_byte, *_dom0_ctxt_per_mib, *_daemon_cpu_share,
@@ -12,7 +15,8 @@
 # that passed and, per run, its ratio to the reference's same key in that run (where the
 # reference has it); with --out, the table goes there too;
 # with --json, the medians as {"scenario": {"KEY": median, "KEY_ratio": median ratio}} (with
-# the date, the runs and the transfer size), the form bench/results keeps.
+# the date, the runs and the transfer size), the form bench/results keeps. Keys of single
+# rounds (rN...) stay out of the table: the scenario's medians over them are in.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 runs=3 build="$here/../build/release" out="" json=""
@@ -27,7 +31,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ $# -ge 2 ] || { echo "usage: $0 [--runs N] [--build DIR] [--out FILE.md] [--json FILE] REFERENCE SCENARIO..." >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: $0 [--runs N] [--build DIR] [--out FILE.md] [--json FILE] [REFERENCE] SCENARIO..." >&2; exit 2; }
 logs=$(mktemp -d /tmp/dpnb-lab-bench-XXXXXX)
 for ((i = 1; i <= runs; i++)); do
   echo "== lab run $i of $runs: $*"
@@ -38,18 +42,20 @@ done
 E2E_XFER_MIB=${E2E_XFER_MIB:-16} python3 - "$logs" "$runs" "$json" "$@" <<'PY' | tee "${out:-/dev/null}"
 import datetime, json, os, re, statistics, sys
 logs, runs, json_out, ref, others = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
-keys = re.compile(r'(_mbit|_dom0_ns_per_byte|_dom0_ctxt_per_mib|_daemon_cpu_share|_vhost_cpu_share|_per32_[a-z_]+|_per_pkt|_vs_copy_lcore)$')
+keys = re.compile(r'(_mbit|_dom0_ns_per_byte|_dom0_ctxt_per_mib|_daemon_cpu_share|_vhost_cpu_share|_per32_[a-z_]+|_per_pkt|_vs_copy_lcore|_ratio)$')
+one_round = re.compile(r'^r[0-9]+')
 per_run = []  # {scenario: {key: value}} for scenarios that passed
 for i in range(1, runs + 1):
     got = {}
     for line in open(f"{logs}/run-{i}.log", errors="replace"):
         m = re.match(r'E2E (\S+) PASS (.*)$', line.strip())
         if m:
-            got[m.group(1)] = {k: float(v) for k, v in re.findall(r'(\S+)=([0-9.]+)(?=\s|$)', m.group(2)) if keys.search(k)}
+            got[m.group(1)] = {k: float(v) for k, v in re.findall(r'(\S+)=([0-9.]+)(?=\s|$)', m.group(2))
+                               if keys.search(k) and not one_round.match(k)}
     per_run.append(got)
 def med(xs):
     return f"{statistics.median(xs):.2f}" if xs else "-"
-print(f"# Xen lab: {' '.join(others)} against {ref}, {runs} boots (medians)\n")
+print(f"# Xen lab: {' '.join(others) or ref} against {ref if others else 'its own pairs'}, {runs} boots (medians)\n")
 print("| scenario | key | median | runs | median ratio to " + ref + " (same boot) |")
 print("|---|---|---|---|---|")
 for s in [ref] + others:

@@ -24,6 +24,8 @@
 #   that off (engine.place_interrupts, engine.place_vhost_workers) for a comparison run;
 #   E2E_DPNB_PIN=MASK (hex; the lcore's CPU 1: mask 2) then pins them by hand to dom0's CPUs
 #   in MASK, and with the daemon placing them checks that they are there (*_place_check).
+#   E2E_PLACEMENT_ROUNDS, E2E_VS_ROUNDS, E2E_VS_GUESTS: rounds of dpnetbackd-placement and
+#   dpnetbackd-vs-netback, and the latter's guests (their vCPU counts, "1 4").
 # Exit status: 0 all passed, 1 a scenario failed, 2 usage, 77 the lab's packages are missing
 # (CTest's SKIP_RETURN_CODE; scripts/install-deps.sh e2e installs them).
 set -euo pipefail
@@ -168,6 +170,8 @@ run_group() {
     [ -z "${E2E_STRACE:-}" ] || printf 'E2E_STRACE=%q\n' "$E2E_STRACE"
     [ -z "${E2E_DPNB_PIN:-}" ] || printf 'E2E_DPNB_PIN=%q\n' "$E2E_DPNB_PIN"
     [ -z "${E2E_PLACEMENT_ROUNDS:-}" ] || printf 'E2E_PLACEMENT_ROUNDS=%q\n' "$E2E_PLACEMENT_ROUNDS"
+    [ -z "${E2E_VS_ROUNDS:-}" ] || printf 'E2E_VS_ROUNDS=%q\n' "$E2E_VS_ROUNDS"
+    [ -z "${E2E_VS_GUESTS:-}" ] || printf 'E2E_VS_GUESTS=%q\n' "$E2E_VS_GUESTS"
     [ -z "${E2E_DPNB_PLACE:-}" ] || printf 'E2E_DPNB_PLACE=%q\n' "$E2E_DPNB_PLACE"
     [ -z "${DPNB_PORT:-}" ] || printf 'DPNB_PORT=%q\n' "$DPNB_PORT"
   } > "$lab/plan"
@@ -314,4 +318,8 @@ ratio_line "dpnetbackd / in-kernel netback, four-vCPU guests" dpnetbackd-basic q
 ratio_line "dpnetbackd, wake-ups on the lcore's vCPU / in-kernel netback" dpnetbackd-placement on_ kernel-netback ""
 ratio_line "dpnetbackd, IRQs on the lcore's vCPU, vhost workers unpinned / in-kernel netback" dpnetbackd-placement irq_ kernel-netback ""
 ratio_line "dpnetbackd, wake-ups across vCPUs / in-kernel netback" dpnetbackd-placement off_ kernel-netback ""
+ratio_line "dpnetbackd / in-kernel netback, interleaved rounds in one boot, one-vCPU guest (medians)" \
+  dpnetbackd-vs-netback q1_dpnb_ dpnetbackd-vs-netback q1_knb_
+ratio_line "dpnetbackd / in-kernel netback, interleaved rounds in one boot, four-vCPU guest (medians)" \
+  dpnetbackd-vs-netback q4_dpnb_ dpnetbackd-vs-netback q4_knb_
 exit $status
