@@ -10,8 +10,8 @@
 # boot and whose own *_ratio keys are dpnetbackd's medians over netback's.
 # Each run is one tests/e2e/run.sh of the scenarios named (all in one boot when they share
 # a group); E2E_XFER_MIB (default 16 here) sets the transfer size. Prints, per scenario, the
-# median of every *_mbit, *_dom0_ns_per_byte, *_dom0_ctxt_per_mib, *_daemon_cpu_share,
-# *_vhost_cpu_share, *_per32_* (system calls per 32 packets) and *_per_pkt key over the runs
+# median of every *_mbit, *_dom0_ns_per_byte, *_dom0_ctxt_per_mib, *_share (the daemon's,
+# vhost-net's, netback's threads', dom0's user/sys/softirq), *_per32_* (system calls per 32 packets) and *_per_pkt key over the runs
 # that passed and, per run, its ratio to the reference's same key in that run (where the
 # reference has it); with --out, the table goes there too;
 # with --json, the medians as {"scenario": {"KEY": median, "KEY_ratio": median ratio}} (with
@@ -42,7 +42,7 @@ done
 E2E_XFER_MIB=${E2E_XFER_MIB:-16} python3 - "$logs" "$runs" "$json" "$@" <<'PY' | tee "${out:-/dev/null}"
 import datetime, json, os, re, statistics, sys
 logs, runs, json_out, ref, others = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
-keys = re.compile(r'(_mbit|_dom0_ns_per_byte|_dom0_ctxt_per_mib|_daemon_cpu_share|_vhost_cpu_share|_per32_[a-z_]+|_per_pkt|_vs_copy_lcore|_ratio)$')
+keys = re.compile(r'(_mbit|_dom0_ns_per_byte|_dom0_ctxt_per_mib|_share|_per32_[a-z_]+|_per_pkt|_vs_copy_lcore|_ratio)$')
 one_round = re.compile(r'^r[0-9]+')
 per_run = []  # {scenario: {key: value}} for scenarios that passed
 for i in range(1, runs + 1):

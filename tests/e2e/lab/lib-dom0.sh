@@ -122,25 +122,46 @@ guest_console() { echo "/var/log/xen/console/guest-$1.log"; }
 # each one that changes address space is a hypercall and a TLB flush) in WINDOW_CTXT. One
 # process at each end, the same for every backend. While a window is open WINDOW_QUIET
 # exists: background helpers (lib-dpnb.sh's heartbeat) start nothing then.
+# Where the busy time went, for metrics' breakdown: WINDOW_USER (user + nice: processes,
+# the daemon's poll loop among them), WINDOW_SYS (system: system calls and kernel threads,
+# with the hypercalls they make: a PV kernel cannot tell time in Xen from its own),
+# WINDOW_SOFT (irq + softirq: interrupt handlers, the stack's receive and the bridge), and
+# with xen-netback loaded WINDOW_NETBACK, the ticks of its kernel threads (vif<D>.<H>-q<N>-
+# guest-rx, -dealloc: the guest's RX copies and TX completions; its TX work runs in NAPI,
+# i.e. softirq), sampled just outside the window.
 WINDOW_QUIET=/run/e2e/measuring
 cpu_sample() {
-  awk '$1 == "cpu" { b = $2 + $3 + $4 + $7 + $8 } $1 == "ctxt" { c = $2 } END { print b, c }' /proc/stat
+  awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $2 + $3, $4, $7 + $8 } $1 == "ctxt" { print $2 }' /proc/stat |
+    tr '\n' ' '
 }
-WINDOW0="" WINDOW_TICKS=0 WINDOW_CTXT=0
+# netback_ticks: CPU ticks of xen-netback's kernel threads, or nothing when it is not loaded.
+netback_ticks() {
+  [ -r /proc/modules ] && [[ $(< /proc/modules) == *xen_netback* ]] || return 0
+  cat /proc/[0-9]*/stat 2>/dev/null | awk '$2 ~ /^\(vif[0-9]+\.[0-9]+-q[0-9]+-/ { s += $14 + $15 } END { print s + 0 }'
+}
+WINDOW0="" WINDOW_NB0="" WINDOW_TICKS=0 WINDOW_CTXT=0 WINDOW_USER=0 WINDOW_SYS=0 WINDOW_SOFT=0
+WINDOW_NETBACK=""
 window_begin() {
+  WINDOW_NB0=$(netback_ticks)
   : > "$WINDOW_QUIET"
   WINDOW0=$(cpu_sample)
 }
 window_end() {
-  local t0 x0 t1 x1
-  read -r t0 x0 <<<"$WINDOW0"
-  read -r t1 x1 <<<"$(cpu_sample)"
+  local t0 u0 s0 q0 x0 t1 u1 s1 q1 x1 nb1
+  read -r t0 u0 s0 q0 x0 <<<"$WINDOW0"
+  read -r t1 u1 s1 q1 x1 <<<"$(cpu_sample)"
   rm -f "$WINDOW_QUIET"
+  nb1=$(netback_ticks)
   WINDOW_TICKS=$((t1 - t0)) WINDOW_CTXT=$((x1 - x0))
+  WINDOW_USER=$((u1 - u0)) WINDOW_SYS=$((s1 - s0)) WINDOW_SOFT=$((q1 - q0))
+  WINDOW_NETBACK=""
+  [ -z "$WINDOW_NB0" ] || [ -z "$nb1" ] || WINDOW_NETBACK=$((nb1 - WINDOW_NB0))
 }
 
 # metrics PREFIX BYTES SECONDS TICKS [CTXT]: throughput, dom0 CPU per byte and (with CTXT)
 # dom0's context switches per MiB of one direction; the keys every backend's scenario gives.
+# With the last window's breakdown: PREFIX_dom0_{user,sys,softirq}_share of its busy ticks
+# and, with xen-netback loaded, PREFIX_netback_cpu_share (its threads).
 metrics() {
   kv "$1_bytes" "$2"
   kv "$1_secs" "$3"
@@ -150,6 +171,12 @@ metrics() {
     "$(awk -v t="$4" -v hz="$(getconf CLK_TCK)" -v b="$2" 'BEGIN { printf "%.1f", (b > 0 ? t / hz * 1e9 / b : 0) }')"
   [ -z "${5:-}" ] ||
     kv "$1_dom0_ctxt_per_mib" "$(awk -v x="$5" -v b="$2" 'BEGIN { printf "%.0f", (b > 0 ? x * 1048576 / b : 0) }')"
+  [ "$4" = "$WINDOW_TICKS" ] || return 0
+  kv "$1_dom0_user_share" "$(awk -v a="$WINDOW_USER" -v t="$4" 'BEGIN { printf "%.2f", (t > 0 ? a / t : 0) }')"
+  kv "$1_dom0_sys_share" "$(awk -v a="$WINDOW_SYS" -v t="$4" 'BEGIN { printf "%.2f", (t > 0 ? a / t : 0) }')"
+  kv "$1_dom0_softirq_share" "$(awk -v a="$WINDOW_SOFT" -v t="$4" 'BEGIN { printf "%.2f", (t > 0 ? a / t : 0) }')"
+  [ -z "$WINDOW_NETBACK" ] ||
+    kv "$1_netback_cpu_share" "$(awk -v a="$WINDOW_NETBACK" -v t="$4" 'BEGIN { printf "%.2f", (t > 0 ? a / t : 0) }')"
 }
 
 # wait_pid SECONDS DESCRIPTION PID: waits for a background child; its exit status.

@@ -357,13 +357,16 @@ gcmd_watch_end() {
 # them (nothing when no daemon runs: the kernel-netback reference); daemon_end comes after
 # window_end. Keys PREFIXdaemon_cpu_share (the daemon's CPU ticks, /proc/PID/stat, over
 # dom0's busy ticks in the window: the rest is dom0's stack, its other processes and the
-# hypervisor's work on dom0's vCPUs), PREFIXvhost_cpu_share (the same for the kernel's vhost
+# hypervisor's work on dom0's vCPUs), PREFIXdaemon_sys_share (the part of it in the kernel:
+# its ioctls, grant copies and notifications among them, with the hypercalls they make, and
+# vhost kicks), PREFIXvhost_cpu_share (the same for the kernel's vhost
 # worker threads of a vhost port, vhost-PID: what moves frames between the port's rings and
 # the tap) and PREFIXper32_{grant_copy,grant_map,grant_unmap,notify,read,write,sleep}: the
 # lcores' calls of each kind per 32 packets the vif moved either way (docs/metrics.md,
 # "System calls per packet").
-DAEMON_T0="" DAEMON_V0="" DAEMON_CALLS0="" DAEMON_PKTS0=""
-daemon_ticks() { awk '{ print $14 + $15 }' "/proc/$DPNB_PID/stat" 2>/dev/null || echo 0; }
+DAEMON_T0="" DAEMON_S0="" DAEMON_V0="" DAEMON_CALLS0="" DAEMON_PKTS0=""
+# daemon_ticks: the daemon's "user system" CPU ticks (every thread).
+daemon_ticks() { awk '{ print $14, $15 }' "/proc/$DPNB_PID/stat" 2>/dev/null || echo 0 0; }
 vhost_ticks() {
   local t files=()
   for t in $(pgrep -x "vhost-$DPNB_PID"); do files+=("/proc/$t/stat"); done
@@ -435,14 +438,17 @@ daemon_begin() {
   DAEMON_T0=""
   dpnb_alive || return 0
   dpnb_pin
-  DAEMON_T0=$(daemon_ticks) DAEMON_V0=$(vhost_ticks) DAEMON_CALLS0=$(daemon_calls)
+  read -r DAEMON_T0 DAEMON_S0 <<<"$(daemon_ticks)"
+  DAEMON_V0=$(vhost_ticks) DAEMON_CALLS0=$(daemon_calls)
   DAEMON_PKTS0=$(vif_moved "$1")
 }
 daemon_end() {
   [ -n "$DAEMON_T0" ] && dpnb_alive || return 0
-  local t1 v1 calls1 pkts i name a0 a1
-  t1=$(daemon_ticks) v1=$(vhost_ticks) calls1=$(daemon_calls) pkts=$(($(vif_moved "$2") - DAEMON_PKTS0))
-  kv "$1daemon_cpu_share" "$(share $((t1 - DAEMON_T0)) "$WINDOW_TICKS")"
+  local t1 s1 v1 calls1 pkts i name a0 a1
+  read -r t1 s1 <<<"$(daemon_ticks)"
+  v1=$(vhost_ticks) calls1=$(daemon_calls) pkts=$(($(vif_moved "$2") - DAEMON_PKTS0))
+  kv "$1daemon_cpu_share" "$(share $((t1 + s1 - DAEMON_T0 - DAEMON_S0)) "$WINDOW_TICKS")"
+  kv "$1daemon_sys_share" "$(share $((s1 - DAEMON_S0)) "$WINDOW_TICKS")"
   kv "$1vhost_cpu_share" "$(share $((v1 - DAEMON_V0)) "$WINDOW_TICKS")"
   kv "$1vif_packets" "$pkts"
   kv "$1irq_cpus" "$DPNB_PLACE_IRQS"
@@ -489,11 +495,25 @@ ping_both() {
   [ "$REPLY" -ge 1 ] 2>/dev/null || fail "guest $1: no reply to its ping of dom0"
 }
 
+# Random data is made once per guest and size (the guest's /tmp/tx.bin) and once per size
+# in dom0: under emulation 16 MiB from /dev/urandom take minutes, and rounds of a
+# comparison send the same amount again and again. guest_gen DOMID MIB: the guest's
+# /tmp/tx.bin holds MIB MiB of random bytes; their sha256 in REPLY.
+declare -A XFER_GEN
+guest_gen() {
+  local d=$1 mib=$2
+  local had=${XFER_GEN[$d]:-}
+  if [ "${had%% *}" != "$mib" ]; then
+    gcmd "$d" 300 "gen $mib"
+    XFER_GEN[$d]="$mib $REPLY"
+  fi
+  REPLY=${XFER_GEN[$d]#* }
+}
 # xfer_tx DOMID MIB PORT PREFIX: the guest sends MIB MiB to dom0 (its TX ring); checks size
 # and sha256; metrics PREFIX_tx.
 xfer_tx() {
   local d=$1 mib=$2 port=$3 p=$4 sum secs got n n0 listener f=$DPNB_DIR/tx-$1.bin
-  gcmd "$d" 300 "gen $mib"
+  guest_gen "$d" "$mib"
   sum=$REPLY
   rm -f "$DPNB_DIR/hold-$d"
   mkfifo "$DPNB_DIR/hold-$d"
@@ -522,9 +542,12 @@ xfer_tx() {
 
 # xfer_rx DOMID GUEST_IP MIB PORT PREFIX: dom0 sends MIB MiB to the guest (its RX ring).
 xfer_rx() {
-  local d=$1 ip=$2 mib=$3 port=$4 p=$5 sum n t0 t1 n0 f=$DPNB_DIR/rx-$1.bin
-  head -c $((mib * 1048576)) /dev/urandom > "$f"
-  sum=$(sha256sum < "$f" | cut -d' ' -f1)
+  local d=$1 ip=$2 mib=$3 port=$4 p=$5 sum n t0 t1 n0 f=$DPNB_DIR/rx-src-$3.bin
+  if [ ! -f "$f" ] || [ -z "${XFER_GEN[dom0/$mib]:-}" ]; then
+    head -c $((mib * 1048576)) /dev/urandom > "$f"
+    XFER_GEN[dom0/$mib]=$(sha256sum < "$f" | cut -d' ' -f1)
+  fi
+  sum=${XFER_GEN[dom0/$mib]}
   gcmd_send "$d" "recv $port"
   n=$REPLY
   guest_wait "$d" "ready-$n" 120
@@ -542,7 +565,6 @@ xfer_rx() {
   metrics "${p}rx" "$got" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" "$WINDOW_TICKS" "$WINDOW_CTXT"
   [ "$got" -eq $((mib * 1048576)) ] || fail "dom0 to guest $d: $got bytes of $((mib * 1048576))"
   [ "$gsum" = "$sum" ] || fail "dom0 to guest $d: data differs (sha256)"
-  rm -f "$f"
 }
 
 # ping_g2g A A_IP B B_IP: 5 pings each way between two guests, 3 replies at least each;
@@ -564,7 +586,7 @@ ping_g2g() {
 xfer_g2g() {
   local s=$1 r=$2 ip=$3 port=$4 p=$5 mib=${E2E_XFER_MIB:-16} sum n secs got gsum
   watch_guest "$s"
-  gcmd "$s" 300 "gen $mib"
+  guest_gen "$s" "$mib"
   sum=$REPLY
   gcmd_send "$r" "recv $port"
   n=$REPLY

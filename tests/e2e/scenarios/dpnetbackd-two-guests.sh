@@ -63,7 +63,7 @@ done
 # 1. Both guests send to dom0 at once.
 declare -A SUM LST N HOLD
 for d in $A $B; do
-  gcmd "$d" 300 "gen $HALF"
+  guest_gen "$d" "$HALF"
   SUM[$d]=$REPLY
   mkfifo "$DPNB_DIR/hold-$d"
   timeout 900 busybox nc -l -p "50$d" < "$DPNB_DIR/hold-$d" > "$DPNB_DIR/tx-$d.bin" &

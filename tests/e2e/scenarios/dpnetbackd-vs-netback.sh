@@ -19,8 +19,10 @@
 # vCPUs, two here; `qN_{knb,dpnb}_queues` say what each got).
 #
 # Keys: per round rR{q1,q4}{knb,dpnb}_{tx,rx}_* (xfer_tx/xfer_rx's); the medians over the
-# rounds qN_{knb,dpnb}_{tx,rx}_{mbit,dom0_ns_per_byte,dom0_ctxt_per_mib} (and for dpnb
-# _daemon_cpu_share, _vhost_cpu_share, _per32_notify, _per32_grant_copy, _per32_sleep), and
+# rounds qN_{knb,dpnb}_{tx,rx}_{mbit,dom0_ns_per_byte,dom0_ctxt_per_mib,dom0_user_share,
+# dom0_sys_share,dom0_softirq_share} (where dom0's busy time went, lib-dom0.sh metrics), for
+# knb _netback_cpu_share (its kernel threads), for dpnb _daemon_cpu_share, _daemon_sys_share,
+# _vhost_cpu_share, _per32_notify, _per32_grant_copy, _per32_sleep; and
 # qN_{tx,rx}_{mbit,dom0_ns_per_byte,dom0_ctxt_per_mib}_ratio = dpnetbackd's median over the
 # netback's (throughput above 1 is faster; CPU per byte below 1 is cheaper). run.sh prints
 # the ratio lines; `bench/lab.sh --runs N dpnetbackd-vs-netback` takes medians over boots.
@@ -136,7 +138,15 @@ for vcpus in $GUESTS; do
       kv "${q}_dpnb_${dir}_$key" "${d:-0}"
       kv "${q}_${dir}_${key}_ratio" "$(awk -v a="${d:-0}" -v b="${k:-0}" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')"
     done
-    for key in daemon_cpu_share vhost_cpu_share per32_notify per32_grant_copy per32_sleep; do
+    # Where dom0's time went: both backends' user/system/softirq split, netback's threads,
+    # the daemon's process (and its part in the kernel), vhost-net's workers.
+    for b in knb dpnb; do
+      for key in dom0_user_share dom0_sys_share dom0_softirq_share; do
+        kv "${q}_${b}_${dir}_$key" "$(median "r[0-9]*${q}${b}_${dir}_$key")"
+      done
+    done
+    kv "${q}_knb_${dir}_netback_cpu_share" "$(median "r[0-9]*${q}knb_${dir}_netback_cpu_share")"
+    for key in daemon_cpu_share daemon_sys_share vhost_cpu_share per32_notify per32_grant_copy per32_sleep; do
       kv "${q}_dpnb_${dir}_$key" "$(median "r[0-9]*${q}dpnb_${dir}_$key")"
     done
   done

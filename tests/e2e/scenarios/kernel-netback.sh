@@ -7,7 +7,8 @@
 #
 # Keys: backend_state frontend_state hotplug queues split_evtchn rx_copy (the handshake),
 # ping_d2g ping_g2d (replies of 3), {tx,rx}_bytes {tx,rx}_secs {tx,rx}_mbit
-# {tx,rx}_dom0_cpu_s {tx,rx}_dom0_ns_per_byte {tx,rx}_dom0_ctxt_per_mib (metrics in
+# {tx,rx}_dom0_cpu_s {tx,rx}_dom0_ns_per_byte {tx,rx}_dom0_ctxt_per_mib and the busy time's
+# breakdown {tx,rx}_dom0_{user,sys,softirq}_share, {tx,rx}_netback_cpu_share (metrics in
 # lib-dom0.sh); tx = guest to dom0 (the guest's TX ring).
 #
 # kernel-netback-q4 runs this script with a four-vCPU guest (KNB_VCPUS, KNB_PREFIX,
