@@ -303,7 +303,8 @@ ratio_line() {
   local dnb=${verdict[$2]:-} knb=${verdict[$4]:-} line k a b
   [[ $dnb == *" PASS "* && $knb == *" PASS "* ]] || return 0
   line="== $1:"
-  for k in tx_mbit rx_mbit tx_dom0_ns_per_byte rx_dom0_ns_per_byte tx_dom0_ctxt_per_mib rx_dom0_ctxt_per_mib; do
+  for k in tx_mbit rx_mbit tx_dom0_ns_per_byte rx_dom0_ns_per_byte tx_dom0_ctxt_per_mib rx_dom0_ctxt_per_mib \
+    tx_xen_dom0_ns_per_byte rx_xen_dom0_ns_per_byte tx_domu_ns_per_byte rx_domu_ns_per_byte; do
     a=$(key_of "$dnb" "$3$k") b=$(key_of "$knb" "$5$k")
     if [ -n "$a" ] && [ -n "$b" ]; then
       line+=" $k $(awk -v a="$a" -v b="$b" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }') ($a / $b)"

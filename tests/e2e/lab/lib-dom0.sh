@@ -128,7 +128,11 @@ guest_console() { echo "/var/log/xen/console/guest-$1.log"; }
 # WINDOW_SOFT (irq + softirq: interrupt handlers, the stack's receive and the bridge), and
 # with xen-netback loaded WINDOW_NETBACK, the ticks of its kernel threads (vif<D>.<H>-q<N>-
 # guest-rx, -dealloc: the guest's RX copies and TX completions; its TX work runs in NAPI,
-# i.e. softirq), sampled just outside the window.
+# i.e. softirq), sampled just outside the window. And as Xen accounts it (`xl list`, 0.1 s
+# steps, sampled outside the window): WINDOW_XEN_DOM0, the seconds dom0's vCPUs ran (its
+# busy time plus what Xen did on them that dom0's clock does not show as busy), and
+# WINDOW_XEN_DOMU, the seconds the other domains' vCPUs ran (the guests under test: what
+# the backend's way of working costs them).
 WINDOW_QUIET=/run/e2e/measuring
 cpu_sample() {
   awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $2 + $3, $4, $7 + $8 } $1 == "ctxt" { print $2 }' /proc/stat |
@@ -139,15 +143,21 @@ netback_ticks() {
   [ -r /proc/modules ] && [[ $(< /proc/modules) == *xen_netback* ]] || return 0
   cat /proc/[0-9]*/stat 2>/dev/null | awk '$2 ~ /^\(vif[0-9]+\.[0-9]+-q[0-9]+-/ { s += $14 + $15 } END { print s + 0 }'
 }
-WINDOW0="" WINDOW_NB0="" WINDOW_TICKS=0 WINDOW_CTXT=0 WINDOW_USER=0 WINDOW_SYS=0 WINDOW_SOFT=0
-WINDOW_NETBACK=""
+# xen_cpu_sample: "DOM0_SECONDS OTHERS_SECONDS" of vCPU time as Xen accounts it (xl list).
+xen_cpu_sample() {
+  timeout 20 xl list 2>/dev/null |
+    awk 'NR > 1 { if ($2 == 0) d += $NF; else o += $NF } END { if (NR > 1) printf "%.1f %.1f\n", d, o }'
+}
+WINDOW0="" WINDOW_NB0="" WINDOW_XEN0="" WINDOW_TICKS=0 WINDOW_CTXT=0 WINDOW_USER=0 WINDOW_SYS=0
+WINDOW_SOFT=0 WINDOW_NETBACK="" WINDOW_XEN_DOM0="" WINDOW_XEN_DOMU=""
 window_begin() {
+  WINDOW_XEN0=$(xen_cpu_sample)
   WINDOW_NB0=$(netback_ticks)
   : > "$WINDOW_QUIET"
   WINDOW0=$(cpu_sample)
 }
 window_end() {
-  local t0 u0 s0 q0 x0 t1 u1 s1 q1 x1 nb1
+  local t0 u0 s0 q0 x0 t1 u1 s1 q1 x1 nb1 xen1
   read -r t0 u0 s0 q0 x0 <<<"$WINDOW0"
   read -r t1 u1 s1 q1 x1 <<<"$(cpu_sample)"
   rm -f "$WINDOW_QUIET"
@@ -156,12 +166,20 @@ window_end() {
   WINDOW_USER=$((u1 - u0)) WINDOW_SYS=$((s1 - s0)) WINDOW_SOFT=$((q1 - q0))
   WINDOW_NETBACK=""
   [ -z "$WINDOW_NB0" ] || [ -z "$nb1" ] || WINDOW_NETBACK=$((nb1 - WINDOW_NB0))
+  xen1=$(xen_cpu_sample)
+  WINDOW_XEN_DOM0="" WINDOW_XEN_DOMU=""
+  if [ -n "$WINDOW_XEN0" ] && [ -n "$xen1" ]; then
+    read -r WINDOW_XEN_DOM0 WINDOW_XEN_DOMU <<<"$(awk -v a="$WINDOW_XEN0" -v b="$xen1" \
+      'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.1f %.1f", y[1] - x[1], y[2] - x[2] }')"
+  fi
 }
 
 # metrics PREFIX BYTES SECONDS TICKS [CTXT]: throughput, dom0 CPU per byte and (with CTXT)
 # dom0's context switches per MiB of one direction; the keys every backend's scenario gives.
 # With the last window's breakdown: PREFIX_dom0_{user,sys,softirq}_share of its busy ticks
-# and, with xen-netback loaded, PREFIX_netback_cpu_share (its threads).
+# and, with xen-netback loaded, PREFIX_netback_cpu_share (its threads); with Xen's accounting,
+# PREFIX_xen_dom0_ns_per_byte and PREFIX_domu_ns_per_byte (dom0's and the guests' vCPU time
+# per byte as Xen counts it).
 metrics() {
   kv "$1_bytes" "$2"
   kv "$1_secs" "$3"
@@ -177,6 +195,10 @@ metrics() {
   kv "$1_dom0_softirq_share" "$(awk -v a="$WINDOW_SOFT" -v t="$4" 'BEGIN { printf "%.2f", (t > 0 ? a / t : 0) }')"
   [ -z "$WINDOW_NETBACK" ] ||
     kv "$1_netback_cpu_share" "$(awk -v a="$WINDOW_NETBACK" -v t="$4" 'BEGIN { printf "%.2f", (t > 0 ? a / t : 0) }')"
+  [ -z "$WINDOW_XEN_DOM0" ] || {
+    kv "$1_xen_dom0_ns_per_byte" "$(awk -v s="$WINDOW_XEN_DOM0" -v b="$2" 'BEGIN { printf "%.1f", (b > 0 ? s * 1e9 / b : 0) }')"
+    kv "$1_domu_ns_per_byte" "$(awk -v s="$WINDOW_XEN_DOMU" -v b="$2" 'BEGIN { printf "%.1f", (b > 0 ? s * 1e9 / b : 0) }')"
+  }
 }
 
 # wait_pid SECONDS DESCRIPTION PID: waits for a background child; its exit status.

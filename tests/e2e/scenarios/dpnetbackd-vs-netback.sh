@@ -19,11 +19,13 @@
 # vCPUs, two here; `qN_{knb,dpnb}_queues` say what each got).
 #
 # Keys: per round rR{q1,q4}{knb,dpnb}_{tx,rx}_* (xfer_tx/xfer_rx's); the medians over the
-# rounds qN_{knb,dpnb}_{tx,rx}_{mbit,dom0_ns_per_byte,dom0_ctxt_per_mib,dom0_user_share,
-# dom0_sys_share,dom0_softirq_share} (where dom0's busy time went, lib-dom0.sh metrics), for
+# rounds qN_{knb,dpnb}_{tx,rx}_{mbit,dom0_ns_per_byte,dom0_ctxt_per_mib,xen_dom0_ns_per_byte,
+# domu_ns_per_byte,dom0_user_share,dom0_sys_share,dom0_softirq_share} (where the time went,
+# lib-dom0.sh metrics), for
 # knb _netback_cpu_share (its kernel threads), for dpnb _daemon_cpu_share, _daemon_sys_share,
 # _vhost_cpu_share, _per32_notify, _per32_grant_copy, _per32_sleep; and
-# qN_{tx,rx}_{mbit,dom0_ns_per_byte,dom0_ctxt_per_mib}_ratio = dpnetbackd's median over the
+# qN_{tx,rx}_{mbit,dom0_ns_per_byte,dom0_ctxt_per_mib,xen_dom0_ns_per_byte,domu_ns_per_byte}_ratio
+# (the last two as Xen accounts dom0's and the guest's vCPU time) = dpnetbackd's median over the
 # netback's (throughput above 1 is faster; CPU per byte below 1 is cheaper). run.sh prints
 # the ratio lines; `bench/lab.sh --runs N dpnetbackd-vs-netback` takes medians over boots.
 #   E2E_VS_ROUNDS  rounds per guest (default 3); E2E_VS_GUESTS  "1 4" (vCPU counts, default)
@@ -132,7 +134,7 @@ for vcpus in $GUESTS; do
   timeout 120 xl destroy "$D" || fail "xl destroy $D"
 
   for dir in tx rx; do
-    for key in mbit dom0_ns_per_byte dom0_ctxt_per_mib; do
+    for key in mbit dom0_ns_per_byte dom0_ctxt_per_mib xen_dom0_ns_per_byte domu_ns_per_byte; do
       k=$(median "r[0-9]*${q}knb_${dir}_$key") d=$(median "r[0-9]*${q}dpnb_${dir}_$key")
       kv "${q}_knb_${dir}_$key" "${k:-0}"
       kv "${q}_dpnb_${dir}_$key" "${d:-0}"
