@@ -42,7 +42,7 @@ done
 E2E_XFER_MIB=${E2E_XFER_MIB:-16} python3 - "$logs" "$runs" "$json" "$@" <<'PY' | tee "${out:-/dev/null}"
 import datetime, json, os, re, statistics, sys
 logs, runs, json_out, ref, others = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
-keys = re.compile(r'(_mbit|_ns_per_byte|_dom0_ctxt_per_mib|_share|_per32_[a-z_]+|_per_pkt|_vs_copy_lcore|_ratio)$')
+keys = re.compile(r'(_mbit|_ns_per_byte|_dom0_ctxt_per_mib|_skb_bytes|_share|_per32_[a-z_]+|_per_pkt|_vs_copy_lcore|_ratio)$')
 one_round = re.compile(r'^r[0-9]+')
 per_run = []  # {scenario: {key: value}} for scenarios that passed
 for i in range(1, runs + 1):

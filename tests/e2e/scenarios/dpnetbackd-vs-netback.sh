@@ -20,14 +20,15 @@
 #
 # Keys: per round rR{q1,q4}{knb,dpnb}_{tx,rx}_* (xfer_tx/xfer_rx's); the medians over the
 # rounds qN_{knb,dpnb}_{tx,rx}_{mbit,dom0_ns_per_byte,dom0_ctxt_per_mib,xen_dom0_ns_per_byte,
-# domu_ns_per_byte,dom0_user_share,dom0_sys_share,dom0_softirq_share} (where the time went,
-# lib-dom0.sh metrics), for
+# domu_ns_per_byte,dom0_skb_bytes,dom0_user_share,dom0_sys_share,dom0_softirq_share} (where
+# the time went, lib-dom0.sh metrics; skb bytes: the mean packet on vifD.0 or dpnb0), for
 # knb _netback_cpu_share (its kernel threads), for dpnb _daemon_cpu_share, _daemon_sys_share,
 # _vhost_cpu_share, _per32_notify, _per32_grant_copy, _per32_sleep; and
-# qN_{tx,rx}_{mbit,dom0_ns_per_byte,dom0_ctxt_per_mib,xen_dom0_ns_per_byte,domu_ns_per_byte}_ratio
-# (the last two as Xen accounts dom0's and the guest's vCPU time) = dpnetbackd's median over the
-# netback's (throughput above 1 is faster; CPU per byte below 1 is cheaper). run.sh prints
-# the ratio lines; `bench/lab.sh --runs N dpnetbackd-vs-netback` takes medians over boots.
+# qN_{tx,rx}_{mbit,dom0_ns_per_byte,dom0_ctxt_per_mib,xen_dom0_ns_per_byte,domu_ns_per_byte,
+# dom0_skb_bytes}_ratio = dpnetbackd's median over netback's (throughput above 1 is faster;
+# CPU per byte below 1 is cheaper; xen_dom0 and domu: dom0's and the guest's vCPU time as
+# Xen accounts it). run.sh prints the ratio lines; `bench/lab.sh --runs N
+# dpnetbackd-vs-netback` takes medians over boots.
 #   E2E_VS_ROUNDS  rounds per guest (default 3); E2E_VS_GUESTS  "1 4" (vCPU counts, default)
 #
 # e2e-group: base
@@ -78,8 +79,12 @@ leg_knb() {
     fail "xl network-attach $d (netback)"
   vif_up "$d" "$p"
   KNB_QUEUES=$QUEUES
+  # The mean packet dom0's stack saw (*_dom0_skb_bytes) on netback's own interface, as on
+  # the daemon's dpnb0: how much of the guest's GSO reached dom0 whole.
+  DPNB_IFACE=vif$d.0
   xfer_tx "$d" "$MIB" $((PORT++)) "$p"
   xfer_rx "$d" "$GUEST_IP" "$MIB" $((PORT++)) "$p"
+  DPNB_IFACE=dpnb0
   vif_down "$d"
   ip link del xenbr0 || fail "ip link del xenbr0"
   wait_for 60 "xen-netback unloaded" rmmod_netback
@@ -134,7 +139,7 @@ for vcpus in $GUESTS; do
   timeout 120 xl destroy "$D" || fail "xl destroy $D"
 
   for dir in tx rx; do
-    for key in mbit dom0_ns_per_byte dom0_ctxt_per_mib xen_dom0_ns_per_byte domu_ns_per_byte; do
+    for key in mbit dom0_ns_per_byte dom0_ctxt_per_mib xen_dom0_ns_per_byte domu_ns_per_byte dom0_skb_bytes; do
       k=$(median "r[0-9]*${q}knb_${dir}_$key") d=$(median "r[0-9]*${q}dpnb_${dir}_$key")
       kv "${q}_knb_${dir}_$key" "${k:-0}"
       kv "${q}_dpnb_${dir}_$key" "${d:-0}"
