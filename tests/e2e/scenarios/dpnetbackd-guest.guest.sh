@@ -9,7 +9,7 @@
 #   stats              eth0's counters                         -> "rx_bytes rx_packets tx_bytes tx_packets"
 #   queues             netfront's queues                       -> "rx tx"
 #   irqs               netfront's RX interrupts per queue      -> "0:N,1:N,..."
-#   reload-netfront    rmmod xen_netfront, insmod it again     -> ok
+#   reload-netfront    unbind the vifs, rmmod xen_netfront, insmod it again -> ok
 #                      (the frontend closes and connects anew with new rings)
 #   spoof MAC IP PEER_MAC N   with MAC as eth's address: N pings to IP sent to PEER_MAC
 #                      (a static ARP entry) and N ARP requests for IP (broadcast) -> ok
@@ -82,7 +82,14 @@ while :; do
       ;;
     reload-netfront)
       m=$(grep '/xen-netfront\.ko$' /modlist) || fail "xen-netfront is not in /modlist"
-      rmmod xen_netfront || fail "rmmod xen_netfront"
+      # xenbus holds the driver's module while it is bound to a device (xenbus_dev_probe's
+      # try_module_get, Linux 5.x on), so the vifs are unbound first: netfront's remove
+      # closes the frontend, as a module unload did before.
+      for v in /sys/bus/xen/drivers/vif/vif-*; do
+        [ -e "$v" ] && echo "${v##*/}" > /sys/bus/xen/drivers/vif/unbind
+      done
+      rmmod xen_netfront 2>/tmp/rmmod.err ||
+        fail "rmmod xen_netfront: $(cat /tmp/rmmod.err) (refcnt $(cat /sys/module/xen_netfront/refcnt 2>/dev/null))"
       wait_cmd 60 "the netfront interface to go" no_if
       insmod "$m" || fail "insmod $m"
       r=ok
