@@ -74,51 +74,66 @@ struct NicBinding {
 // order. Copied frames (broadcasts) into such a queue take the requests after the posted ones
 // and are answered behind them.
 
-// One request slot of the zero-copy pipeline, by ring index & kRingMask.
-struct ZcSlot {
+// One posted request of the zero-copy pipeline, in post order (ZeroCopyRx::posts, by post
+// sequence & kRingMask): everything answering it needs, in one place. The NIC takes the
+// buffers in this order, so "filled in order" is the received post being the oldest one.
+struct ZcPost {
+    enum class Source : std::uint8_t { none, map, reuse, bounce };
+    rte_mbuf* m = nullptr;     // the header while the pool's FIFO or the NIC has it, else null
+    std::byte* page = nullptr; // the page (guest or bounce) the buffer lies in
+    netif::RingIdx idx = 0;    // the request's ring index
+    netif::GrantRef gref = 0;
+    std::uint16_t id = 0;        // the request's id
+    std::uint16_t buf_start = 0; // where the frontend's buffer starts in `page` (sub-page)
+    std::int16_t group = -1;     // map group (Source::map)
+    Source source = Source::none;
+};
+static_assert(sizeof(ZcPost) == 32);
+
+// Where a consumed request of a zero-copy queue stands between its response being written
+// and its publication, by ring index & kRingMask.
+struct ZcAnswer {
     enum class State : std::uint8_t {
-        idle,    // not consumed, or answered and published
-        posted,  // its buffer is in the pool's FIFO or the NIC
+        idle,    // not answered yet (posted, or not consumed), or answered and published
         filled,  // a mapped buffer the NIC filled (response written): waits for its group's unmap
         copying, // in this round's grant copy (response written, patched if the copy fails)
         final,   // response written and the buffer released: publish it
     };
-    enum class Source : std::uint8_t { none, map, reuse, bounce };
-    rte_mbuf* m = nullptr;     // posted header
-    std::byte* page = nullptr; // the page (guest or bounce) the buffer lies in
-    netif::GrantRef gref = 0;
-    std::int16_t group = -1;     // map group (Source::map)
-    std::uint16_t buf_start = 0; // where the frontend's buffer starts in `page` (sub-page)
+    static constexpr std::uint32_t kNoPost = 0xFFFFFFFFU;
+    std::uint32_t post = kNoPost; // copying: the post whose bounce buffer goes back at publish
     State state = State::idle;
-    Source source = Source::none;
 };
-static_assert(sizeof(ZcSlot) == 32);
 
 // Pages mapped by one grant-map call for RX buffers.
 struct MapGroup {
     hv::GrantMapping mapping;
-    std::uint32_t first = 0;   // ring index of the first member
-    std::uint32_t last = 0;    // ring index of the last member
+    std::uint32_t first = 0;   // post sequence of the first member
+    std::uint32_t last = 0;    // post sequence of the last member
     std::uint16_t pending = 0; // members not filled yet
     bool used = false;
 };
 
-// The zero-copy pipeline's state: the slots, the order the NIC got the buffers in, the map
-// groups. Owned by the queue's lcore.
+// The zero-copy pipeline's state: the posts, the answers, the map groups. Owned by the
+// queue's lcore.
+//
+// `posts` holds the last kRingSize posts. No post that still matters is overwritten: a post
+// whose request is unanswered has every later post's request consumed and unanswered too,
+// and a ring never has more than kRingSize of those (RxBackRing::poll_requests refuses more).
 struct ZeroCopyRx {
     explicit ZeroCopyRx(pmd::GuestBufferPool& p) noexcept : pool(p) {}
     pmd::GuestBufferPool& pool;
     // The PMD filled buffers out of order: new posts are bounced (copied), never mapped.
     bool out_of_order = false;
-    std::uint32_t posted = 0; // slots in state posted
-    // Slots from rsp_prod_pvt on whose responses are written and whose buffers are released,
-    // in ring order, already idle: the run the next publish takes without looking at them
+    std::uint32_t posted = 0; // posts whose header the pool's FIFO or the NIC has
+    // Requests from rsp_prod_pvt on whose responses are written and whose buffers are released,
+    // in ring order, their answers idle: the run the next publish takes without looking at them
     // (frames a NIC fills in order complete the oldest request each).
     std::uint32_t answered_run = 0;
-    // Ring indices of posted slots, in the order their buffers went to the NIC.
-    std::array<std::uint32_t, kRingSize> nic_order{};
-    std::uint32_t nic_head = 0, nic_tail = 0;
-    std::array<ZcSlot, kRingSize> slots{};
+    // Post sequences: the next post goes to post_tail; nic_head is the oldest post the NIC
+    // may still hold (the posts before it are done, and so may be some after it).
+    std::uint32_t nic_head = 0, post_tail = 0;
+    std::array<ZcPost, kRingSize> posts{};
+    std::array<ZcAnswer, kRingSize> answers{};
     std::array<MapGroup, kRingSize> groups{};
 };
 
@@ -258,7 +273,9 @@ struct GuestQueue {
     hv::TranslationTableView view;
     bool have_view = false;
     netif::RxBufferGeometry rx_geo; // rx_uniform_geometry(rx_buffers)
-    char name[16] = {};             // "vif<dom>.<handle>", for log lines
+    // rx_buffers' checks of each request (its offset), for both pipelines: built at attach.
+    netif::RxRequestCheck rx_check{netif::RxBufferLayout{}};
+    char name[16] = {}; // "vif<dom>.<handle>", for log lines
 
     // --- owned by the lcore ----------------------------------------------------------------
     hv::EvtchnPort tx_port = 0, rx_port = 0; // local ports, bound by the lcore
@@ -271,8 +288,9 @@ struct GuestQueue {
     bool disabled = false;
     bool detaching = false;
 
-    // RX, both pipelines. ids of consumed requests by ring index: a response is written (or
-    // patched) long after its request was read.
+    // RX, both pipelines. ids of consumed requests by ring index, for the copy batch's
+    // failure patch (copy_failed): a response is patched long after its request was read.
+    // (A zero-copy post keeps its id in its ZcPost, and writes it here for a bounce copy.)
     std::array<std::uint16_t, kRingSize> rx_ids{};
     std::unique_ptr<ZeroCopyRx> zc; // the zero-copy pipeline; null on a copy queue
     // The copy pipeline's frames for this round (daemon mbufs), and the frontend's hash of

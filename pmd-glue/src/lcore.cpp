@@ -518,7 +518,8 @@ void Lcore::attach_queue(Command* cmd) {
     }
     for (GuestQueue* q : cmd->queues) {
         q->owner = this;
-        q->rx_geo = netif::rx_uniform_geometry(q->rx_buffers);
+        q->rx_check = netif::RxRequestCheck(q->rx_buffers);
+        q->rx_geo = q->rx_check.geometry();
         std::snprintf(q->name, sizeof(q->name), "vif%u.%u", unsigned{q->vif.dom},
                       unsigned{q->vif.handle});
         queues_.push_back(q);

@@ -227,6 +227,9 @@ private:
     void copy_keep(GuestQueue* q, std::uint32_t first, std::uint32_t n);
     std::uint32_t copy_stage_run(GuestQueue* q, netif::RequestWindow& w, std::uint32_t n);
     bool copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w);
+    void copy_stage_common(GuestQueue* q, rte_mbuf* m, netif::RingIdx idx,
+                           const netif::RxRequest& req, std::uint16_t offset, std::uint16_t len,
+                           bool local);
     bool copy_stage_frame(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w,
                           const std::optional<netif::FlowHash>& hash);
     void copy_stage_segments(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w,
@@ -239,8 +242,8 @@ private:
                            const netif::RxFrame& meta);
     netif::RequestWindow copy_poll(GuestQueue* q);
     std::pair<std::int16_t, std::int16_t> copy_probe(const hv::GrantCopySegment& bad);
-    void copy_add_bounce(GuestQueue* q, netif::RingIdx idx, const std::byte* src,
-                         std::uint16_t offset, std::uint16_t len);
+    void copy_add_bounce(GuestQueue* q, netif::RingIdx idx, netif::GrantRef gref,
+                         const std::byte* src, std::uint16_t offset, std::uint16_t len);
     void copy_count_batch(GuestQueue* q) noexcept;
     void copy_free(rte_mbuf* m);
     void copy_drop(GuestQueue* q, rte_mbuf* m, std::uint64_t& reason);
@@ -254,10 +257,10 @@ private:
     void zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n);
     void zc_receive_unposted(GuestQueue* q, rte_mbuf* m);
     void zc_filled_out_of_order(GuestQueue* q);
-    void zc_slot_done(GuestQueue* q, ZcSlot& s);
+    void zc_slot_done(GuestQueue* q, ZcPost& p);
     void zc_group_filled(GuestQueue* q, std::int16_t g);
-    void zc_release(GuestQueue* q, ZcSlot& s);
-    void zc_release_round(GuestQueue* q, netif::RingIdx first, netif::RingIdx end);
+    void zc_release(GuestQueue* q, ZcPost& p);
+    void zc_release_round(GuestQueue* q, std::uint32_t first, std::uint32_t end);
     std::uint32_t zc_answerable(GuestQueue* q);
     void zc_collect_returned(GuestQueue* q);
     void zc_drop_posted(GuestQueue* q);

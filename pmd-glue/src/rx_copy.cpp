@@ -135,6 +135,45 @@ netif::RequestWindow Lcore::copy_poll(GuestQueue* q) {
     return w;
 }
 
+namespace {
+
+// rx_frame_meta of a frame without LRO or GSO (the common frames copy_stage_one and
+// copy_stage_run take exclude them): its length and checksum state.
+inline netif::RxFrame common_frame_meta(const rte_mbuf* m, std::uint16_t len) noexcept {
+    netif::RxFrame meta;
+    meta.len = len;
+    const std::uint64_t l4 = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
+    meta.csum_blank =
+        l4 == RTE_MBUF_F_RX_L4_CKSUM_NONE || (m->ol_flags & RTE_MBUF_F_TX_L4_MASK) != 0;
+    meta.data_validated = l4 == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+    return meta;
+}
+
+} // namespace
+
+// The per-frame body of copy_stage_one and copy_stage_run: the common frame `m` (one mbuf
+// segment of `len` bytes into one buffer, no GSO, no hash) takes request `req` at `idx`,
+// whose buffer's data starts at `offset` (checked by the caller): the request is consumed,
+// its response written in its slot, and the frame's segment, record and mbuf go into the open
+// batch (the caller made room). The round's counts are the caller's.
+[[gnu::always_inline]] inline void Lcore::copy_stage_common(GuestQueue* q, rte_mbuf* m, RingIdx idx,
+                                                            const netif::RxRequest& req,
+                                                            std::uint16_t offset, std::uint16_t len,
+                                                            bool local) {
+    q->rx.consume(1);
+    q->rx_ids[idx & kRingMask] = req.id;
+    (void)q->rx.put_response_at(idx, netif::rx_data_response(common_frame_meta(m, len), false, 0, 1,
+                                                             req.id, {offset, len}));
+    hv::GrantCopySegment& seg = segs_[n_segs_++];
+    seg.source.virt = rte_pktmbuf_mtod(m, void*);
+    seg.dest.foreign = {req.gref, offset, q->dom};
+    seg.len = len;
+    seg.flags = hv::GrantCopySegment::kDestGref;
+    seg.status = 0;
+    copy_frames_[n_copy_frames_++] = CopyFrame{q, idx, len, n_segs_, 1, false, local, nullptr};
+    copy_free_[n_copy_free_++] = m;
+}
+
 // The leading run of a copy queue's waiting frames that are common frames (one mbuf segment
 // into one buffer, no GSO, no hash) and fit the guest's requests and the open batch, staged as
 // copy_stage_one stages each, with the round's counts added once. Returns how many; the
@@ -146,9 +185,12 @@ std::uint32_t Lcore::copy_stage_run(GuestQueue* q, netif::RequestWindow& w, std:
                   static_cast<std::uint32_t>(copy_frames_.size() - n_copy_frames_),
                   static_cast<std::uint32_t>(copy_free_.size() - n_copy_free_)});
     const std::uint32_t size = q->rx_geo.size;
-    const bool offsets = q->rx_buffers.request_offsets;
-    const std::uint16_t geo_offset = q->rx_geo.offset;
-    const hv::DomId dom = q->dom;
+    const netif::RxRequestCheck check = q->rx_check;
+    // Without request offsets every request's buffer is the same: checked once here.
+    const bool per_request = check.per_request();
+    const auto same = check.buffer(0);
+    if (!per_request && !same) return 0; // copy_stage_one refuses the first
+    const std::uint16_t same_offset = same ? same->offset : 0;
     const RingIdx first = w.cons;
     std::uint32_t k = 0;
     std::uint64_t bytes = 0, local_packets = 0, local_bytes = 0;
@@ -160,34 +202,16 @@ std::uint32_t Lcore::copy_stage_run(GuestQueue* q, netif::RequestWindow& w, std:
             break;
         const RingIdx idx = first + k;
         const netif::RxRequest req = q->rx.copy_request(idx);
-        std::uint16_t offset = geo_offset;
-        if (offsets) {
-            const auto buffer = netif::rx_request_buffer(q->rx_buffers, req.pad);
+        std::uint16_t offset = same_offset;
+        if (per_request) {
+            const auto buffer = check.buffer(req.pad);
             if (!buffer) [[unlikely]]
                 break; // copy_stage_one refuses it
             offset = buffer->offset;
         }
-        q->rx_ids[idx & kRingMask] = req.id;
-        const std::uint16_t len = m->data_len;
-        q->rx.consume(1);
-        // rx_frame_meta of a frame without LRO or GSO (checked above): its checksum state.
-        netif::RxFrame meta;
-        meta.len = len;
-        const std::uint64_t l4 = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
-        meta.csum_blank =
-            l4 == RTE_MBUF_F_RX_L4_CKSUM_NONE || (m->ol_flags & RTE_MBUF_F_TX_L4_MASK) != 0;
-        meta.data_validated = l4 == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
-        (void)q->rx.put_response_at(
-            idx, netif::rx_data_response(meta, false, 0, 1, req.id, {offset, len}));
-        hv::GrantCopySegment& seg = segs_[n_segs_++];
-        seg.source.virt = rte_pktmbuf_mtod(m, void*);
-        seg.dest.foreign = {req.gref, offset, dom};
-        seg.len = len;
-        seg.flags = hv::GrantCopySegment::kDestGref;
-        seg.status = 0;
         const bool local = is_local(m);
-        copy_frames_[n_copy_frames_++] = CopyFrame{q, idx, len, n_segs_, 1, false, local, nullptr};
-        copy_free_[n_copy_free_++] = m;
+        const std::uint16_t len = m->data_len;
+        copy_stage_common(q, m, idx, req, offset, len, local);
         bytes += len;
         local_packets += local ? 1 : 0;
         local_bytes += local ? len : 0;
@@ -208,49 +232,34 @@ std::uint32_t Lcore::copy_stage_run(GuestQueue* q, netif::RequestWindow& w, std:
 // The common frame: one mbuf segment into one buffer, no GSO, no hash. False, the frame
 // untouched, when the guest has no RX buffer for it.
 bool Lcore::copy_stage_one(GuestQueue* q, rte_mbuf* m, netif::RequestWindow& w) {
-    const bool local = is_local(m);
     if (w.available == 0) return false;
     if (n_segs_ == segs_.size() || n_copy_frames_ == copy_frames_.size() ||
         n_copy_free_ == copy_free_.size())
         copy_flush();
     const RingIdx idx = w.cons;
     const netif::RxRequest req = q->rx.copy_request(idx);
-    std::uint16_t offset = q->rx_geo.offset;
-    if (q->rx_buffers.request_offsets) {
-        const auto buffer = netif::rx_request_buffer(q->rx_buffers, req.pad);
-        if (!buffer) {
-            bad_rx_request(q, req);
-            copy_drop(q, m);
-            return true;
-        }
-        offset = buffer->offset;
+    const auto buffer = q->rx_check.buffer(req.pad);
+    if (!buffer) {
+        bad_rx_request(q, req);
+        copy_drop(q, m);
+        return true;
     }
-    q->rx.consume(1);
     ++w.cons;
     --w.available;
-    q->rx_ids[idx & kRingMask] = req.id;
-    const netif::RxFrame meta = rx_frame_meta(m);
-    const netif::RxChunk chunk{offset, m->data_len};
-    (void)q->rx.put_response_at(idx, netif::rx_data_response(meta, false, 0, 1, req.id, chunk));
-    segs_[n_segs_++] = hv::GrantCopySegment::to_guest(rte_pktmbuf_mtod(m, const std::byte*), q->dom,
-                                                      req.gref, offset, chunk.len);
-    copy_frames_[n_copy_frames_++] =
-        CopyFrame{q, idx, chunk.len, n_segs_, 1, false, local, nullptr};
-    if (q->zc) { // behind the posted buffers: final once the copy ran
-        ZcSlot& s = q->zc->slots[idx & kRingMask];
-        s = ZcSlot{};
-        s.state = ZcSlot::State::copying;
-    }
+    const bool local = is_local(m);
+    const std::uint16_t len = m->data_len;
+    copy_stage_common(q, m, idx, req, buffer->offset, len, local);
+    if (q->zc) // behind the posted buffers: final once the copy ran
+        q->zc->answers[idx & kRingMask] = ZcAnswer{ZcAnswer::kNoPost, ZcAnswer::State::copying};
     copy_count_batch(q);
     q->rx_round.packets += 1;
-    q->rx_round.bytes += chunk.len;
+    q->rx_round.bytes += len;
     q->rx_round.copies += 1;
     q->rx_round.copy_ops += 1;
     if (local) {
         q->rx_round.local_packets += 1;
-        q->rx_round.local_bytes += chunk.len;
+        q->rx_round.local_bytes += len;
     }
-    copy_free_[n_copy_free_++] = m;
     return true;
 }
 
@@ -370,7 +379,7 @@ Lcore::Staged Lcore::copy_stage_plan(GuestQueue* q, const netif::RxFrame& meta,
         // The requests after the first carry the extra-info slots: their buffers are not
         // written.
         if (k != 0 && k <= extras) continue;
-        const auto buffer = netif::rx_request_buffer(q->rx_buffers, reqs[k].pad);
+        const auto buffer = q->rx_check.buffer(reqs[k].pad);
         if (!buffer) {
             bad_rx_request(q, reqs[k]);
             return Staged::bad_request;
@@ -411,11 +420,9 @@ Lcore::Staged Lcore::copy_stage_plan(GuestQueue* q, const netif::RxFrame& meta,
         }
     }
     if (q->zc) // behind the posted buffers: final once the copy ran
-        for (std::uint32_t k = 0; k < plan.requests; ++k) {
-            ZcSlot& s = q->zc->slots[(first + k) & kRingMask];
-            s = ZcSlot{};
-            s.state = ZcSlot::State::copying;
-        }
+        for (std::uint32_t k = 0; k < plan.requests; ++k)
+            q->zc->answers[(first + k) & kRingMask] =
+                ZcAnswer{ZcAnswer::kNoPost, ZcAnswer::State::copying};
     copy_frames_[n_copy_frames_++] = CopyFrame{
         q, first, meta.len, n_segs_, static_cast<std::uint8_t>(plan.requests), false, local, from};
     copy_count_batch(q);
@@ -524,11 +531,10 @@ void Lcore::copy_stage_segments(GuestQueue* q, rte_mbuf* m, netif::RequestWindow
 
 // A frame the NIC wrote into a bounce buffer of a zero-copy queue: its response is written
 // (and counted as received) already; the batch copies it into the guest's buffer.
-void Lcore::copy_add_bounce(GuestQueue* q, RingIdx idx, const std::byte* src, std::uint16_t offset,
-                            std::uint16_t len) {
+void Lcore::copy_add_bounce(GuestQueue* q, RingIdx idx, netif::GrantRef gref, const std::byte* src,
+                            std::uint16_t offset, std::uint16_t len) {
     if (n_segs_ == segs_.size() || n_copy_frames_ == copy_frames_.size()) copy_flush();
-    segs_[n_segs_++] = hv::GrantCopySegment::to_guest(
-        src, q->dom, q->zc->slots[idx & kRingMask].gref, offset, len);
+    segs_[n_segs_++] = hv::GrantCopySegment::to_guest(src, q->dom, gref, offset, len);
     copy_frames_[n_copy_frames_++] = CopyFrame{q, idx, len, n_segs_, 1, true, false, nullptr};
     copy_count_batch(q);
     q->rx_round.copies += 1;

@@ -2,9 +2,13 @@
 // a queue whose NIC queue allocates from a guest-buffer pool. Requests are posted ahead of
 // frames: each gets a buffer from one source, a page the translation table names (reuse), a
 // page mapped for it (map, one batched map per post), or a daemon bounce buffer (copy mode,
-// translation misses, and after the PMD was caught filling out of order), and goes into the
-// pool's FIFO in ring order. When the NIC returns a filled buffer its response is written
-// into its request's slot; the buffer is released before the response is published (reuse:
+// translation misses, and after the PMD was caught filling out of order), is recorded in the
+// ring of posts (ZeroCopyRx::posts: one entry per posted request, in post order, holding what
+// its answer needs, as DPDK vhost's shadow ring or VPP memif's descriptor ring) and goes into
+// the pool's FIFO in that order. The NIC fills buffers in the order it took them, so a
+// returned buffer that is the oldest post is in order: one compare. When the NIC returns a
+// filled buffer its response is written into its request's ring slot; the buffer is released
+// before the response is published (reuse:
 // the in-flight count dropped; map: its group unmapped; bounce: copied to the guest in the
 // round's grant copy, then given back). rx_path.cpp publishes the run of final responses.
 #include <rte_mbuf.h>
@@ -22,33 +26,27 @@ namespace gntst = netif::gntst;
 
 namespace {
 
-// `idx` was not the oldest buffer the NIC had: remove it from the middle (false).
-bool take_nic_order_late(ZeroCopyRx& z, RingIdx idx) noexcept {
-    for (std::uint32_t k = z.nic_head; k != z.nic_tail; ++k) {
-        if (z.nic_order[k & kRingMask] != idx) continue;
-        for (std::uint32_t j = k; j + 1 != z.nic_tail; ++j)
-            z.nic_order[j & kRingMask] = z.nic_order[(j + 1) & kRingMask];
-        --z.nic_tail;
-        break;
-    }
-    return false;
+// The received post `seq` is not the one nic_head names: skip the posts before it that are
+// done (answered without reaching the NIC, taken back, or filled out of order); true when
+// `seq` is the oldest the NIC still had, false when the NIC filled it out of order. Only the
+// last kRingSize posts are in `posts`: any older one is done.
+bool take_nic_order_late(ZeroCopyRx& z, std::uint32_t seq) noexcept {
+    if (z.post_tail - z.nic_head > kRingSize) z.nic_head = z.post_tail - kRingSize;
+    while (z.nic_head != z.post_tail && z.posts[z.nic_head & kRingMask].m == nullptr)
+        ++z.nic_head;
+    if (seq != z.nic_head) return false;
+    ++z.nic_head;
+    return true;
 }
 
-// A posted header the pool gave back (still bound): the slot it was posted for (its ring
-// index in `idx`); the header goes back to the free list.
-ZcSlot& take_back(ZeroCopyRx& z, rte_mbuf* m, RingIdx& idx) noexcept {
-    idx = pmd::GuestBufferPool::info(m).ring_idx;
-    z.pool.recycle(m);
-    return z.slots[idx & kRingMask];
-}
-
-// Removes `idx` from the NIC order; true when it was the oldest (filled in order).
-inline bool take_nic_order(ZeroCopyRx& z, RingIdx idx) noexcept {
-    if (z.nic_head != z.nic_tail && z.nic_order[z.nic_head & kRingMask] == idx) [[likely]] {
+// Post `seq` (whose header is still recorded) left the NIC; true when it was the oldest the
+// NIC had (filled in order).
+inline bool take_nic_order(ZeroCopyRx& z, std::uint32_t seq) noexcept {
+    if (seq == z.nic_head) [[likely]] {
         ++z.nic_head;
         return true;
     }
-    return take_nic_order_late(z, idx);
+    return take_nic_order_late(z, seq);
 }
 
 } // namespace
@@ -69,22 +67,20 @@ bool Lcore::zc_post(GuestQueue* q) {
         std::min<std::uint32_t>({w.available, depth - z.posted, engine_.opts.burst});
     if (budget == 0) return false;
 
-    // Gather: each request's buffer; maps are collected for one call. A post takes at most
-    // a burst (EngineOptions::burst <= kMaxBurst), and maps at most as many.
+    // Gather: each request's buffer, recorded as the next post; maps are collected for one
+    // call. A post takes at most a burst (EngineOptions::burst <= kMaxBurst), and maps at
+    // most as many.
     static_assert(std::tuple_size_v<decltype(map_reqs_)> >= kMaxBurst &&
                   std::tuple_size_v<decltype(map_idx_)> >= kMaxBurst);
     pmd::GuestBufferPool& pool = z.pool;
-    // The queue's buffer layout, read once for the post: each request then costs one check
-    // of its own offset.
-    const netif::RxBufferLayout layout = q->rx_buffers;
-    // netif::rx_request_buffer with the layout's part checked once: a request's buffer starts
-    // at its offset (the frame at the headroom after it) and must end within its page.
-    const bool layout_ok = netif::rx_uniform_geometry(layout).size != 0;
-    const auto max_start =
-        static_cast<std::uint32_t>(layout_ok ? netif::kPageSize - layout.buffer_size : 0U);
+    // Each request's offset is checked against the queue's layout (rx_request_buffer's
+    // verdicts, the layout's part done at attach).
+    const netif::RxRequestCheck check = q->rx_check;
+    const std::uint16_t buf_len = q->rx_buffers.buffer_size;
     const RxMode mode = z.out_of_order ? RxMode::copy : q->mode;
     const bool view = q->have_view;
-    // The buffers in ring order, bound as they are found (a mapped one once its map is done).
+    const std::uint32_t seq0 = z.post_tail;
+    // The buffers in post order, bound as they are found (a mapped one once its map is done).
     rte_mbuf* ready[kMaxBurst];
     std::uint32_t nmap = 0;
     std::uint32_t took = 0;
@@ -92,51 +88,45 @@ bool Lcore::zc_post(GuestQueue* q) {
     for (; took < budget; ++took) {
         const RingIdx idx = w.cons + took;
         const netif::RxRequest req = q->rx.copy_request(idx);
-        const std::uint32_t start = layout.request_offsets ? req.pad : 0U;
-        if (!layout_ok || start > max_start) [[unlikely]] {
+        const auto start = check.start(req.pad);
+        if (!start) [[unlikely]] {
             // Nothing of this round reached the NIC: release it all, stop serving.
             bump(q->counters.c.iott_hits, hits);
             bump(q->counters.c.iott_misses, misses);
-            zc_release_round(q, w.cons, idx);
+            zc_release_round(q, seq0, seq0 + took);
             bad_rx_request(q, req);
             return true;
         }
         rte_mbuf* m = pool.take_header();
         if (m == nullptr) break;
-        ZcSlot& s = z.slots[idx & kRingMask];
-        const auto buf_start = static_cast<std::uint16_t>(start);
-        q->rx_ids[idx & kRingMask] = req.id;
+        const std::uint32_t seq = seq0 + took;
+        ZcPost& p = z.posts[seq & kRingMask];
         RxMode how = mode;
         if (how == RxMode::reuse) {
             std::byte* page = view ? q->view.acquire(req.gref, true) : nullptr;
             if (page != nullptr) [[likely]] {
                 ++hits;
-                s = ZcSlot{
-                    m, page, req.gref, -1, buf_start, ZcSlot::State::posted, ZcSlot::Source::reuse};
-                pool.bind(m, page + buf_start, pmd::GuestBufKind::guest, idx, layout.buffer_size);
+                p = ZcPost{m, page, idx, req.gref, req.id, *start, -1, ZcPost::Source::reuse};
+                pool.bind(m, page + *start, pmd::GuestBufKind::guest, seq, buf_len);
                 ready[took] = m;
                 continue;
             }
             ++misses;
             how = q->reuse_miss;
         }
-        s = ZcSlot{
-            m, nullptr, req.gref, -1, buf_start, ZcSlot::State::posted, ZcSlot::Source::none};
         if (how == RxMode::map) {
-            s.source = ZcSlot::Source::map;
+            p = ZcPost{m, nullptr, idx, req.gref, req.id, *start, -1, ZcPost::Source::map};
             map_reqs_[nmap] = hv::GrantMapRequest{q->dom, req.gref, true};
-            map_idx_[nmap++] = idx;
+            map_idx_[nmap++] = seq;
             continue;
         }
         std::byte* b = pool.take_bounce();
         if (b == nullptr) {
             pool.give_header(m);
-            s = ZcSlot{};
             break;
         }
-        s.source = ZcSlot::Source::bounce;
-        s.page = b;
-        pool.bind(m, b + s.buf_start, pmd::GuestBufKind::bounce, idx, layout.buffer_size);
+        p = ZcPost{m, b, idx, req.gref, req.id, *start, -1, ZcPost::Source::bounce};
+        pool.bind(m, b + *start, pmd::GuestBufKind::bounce, seq, buf_len);
         ready[took] = m;
     }
     if (hits != 0) bump(q->counters.c.iott_hits, hits);
@@ -147,39 +137,36 @@ bool Lcore::zc_post(GuestQueue* q) {
         if (q->disabled) {
             // A refused grant: nothing of this round reached the NIC. The requests count as
             // consumed, unanswered; detach releases them.
-            zc_release_round(q, w.cons, w.cons + took);
+            zc_release_round(q, seq0, seq0 + took);
             q->rx.consume(took);
             return true;
         }
     }
 
-    // Commit: consume the requests, hand the buffers to the NIC in ring order, all at once.
+    // Commit: consume the requests, hand the buffers to the NIC in post order, all at once.
     q->rx.consume(took);
-    unsigned n_ready = 0;
-    if (nmap == 0) {
-        // Every slot found its buffer in the gather and is bound.
-        for (; n_ready < took; ++n_ready)
-            z.nic_order[(z.nic_tail + n_ready) & kRingMask] = w.cons + n_ready;
-        z.nic_tail += n_ready;
-    } else {
-        // A slot has a mapped page, a bounce buffer instead, or nothing.
-        for (RingIdx j = w.cons; j != w.cons + took; ++j) {
-            ZcSlot& s = z.slots[j & kRingMask];
-            if (s.source == ZcSlot::Source::none) {
-                // No buffer could be found for it: answer it empty, in its turn.
-                zc_release(q, s);
-                (void)q->rx.put_response_at(
-                    j, netif::rx_error_response(q->rx_ids[j & kRingMask], netif::rsp::kError));
-                s.state = ZcSlot::State::final;
+    z.post_tail = seq0 + took;
+    unsigned n_ready = took; // without maps every post found its buffer in the gather
+    if (nmap != 0) {
+        // A post has a mapped page, a bounce buffer instead, or nothing.
+        n_ready = 0;
+        for (std::uint32_t seq = seq0; seq != seq0 + took; ++seq) {
+            ZcPost& p = z.posts[seq & kRingMask];
+            if (p.source == ZcPost::Source::none) {
+                // No buffer could be found for it: answer it empty, in its turn. Its header
+                // goes back, so the NIC order passes over it.
+                zc_release(q, p);
+                (void)q->rx.put_response_at(p.idx,
+                                            netif::rx_error_response(p.id, netif::rsp::kError));
+                z.answers[p.idx & kRingMask].state = ZcAnswer::State::final;
                 bump(q->counters.c.rx_drop_error);
                 touch(q);
                 continue;
             }
-            const auto kind = s.source == ZcSlot::Source::bounce ? pmd::GuestBufKind::bounce
+            const auto kind = p.source == ZcPost::Source::bounce ? pmd::GuestBufKind::bounce
                                                                  : pmd::GuestBufKind::guest;
-            pool.bind(s.m, s.page + s.buf_start, kind, j, layout.buffer_size);
-            ready[n_ready++] = s.m;
-            z.nic_order[z.nic_tail++ & kRingMask] = j;
+            pool.bind(p.m, p.page + p.buf_start, kind, seq, buf_len);
+            ready[n_ready++] = p.m;
         }
     }
     // The pool holds a header per buffer the NIC may have (GuestPoolConfig::headers), so its
@@ -189,7 +176,8 @@ bool Lcore::zc_post(GuestQueue* q) {
     return true;
 }
 
-// Maps the buffers of this post's map slots (map_reqs_ / map_idx_), map_batch per call. A
+// Maps the buffers of this post's map posts (map_reqs_ / map_idx_: post sequences), map_batch
+// per call. A
 // batch that fails for a reason the guest cannot be blamed for is bounced (copied) instead,
 // or left without a buffer; one the guest broke disables the vif.
 void Lcore::zc_map_posted(GuestQueue* q, std::uint32_t nmap) {
@@ -217,9 +205,9 @@ void Lcore::zc_map_posted(GuestQueue* q, std::uint32_t nmap) {
             // Not the guest's fault (or tolerated): these buffers are copied instead; a bad
             // one is then answered in error when its copy fails.
             for (std::uint32_t k = 0; k < n; ++k) {
-                ZcSlot& s = z.slots[map_idx_[start + k] & kRingMask];
-                s.page = z.pool.take_bounce();
-                s.source = s.page != nullptr ? ZcSlot::Source::bounce : ZcSlot::Source::none;
+                ZcPost& p = z.posts[map_idx_[start + k] & kRingMask];
+                p.page = z.pool.take_bounce();
+                p.source = p.page != nullptr ? ZcPost::Source::bounce : ZcPost::Source::none;
             }
             continue;
         }
@@ -232,9 +220,9 @@ void Lcore::zc_map_posted(GuestQueue* q, std::uint32_t nmap) {
         bump(q->counters.c.grant_map_ops, n);
         bump(q->counters.c.grant_batches);
         for (std::uint32_t k = 0; k < n; ++k) {
-            ZcSlot& s = z.slots[map_idx_[start + k] & kRingMask];
-            s.page = mapping.page(k);
-            s.group = g;
+            ZcPost& p = z.posts[map_idx_[start + k] & kRingMask];
+            p.page = mapping.page(k);
+            p.group = g;
         }
     }
 }
@@ -251,8 +239,8 @@ void Lcore::zc_receive_unposted(GuestQueue* q, rte_mbuf* m) {
         rte_pktmbuf_free(m);
         return;
     }
-    spdlog::error("{} queue {}: NIC returned a buffer that is not posted (ring index {})", q->name,
-                  q->index, info.ring_idx);
+    spdlog::error("{} queue {}: NIC returned a buffer that is not posted (post {})", q->name,
+                  q->index, info.post);
     if (info.bound)
         q->zc->pool.recycle(m);
     else
@@ -282,57 +270,59 @@ void Lcore::zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n) {
     for (unsigned i = 0; i < n; ++i) {
         rte_mbuf* m = frames[i];
         const pmd::GuestBufInfo& info = pmd::GuestBufferPool::info(m);
-        const RingIdx idx = info.ring_idx;
-        ZcSlot& s = z.slots[idx & kRingMask];
-        // The slot holds this very header only while it is posted; a placeholder is never
-        // bound.
-        if (s.m != m || !info.bound || s.state != ZcSlot::State::posted) [[unlikely]] {
+        const std::uint32_t seq = info.post;
+        ZcPost& p = z.posts[seq & kRingMask];
+        // The post holds this very header only while the pool or the NIC has it; a
+        // placeholder is never bound.
+        if (p.m != m || !info.bound) [[unlikely]] {
             zc_receive_unposted(q, m);
             continue;
         }
         // The device must fill buffers in the order it took them (docs/datapath.md, rule 3).
-        if (!take_nic_order(z, idx)) [[unlikely]]
+        if (!take_nic_order(z, seq)) [[unlikely]]
             zc_filled_out_of_order(q);
         --z.posted;
 
         const std::uint32_t len = m->pkt_len;
         // Where the frame starts in the page: the buffer's start plus the PMD's headroom.
-        const auto offset = static_cast<std::uint16_t>(s.buf_start + m->data_off);
+        const auto offset = static_cast<std::uint16_t>(p.buf_start + m->data_off);
         const bool whole = m->nb_segs == 1 && len == m->data_len && len != 0 &&
                            std::uint32_t{m->data_off} + len <= m->buf_len &&
                            std::uint32_t{offset} + len <= netif::kPageSize;
         const netif::RxFrame meta = rx_frame_meta(m);
-        s.m = nullptr;
+        p.m = nullptr;
         pool.recycle(m);
         packets += 1;
         bytes += len;
-        const std::uint16_t id = q->rx_ids[idx & kRingMask];
+        const RingIdx idx = p.idx;
         if (!whole) [[unlikely]] {
-            (void)q->rx.put_response_at(idx, netif::rx_error_response(id, netif::rsp::kError));
+            (void)q->rx.put_response_at(idx, netif::rx_error_response(p.id, netif::rsp::kError));
             bump(q->counters.c.rx_drop_error);
         } else {
             const netif::RxChunk chunk{offset, static_cast<std::uint16_t>(len)};
-            (void)q->rx.put_response_at(idx, netif::rx_data_response(meta, false, 0, 1, id, chunk));
-            if (s.source == ZcSlot::Source::bounce) {
-                copy_add_bounce(q, idx, s.page + offset, offset, chunk.len);
-                s.state = ZcSlot::State::copying; // the bounce buffer goes back at publish
+            (void)q->rx.put_response_at(idx,
+                                        netif::rx_data_response(meta, false, 0, 1, p.id, chunk));
+            if (p.source == ZcPost::Source::bounce) {
+                // The copy's failure patch reads the id by ring index; the bounce buffer goes
+                // back at publish.
+                q->rx_ids[idx & kRingMask] = p.id;
+                copy_add_bounce(q, idx, p.gref, p.page + offset, offset, chunk.len);
+                z.answers[idx & kRingMask] = ZcAnswer{seq, ZcAnswer::State::copying};
                 continue;
             }
         }
-        if (s.source == ZcSlot::Source::reuse) [[likely]] {
-            q->view.release(s.gref); // our in-flight count goes before the response
-            s.page = nullptr;
-            s.source = ZcSlot::Source::none;
+        if (p.source == ZcPost::Source::reuse) [[likely]] {
+            q->view.release(p.gref); // our in-flight count goes before the response
+            p.page = nullptr;
+            p.source = ZcPost::Source::none;
             // The oldest unanswered request (after those already answered): publishable as
             // it is, so it joins the answered run; any other waits as final.
-            if (idx == next_answer) [[likely]] {
-                s.state = ZcSlot::State::idle;
+            if (idx == next_answer) [[likely]]
                 ++next_answer;
-            } else {
-                s.state = ZcSlot::State::final;
-            }
+            else
+                z.answers[idx & kRingMask].state = ZcAnswer::State::final;
         } else {
-            zc_slot_done(q, s);
+            zc_slot_done(q, p);
         }
     }
     z.answered_run = next_answer - answered_from;
@@ -340,15 +330,16 @@ void Lcore::zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n) {
     q->rx_round.bytes += bytes;
 }
 
-// The NIC is done with a slot's buffer and its response is written: a mapped buffer waits
-// for its group's unmap, any other is released now; the slot is then final.
-void Lcore::zc_slot_done(GuestQueue* q, ZcSlot& s) {
-    if (s.source == ZcSlot::Source::map) {
-        s.state = ZcSlot::State::filled;
-        zc_group_filled(q, s.group);
+// The NIC is done with a post's buffer and its response is written: a mapped buffer waits
+// for its group's unmap, any other is released now; the answer is then final.
+void Lcore::zc_slot_done(GuestQueue* q, ZcPost& p) {
+    ZcAnswer& a = q->zc->answers[p.idx & kRingMask];
+    if (p.source == ZcPost::Source::map) {
+        a.state = ZcAnswer::State::filled;
+        zc_group_filled(q, p.group);
     } else {
-        zc_release(q, s);
-        s.state = ZcSlot::State::final;
+        zc_release(q, p);
+        a.state = ZcAnswer::State::final;
     }
 }
 
@@ -365,67 +356,69 @@ void Lcore::zc_group_filled(GuestQueue* q, std::int16_t g) {
     }
     bump(q->counters.c.grant_unmap_ops, n);
     bump(q->counters.c.grant_batches);
-    for (RingIdx i = grp.first; i != grp.last + 1; ++i) {
-        ZcSlot& s = z.slots[i & kRingMask];
-        if (s.group == g && s.state == ZcSlot::State::filled) {
-            s.state = ZcSlot::State::final;
-            s.group = -1;
-            s.page = nullptr;
+    for (std::uint32_t seq = grp.first; seq != grp.last + 1; ++seq) {
+        ZcPost& p = z.posts[seq & kRingMask];
+        ZcAnswer& a = z.answers[p.idx & kRingMask];
+        if (p.group == g && a.state == ZcAnswer::State::filled) {
+            a.state = ZcAnswer::State::final;
+            p.group = -1;
+            p.page = nullptr;
         }
     }
     grp = MapGroup{};
 }
 
-// Releases what a slot holds (translation-table count, bounce buffer, header); map groups
+// Releases what a post holds (translation-table count, bounce buffer, header); map groups
 // are unmapped as a whole by their last member or at detach.
-void Lcore::zc_release(GuestQueue* q, ZcSlot& s) {
+void Lcore::zc_release(GuestQueue* q, ZcPost& p) {
     ZeroCopyRx& z = *q->zc;
-    switch (s.source) {
-    case ZcSlot::Source::reuse:
-        if (q->have_view && s.page != nullptr) q->view.release(s.gref);
+    switch (p.source) {
+    case ZcPost::Source::reuse:
+        if (q->have_view && p.page != nullptr) q->view.release(p.gref);
         break;
-    case ZcSlot::Source::bounce:
-        if (s.page != nullptr) z.pool.give_bounce(s.page);
+    case ZcPost::Source::bounce:
+        if (p.page != nullptr) z.pool.give_bounce(p.page);
         break;
-    case ZcSlot::Source::map:
-    case ZcSlot::Source::none:
+    case ZcPost::Source::map:
+    case ZcPost::Source::none:
         break;
     }
-    s.page = nullptr;
-    s.source = ZcSlot::Source::none;
-    if (s.m != nullptr) {
-        z.pool.recycle(s.m);
-        s.m = nullptr;
+    p.page = nullptr;
+    p.source = ZcPost::Source::none;
+    if (p.m != nullptr) {
+        z.pool.recycle(p.m);
+        p.m = nullptr;
     }
 }
 
-// Releases the slots [first, end) of a post that gave nothing to the NIC.
-void Lcore::zc_release_round(GuestQueue* q, RingIdx first, RingIdx end) {
-    for (RingIdx j = first; j != end; ++j) {
-        ZcSlot& s = q->zc->slots[j & kRingMask];
-        zc_release(q, s);
-        s = ZcSlot{};
+// Releases the posts [first, end) of a post round that gave nothing to the NIC.
+void Lcore::zc_release_round(GuestQueue* q, std::uint32_t first, std::uint32_t end) {
+    for (std::uint32_t seq = first; seq != end; ++seq) {
+        ZcPost& p = q->zc->posts[seq & kRingMask];
+        zc_release(q, p);
+        p = ZcPost{};
     }
 }
 
 // --- answering -------------------------------------------------------------------------------
 
-// The run of final responses from rsp_prod_pvt on (rx_path.cpp publishes it). A slot the
+// The run of final responses from rsp_prod_pvt on (rx_path.cpp publishes it). A request the
 // round's copy filled is final now: the copy ran (and patched its status if it failed), so
-// its bounce buffer goes back.
+// a bounce buffer goes back.
 std::uint32_t Lcore::zc_answerable(GuestQueue* q) {
     ZeroCopyRx& z = *q->zc;
     const std::uint32_t unanswered = q->rx.unanswered();
-    // The answered run is idle already; the slots after it are looked at.
+    // The answered run is idle already; the answers after it are looked at.
     std::uint32_t n = std::min(std::exchange(z.answered_run, 0U), unanswered);
     RingIdx i = q->rx.rsp_prod_pvt() + n;
     for (; n < unanswered; ++n, ++i) {
-        ZcSlot& s = z.slots[i & kRingMask];
-        if (s.state == ZcSlot::State::copying)
-            zc_release(q, s);
-        else if (s.state != ZcSlot::State::final)
+        ZcAnswer& a = z.answers[i & kRingMask];
+        if (a.state == ZcAnswer::State::copying) {
+            if (a.post != ZcAnswer::kNoPost) zc_release(q, z.posts[a.post & kRingMask]);
+        } else if (a.state != ZcAnswer::State::final) {
             break;
-        s.state = ZcSlot::State::idle;
+        }
+        a = ZcAnswer{};
     }
     return n;
 }
@@ -437,16 +430,16 @@ std::uint32_t Lcore::zc_answerable(GuestQueue* q) {
 void Lcore::zc_collect_returned(GuestQueue* q) {
     ZeroCopyRx& z = *q->zc;
     while (rte_mbuf* m = z.pool.pop_returned()) {
-        RingIdx idx = 0;
-        ZcSlot& s = take_back(z, m, idx);
-        if (s.state != ZcSlot::State::posted || s.m != m) continue;
-        s.m = nullptr;
+        const std::uint32_t seq = pmd::GuestBufferPool::info(m).post;
+        z.pool.recycle(m);
+        ZcPost& p = z.posts[seq & kRingMask];
+        if (p.m != m) continue;
+        (void)take_nic_order(z, seq);
+        p.m = nullptr;
         --z.posted;
-        (void)take_nic_order(z, idx);
-        (void)q->rx.put_response_at(
-            idx, netif::rx_error_response(q->rx_ids[idx & kRingMask], netif::rsp::kError));
+        (void)q->rx.put_response_at(p.idx, netif::rx_error_response(p.id, netif::rsp::kError));
         bump(q->counters.c.rx_drop_error);
-        zc_slot_done(q, s);
+        zc_slot_done(q, p);
         touch(q);
     }
 }
@@ -455,28 +448,27 @@ void Lcore::zc_collect_returned(GuestQueue* q) {
 void Lcore::zc_drop_posted(GuestQueue* q) {
     ZeroCopyRx& z = *q->zc;
     while (rte_mbuf* m = z.pool.pop_ready()) {
-        RingIdx idx = 0;
-        ZcSlot& s = take_back(z, m, idx);
-        if (s.m == m) s.m = nullptr;
-        if (s.state == ZcSlot::State::posted) {
-            --z.posted;
-            if (s.source == ZcSlot::Source::map) {
-                s.state = ZcSlot::State::filled; // unmapped with its group at detach
-            } else {
-                zc_release(q, s);
-                s.state = ZcSlot::State::final;
-            }
+        const std::uint32_t seq = pmd::GuestBufferPool::info(m).post;
+        z.pool.recycle(m);
+        ZcPost& p = z.posts[seq & kRingMask];
+        if (p.m != m) continue;
+        p.m = nullptr; // the NIC order passes over it
+        --z.posted;
+        if (p.source == ZcPost::Source::map) {
+            // unmapped with its group at detach
+            z.answers[p.idx & kRingMask].state = ZcAnswer::State::filled;
+        } else {
+            zc_release(q, p);
+            z.answers[p.idx & kRingMask].state = ZcAnswer::State::final;
         }
     }
-    // What stays posted is inside the NIC: nic_order keeps only those.
-    z.nic_tail = z.nic_head + z.posted;
 }
 
-// The queue leaves: every slot's buffer and every map group are released.
+// The queue leaves: every post's buffer and every map group are released.
 void Lcore::zc_finish(GuestQueue* q) {
     ZeroCopyRx& z = *q->zc;
-    for (ZcSlot& s : z.slots)
-        if (s.state != ZcSlot::State::idle) zc_release(q, s);
+    for (ZcPost& p : z.posts)
+        zc_release(q, p);
     for (MapGroup& g : z.groups)
         if (g.used) {
             if (g.mapping) {

@@ -106,7 +106,7 @@ TEST_F(GuestPoolTap, TheNicWritesPostedBuffersInPostingOrder) {
         rte_mbuf* m = got[k];
         const auto& info = GuestBufferPool::info(m);
         ASSERT_EQ(info.kind, GuestBufKind::guest) << "frame " << k;
-        EXPECT_EQ(info.ring_idx, 1000 + k - 1) << "buffers must fill in posting order";
+        EXPECT_EQ(info.post, 1000 + k - 1) << "buffers must fill in posting order";
         // The bytes are in the "guest page", after the headroom: nobody copied them.
         EXPECT_EQ(rte_pktmbuf_mtod(m, std::byte*), page(k - 1) + RTE_PKTMBUF_HEADROOM);
         ASSERT_EQ(m->pkt_len, sent[k].size());
@@ -125,7 +125,7 @@ TEST_F(GuestPoolTap, TheNicWritesPostedBuffersInPostingOrder) {
         ASSERT_TRUE(peer.send(extra));
         auto more = receive((*port)->id(), 1, 30'000);
         ASSERT_EQ(more.size(), 1u);
-        EXPECT_EQ(GuestBufferPool::info(more[0]).ring_idx, 1000 + kPosted - 1);
+        EXPECT_EQ(GuestBufferPool::info(more[0]).post, 1000 + kPosted - 1);
         EXPECT_EQ(std::memcmp(page(kPosted - 1) + RTE_PKTMBUF_HEADROOM, extra.data(), extra.size()),
                   0);
         gp.recycle(more[0]);
@@ -137,7 +137,7 @@ TEST_F(GuestPoolTap, TheNicWritesPostedBuffersInPostingOrder) {
     CT_ASSERT_OK((*port)->setup_rx_queue(0, gp.mempool()));
     rte_mbuf* back = gp.pop_returned();
     ASSERT_NE(back, nullptr);
-    EXPECT_EQ(GuestBufferPool::info(back).ring_idx, 1000 + kPosted);
+    EXPECT_EQ(GuestBufferPool::info(back).post, 1000 + kPosted);
     gp.recycle(back);
     EXPECT_EQ(gp.pop_returned(), nullptr);
     port->reset(); // closes the port: its placeholders come home

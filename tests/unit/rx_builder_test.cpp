@@ -155,6 +155,31 @@ TEST(RxBufferLayout, OffsetsThatLeaveThePageAreRefused) {
     EXPECT_FALSE(nf::rx_request_buffer(nf::RxBufferLayout{false, 5000, 0}, 0).has_value());
 }
 
+TEST(RxBufferLayout, OneCheckPerLayoutGivesEveryRequestsVerdict) {
+    // What zero-copy posts bind (start) and what copies write (buffer) come from one check.
+    for (const nf::RxBufferLayout layout :
+         {nf::RxBufferLayout{}, nf::RxBufferLayout{false, 4096, 256},
+          nf::RxBufferLayout{true, 2048, 0}, nf::RxBufferLayout{true, 2048, 64},
+          nf::RxBufferLayout{true, 1024, 1024}, nf::RxBufferLayout{true, 0, 0},
+          nf::RxBufferLayout{false, 5000, 0}}) {
+        const nf::RxRequestCheck check(layout);
+        EXPECT_EQ(check.layout_ok(), nf::rx_uniform_geometry(layout).size != 0);
+        for (std::uint32_t pad = 0; pad <= 0xFFFF; pad += 7) {
+            const auto p = static_cast<std::uint16_t>(pad);
+            const auto start = check.start(p);
+            const auto buffer = check.buffer(p);
+            const std::uint32_t at = layout.request_offsets ? pad : 0U;
+            const bool fits = check.layout_ok() && at + layout.buffer_size <= 4096;
+            ASSERT_EQ(start.has_value(), fits) << pad;
+            ASSERT_EQ(buffer.has_value(), fits) << pad;
+            if (!fits) continue;
+            EXPECT_EQ(*start, at);
+            EXPECT_EQ(buffer->offset, at + layout.headroom);
+            EXPECT_EQ(buffer->size, layout.buffer_size - layout.headroom);
+        }
+    }
+}
+
 TEST(RxBuild, SingleSlotFrame) {
     std::array<RxEntry, 4> out{};
     const std::array<std::uint16_t, 1> ids{17};

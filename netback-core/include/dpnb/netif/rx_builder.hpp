@@ -80,17 +80,49 @@ constexpr RxBufferGeometry rx_uniform_geometry(RxBufferLayout layout) noexcept {
                             static_cast<std::uint16_t>(layout.buffer_size - layout.headroom)};
 }
 
-// The buffer one RX request names: its offset and size in the granted page. nullopt when the
-// request's offset puts the buffer beyond the page or the layout leaves no room: the
-// frontend is broken or hostile. `pad` is ignored without request_offsets (netif.h leaves
-// it unused, and Linux netfront does not clear it).
+// The checks of one layout's RX requests (rx_request_buffer's verdicts), with the layout's part
+// done once when it is built: build one per post or round, then ask it per request. `start`
+// is where a request's buffer starts in its page (zero-copy binds the NIC buffer there),
+// `buffer` where its data goes and how much of it; both nullopt when the request's offset
+// puts the buffer beyond the page or the layout leaves no room (a broken or hostile
+// frontend). `pad` is ignored without request_offsets (netif.h leaves it unused, and Linux
+// netfront does not clear it).
+class RxRequestCheck {
+public:
+    constexpr explicit RxRequestCheck(RxBufferLayout layout) noexcept
+        : geo_(rx_uniform_geometry(layout)), pad_mask_(layout.request_offsets ? 0xFFFFU : 0U),
+          max_start_(geo_.size != 0 ? static_cast<std::int32_t>(kPageSize - layout.buffer_size)
+                                    : -1) {}
+
+    // The layout leaves room for data (rx_uniform_geometry's size is not 0).
+    constexpr bool layout_ok() const noexcept { return max_start_ >= 0; }
+    constexpr RxBufferGeometry geometry() const noexcept { return geo_; }
+    // Whether a request's offset matters (request_offsets): without, every request gets what
+    // start(0) and buffer(0) give, which a caller may ask once for a whole burst.
+    constexpr bool per_request() const noexcept { return pad_mask_ != 0; }
+
+    constexpr std::optional<std::uint16_t> start(std::uint16_t pad) const noexcept {
+        const auto at = static_cast<std::int32_t>(pad & pad_mask_);
+        if (at > max_start_) return std::nullopt;
+        return static_cast<std::uint16_t>(at);
+    }
+    constexpr std::optional<RxBufferGeometry> buffer(std::uint16_t pad) const noexcept {
+        const auto at = start(pad);
+        if (!at) return std::nullopt;
+        return RxBufferGeometry{static_cast<std::uint16_t>(*at + geo_.offset), geo_.size};
+    }
+
+private:
+    RxBufferGeometry geo_;
+    std::uint32_t pad_mask_; // the request's pad is its offset, or ignored
+    std::int32_t max_start_; // the last start whose buffer stays in the page; -1: none does
+};
+
+// The buffer one RX request names: its offset and size in the granted page (RxRequestCheck
+// for a single request).
 constexpr std::optional<RxBufferGeometry> rx_request_buffer(RxBufferLayout layout,
                                                             std::uint16_t pad) noexcept {
-    const RxBufferGeometry g = rx_uniform_geometry(layout);
-    if (g.size == 0) return std::nullopt;
-    const std::uint32_t start = layout.request_offsets ? pad : 0U;
-    if (start + layout.buffer_size > kPageSize) return std::nullopt;
-    return RxBufferGeometry{static_cast<std::uint16_t>(start + g.offset), g.size};
+    return RxRequestCheck(layout).buffer(pad);
 }
 
 // One request's share of the frame: where in that request's page, and how many bytes.

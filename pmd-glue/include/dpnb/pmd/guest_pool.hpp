@@ -50,7 +50,7 @@ enum class GuestBufKind : std::uint8_t {
 
 // Lives in each header's private area (after struct rte_mbuf).
 struct GuestBufInfo {
-    std::uint32_t ring_idx = 0; // the RX request the buffer answers (guest, bounce)
+    std::uint32_t post = 0; // the owner's tag of the post the buffer answers (guest, bounce)
     GuestBufKind kind = GuestBufKind::none;
     bool bound = false;          // attached and handed to the FIFO (or the PMD)
     std::byte* buffer = nullptr; // start of the buffer (in a guest page or a daemon buffer)
@@ -99,22 +99,23 @@ public:
     rte_mbuf* take_header() noexcept { return static_cast<rte_mbuf*>(free_.pop()); } // or null
     void give_header(rte_mbuf* m) noexcept { recycle(m); } // an unused (never pushed) header
     // Binds `m` to `buffer` (`buffer_len` bytes: a page, or less for a frontend's sub-page
-    // buffers) for the RX request at ring index `ring_idx` and appends it to the FIFO. The
-    // frame lands RTE_PKTMBUF_HEADROOM bytes in. False (nothing changed) when the FIFO is full.
-    bool push_ready(rte_mbuf* m, std::byte* buffer, GuestBufKind kind, std::uint32_t ring_idx,
+    // buffers) for the post the owner tags `post` (the lcore: its post sequence) and appends
+    // it to the FIFO. The frame lands RTE_PKTMBUF_HEADROOM bytes in. False (nothing changed)
+    // when the FIFO is full.
+    bool push_ready(rte_mbuf* m, std::byte* buffer, GuestBufKind kind, std::uint32_t post,
                     std::uint16_t buffer_len = kBufferSize) noexcept {
         if (ready_.size() == ready_.capacity()) return false;
-        bind(m, buffer, kind, ring_idx, buffer_len);
+        bind(m, buffer, kind, post, buffer_len);
         return ready_.push(m);
     }
     // A burst's worth at once: binds `m` as push_ready does, without appending it yet.
-    void bind(rte_mbuf* m, std::byte* buffer, GuestBufKind kind, std::uint32_t ring_idx,
+    void bind(rte_mbuf* m, std::byte* buffer, GuestBufKind kind, std::uint32_t post,
               std::uint16_t buffer_len = kBufferSize) noexcept {
         attach(m, buffer, buffer_len);
         GuestBufInfo& i = info(m);
         i.kind = kind;
         i.bound = true;
-        i.ring_idx = ring_idx;
+        i.post = post;
     }
     // Appends bound headers to the FIFO in order, published together (one release store).
     // False (nothing changed) when the FIFO has no room for all of them.
