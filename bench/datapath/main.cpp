@@ -305,6 +305,7 @@ engine::EngineOptions engine_options(const World& w, std::vector<pmd::PortConfig
     o.ports = std::move(ports);
     o.max_sleep = std::chrono::milliseconds(w.max_sleep_ms);
     o.rx_stall_timeout = w.rx_stall_timeout;
+    o.tx_mbufs_per_lcore = kBenchTxMbufs;
     return o;
 }
 

@@ -22,6 +22,11 @@ struct rte_mempool;
 
 namespace dpnb::bench {
 
+// The lcores' TX header mbufs in the bench (EngineOptions::tx_mbufs_per_lcore): more than a
+// net_ring TX ring holds (traffic.cpp), so a ring the drainer has not emptied yet refuses
+// nothing for want of mbufs.
+inline constexpr unsigned kBenchTxMbufs = 32768;
+
 // The frame every generator sends to `dst`: a verifiable payload frame (the guest checks it).
 std::vector<std::byte> make_frame(const netif::MacAddress& dst, const netif::MacAddress& src,
                                   std::size_t size, std::uint64_t seq);
