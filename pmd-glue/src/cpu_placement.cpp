@@ -88,6 +88,26 @@ CpuSet cpu_union(const std::vector<CpuSet>& sets) {
     return CpuSet(all.begin(), all.end());
 }
 
+CpuSet cpus_of(const cpu_set_t& set) {
+    CpuSet out;
+    for (unsigned c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &set)) out.push_back(c);
+    return out;
+}
+
+Result<cpu_set_t> to_cpu_set(const CpuSet& cpus) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (unsigned c : cpus) {
+        if (c >= CPU_SETSIZE)
+            return make_error(Errc::invalid_argument, "CPU " + std::to_string(c) +
+                                                          " is beyond a cpu_set_t's " +
+                                                          std::to_string(CPU_SETSIZE) + " CPUs");
+        CPU_SET(c, &set);
+    }
+    return set;
+}
+
 std::optional<unsigned> interrupts_line_irq(std::string_view line, std::string_view action) {
     line = trim(line);
     const std::size_t colon = line.find(':');
@@ -231,20 +251,13 @@ Result<CpuSet> SystemCpuPlacement::thread_cpus(pid_t tid) const {
         return make_error(errc_from_errno(err), "sched_getaffinity(" + std::to_string(tid) + ")",
                           err);
     }
-    CpuSet out;
-    for (unsigned c = 0; c < CPU_SETSIZE; ++c)
-        if (CPU_ISSET(c, &set)) out.push_back(c);
-    return out;
+    return cpus_of(set);
 }
 
 Status SystemCpuPlacement::set_thread_cpus(pid_t tid, const CpuSet& cpus) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    for (unsigned c : cpus) {
-        if (c >= CPU_SETSIZE) return make_error(Errc::invalid_argument, "CPU out of range");
-        CPU_SET(c, &set);
-    }
-    if (::sched_setaffinity(tid, sizeof set, &set) != 0) {
+    auto set = to_cpu_set(cpus);
+    if (!set) return std::move(set).error();
+    if (::sched_setaffinity(tid, sizeof *set, &*set) != 0) {
         const int err = errno;
         return make_error(
             errc_from_errno(err),

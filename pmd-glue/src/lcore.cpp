@@ -124,10 +124,7 @@ Status Lcore::init(hv::BackendHypervisor& hv, unsigned tx_mbufs) {
     }
     if (engine_.opts.place_interrupts && engine_.placement != nullptr)
         irq_action_ = ev_->irq_action();
-    cpus_.clear();
-    const rte_cpuset_t set = rte_lcore_cpuset(lcore_id_);
-    for (unsigned c = 0; c < CPU_SETSIZE; ++c)
-        if (CPU_ISSET(c, &set)) cpus_.push_back(c);
+    cpus_ = pmd::cpus_of(rte_lcore_cpuset(lcore_id_));
 
     epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
     wakefd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

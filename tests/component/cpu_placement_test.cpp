@@ -1,8 +1,9 @@
-// CPU placement (dpnb/pmd/cpu_placement.hpp) without EAL: the CPU list format, the
-// /proc/interrupts parser, SystemCpuPlacement over a fake procfs tree (IRQs listed by action
-// name and moved, vhost-net workers found as kernel threads and as threads of the process),
-// the calling thread's own affinity, and place_new_irq over the simulated twin: the one new
-// IRQ placed, none or several placing nothing, a refused write, an lcore of several CPUs.
+// CPU placement (dpnb/pmd/cpu_placement.hpp) without EAL: the CPU list format, CPU sets to
+// and from cpu_set_t (CPU_SETSIZE the bound), the /proc/interrupts parser, SystemCpuPlacement
+// over a fake procfs tree (IRQs listed by action name and moved, vhost-net workers found as
+// kernel threads and as threads of the process), the calling thread's own affinity, and
+// place_new_irq over the simulated twin: the one new IRQ placed, none or several placing
+// nothing, a refused write, an lcore of several CPUs.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -28,6 +29,44 @@ TEST(CpuList, TextAndParseRoundTrip) {
     for (const char* bad : {"", "\n", "a", "1-", "-1", "3-1", "1,,2", "1 2", "99999"})
         EXPECT_FALSE(parse_cpu_list(bad)) << '"' << bad << '"';
     EXPECT_EQ(cpu_union({{1}, {0, 1}, {3}}), (CpuSet{0, 1, 3}));
+}
+
+TEST(CpuSetT, EmptySetsBothWays) {
+    cpu_set_t none;
+    CPU_ZERO(&none);
+    EXPECT_TRUE(cpus_of(none).empty());
+    auto set = to_cpu_set({});
+    ASSERT_TRUE(set);
+    EXPECT_EQ(CPU_COUNT(&*set), 0);
+}
+
+TEST(CpuSetT, RoundTripIsSortedAndOnceEach) {
+    const CpuSet cpus{0, 3, 64, 1000, CPU_SETSIZE - 1};
+    auto set = to_cpu_set(cpus);
+    ASSERT_TRUE(set) << set.error().message;
+    EXPECT_EQ(CPU_COUNT(&*set), 5);
+    EXPECT_TRUE(CPU_ISSET(64, &*set));
+    EXPECT_FALSE(CPU_ISSET(65, &*set));
+    EXPECT_EQ(cpus_of(*set), cpus);
+    // Any order and repeats in, ascending and once each out.
+    auto messy = to_cpu_set({5, 1, 5, 2});
+    ASSERT_TRUE(messy);
+    EXPECT_EQ(cpus_of(*messy), (CpuSet{1, 2, 5}));
+}
+
+TEST(CpuSetT, ACpuBeyondCpuSetSizeIsRefusedByNumber) {
+    auto set = to_cpu_set({1, CPU_SETSIZE});
+    ASSERT_FALSE(set);
+    EXPECT_EQ(set.error().code, Errc::invalid_argument);
+    const std::string& m = set.error().message;
+    EXPECT_NE(m.find("CPU " + std::to_string(CPU_SETSIZE) + " "), std::string::npos) << m;
+    EXPECT_NE(m.find(std::to_string(CPU_SETSIZE) + " CPUs"), std::string::npos) << m;
+    // The system placement refuses it before any system call.
+    SystemCpuPlacement p;
+    Status st = p.set_thread_cpus(::gettid(), {CPU_SETSIZE + 7});
+    ASSERT_FALSE(st);
+    EXPECT_EQ(st.error().code, Errc::invalid_argument);
+    EXPECT_NE(st.error().message.find(std::to_string(CPU_SETSIZE + 7)), std::string::npos);
 }
 
 TEST(CpuPlacementParse, InterruptsLines) {

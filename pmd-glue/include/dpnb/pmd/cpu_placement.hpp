@@ -12,6 +12,7 @@
 // IRQs and threads a test adds (and whose writes it can make fail).
 #pragma once
 
+#include <sched.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -36,6 +37,11 @@ std::string cpu_list_text(const CpuSet& cpus);
 std::optional<CpuSet> parse_cpu_list(std::string_view text);
 // Every CPU of any of `sets`.
 CpuSet cpu_union(const std::vector<CpuSet>& sets);
+// The CPUs of a cpu_set_t (sched_getaffinity's; DPDK's rte_cpuset_t on Linux).
+CpuSet cpus_of(const cpu_set_t& set);
+// A cpu_set_t of `cpus`, for sched_setaffinity; Errc::invalid_argument naming the CPU when
+// one is beyond what a cpu_set_t holds (CPU_SETSIZE).
+Result<cpu_set_t> to_cpu_set(const CpuSet& cpus);
 
 class CpuPlacement {
 public:
