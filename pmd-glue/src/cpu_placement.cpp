@@ -315,6 +315,11 @@ unsigned SimCpuPlacement::thread_writes() const {
     return thread_writes_;
 }
 
+unsigned SimCpuPlacement::vhost_scans() const {
+    std::lock_guard lock(mu_);
+    return vhost_scans_;
+}
+
 Result<std::vector<unsigned>> SimCpuPlacement::irqs_named(std::string_view action) const {
     std::lock_guard lock(mu_);
     std::vector<unsigned> out;
@@ -343,6 +348,7 @@ Status SimCpuPlacement::set_irq_cpus(unsigned irq, const CpuSet& cpus) {
 
 Result<std::vector<pid_t>> SimCpuPlacement::vhost_workers(pid_t pid) const {
     std::lock_guard lock(mu_);
+    ++vhost_scans_;
     const std::string want = vhost_name(pid);
     std::vector<pid_t> out;
     for (const auto& [tid, t] : threads_)

@@ -56,6 +56,7 @@ constexpr std::array kDrivers = {
             // next SIGIO.
             .burst_within_ready = true,
         },
+        "eth_tap",
     },
     DriverRow{"net_ixgbe", kDescriptorRing},
     DriverRow{"net_ixgbe_vf", kDescriptorRing},
@@ -73,12 +74,14 @@ constexpr std::array kDrivers = {
                   DriverCaps c = own_memory("hands over the peer's mbufs", RxInterrupt::none);
                   c.rx_from_peer = true;
                   return c;
-              }()},
+              }(),
+              "eth_ring"},
     DriverRow{"net_af_packet",
-              own_memory("copies frames from its packet mmap ring", RxInterrupt::armed)},
+              own_memory("copies frames from its packet mmap ring", RxInterrupt::armed),
+              "eth_af_packet"},
     DriverRow{"net_memif", own_memory("copies frames from the shared region", RxInterrupt::armed)},
-    DriverRow{"net_pcap", own_memory("copies frames from libpcap", RxInterrupt::armed)},
-    DriverRow{"net_null", own_memory("makes up frames", RxInterrupt::none)},
+    DriverRow{"net_pcap", own_memory("copies frames from libpcap", RxInterrupt::armed), "eth_pcap"},
+    DriverRow{"net_null", own_memory("makes up frames", RxInterrupt::none), "eth_null"},
     DriverRow{
         "net_virtio_user",
         {
@@ -100,7 +103,11 @@ constexpr std::array kDrivers = {
             // A grant-mapped guest page is not in the memory table vhost translates through.
             .tx_external_buffers = false,
             .tx_external_buffers_why = "its vhost backend reads only DPDK's memory",
+            // With /dev/vhost-net as its backend: a worker per queue pair, made when the
+            // port is probed (VHOST_SET_OWNER). Over a vhost-user socket the scans find none.
+            .vhost_kernel_workers = true,
         },
+        "virtio_user",
     },
 };
 
@@ -126,6 +133,21 @@ const DriverRow* find_driver(std::string_view driver) noexcept {
     for (const DriverRow& r : kDrivers)
         if (r.driver == driver) return &r;
     return nullptr;
+}
+
+const DriverRow* find_vdev_driver(std::string_view devargs) noexcept {
+    const std::string_view device = devargs.substr(0, devargs.find(','));
+    const DriverRow* best = nullptr;
+    std::size_t best_len = 0;
+    for (const DriverRow& r : kDrivers) {
+        for (std::string_view name : {r.driver, r.alias}) {
+            if (!name.empty() && name.size() > best_len && device.starts_with(name)) {
+                best = &r;
+                best_len = name.size();
+            }
+        }
+    }
+    return best;
 }
 
 const DriverCaps& driver_caps(std::string_view driver) noexcept {

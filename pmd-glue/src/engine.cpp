@@ -211,7 +211,7 @@ private:
     void abandon(VifRecord& r, PortState& ps);
 
     Status release_nic_queue(VifRecord& r);
-    std::optional<std::vector<pid_t>> vhost_snapshot() const;
+    std::optional<std::vector<pid_t>> vhost_snapshot(const pmd::DriverCaps* driver) const;
     void vhost_found(PortState& ps, const std::optional<std::vector<pid_t>>& before);
     void place_vhost(PortState& ps);
     void free_record(VifRecord& r);
@@ -282,7 +282,8 @@ Status Engine::Impl::init() {
         const pmd::PortConfig& pc = opts.ports[pi];
         auto ps = std::make_unique<PortState>();
         ps->index = static_cast<std::uint16_t>(pi);
-        const auto vhost_before = vhost_snapshot();
+        const pmd::DriverRow* vdev = pmd::find_vdev_driver(pc.device);
+        const auto vhost_before = vhost_snapshot(vdev != nullptr ? &vdev->caps : nullptr);
         auto port = pmd::Port::open(pc, dma_);
         if (!port) return std::move(port).error();
         ps->port = std::move(*port);
@@ -869,10 +870,16 @@ void Engine::Impl::abandon(VifRecord& r, PortState& ps) {
 // named vhost-<id of the thread that set the device's owner> like every other port's: the
 // control thread's (it probes the ports). A port's workers are those that appear while it is
 // opened and started, one port at a time; a device made by EAL at start (eal.vdevs) has its
-// workers before any port and is not placed.
+// workers before any port and is not placed. Only a PMD whose driver row says it makes
+// workers (DriverCaps::vhost_kernel_workers) is scanned for them: each scan reads every
+// process's comm in /proc.
 
-std::optional<std::vector<pid_t>> Engine::Impl::vhost_snapshot() const {
-    if (!opts.place_vhost_workers) return std::nullopt;
+// The workers before a port of `driver` (its row's capabilities; nullptr: no row) opens or
+// starts; nullopt when none are to be looked for.
+std::optional<std::vector<pid_t>>
+Engine::Impl::vhost_snapshot(const pmd::DriverCaps* driver) const {
+    if (!opts.place_vhost_workers || driver == nullptr || !driver->vhost_kernel_workers)
+        return std::nullopt;
     auto w = placement->vhost_workers(::gettid());
     if (!w) {
         spdlog::warn("vhost-net workers: {}", w.error().describe());
@@ -951,7 +958,7 @@ Status Engine::Impl::release_nic_queue(VifRecord& r) {
             paused.push_back(l->index());
         }
     }
-    const auto vhost_before = vhost_snapshot();
+    const auto vhost_before = vhost_snapshot(&ps.port->caps().driver_caps);
     Status st = ps.port->stop();
     pool.set_start_mode(true);
     if (st) st = ps.port->setup_rx_queue(q, pool.mempool());

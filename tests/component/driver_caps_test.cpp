@@ -1,6 +1,7 @@
-// The driver table (dpnb/pmd/driver_caps.hpp): lookups by driver name, the conservative
-// defaults an unknown PMD gets, and the quirks of the PMDs the tests and the lab run on. Pure
-// data: no EAL.
+// The driver table (dpnb/pmd/driver_caps.hpp): lookups by driver name and by the devargs of
+// a virtual device, the conservative defaults an unknown PMD gets, and the quirks of the PMDs
+// the tests and the lab run on (which of them has vhost-net workers to place). Pure data: no
+// EAL.
 #include <gtest/gtest.h>
 
 #include <set>
@@ -87,6 +88,51 @@ TEST(DriverTable, VirtioUser) {
     EXPECT_TRUE(c.spreads_unmatched_frames);
     EXPECT_FALSE(c.tx_external_buffers) << "vhost reads only DPDK's memory";
     EXPECT_NE(c.tx_external_buffers_why.find("vhost"), std::string_view::npos);
+    EXPECT_TRUE(c.vhost_kernel_workers);
+}
+
+// What the Engine asks before it probes a port: the row its devargs name, as DPDK's vdev bus
+// finds the driver (name or alias as a prefix of the device name).
+TEST(DriverTable, VdevDevargsFindTheirRow) {
+    struct Case {
+        const char* devargs;
+        const char* driver; // nullptr: no row
+    };
+    for (const Case& c : {
+             Case{"virtio_user0,path=/dev/vhost-net,queues=2,iface=vhost0", "net_virtio_user"},
+             Case{"net_virtio_user1,path=/tmp/vhost.sock", "net_virtio_user"},
+             Case{"net_tap0,iface=dpnb0", "net_tap"},
+             Case{"net_tap_ctshared,iface=x", "net_tap"},
+             Case{"eth_tap1", "net_tap"},
+             Case{"net_ring0", "net_ring"},
+             Case{"eth_null0,size=64", "net_null"},
+             Case{"net_af_packet0,iface=veth0", "net_af_packet"},
+             Case{"net_e1000_igb_vf0", "net_e1000_igb_vf"}, // the longer name wins
+             Case{"0000:03:10.0", nullptr},
+             Case{"ctring", nullptr}, // an ethdev rte_eth_from_rings named
+             Case{"net_af_xdp0,iface=eth0", nullptr},
+             Case{"", nullptr},
+         }) {
+        const DriverRow* r = find_vdev_driver(c.devargs);
+        if (c.driver == nullptr) {
+            EXPECT_EQ(r, nullptr) << c.devargs << ": " << (r != nullptr ? r->driver : "");
+        } else {
+            ASSERT_NE(r, nullptr) << c.devargs;
+            EXPECT_EQ(r->driver, c.driver) << c.devargs;
+        }
+    }
+}
+
+// Only virtio_user has vhost-net workers: no other port costs the Engine a scan of /proc.
+TEST(DriverTable, OnlyVirtioUserHasVhostKernelWorkers) {
+    for (const DriverRow& r : driver_table())
+        EXPECT_EQ(r.caps.vhost_kernel_workers, r.driver == "net_virtio_user") << r.driver;
+    EXPECT_FALSE(kUnknownDriver.vhost_kernel_workers);
+    const DriverRow* vu = find_vdev_driver("virtio_user0,path=/dev/vhost-net");
+    ASSERT_NE(vu, nullptr);
+    EXPECT_TRUE(vu->caps.vhost_kernel_workers);
+    for (const char* dev : {"net_tap0,iface=x", "net_ring0"})
+        EXPECT_FALSE(find_vdev_driver(dev)->caps.vhost_kernel_workers) << dev;
 }
 
 TEST(DriverTable, InterruptKindNames) {

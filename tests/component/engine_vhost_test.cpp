@@ -10,6 +10,9 @@
 //     pseudo-header over the whole length, as Linux expects of a GSO packet;
 //   * a GSO packet from the backend arrives as an LRO frame and reaches a GSO guest whole as
 //     one GSO packet, flagged csum_blank; a guest without feature-sg gets it segmented;
+//   * vhost-net's workers (in a simulated kernel) that appear as the port opens go to the
+//     CPUs of the lcores polling it, and none are looked for with engine.place_vhost_workers
+//     off;
 //   * a virtio_user port whose vhost backend is missing is refused with the fix named.
 #include <fcntl.h>
 #include <poll.h>
@@ -26,6 +29,7 @@
 #include <deque>
 #include <thread>
 
+#include "dpnb/pmd/cpu_placement.hpp"
 #include "dpnb/pmd/eal.hpp"
 #include "harness.hpp"
 #include "vhost_peer_protocol.hpp"
@@ -190,8 +194,10 @@ protected:
     }
 
     // The peer, then the Engine with one shared virtio_user port on the peer's socket (a
-    // queue pair per worker lcore), MTU 9000.
-    void start_peer_and_engine() {
+    // queue pair per worker lcore), MTU 9000; vhost workers placed through `placement` (the
+    // system's when null) unless `place_vhost_workers` is false.
+    void start_peer_and_engine(pmd::CpuPlacement* placement = nullptr,
+                               bool place_vhost_workers = true) {
         socket_ = dir_.path() + "/vhost.sock";
         peer_ = std::make_unique<VhostPeer>(socket_, 2);
         ASSERT_TRUE(peer_->ready()) << "dpnb-vhost-peer: " << peer_->error();
@@ -200,7 +206,9 @@ protected:
         p.device = "virtio_user0,path=" + socket_ + ",queues=2,queue_size=1024";
         p.steering = pmd::Steering::shared;
         p.mtu = 9000;
-        start_engine(engine_options({p}));
+        EngineOptions o = engine_options({p});
+        o.place_vhost_workers = place_vhost_workers;
+        start_engine(o, placement);
     }
 
     std::unique_ptr<GuestProcess> connect_guest(hv::DomId dom, const GuestOptions& o = {}) {
@@ -236,7 +244,50 @@ protected:
 
     std::string socket_;
     std::unique_ptr<VhostPeer> peer_;
+    pmd::SimCpuPlacement sim_; // outlives the engine (TearDown)
 };
+
+std::string vhost_name() {
+    return "vhost-" + std::to_string(::getpid());
+}
+
+// vhost-net names every worker vhost-<pid of the owner>; this machine has none (no
+// /dev/vhost-net, and the vhost-user peer makes none), so they live in a simulated kernel.
+// The worker that appears as the port opens is the port's: it goes to the CPUs of the lcores
+// that poll the port's queue pairs (lcores 1 and 2, both on CPU 1). One there before (another
+// port's) and another process's are left alone.
+TEST_F(EngineVhost, VhostWorkersThatAppearWithThePortGoToItsLcoresCpus) {
+    sim_.add_thread(4001, vhost_name(), {0, 1, 2, 3});                 // before the port
+    sim_.add_thread_after_next_list(4002, vhost_name(), {0, 1, 2, 3}); // the port's
+    sim_.add_thread(4003, "vhost-1", {0, 1, 2, 3});                    // another process's
+    start_peer_and_engine(&sim_);
+    if (HasFatalFailure() || !engine_) return;
+    EXPECT_GE(sim_.vhost_scans(), 2u) << "before and after the port opened";
+
+    std::vector<pmd::CpuSet> lcore_cpus;
+    for (const LcoreStats& l : engine_->lcore_stats())
+        lcore_cpus.push_back(pmd::parse_cpu_list(l.cpus).value_or(pmd::CpuSet{}));
+    const std::string cpus = pmd::cpu_list_text(pmd::cpu_union(lcore_cpus));
+    EXPECT_EQ(cpus, "1");
+    const auto ports = engine_->ports();
+    ASSERT_EQ(ports.size(), 1u);
+    EXPECT_EQ(ports[0].vhost_workers, std::vector<int>{4002});
+    EXPECT_EQ(ports[0].vhost_cpus, cpus) << "both queue pairs are polled, one per lcore";
+    EXPECT_EQ(ports[0].vhost_placement_failures, 0u);
+    EXPECT_EQ(pmd::cpu_list_text(*sim_.thread_cpus(4002)), cpus);
+    EXPECT_EQ(pmd::cpu_list_text(*sim_.thread_cpus(4001)), "0-3") << "not the port's";
+    EXPECT_EQ(pmd::cpu_list_text(*sim_.thread_cpus(4003)), "0-3") << "not this process's";
+}
+
+// engine.place_vhost_workers off: the kernel's placement stands and /proc is not scanned.
+TEST_F(EngineVhost, PlacementOffLooksForNoWorker) {
+    sim_.add_thread_after_next_list(4002, vhost_name(), {0, 1, 2, 3});
+    start_peer_and_engine(&sim_, false);
+    if (HasFatalFailure() || !engine_) return;
+    EXPECT_EQ(sim_.vhost_scans(), 0u);
+    EXPECT_EQ(sim_.thread_writes(), 0u);
+    EXPECT_TRUE(engine_->ports()[0].vhost_workers.empty());
+}
 
 // The port's offloads, and 9000-byte frames both ways at MTU 9000: peer to guest in one
 // LRO-capable chain of mbufs, copied into three guest pages; guest to peer in three slots,

@@ -997,11 +997,11 @@ void TapEngineFixture::start_engine(std::vector<pmd::PortConfig> ports) {
     start_engine(engine_options(std::move(ports)));
 }
 
-void EngineFixture::start_engine(const EngineOptions& options) {
+void EngineFixture::start_engine(const EngineOptions& options, pmd::CpuPlacement* placement) {
     auto bhv = hv::sim::connect_backend(dir_.path());
     CT_ASSERT_OK(bhv);
     backend_ = std::move(*bhv);
-    auto e = Engine::create(options, *backend_);
+    auto e = Engine::create(options, *backend_, pmd::system_dma_probe(), placement);
     CT_ASSERT_OK(e);
     engine_ = std::move(*e);
     handshake_ = std::make_unique<BackendHandshake>(*xs_, *engine_);

@@ -292,7 +292,8 @@ protected:
 // guest closed, no leak and no grant pinned.
 class EngineFixture : public SimFixture {
 protected:
-    void start_engine(const EngineOptions& options);
+    // `placement`: a simulated kernel for IRQs and vhost workers; the system's when null.
+    void start_engine(const EngineOptions& options, pmd::CpuPlacement* placement = nullptr);
     VifStatus status(hv::DomId dom);
     std::string describe(hv::DomId dom); // state, RX mode and non-zero counters
     void finish(std::vector<std::pair<GuestProcess*, hv::DomId>> guests);

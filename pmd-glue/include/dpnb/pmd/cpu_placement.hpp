@@ -93,6 +93,8 @@ public:
     // Successful and failed writes so far.
     unsigned irq_writes() const;
     unsigned thread_writes() const;
+    // vhost_workers() calls so far (each a scan of /proc on a real system).
+    unsigned vhost_scans() const;
 
     Result<std::vector<unsigned>> irqs_named(std::string_view action) const override;
     Result<CpuSet> irq_cpus(unsigned irq) const override;
@@ -121,6 +123,7 @@ private:
     bool fail_thread_ = false;
     unsigned irq_writes_ = 0;
     unsigned thread_writes_ = 0;
+    mutable unsigned vhost_scans_ = 0;
 };
 
 // What placing the IRQ of one bound event channel came to.

@@ -60,6 +60,11 @@ struct DriverCaps {
     // Otherwise every TX slot is grant-copied into daemon mbufs.
     bool tx_external_buffers = true;
     std::string_view tx_external_buffers_why = "";
+    // Over the kernel's vhost-net its queue pairs are served by vhost-net's worker threads,
+    // which start when the port is probed or started: the Engine lists them around those
+    // steps and places them (EngineOptions::place_vhost_workers). No other PMD makes any,
+    // so no other port costs a scan of /proc.
+    bool vhost_kernel_workers = false;
 };
 
 // Safe for any PMD: copy RX, IPv6 TSO in software, no MAC steering, interrupts only where
@@ -69,11 +74,18 @@ inline constexpr DriverCaps kUnknownDriver{};
 struct DriverRow {
     std::string_view driver;
     DriverCaps caps;
+    // The other name DPDK's vdev bus knows the driver by (RTE_PMD_REGISTER_ALIAS).
+    std::string_view alias = {};
 };
 
 std::span<const DriverRow> driver_table() noexcept;
 // The row of `driver`, or nullptr.
 const DriverRow* find_driver(std::string_view driver) noexcept;
+// The row of the virtual device that devargs ("net_tap0,iface=x", "virtio_user0,path=...")
+// name, matched as DPDK's vdev bus matches a driver: the device name starts with the
+// driver's name or alias (the longest match wins). Known before the device is probed;
+// nullptr for a PCI address or a driver without a row.
+const DriverRow* find_vdev_driver(std::string_view devargs) noexcept;
 // The capabilities of `driver`: its row's, or kUnknownDriver.
 const DriverCaps& driver_caps(std::string_view driver) noexcept;
 
