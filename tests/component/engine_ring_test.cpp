@@ -186,6 +186,13 @@ private:
     unsigned per_bind_;
 };
 
+// How EngineRing::connect_guests serves its guests.
+struct Serve {
+    std::string port = "ctring"; // the ring port's peer (EngineRing::start_ring_engine)
+    unsigned max_queues = 1;     // the Engine's offer
+    bool drain = true;           // start the drainer once the guests are connected
+};
+
 class EngineRing : public SimFixture {
 protected:
     void TearDown() override {
@@ -271,17 +278,38 @@ protected:
         return true;
     }
 
-    // The ring port, the Engine offering `max_queues` queues, the guest connected (its
-    // process forked before, as every guest here), the drainer.
-    void connect_guest(GuestProcess& g, hv::DomId dom, unsigned max_queues = 1) {
-        make_ring_port("ctring");
-        if (HasFatalFailure()) return;
+    // A guest's domain, created and its vif plugged. Its process is forked next, before the
+    // Engine starts, as every guest here.
+    hv::DomId plugged_guest(const std::string& name) {
+        const hv::DomId dom = create_guest(name);
+        CT_EXPECT_OK(plug(dom));
+        return dom;
+    }
+
+    // The ring port (its peer's rings named after `port`) and the Engine; false after a
+    // failure the test recorded.
+    bool start_ring_engine(const std::string& port = "ctring") {
+        make_ring_port(port);
+        if (HasFatalFailure()) return false;
         start_engine();
-        if (!engine_) return;
-        handshake_->caps.max_queues = max_queues;
-        CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
-        ASSERT_TRUE(g.wait_connected());
-        start_drainer();
+        return engine_ != nullptr;
+    }
+
+    // The ring port, the Engine, and `guests` (their processes forked before) attached to the
+    // ring port in RX mode copy, in order, then each connected; then the drainer. The test
+    // returns on a fatal failure or without an Engine.
+    void connect_guests(const std::vector<std::pair<GuestProcess*, hv::DomId>>& guests,
+                        const Serve& s = {}) {
+        if (!start_ring_engine(s.port)) return;
+        handshake_->caps.max_queues = s.max_queues;
+        for (auto [g, dom] : guests)
+            CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
+        for (auto [g, dom] : guests)
+            ASSERT_TRUE(g->wait_connected()) << "guest " << dom;
+        if (s.drain) start_drainer();
+    }
+    void connect_guest(GuestProcess& g, hv::DomId dom, const Serve& s = {}) {
+        connect_guests({{&g, dom}}, s);
     }
 
     // A frame as a port receives it: a chain of the peer's mbufs, with the RX metadata a NIC
@@ -458,16 +486,10 @@ void EngineRing::close_and_check(std::vector<std::pair<GuestProcess*, hv::DomId>
 // default) and with every piece beyond the header grant-mapped (0).
 void EngineRing::jumbo_frames_both_ways(std::uint16_t tx_copy_slot_max) {
     tx_copy_slot_max_ = tx_copy_slot_max;
-    const hv::DomId dom = create_guest("ringguest");
-    CT_ASSERT_OK(plug(dom));
+    const hv::DomId dom = plugged_guest("ringguest");
     GuestProcess g(dir_.path(), dom, GuestOptions{});
-    make_ring_port("ctring");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
-    ASSERT_TRUE(g.wait_connected());
-    start_drainer();
+    connect_guest(g, dom);
+    if (HasFatalFailure() || !engine_) return;
 
     // Peer -> guest: 64..9000 bytes, paced.
     constexpr unsigned kFrames = 96;
@@ -561,16 +583,10 @@ TEST_F(EngineRing, JumboFramesBothWaysAndSoftwareOffloadsTxMapped) {
 // counted, and the queue goes on.
 TEST_F(EngineRing, SplitHeadersAreLinearisedBeforeTheNic) {
     tx_copy_slot_max_ = 0;
-    const hv::DomId dom = create_guest("ringguest");
-    CT_ASSERT_OK(plug(dom));
+    const hv::DomId dom = plugged_guest("ringguest");
     GuestProcess g(dir_.path(), dom, GuestOptions{});
-    make_ring_port("ctring");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
-    ASSERT_TRUE(g.wait_connected());
-    start_drainer();
+    connect_guest(g, dom);
+    if (HasFatalFailure() || !engine_) return;
 
     constexpr std::uint32_t kSplits = 128;
     struct Sent {
@@ -656,24 +672,15 @@ std::vector<std::byte> arp_frame(const netif::MacAddress& src, std::array<std::u
 // address pass, as Xen's vif scripts do without ip=.
 TEST_F(EngineRing, SpoofedSourcesNeverReachThePort) {
     ip_anti_spoofing_ = true;
-    const hv::DomId a = create_guest("a");
-    const hv::DomId b = create_guest("b");
-    CT_ASSERT_OK(plug(a));
-    CT_ASSERT_OK(plug(b));
+    const hv::DomId a = plugged_guest("a");
+    const hv::DomId b = plugged_guest("b");
     auto paths = netfront::vif_paths(*xs_, a, hv::kDom0, 0);
     CT_ASSERT_OK(paths);
     CT_ASSERT_OK(xs_->write(hv::kNoTxn, paths->backend + "/ip", "10.0.0.2 192.168.1.2"));
     GuestProcess ga(dir_.path(), a, GuestOptions{});
     GuestProcess gb(dir_.path(), b, GuestOptions{});
-    make_ring_port("ctring");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(a, 0, "ring", RxMode::copy));
-    ASSERT_TRUE(ga.wait_connected());
-    CT_ASSERT_OK(handshake_->connect(b, 0, "ring", RxMode::copy));
-    ASSERT_TRUE(gb.wait_connected());
-    start_drainer();
+    connect_guests({{&ga, a}, {&gb, b}});
+    if (HasFatalFailure() || !engine_) return;
 
     auto with_ipv4_source = [](std::vector<std::byte> f, std::array<std::uint8_t, 4> src) {
         for (unsigned i = 0; i < 4; ++i)
@@ -761,20 +768,14 @@ void unposting_guest_main(const std::string& dir, hv::DomId dom, const Link& lin
 // it recovers and gets frames again.
 TEST_F(EngineRing, AGuestThatStopsPostingStallsAndRecovers) {
     rx_stall_timeout_ = std::chrono::milliseconds(300);
-    const hv::DomId good = create_guest("good");
-    const hv::DomId bad = create_guest("unposting");
-    CT_ASSERT_OK(plug(good));
-    CT_ASSERT_OK(plug(bad));
+    const hv::DomId good = plugged_guest("good");
+    const hv::DomId bad = plugged_guest("unposting");
     GuestProcess g(dir_.path(), good, GuestOptions{});
     Link bad_link;
     Child bad_guest =
         spawn_linked(bad_link, [&](const Link& l) { unposting_guest_main(dir_.path(), bad, l); });
-    make_ring_port("ctring");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(good, 0, "ring", RxMode::copy));
-    ASSERT_TRUE(g.wait_connected());
+    connect_guest(g, good, {.drain = false});
+    if (HasFatalFailure() || !engine_) return;
     CT_ASSERT_OK(handshake_->connect(bad, 0, "ring", RxMode::copy));
     ASSERT_EQ(bad_link.recv(), std::optional<std::uint64_t>(1));
     start_drainer();
@@ -879,23 +880,16 @@ TEST_F(EngineRing, AGuestThatStopsPostingStallsAndRecovers) {
 // in one grant copy towards it find no request, are dropped and counted there (no buffer,
 // local), and the sender hears exactly one OKAY per frame.
 TEST_F(EngineRing, OneCopyToAGuestWithoutBuffersDropsAndAnswersOnce) {
-    const hv::DomId a = create_guest("sender");
-    const hv::DomId other = create_guest("other");
-    const hv::DomId bad = create_guest("nobuffers");
-    for (hv::DomId d : {a, other, bad})
-        CT_ASSERT_OK(plug(d));
+    const hv::DomId a = plugged_guest("sender");
+    const hv::DomId other = plugged_guest("other");
+    const hv::DomId bad = plugged_guest("nobuffers");
     GuestProcess ga(dir_.path(), a, GuestOptions{});
     GuestProcess go(dir_.path(), other, GuestOptions{});
     Link bad_link;
     Child bad_guest =
         spawn_linked(bad_link, [&](const Link& l) { unposting_guest_main(dir_.path(), bad, l); });
-    make_ring_port("ctring");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(a, 0, "ring", RxMode::copy));
-    CT_ASSERT_OK(handshake_->connect(other, 0, "ring", RxMode::copy));
-    ASSERT_TRUE(ga.wait_connected() && go.wait_connected());
+    connect_guests({{&ga, a}, {&go, other}}, {.drain = false});
+    if (HasFatalFailure() || !engine_) return;
     CT_ASSERT_OK(handshake_->connect(bad, 0, "ring", RxMode::copy));
     ASSERT_EQ(bad_link.recv(), std::optional<std::uint64_t>(1));
     start_drainer();
@@ -940,15 +934,11 @@ TEST_F(EngineRing, OneCopyToAGuestWithoutBuffersDropsAndAnswersOnce) {
 // once it posts 16 buffers the first 16 frames reach them, in order, and the rest keep
 // waiting. Detached, the queue gives every waiting mbuf back to the port's pool.
 TEST_F(EngineRing, FramesWaitForAGuestBehindOnBuffers) {
-    const hv::DomId dom = create_guest("behind");
-    CT_ASSERT_OK(plug(dom));
+    const hv::DomId dom = plugged_guest("behind");
     Link link;
     Child guest =
         spawn_linked(link, [&](const Link& l) { unposting_guest_main(dir_.path(), dom, l); });
-    make_ring_port("ctbehind");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
+    if (!start_ring_engine("ctbehind")) return;
     CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
     ASSERT_EQ(link.recv(), std::optional<std::uint64_t>(1));
     start_drainer();
@@ -1037,14 +1027,10 @@ void mcast_guest_main(const std::string& dir, hv::DomId dom, const Link& link) {
 // (request-multicast-control = 0, as the control plane relays it) every multicast passes,
 // turned on again the list filters again.
 TEST_F(EngineRing, MulticastFilterFollowsTheFrontend) {
-    const hv::DomId dom = create_guest("mcast");
-    CT_ASSERT_OK(plug(dom));
+    const hv::DomId dom = plugged_guest("mcast");
     Link link;
     Child guest = spawn_linked(link, [&](const Link& l) { mcast_guest_main(dir_.path(), dom, l); });
-    make_ring_port("ctring");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
+    if (!start_ring_engine()) return;
     CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
     ASSERT_EQ(link.recv(), std::optional<std::uint64_t>(1));
     start_drainer();
@@ -1096,18 +1082,12 @@ TEST_F(EngineRing, MulticastFilterFollowsTheFrontend) {
 // its own request's offset; the netfront checks every response's offset and length against
 // the buffer it posted, and the payload check every byte.
 TEST_F(EngineRing, JumboFramesIntoHalfPageBuffers) {
-    const hv::DomId dom = create_guest("ringguest");
-    CT_ASSERT_OK(plug(dom));
+    const hv::DomId dom = plugged_guest("ringguest");
     GuestOptions o;
     o.half_page_buffers = true;
     GuestProcess g(dir_.path(), dom, o);
-    make_ring_port("ctring");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
-    ASSERT_TRUE(g.wait_connected());
-    start_drainer();
+    connect_guest(g, dom);
+    if (HasFatalFailure() || !engine_) return;
 
     constexpr unsigned kFrames = 96;
     inject_jumbo_frames(g, dom, kFrames);
@@ -1149,8 +1129,7 @@ class EngineRingPeerFills : public EngineRing,
 
 TEST_P(EngineRingPeerFills, FramesLandInThePostedBuffers) {
     const PeerFillsCase pc = GetParam();
-    const hv::DomId dom = create_guest("ringzc");
-    CT_ASSERT_OK(plug(dom));
+    const hv::DomId dom = plugged_guest("ringzc");
     GuestProcess g(dir_.path(), dom, GuestOptions{pc.guest, 0, pc.half_pages});
     make_ring_port("ctring");
     if (HasFatalFailure()) return;
@@ -1236,16 +1215,10 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& p) { return std::string(p.param.name); });
 
 TEST_F(EngineRing, RateLimitHoldsTransmitsUntilLifted) {
-    const hv::DomId dom = create_guest("rateguest");
-    CT_ASSERT_OK(plug(dom));
+    const hv::DomId dom = plugged_guest("rateguest");
     GuestProcess g(dir_.path(), dom, GuestOptions{});
-    make_ring_port("ctrate");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
-    ASSERT_TRUE(g.wait_connected());
-    start_drainer();
+    connect_guest(g, dom, {.port = "ctrate"});
+    if (HasFatalFailure() || !engine_) return;
     // A byte per hour: the first packet already exceeds the credit.
     CT_ASSERT_OK(engine_->set_rate(VifId{dom, 0}, netif::RateLimit{1, 4'000'000'000U}));
     ASSERT_TRUE(g.send(peer_mac(), 1, 5, 300, 0, false));
@@ -1292,16 +1265,11 @@ TEST_F(EngineRing, RateLimitHoldsTransmitsUntilLifted) {
 // the sending lcore (tx_nic_drops), and nothing else is. (The guest's 64-byte packets are
 // copied whole, so their slots were answered before the NIC refused them.)
 TEST_F(EngineRing, AFullTxQueueCountsNicDrops) {
-    const hv::DomId dom = create_guest("txfull");
-    CT_ASSERT_OK(plug(dom));
-    GuestProcess g(dir_.path(), dom, GuestOptions{});
     tx_ring_size_ = 256; // holds 255: fewer than the lcore's TX mbufs
-    make_ring_port("cttxfull");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
-    ASSERT_TRUE(g.wait_connected());
+    const hv::DomId dom = plugged_guest("txfull");
+    GuestProcess g(dir_.path(), dom, GuestOptions{});
+    connect_guest(g, dom, {.port = "cttxfull", .drain = false});
+    if (HasFatalFailure() || !engine_) return;
 
     constexpr unsigned kFrames = 600;
     ASSERT_TRUE(g.send(peer_mac(), 1, kFrames, 64));
@@ -1328,25 +1296,16 @@ TEST_F(EngineRing, AFullTxQueueCountsNicDrops) {
 // frames until the inbox is full, then drops and counts them (inbox_drops, on the lcore that
 // demultiplexes); once the lcore runs again it takes what waited (inbox_frames).
 TEST_F(EngineRing, AFullInboxCountsInboxDrops) {
-    const hv::DomId a = create_guest("inboxa");
-    const hv::DomId b = create_guest("inboxb");
-    CT_ASSERT_OK(plug(a));
-    CT_ASSERT_OK(plug(b));
-    GuestProcess ga(dir_.path(), a, GuestOptions{});
-    GuestProcess gb(dir_.path(), b, GuestOptions{});
     pool_mbufs_ = 8191; // the inbox holds 4095 of them
     pool_data_room_ = 2048 + RTE_PKTMBUF_HEADROOM;
-    make_ring_port("ctinbox");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
+    const hv::DomId a = plugged_guest("inboxa");
+    const hv::DomId b = plugged_guest("inboxb");
+    GuestProcess ga(dir_.path(), a, GuestOptions{});
+    GuestProcess gb(dir_.path(), b, GuestOptions{});
     // The shared queue is demultiplexed by the first lcore; the first guest goes to the
     // first lcore too (both are idle), the second to the other one: its frames cross.
-    CT_ASSERT_OK(handshake_->connect(a, 0, "ring", RxMode::copy));
-    CT_ASSERT_OK(handshake_->connect(b, 0, "ring", RxMode::copy));
-    ASSERT_TRUE(ga.wait_connected());
-    ASSERT_TRUE(gb.wait_connected());
-    start_drainer();
+    connect_guests({{&ga, a}, {&gb, b}}, {.port = "ctinbox"});
+    if (HasFatalFailure() || !engine_) return;
     auto sb = engine_->status(VifId{b, 0});
     CT_ASSERT_OK(sb);
     const auto lcores = engine_->lcore_stats();
@@ -1395,8 +1354,7 @@ TEST_F(EngineRing, AFullInboxCountsInboxDrops) {
 // nic_queues is the NIC RX queues each lcore polls: the shared queues spread over the lcores
 // at start, and a guest's dedicated queue while it is attached.
 TEST_F(EngineRing, NicQueuesAreTheQueuesEachLcorePolls) {
-    const hv::DomId dom = create_guest("nicq");
-    CT_ASSERT_OK(plug(dom));
+    const hv::DomId dom = plugged_guest("nicq");
     GuestProcess g(dir_.path(), dom, GuestOptions{});
     pmd::PortConfig shared;
     shared.name = "nulls";
@@ -1407,10 +1365,7 @@ TEST_F(EngineRing, NicQueuesAreTheQueuesEachLcorePolls) {
     dedicated.device = "net_null_nqd,no-rx=1";
     dedicated.steering = pmd::Steering::dedicated_port;
     extra_ports_ = {shared, dedicated};
-    make_ring_port("ctnicq");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
+    if (!start_ring_engine("ctnicq")) return;
     // The ring port's queue goes to the first lcore, the shared null port's to the second;
     // the dedicated port has no guest yet.
     auto s = engine_->lcore_stats();
@@ -1493,13 +1448,12 @@ constexpr std::uint64_t kPartial = RTE_MBUF_F_RX_L4_CKSUM_NONE;
 // skb_get_hash % queues), 64 flows reach every queue, a frame the port gave an RSS hash goes
 // to that hash's queue, and no frame carries a hash extra.
 TEST_F(EngineRing, FlowsSpreadOverEveryQueueOfTheGuest) {
-    const hv::DomId dom = create_guest("ringguest");
-    CT_ASSERT_OK(plug(dom));
+    const hv::DomId dom = plugged_guest("ringguest");
     GuestOptions go;
     go.max_queues = 4;
     go.tcp_seed = kSeed;
     GuestProcess g(dir_.path(), dom, go);
-    connect_guest(g, dom, 4);
+    connect_guest(g, dom, {.max_queues = 4});
     if (HasFatalFailure() || !engine_) return;
     auto st = engine_->status(VifId{dom, 0});
     CT_ASSERT_OK(st);
@@ -1549,8 +1503,7 @@ TEST_F(EngineRing, FlowsSpreadOverEveryQueueOfTheGuest) {
 // RSS key, a mapping of 8 entries): each frame goes to mapping[hash % 8] and carries a hash
 // extra with its hash and type; frames of types it did not ask for (IPv6, not IP) carry none.
 TEST_F(EngineRing, FrontendHashMappingAndHashExtra) {
-    const hv::DomId dom = create_guest("ringguest");
-    CT_ASSERT_OK(plug(dom));
+    const hv::DomId dom = plugged_guest("ringguest");
     netfront::HashRequest hr;
     hr.flags = netif::hash_flag::kIpv4 | netif::hash_flag::kIpv4Tcp;
     hr.key = {0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
@@ -1562,7 +1515,7 @@ TEST_F(EngineRing, FrontendHashMappingAndHashExtra) {
     go.tcp_seed = kSeed;
     go.hash = hr;
     GuestProcess g(dir_.path(), dom, go);
-    connect_guest(g, dom, 4);
+    connect_guest(g, dom, {.max_queues = 4});
     if (HasFatalFailure() || !engine_) return;
 
     // The control ring is served from next_event() (the daemon's loop): pump it until the
@@ -1633,8 +1586,7 @@ constexpr std::uint16_t kLroMss = 1448;
 // To a frontend with GSO: one packet each, its GSO extra (type, MSS), csum_blank and
 // data_validated, every byte right once the guest completes the checksum.
 TEST_F(EngineRing, LargeReceivesReachAGsoFrontendWhole) {
-    const hv::DomId dom = create_guest("ringguest");
-    CT_ASSERT_OK(plug(dom));
+    const hv::DomId dom = plugged_guest("ringguest");
     GuestOptions go;
     go.tcp_seed = kSeed;
     GuestProcess g(dir_.path(), dom, go);
@@ -1665,10 +1617,8 @@ TEST_F(EngineRing, LargeReceivesReachAGsoFrontendWhole) {
 // To a frontend without GSO, and to one with GSO but without feature-sg: segments of at most
 // the MSS with their checksums filled in, every byte of the payload there.
 TEST_F(EngineRing, LargeReceivesAreSegmentedForFrontendsWithoutGso) {
-    const hv::DomId no_gso = create_guest("nogso");
-    const hv::DomId no_sg = create_guest("nosg");
-    CT_ASSERT_OK(plug(no_gso));
-    CT_ASSERT_OK(plug(no_sg));
+    const hv::DomId no_gso = plugged_guest("nogso");
+    const hv::DomId no_sg = plugged_guest("nosg");
     GuestOptions a;
     a.tcp_seed = kSeed;
     a.rx_gso = false;
@@ -1677,15 +1627,8 @@ TEST_F(EngineRing, LargeReceivesAreSegmentedForFrontendsWithoutGso) {
     b.rx_sg = false;
     GuestProcess ga(dir_.path(), no_gso, a);
     GuestProcess gb(dir_.path(), no_sg, b);
-    make_ring_port("ctring");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(no_gso, 0, "ring", RxMode::copy));
-    CT_ASSERT_OK(handshake_->connect(no_sg, 0, "ring", RxMode::copy));
-    ASSERT_TRUE(ga.wait_connected());
-    ASSERT_TRUE(gb.wait_connected());
-    start_drainer();
+    connect_guests({{&ga, no_gso}, {&gb, no_sg}});
+    if (HasFatalFailure() || !engine_) return;
 
     constexpr std::uint64_t kSegs = (kLroPayload + kLroMss - 1) / kLroMss;
     for (const auto& [dom, g] : {std::pair{no_gso, &ga}, std::pair{no_sg, &gb}}) {
@@ -1725,15 +1668,10 @@ TEST_F(EngineRing, AnIrqThatCannotBeFoundIsCountedAndTheGuestServed) {
     pmd::SimCpuPlacement& sim = sim_;
     irq_sim_ = &sim_;
     irqs_per_bind_ = 2;
-    const hv::DomId dom = create_guest("ambiguous");
-    CT_ASSERT_OK(plug(dom));
+    const hv::DomId dom = plugged_guest("ambiguous");
     GuestProcess g(dir_.path(), dom, GuestOptions{});
-    make_ring_port("ctambig");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
-    ASSERT_TRUE(g.wait_connected());
+    connect_guest(g, dom, {.port = "ctambig"});
+    if (HasFatalFailure() || !engine_) return;
     auto st = engine_->status(VifId{dom, 0});
     CT_ASSERT_OK(st);
     ASSERT_EQ(st->queue_irqs.size(), 1u);
@@ -1747,7 +1685,6 @@ TEST_F(EngineRing, AnIrqThatCannotBeFoundIsCountedAndTheGuestServed) {
     EXPECT_GE(failures, 1u) << "one per channel bound";
     EXPECT_LE(failures, 2u);
 
-    start_drainer();
     ASSERT_TRUE(g.send(peer_mac(), 1, 10, 64));
     auto rep = g.report(1);
     ASSERT_TRUE(rep);
@@ -1762,15 +1699,10 @@ TEST_F(EngineRing, PlacementOffTouchesNoIrqAndNoWorker) {
     place_interrupts_ = false;
     place_vhost_workers_ = false;
     sim.add_thread_after_next_list(4002, vhost_name(), {0, 1});
-    const hv::DomId dom = create_guest("off");
-    CT_ASSERT_OK(plug(dom));
+    const hv::DomId dom = plugged_guest("off");
     GuestProcess g(dir_.path(), dom, GuestOptions{});
-    make_ring_port("ctoff");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
-    ASSERT_TRUE(g.wait_connected());
+    connect_guest(g, dom, {.port = "ctoff"});
+    if (HasFatalFailure() || !engine_) return;
     auto st = engine_->status(VifId{dom, 0});
     CT_ASSERT_OK(st);
     ASSERT_EQ(st->queue_irqs.size(), 1u);
@@ -1778,7 +1710,6 @@ TEST_F(EngineRing, PlacementOffTouchesNoIrqAndNoWorker) {
     EXPECT_EQ(sim.irq_writes(), 0u);
     EXPECT_EQ(sim.thread_writes(), 0u);
     EXPECT_TRUE(engine_->ports()[0].vhost_workers.empty());
-    start_drainer();
     close_and_check(g, dom);
 }
 
@@ -1790,17 +1721,11 @@ TEST_F(EngineRing, ARingPortIsNeverScannedForVhostWorkers) {
     pmd::SimCpuPlacement& sim = sim_;
     irq_sim_ = &sim_;
     sim.add_thread_after_next_list(4002, vhost_name(), {0, 1});
-    const hv::DomId dom = create_guest("noscan");
-    CT_ASSERT_OK(plug(dom));
+    const hv::DomId dom = plugged_guest("noscan");
     GuestProcess g(dir_.path(), dom, GuestOptions{});
-    make_ring_port("ctnoscan");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
-    ASSERT_TRUE(g.wait_connected());
+    connect_guest(g, dom, {.port = "ctnoscan"});
+    if (HasFatalFailure() || !engine_) return;
     EXPECT_TRUE(engine_->ports()[0].vhost_workers.empty());
-    start_drainer();
     close_and_check(g, dom);
     EXPECT_EQ(sim.vhost_scans(), 0u);
     EXPECT_EQ(sim.thread_writes(), 0u);
@@ -1816,15 +1741,10 @@ TEST_F(EngineRing, EventChannelIrqsGoToTheLcoresCpus) {
     pmd::SimCpuPlacement& sim = sim_;
     sim.all_cpus = {0, 1, 2, 3};
     irq_sim_ = &sim_;
-    const hv::DomId dom = create_guest("placed");
-    CT_ASSERT_OK(plug(dom));
+    const hv::DomId dom = plugged_guest("placed");
     GuestProcess g(dir_.path(), dom, GuestOptions{});
-    make_ring_port("ctplace");
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
-    CT_ASSERT_OK(handshake_->connect(dom, 0, "ring", RxMode::copy));
-    ASSERT_TRUE(g.wait_connected());
+    connect_guest(g, dom, {.port = "ctplace"});
+    if (HasFatalFailure() || !engine_) return;
 
     const auto lcores = engine_->lcore_stats();
     ASSERT_EQ(lcores.size(), 2u);
@@ -1847,7 +1767,6 @@ TEST_F(EngineRing, EventChannelIrqsGoToTheLcoresCpus) {
         EXPECT_EQ(l.irq_placement_failures, 0u);
 
     ASSERT_TRUE(g.send(peer_mac(), 1, 10, 64));
-    start_drainer();
     close_and_check(g, dom);
     EXPECT_TRUE(sim.irqs_named("evtchn:dpnb0-lc0")->empty() &&
                 sim.irqs_named("evtchn:dpnb0-lc1")->empty())
