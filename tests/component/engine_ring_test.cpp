@@ -379,6 +379,13 @@ protected:
         stop_ = true;
         if (drainer_.joinable()) drainer_.join();
     }
+    // The drainer stopped, the Engine shut down, and nothing of it leaked.
+    void shut_down_clean() {
+        stop_drainer();
+        CT_EXPECT_OK(engine_->shutdown());
+        for (const auto& d : engine_->leaks().details)
+            ADD_FAILURE() << d;
+    }
     std::vector<std::vector<std::byte>> take_sent(std::size_t want) {
         const auto deadline =
             std::chrono::steady_clock::now() + std::chrono::milliseconds(kTimeoutMs);
@@ -471,10 +478,7 @@ void EngineRing::close_and_check(std::vector<std::pair<GuestProcess*, hv::DomId>
         EXPECT_TRUE(g->close_result());
         EXPECT_TRUE(g->succeeded());
     }
-    stop_drainer();
-    CT_EXPECT_OK(engine_->shutdown());
-    for (const auto& d : engine_->leaks().details)
-        ADD_FAILURE() << d;
+    shut_down_clean();
     EXPECT_EQ(rte_mempool_avail_count(pool_), pool_->size) << "every injected mbuf came back";
     engine_.reset();
     backend_.reset();
@@ -1071,10 +1075,7 @@ TEST_F(EngineRing, MulticastFilterFollowsTheFrontend) {
     CT_EXPECT_OK(engine_->detach(id));
     link.send(0);
     EXPECT_TRUE(guest.succeeded());
-    stop_drainer();
-    CT_EXPECT_OK(engine_->shutdown());
-    for (const auto& d : engine_->leaks().details)
-        ADD_FAILURE() << d;
+    shut_down_clean();
 }
 
 // dpnetback's sub-page buffers (feature-rx-buffer-offset): two RX buffers per page, each
@@ -1255,10 +1256,7 @@ TEST_F(EngineRing, RateLimitHoldsTransmitsUntilLifted) {
     CT_EXPECT_OK(handshake_->disconnect(dom, 0));
     EXPECT_TRUE(g.close_result());
     EXPECT_TRUE(g.succeeded());
-    stop_drainer();
-    CT_EXPECT_OK(engine_->shutdown());
-    for (const auto& d : engine_->leaks().details)
-        ADD_FAILURE() << d;
+    shut_down_clean();
 }
 
 // The peer stops draining its TX ring: what the ring cannot take is dropped and counted on
@@ -1344,10 +1342,7 @@ TEST_F(EngineRing, AFullInboxCountsInboxDrops) {
         EXPECT_TRUE(g->close_result());
         EXPECT_TRUE(g->succeeded());
     }
-    stop_drainer();
-    CT_EXPECT_OK(engine_->shutdown());
-    for (const auto& d : engine_->leaks().details)
-        ADD_FAILURE() << d;
+    shut_down_clean();
     EXPECT_EQ(rte_mempool_avail_count(pool_), pool_->size) << "every injected mbuf came back";
 }
 
@@ -1391,9 +1386,7 @@ TEST_F(EngineRing, NicQueuesAreTheQueuesEachLcorePolls) {
     s = engine_->lcore_stats();
     EXPECT_EQ(s[0].nic_queues, 1u);
     EXPECT_EQ(s[1].nic_queues, 1u);
-    CT_EXPECT_OK(engine_->shutdown());
-    for (const auto& d : engine_->leaks().details)
-        ADD_FAILURE() << d;
+    shut_down_clean();
 }
 
 // --- RX over a multi-queue guest, hash extras, large receives -------------------------------
