@@ -432,6 +432,23 @@ protected:
     std::uint16_t pool_data_room_ = 9216 + RTE_PKTMBUF_HEADROOM;
     std::vector<pmd::PortConfig> extra_ports_; // after the ring port
 
+    // Placement through sim_ (the Engine's and the event channels' IRQs) from the next
+    // start_engine().
+    pmd::SimCpuPlacement& simulated_placement() {
+        irq_sim_ = &sim_;
+        return sim_;
+    }
+    // The IRQs of the one queue of `dom`'s vif; empty ones (the failure recorded) otherwise.
+    QueueIrqs one_queue_irqs(hv::DomId dom) {
+        auto st = engine_->status(VifId{dom, 0});
+        CT_EXPECT_OK(st);
+        if (!st || st->queue_irqs.size() != 1) {
+            ADD_FAILURE() << "no vif of one queue";
+            return QueueIrqs{};
+        }
+        return st->queue_irqs[0];
+    }
+
     std::vector<LcoreStats>
     lcore_stats_after(std::function<bool(const std::vector<LcoreStats>&)> done) const {
         const auto deadline =
@@ -1336,14 +1353,7 @@ TEST_F(EngineRing, AFullInboxCountsInboxDrops) {
     EXPECT_EQ(s[1].inbox_frames, 1 + kInbox) << "what waited in the inbox is taken";
     EXPECT_EQ(s[0].inbox_drops, kFrames - kInbox);
 
-    for (auto [g, dom] : {std::pair{&ga, a}, std::pair{&gb, b}}) {
-        ASSERT_TRUE(g->request_close());
-        CT_EXPECT_OK(handshake_->disconnect(dom, 0));
-        EXPECT_TRUE(g->close_result());
-        EXPECT_TRUE(g->succeeded());
-    }
-    shut_down_clean();
-    EXPECT_EQ(rte_mempool_avail_count(pool_), pool_->size) << "every injected mbuf came back";
+    close_and_check({{&ga, a}, {&gb, b}});
 }
 
 // nic_queues is the NIC RX queues each lcore polls: the shared queues spread over the lcores
@@ -1658,19 +1668,16 @@ std::string vhost_name() {
 // the same moment): neither is touched, the failure is counted and shown, and the guest is
 // served all the same.
 TEST_F(EngineRing, AnIrqThatCannotBeFoundIsCountedAndTheGuestServed) {
-    pmd::SimCpuPlacement& sim = sim_;
-    irq_sim_ = &sim_;
+    pmd::SimCpuPlacement& sim = simulated_placement();
     irqs_per_bind_ = 2;
     const hv::DomId dom = plugged_guest("ambiguous");
     GuestProcess g(dir_.path(), dom, GuestOptions{});
     connect_guest(g, dom, {.port = "ctambig"});
     if (HasFatalFailure() || !engine_) return;
-    auto st = engine_->status(VifId{dom, 0});
-    CT_ASSERT_OK(st);
-    ASSERT_EQ(st->queue_irqs.size(), 1u);
-    EXPECT_EQ(st->queue_irqs[0].placement, "ambiguous");
-    EXPECT_TRUE(st->queue_irqs[0].irqs.empty());
-    EXPECT_EQ(st->queue_irqs[0].cpus, "");
+    const QueueIrqs qi = one_queue_irqs(dom);
+    EXPECT_EQ(qi.placement, "ambiguous");
+    EXPECT_TRUE(qi.irqs.empty());
+    EXPECT_EQ(qi.cpus, "");
     EXPECT_EQ(sim.irq_writes(), 0u);
     std::uint64_t failures = 0;
     for (const LcoreStats& l : engine_->lcore_stats())
@@ -1687,8 +1694,7 @@ TEST_F(EngineRing, AnIrqThatCannotBeFoundIsCountedAndTheGuestServed) {
 
 // Placement off: the kernel's choices stand, nothing is written.
 TEST_F(EngineRing, PlacementOffTouchesNoIrqAndNoWorker) {
-    pmd::SimCpuPlacement& sim = sim_;
-    irq_sim_ = &sim_;
+    pmd::SimCpuPlacement& sim = simulated_placement();
     place_interrupts_ = false;
     place_vhost_workers_ = false;
     sim.add_thread_after_next_list(4002, vhost_name(), {0, 1});
@@ -1696,10 +1702,7 @@ TEST_F(EngineRing, PlacementOffTouchesNoIrqAndNoWorker) {
     GuestProcess g(dir_.path(), dom, GuestOptions{});
     connect_guest(g, dom, {.port = "ctoff"});
     if (HasFatalFailure() || !engine_) return;
-    auto st = engine_->status(VifId{dom, 0});
-    CT_ASSERT_OK(st);
-    ASSERT_EQ(st->queue_irqs.size(), 1u);
-    EXPECT_EQ(st->queue_irqs[0].placement, "off");
+    EXPECT_EQ(one_queue_irqs(dom).placement, "off");
     EXPECT_EQ(sim.irq_writes(), 0u);
     EXPECT_EQ(sim.thread_writes(), 0u);
     EXPECT_TRUE(engine_->ports()[0].vhost_workers.empty());
@@ -1711,8 +1714,7 @@ TEST_F(EngineRing, PlacementOffTouchesNoIrqAndNoWorker) {
 // with a worker of the daemon's name appearing meanwhile (virtio_user's placement:
 // engine_vhost_test.cpp).
 TEST_F(EngineRing, ARingPortIsNeverScannedForVhostWorkers) {
-    pmd::SimCpuPlacement& sim = sim_;
-    irq_sim_ = &sim_;
+    pmd::SimCpuPlacement& sim = simulated_placement();
     sim.add_thread_after_next_list(4002, vhost_name(), {0, 1});
     const hv::DomId dom = plugged_guest("noscan");
     GuestProcess g(dir_.path(), dom, GuestOptions{});
@@ -1731,9 +1733,8 @@ TEST_F(EngineRing, EventChannelIrqsGoToTheLcoresCpus) {
     eal_.lcore_map = "0@0,1@(0-1),2@1";
     if (Status st = pmd::init_eal(eal_); !st && st.error().code == Errc::exists)
         GTEST_SKIP() << "an lcore of two CPUs needs an EAL of its own: run alone, as ctest does";
-    pmd::SimCpuPlacement& sim = sim_;
+    pmd::SimCpuPlacement& sim = simulated_placement();
     sim.all_cpus = {0, 1, 2, 3};
-    irq_sim_ = &sim_;
     const hv::DomId dom = plugged_guest("placed");
     GuestProcess g(dir_.path(), dom, GuestOptions{});
     connect_guest(g, dom, {.port = "ctplace"});
