@@ -137,6 +137,18 @@ struct ZeroCopyRx {
     std::array<MapGroup, kRingSize> groups{};
 };
 
+// rx_frame_meta of a frame that is neither a large receive nor a TSO frame (no
+// RTE_MBUF_F_RX_LRO, no RTE_MBUF_F_TX_TCP_SEG): its length and checksum state only. The copy
+// pipeline's common frames take this without the GSO branches.
+inline netif::RxFrame rx_plain_frame_meta(const rte_mbuf* m) noexcept {
+    netif::RxFrame f;
+    f.len = m->pkt_len;
+    const std::uint64_t l4 = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
+    f.csum_blank = l4 == RTE_MBUF_F_RX_L4_CKSUM_NONE || (m->ol_flags & RTE_MBUF_F_TX_L4_MASK) != 0;
+    f.data_validated = l4 == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+    return f;
+}
+
 // What the RX builder needs to know of a received frame: its length and its L4 checksum's
 // state; for a frame from a guest of the same port (tx_local.cpp), the sender's partial
 // checksum or GSO, which that path records as TX offload flags (a NIC's frames never carry
@@ -145,6 +157,8 @@ struct ZeroCopyRx {
 // (RTE_MBUF_F_RX_LRO with its MSS: vhost-net's GSO packets, a NIC's LRO) of TCP is a GSO
 // frame, its type from its IP header, as Linux hands a GRO packet to netback.
 inline netif::RxFrame rx_frame_meta(const rte_mbuf* m) noexcept {
+    if ((m->ol_flags & (RTE_MBUF_F_RX_LRO | RTE_MBUF_F_TX_TCP_SEG)) == 0) [[likely]]
+        return rx_plain_frame_meta(m);
     netif::RxFrame f;
     f.len = m->pkt_len;
     const std::uint64_t l4 = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;

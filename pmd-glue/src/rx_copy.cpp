@@ -68,6 +68,18 @@ void Lcore::copy_count_batch(GuestQueue* q) noexcept {
     bump(q->counters.c.grant_batches);
 }
 
+namespace {
+
+// A common frame: one mbuf segment into one buffer of `size` bytes, neither TSO nor a large
+// receive, no flow hash to deliver. copy_stage_run and copy_stage_one stage it; any other
+// goes through copy_stage_frame.
+inline bool common_frame(const rte_mbuf* m, std::uint32_t size, bool hashed) noexcept {
+    return m->nb_segs == 1 && m->pkt_len == m->data_len && m->data_len - 1U < size &&
+           (m->ol_flags & (RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_RX_LRO)) == 0 && !hashed;
+}
+
+} // namespace
+
 // The queue's waiting frames, with one read of its req_prod, in order until one finds no RX
 // buffer; that one and those behind it stay (copy_keep). Returns whether any frame left the
 // queue (staged or dropped).
@@ -84,10 +96,7 @@ bool Lcore::copy_stage_queue(GuestQueue* q) {
             copy_drop(q, m);
         else if (q->rx_stalled) // carrier off since this round: its backlog goes too
             copy_drop(q, m, q->counters.c.rx_drop_stalled);
-        else if (m->nb_segs == 1 && m->pkt_len == m->data_len &&
-                 m->data_len - 1U < q->rx_geo.size &&
-                 (m->ol_flags & (RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_RX_LRO)) == 0 &&
-                 !q->pending_hash[i])
+        else if (common_frame(m, q->rx_geo.size, q->pending_hash[i].has_value()))
             taken = copy_stage_one(q, m, w);
         else
             taken = copy_stage_frame(q, m, w, q->pending_hash[i]);
@@ -135,22 +144,6 @@ netif::RequestWindow Lcore::copy_poll(GuestQueue* q) {
     return w;
 }
 
-namespace {
-
-// rx_frame_meta of a frame without LRO or GSO (the common frames copy_stage_one and
-// copy_stage_run take exclude them): its length and checksum state.
-inline netif::RxFrame common_frame_meta(const rte_mbuf* m, std::uint16_t len) noexcept {
-    netif::RxFrame meta;
-    meta.len = len;
-    const std::uint64_t l4 = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
-    meta.csum_blank =
-        l4 == RTE_MBUF_F_RX_L4_CKSUM_NONE || (m->ol_flags & RTE_MBUF_F_TX_L4_MASK) != 0;
-    meta.data_validated = l4 == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
-    return meta;
-}
-
-} // namespace
-
 // The per-frame body of copy_stage_one and copy_stage_run: the common frame `m` (one mbuf
 // segment of `len` bytes into one buffer, no GSO, no hash) takes request `req` at `idx`,
 // whose buffer's data starts at `offset` (checked by the caller): the request is consumed,
@@ -162,8 +155,8 @@ inline netif::RxFrame common_frame_meta(const rte_mbuf* m, std::uint16_t len) no
                                                             bool local) {
     q->rx.consume(1);
     q->rx_ids[idx & kRingMask] = req.id;
-    (void)q->rx.put_response_at(idx, netif::rx_data_response(common_frame_meta(m, len), false, 0, 1,
-                                                             req.id, {offset, len}));
+    (void)q->rx.put_response_at(
+        idx, netif::rx_data_response(rx_plain_frame_meta(m), false, 0, 1, req.id, {offset, len}));
     hv::GrantCopySegment& seg = segs_[n_segs_++];
     seg.source.virt = rte_pktmbuf_mtod(m, void*);
     seg.dest.foreign = {req.gref, offset, q->dom};
@@ -196,9 +189,7 @@ std::uint32_t Lcore::copy_stage_run(GuestQueue* q, netif::RequestWindow& w, std:
     std::uint64_t bytes = 0, local_packets = 0, local_bytes = 0;
     for (; k < room; ++k) {
         rte_mbuf* m = q->pending[k];
-        if (m->nb_segs != 1 || m->pkt_len != m->data_len || m->data_len - 1U >= size ||
-            (m->ol_flags & (RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_RX_LRO)) != 0 || q->pending_hash[k])
-            [[unlikely]]
+        if (!common_frame(m, size, q->pending_hash[k].has_value())) [[unlikely]]
             break;
         const RingIdx idx = first + k;
         const netif::RxRequest req = q->rx.copy_request(idx);
