@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "dpnb/netif/features.hpp"
+#include "dpnb/pmd/driver_caps.hpp"
 #include "dpnb/pmd/guest_pool.hpp"
 
 namespace dpnb::pmd {
@@ -56,8 +57,10 @@ std::string mac_text(const netif::MacAddress& m) {
 // virtio_user device, or no path, are left to DPDK.
 Status check_vhost_backend(const PortConfig& c) {
     const std::string_view dev = c.device;
+    // The devargs' driver as DPDK's vdev bus matches it (name or alias, driver_caps.cpp).
+    const DriverRow* row = find_vdev_driver(dev);
+    if (row == nullptr || row->driver != "net_virtio_user") return ok();
     const std::string_view name = dev.substr(0, dev.find(','));
-    if (!name.starts_with("virtio_user") && !name.starts_with("net_virtio_user")) return ok();
     std::string path;
     bool server = false;
     for (std::size_t at = dev.find(','); at != std::string_view::npos;) {
