@@ -257,7 +257,7 @@ private:
     void zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n);
     void zc_receive_unposted(GuestQueue* q, rte_mbuf* m);
     void zc_filled_out_of_order(GuestQueue* q);
-    void zc_slot_done(GuestQueue* q, ZcPost& p);
+    void zc_post_done(GuestQueue* q, ZcPost& p);
     void zc_group_filled(GuestQueue* q, std::int16_t g);
     void zc_release(GuestQueue* q, ZcPost& p);
     void zc_release_round(GuestQueue* q, std::uint32_t first, std::uint32_t end);

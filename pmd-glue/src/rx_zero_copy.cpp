@@ -322,7 +322,7 @@ void Lcore::zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n) {
             else
                 z.answers[idx & kRingMask].state = ZcAnswer::State::final;
         } else {
-            zc_slot_done(q, p);
+            zc_post_done(q, p);
         }
     }
     z.answered_run = next_answer - answered_from;
@@ -332,7 +332,7 @@ void Lcore::zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n) {
 
 // The NIC is done with a post's buffer and its response is written: a mapped buffer waits
 // for its group's unmap, any other is released now; the answer is then final.
-void Lcore::zc_slot_done(GuestQueue* q, ZcPost& p) {
+void Lcore::zc_post_done(GuestQueue* q, ZcPost& p) {
     ZcAnswer& a = q->zc->answers[p.idx & kRingMask];
     if (p.source == ZcPost::Source::map) {
         a.state = ZcAnswer::State::filled;
@@ -439,7 +439,7 @@ void Lcore::zc_collect_returned(GuestQueue* q) {
         --z.posted;
         (void)q->rx.put_response_at(p.idx, netif::rx_error_response(p.id, netif::rsp::kError));
         bump(q->counters.c.rx_drop_error);
-        zc_slot_done(q, p);
+        zc_post_done(q, p);
         touch(q);
     }
 }
