@@ -23,6 +23,14 @@ kv() {
   E2E_KV+=("$1=${v:-none}")
 }
 
+# kv_median PATTERN: the median of the values of every key added so far that matches the
+# sed pattern PATTERN (e.g. "r[0-9]*on_tx_mbit": one key over a scenario's rounds); empty
+# when none does.
+kv_median() {
+  printf '%s\n' "${E2E_KV[@]}" | sed -n "s/^$1=//p" | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR) printf "%g", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+
 result() {
   local verdict=$1
   log "verdict $verdict"
@@ -65,6 +73,10 @@ wait_for() {
 }
 
 xs_is() { [ "$(xenstore-read "$1" 2>/dev/null)" = "$2" ]; }
+no_folder() { ! xenstore-exists "$1"; }
+# in_xl_list DOMID: the domain is listed by domain id (a dying domain is listed as "(null)").
+in_xl_list() { xl list | awk 'NR > 1 { print $2 }' | grep -qx "$1"; }
+not_in_xl_list() { ! in_xl_list "$1"; }
 
 # handshake DOMID [PREFIX] [SECONDS]: a guest's vif 0, backend (whichever serves it) and
 # frontend, Connected (4) within SECONDS (180); keys added (hotplug, queues, split_evtchn).

@@ -300,6 +300,7 @@ vif_connected() {
 }
 # vif_known DOMID: the daemon lists a vif of DOMID.
 vif_known() { ctlj list 2>/dev/null | jq -e --argjson d "$1" '[.vifs[] | select(.domid == $d)] | length > 0' >/dev/null; }
+vif_unknown() { ! vif_known "$1"; }
 
 # dpnb_guest NAME MAC [XL_LINE...]: a guest whose vif dpnetbackd serves (script: the lab's
 # hotplug script), running the command loop. Sets E2E_DOMID.

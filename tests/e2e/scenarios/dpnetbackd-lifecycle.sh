@@ -26,12 +26,7 @@
 MIB=${E2E_XFER_MIB:-16}
 SMALL=$((MIB / 4 > 0 ? MIB / 4 : 1))
 
-# by domain id: a dying domain is listed as "(null)"
-in_xl_list() { xl list | awk 'NR > 1 { print $2 }' | grep -qx "$1"; }
-not_in_xl_list() { ! in_xl_list "$1"; }
-vif_unknown() { ! vif_known "$1"; }
 vif_unknown_h() { ! ctlj list 2>/dev/null | jq -e --argjson d "$1" --argjson h "$2" '[.vifs[] | select(.domid == $d and .handle == $h)] | length > 0' >/dev/null; }
-no_folder() { ! xenstore-exists "$1"; }
 rx_packets_above() { vif_field "$1" .rx_packets; [ "${REPLY:-0}" -gt "$2" ]; }
 
 dpnb_start_dedicated "[vifs]" 'serve = "all"'

@@ -33,9 +33,6 @@ SMALL=$((MIB / 4 > 0 ? MIB / 4 : 1))
 NAME=e2e-dpnb-move
 IP=198.18.0.2
 
-in_xl_list() { xl list | awk 'NR > 1 { print $2 }' | grep -qx "$1"; }
-not_in_xl_list() { ! in_xl_list "$1"; }
-vif_unknown() { ! vif_known "$1"; }
 
 # moved OLD NEW PREFIX: the guest that was domain OLD runs as domain NEW: the old one and
 # its vif are gone, the new vif connects, and traffic flows both ways.

@@ -84,8 +84,7 @@ kv workers "$(echo $PLACED_WORKERS | tr ' ' ,)"
 for state in on irq off; do
   for key in tx_mbit tx_dom0_ns_per_byte tx_dom0_ctxt_per_mib tx_daemon_cpu_share tx_vhost_cpu_share \
     rx_mbit rx_dom0_ns_per_byte rx_dom0_ctxt_per_mib rx_daemon_cpu_share rx_vhost_cpu_share; do
-    m=$(printf '%s\n' "${E2E_KV[@]}" | sed -n "s/^r[0-9]*${state}_${key}=//p" | sort -g |
-      awk '{ v[NR] = $1 } END { if (NR) printf "%g", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')
+    m=$(kv_median "r[0-9]*${state}_${key}")
     kv "${state}_$key" "${m:-0}"
   done
 done

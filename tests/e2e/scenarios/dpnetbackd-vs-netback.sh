@@ -49,9 +49,7 @@ BE_ROOT=/local/domain/0/backend/vif
 # The lab knob pins by hand; the daemon places its own wake-ups here (its default).
 unset E2E_DPNB_PIN
 
-no_folder() { ! xenstore-exists "$1"; }
 module_gone() { ! grep -q "^$1 " /proc/modules; }
-vif_unknown() { ! vif_known "$1"; }
 # vif_up DOMID PREFIX: the re-attached vif (handle 0 again: libxl takes the lowest free one)
 # Connected on both sides, the guest's interface up, ARP warm both ways (one ping each way).
 vif_up() {
@@ -114,12 +112,6 @@ leg_dpnb() {
   dpnb_stop
 }
 
-# median PATTERN: the median of every kv value whose key matches the sed pattern.
-median() {
-  printf '%s\n' "${E2E_KV[@]}" | sed -n "s/^$1=//p" | sort -g |
-    awk '{ v[NR] = $1 } END { if (NR) printf "%g", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
-}
-
 PORT=5200
 for vcpus in $GUESTS; do
   q=q$vcpus
@@ -140,7 +132,7 @@ for vcpus in $GUESTS; do
 
   for dir in tx rx; do
     for key in mbit dom0_ns_per_byte dom0_ctxt_per_mib xen_dom0_ns_per_byte domu_ns_per_byte dom0_skb_bytes; do
-      k=$(median "r[0-9]*${q}knb_${dir}_$key") d=$(median "r[0-9]*${q}dpnb_${dir}_$key")
+      k=$(kv_median "r[0-9]*${q}knb_${dir}_$key") d=$(kv_median "r[0-9]*${q}dpnb_${dir}_$key")
       kv "${q}_knb_${dir}_$key" "${k:-0}"
       kv "${q}_dpnb_${dir}_$key" "${d:-0}"
       kv "${q}_${dir}_${key}_ratio" "$(awk -v a="${d:-0}" -v b="${k:-0}" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')"
@@ -149,12 +141,12 @@ for vcpus in $GUESTS; do
     # the daemon's process (and its part in the kernel), vhost-net's workers.
     for b in knb dpnb; do
       for key in dom0_user_share dom0_sys_share dom0_softirq_share; do
-        kv "${q}_${b}_${dir}_$key" "$(median "r[0-9]*${q}${b}_${dir}_$key")"
+        kv "${q}_${b}_${dir}_$key" "$(kv_median "r[0-9]*${q}${b}_${dir}_$key")"
       done
     done
-    kv "${q}_knb_${dir}_netback_cpu_share" "$(median "r[0-9]*${q}knb_${dir}_netback_cpu_share")"
+    kv "${q}_knb_${dir}_netback_cpu_share" "$(kv_median "r[0-9]*${q}knb_${dir}_netback_cpu_share")"
     for key in daemon_cpu_share daemon_sys_share vhost_cpu_share per32_notify per32_grant_copy per32_sleep; do
-      kv "${q}_dpnb_${dir}_$key" "$(median "r[0-9]*${q}dpnb_${dir}_$key")"
+      kv "${q}_dpnb_${dir}_$key" "$(kv_median "r[0-9]*${q}dpnb_${dir}_$key")"
     done
   done
 done
