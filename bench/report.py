@@ -223,12 +223,18 @@ def main():
     if not cg or not cg.get("rows"):
         w("not run (valgrind missing, or `bench/callgrind.sh` failed: see run.sh's output)")
     else:
-        w("| device | mode | size | dir | packets | instructions/pkt | ring | grant | nic | mbuf | notification |")
-        w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        w("`without empty polls`: the same less the window's sleeps and empty polls at the "
+          "cost one empty poll has in the case's calibration window (no traffic): a packet's "
+          "cost where the queues never run dry.")
+        w("")
+        w("| device | mode | size | dir | packets | instructions/pkt | without empty polls | idle polls/pkt | ring | grant | nic | mbuf | notification |")
+        w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for r in cg["rows"]:
             st = r.get("stages_per_packet", {})
+            idle = r["idle_polls"] / r["packets"] if r.get("packets") and "idle_polls" in r else None
             w(f"| {r['device']} | {r['mode']} | {r['size']} | {r['phase']} | {r['packets']} | "
-              f"{f(r.get('instructions_per_packet'), 0)} | {f(st.get('ring'), 0)} | "
+              f"{f(r.get('instructions_per_packet'), 0)} | {f(r.get('work_per_packet'), 0)} | "
+              f"{f(idle, 2)} | {f(st.get('ring'), 0)} | "
               f"{f(st.get('grant'), 0)} | {f(st.get('nic'), 0)} | {f(st.get('mbuf'), 0)} | "
               f"{f(st.get('notification'), 1)} |")
         w("")

@@ -170,6 +170,14 @@ std::pair<std::uint64_t, std::uint64_t> busy_and_idle(const Snapshot& a, const S
     return {busy, idle};
 }
 
+// Polls that found work between two snapshots, over all lcores.
+std::uint64_t busy_polls(const Snapshot& a, const Snapshot& b) {
+    std::uint64_t n = 0;
+    for (std::size_t l = 0; l < b.lcores.size() && l < a.lcores.size(); ++l)
+        n += b.lcores[l].busy_polls - a.lcores[l].busy_polls;
+    return n;
+}
+
 // `empty_poll`: cycles of a poll that finds nothing (calibrated with guests attached and no
 // traffic), so that the polls an lcore spins between packets when the load is lower than
 // what it could take are not charged to the packets.
@@ -317,6 +325,11 @@ Result<RxMode> mode_of(const std::string& m) {
 std::string window_label(const std::string& device, const std::string& mode, unsigned size,
                          const char* phase) {
     return "window " + device + " " + mode + " " + std::to_string(size) + " " + phase;
+}
+
+// The calibration window (guests attached, no traffic) of one case in callgrind's dump.
+std::string idle_label(const std::string& device, const std::string& mode, unsigned size) {
+    return "idle " + device + " " + mode + " " + std::to_string(size);
 }
 
 // The state letter of process `pid` (/proc/PID/stat: R, S, T for stopped, ...), "?" if gone.
@@ -616,12 +629,22 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
                 return n;
             };
             {
-                // Calibration: the cost of an empty poll with these guests attached.
+                // Calibration: the cost of an empty poll with these guests attached. Under
+                // callgrind it is a window of its own ("idle ..."), so bench/callgrind.sh can
+                // say what the measured windows' empty polls cost in instructions.
+                CALLGRIND_ZERO_STATS;
                 const Snapshot c0 = snapshot(*eng, 0);
                 nap(500ms);
-                const auto [busy, idle] = busy_and_idle(c0, snapshot(*eng, 0));
+                const Snapshot c1 = snapshot(*eng, 0);
+                const std::string label_idle = idle_label(device, mode_text, size);
+                CALLGRIND_DUMP_STATS_AT(label_idle.c_str());
+                const auto [busy, idle] = busy_and_idle(c0, c1);
                 empty_poll =
                     idle != 0 ? static_cast<double>(busy) / static_cast<double>(idle) : 0.0;
+                const engine::VifCounters d = sum_delta(c0, c1);
+                out["idle"] = {{"idle_polls", idle},
+                               {"busy_polls", busy_polls(c0, c1)},
+                               {"packets", d.rx_packets + d.tx_packets}};
             }
             for (const auto& r : rings)
                 r->start(opt.rate / rings.size());
