@@ -213,6 +213,32 @@ metrics() {
   }
 }
 
+# tcp_info_sampler DEST_IP:PORT FILE: appends the kernel's view of dom0's TCP connection to
+# DEST (`ss -ti`: smoothed and minimum RTT, cwnd, pacing rate) to FILE, 2 s after the start
+# and every 5 s after, until killed. Few samples: each is a process dom0 runs inside the
+# measured window, the same number for every backend.
+tcp_info_sampler() {
+  sleep 2
+  while :; do
+    ss -Htin dst "$1" >> "$2" 2>/dev/null
+    sleep 5
+  done
+}
+# tcp_rtt_keys PREFIX FILE: PREFIX_min_rtt_ms (the connection's minimum RTT at the last
+# sample) and PREFIX_rtt_ms (the median of the samples' smoothed RTT). Linux sizes a TSO
+# packet by the minimum RTT (tcp_tso_autosize: 64 KiB >> (min_rtt / 2^tcp_tso_rtt_log us),
+# plus a millisecond at the pacing rate), so a backend that adds latency gets smaller
+# packets from dom0's stack for the same bytes.
+tcp_rtt_keys() {
+  [ -s "$2" ] || return 0
+  local min srtt
+  min=$(grep -o 'minrtt:[0-9.]*' "$2" | tail -n 1 | cut -d: -f2)
+  srtt=$(grep -o ' rtt:[0-9.]*' "$2" | cut -d: -f2 | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
+  [ -z "$min" ] || kv "$1_min_rtt_ms" "$min"
+  [ -z "$srtt" ] || kv "$1_rtt_ms" "$srtt"
+}
+
 # wait_pid SECONDS DESCRIPTION PID: waits for a background child; its exit status.
 wait_pid() {
   local secs=$1 what=$2 pid=$3 deadline

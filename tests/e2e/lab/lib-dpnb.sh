@@ -541,9 +541,11 @@ xfer_tx() {
   rm -f "$f"
 }
 
-# xfer_rx DOMID GUEST_IP MIB PORT PREFIX: dom0 sends MIB MiB to the guest (its RX ring).
+# xfer_rx DOMID GUEST_IP MIB PORT PREFIX: dom0 sends MIB MiB to the guest (its RX ring);
+# metrics PREFIX_rx, and PREFIX_rx_dom0_{min_rtt,rtt}_ms from dom0's sending socket.
 xfer_rx() {
-  local d=$1 ip=$2 mib=$3 port=$4 p=$5 sum n t0 t1 n0 f=$DPNB_DIR/rx-src-$3.bin
+  local d=$1 ip=$2 mib=$3 port=$4 p=$5 sum n t0 t1 n0 sampler f=$DPNB_DIR/rx-src-$3.bin
+  local tcp_info=$DPNB_DIR/tcp-info-$1-$4.txt
   if [ ! -f "$f" ] || [ -z "${XFER_GEN[dom0/$mib]:-}" ]; then
     head -c $((mib * 1048576)) /dev/urandom > "$f"
     XFER_GEN[dom0/$mib]=$(sha256sum < "$f" | cut -d' ' -f1)
@@ -554,13 +556,19 @@ xfer_rx() {
   guest_wait "$d" "ready-$n" 120
   daemon_begin "$d"
   n0=$(iface_counts tx)
+  rm -f "$tcp_info"
   window_begin
   t0=$(now)
+  tcp_info_sampler "$ip:$port" "$tcp_info" &
+  sampler=$!
   timeout 400 busybox nc "$ip" "$port" < "$f" || fail "dom0's sender (nc) to guest $d failed"
   t1=$(now)
+  kill "$sampler" 2>/dev/null
+  wait "$sampler" 2>/dev/null
   window_end
   daemon_end "${p}rx_" "$d"
   skb_size "${p}rx_dom0_skb_bytes" "$n0" "$(iface_counts tx)"
+  tcp_rtt_keys "${p}rx_dom0" "$tcp_info"
   gcmd_wait "$d" "$n" 300
   read -r got gsum <<<"$REPLY"
   metrics "${p}rx" "$got" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" "$WINDOW_TICKS" "$WINDOW_CTXT"

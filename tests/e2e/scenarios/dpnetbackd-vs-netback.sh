@@ -23,7 +23,9 @@
 # domu_ns_per_byte,dom0_skb_bytes,dom0_user_share,dom0_sys_share,dom0_softirq_share} (where
 # the time went, lib-dom0.sh metrics; skb bytes: the mean packet on vifD.0 or dpnb0), for
 # knb _netback_cpu_share (its kernel threads), for dpnb _daemon_cpu_share, _daemon_sys_share,
-# _vhost_cpu_share, _per32_notify, _per32_grant_copy, _per32_sleep; and
+# _vhost_cpu_share, _per32_notify, _per32_grant_copy, _per32_sleep; for rx both backends'
+# _dom0_min_rtt_ms and _dom0_rtt_ms (dom0's sending socket, lib-dom0.sh tcp_rtt_keys: the
+# minimum RTT sizes dom0's TSO packets); dom0_tcp_cc and dom0_tso_rtt_log (dom0's sysctls); and
 # qN_{tx,rx}_{mbit,dom0_ns_per_byte,dom0_ctxt_per_mib,xen_dom0_ns_per_byte,domu_ns_per_byte,
 # dom0_skb_bytes}_ratio = dpnetbackd's median over netback's (throughput above 1 is faster;
 # CPU per byte below 1 is cheaper; xen_dom0 and domu: dom0's and the guest's vCPU time as
@@ -113,6 +115,8 @@ leg_dpnb() {
 }
 
 PORT=5200
+kv dom0_tcp_cc "$(sysctl -n net.ipv4.tcp_congestion_control 2>/dev/null)"
+kv dom0_tso_rtt_log "$(sysctl -n net.ipv4.tcp_tso_rtt_log 2>/dev/null)"
 for vcpus in $GUESTS; do
   q=q$vcpus
   guest_create "e2e-vs-$q" dpnetbackd-guest "vcpus = $vcpus"
@@ -144,6 +148,13 @@ for vcpus in $GUESTS; do
         kv "${q}_${b}_${dir}_$key" "$(kv_median "r[0-9]*${q}${b}_${dir}_$key")"
       done
     done
+    if [ "$dir" = rx ]; then
+      for b in knb dpnb; do
+        for key in dom0_min_rtt_ms dom0_rtt_ms; do
+          kv "${q}_${b}_rx_$key" "$(kv_median "r[0-9]*${q}${b}_rx_$key")"
+        done
+      done
+    fi
     kv "${q}_knb_${dir}_netback_cpu_share" "$(kv_median "r[0-9]*${q}knb_${dir}_netback_cpu_share")"
     for key in daemon_cpu_share daemon_sys_share vhost_cpu_share per32_notify per32_grant_copy per32_sleep; do
       kv "${q}_dpnb_${dir}_$key" "$(kv_median "r[0-9]*${q}dpnb_${dir}_$key")"
