@@ -328,7 +328,9 @@ Status Engine::Impl::init() {
             pmd::GuestPoolConfig gc;
             gc.name = "dpnb" + std::to_string(instance) + "_g" + std::to_string(pi) + "_" +
                       std::to_string(q);
-            gc.headers = pc.rx_desc + opts.zc_depth + 2 * detail::kMaxBurst;
+            // Start-up placeholders, then a header kept by each post slot of the zero-copy
+            // pipeline (ZeroCopyRx::headers).
+            gc.headers = pc.rx_desc + detail::kRingSize + 2 * detail::kMaxBurst;
             gc.placeholders = pc.rx_desc + detail::kMaxBurst;
             gc.bounce_buffers = opts.zc_depth + detail::kMaxBurst;
             gc.socket = sock;

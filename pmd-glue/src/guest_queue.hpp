@@ -79,7 +79,7 @@ struct NicBinding {
 // buffers in this order, so "filled in order" is the received post being the oldest one.
 struct ZcPost {
     enum class Source : std::uint8_t { none, map, reuse, bounce };
-    rte_mbuf* m = nullptr;     // the header while the pool's FIFO or the NIC has it, else null
+    rte_mbuf* m = nullptr;     // the slot's header while the FIFO or the NIC has it, else null
     std::byte* page = nullptr; // the page (guest or bounce) the buffer lies in
     netif::RingIdx idx = 0;    // the request's ring index
     netif::GrantRef gref = 0;
@@ -116,9 +116,14 @@ struct MapGroup {
 // The zero-copy pipeline's state: the posts, the answers, the map groups. Owned by the
 // queue's lcore.
 //
-// `posts` holds the last kRingSize posts. No post that still matters is overwritten: a post
-// whose request is unanswered has every later post's request consumed and unanswered too,
-// and a ring never has more than kRingSize of those (RxBackRing::poll_requests refuses more).
+// `posts` holds the last kRingSize posts. No post that still matters (its header posted, or
+// its buffer held: its answer not final) is overwritten. Why: post s + kRingSize consumes a
+// request at least kRingSize after post s's (one request per post, in ring order; copied
+// frames only take more), and RxBackRing::poll_requests refuses a request kRingSize or more
+// ahead of rsp_prod_pvt, so by then rsp_prod_pvt has passed post s's request; zc_answerable
+// passes only final answers, whose posts hold nothing. zc_post still checks it per post
+// (rx_post_overwrite, the queue disabled): a slot's header must never reach the NIC twice.
+static_assert(netif::RxBackRing::kSize == kRingSize, "one post slot per RX ring entry");
 struct ZeroCopyRx {
     explicit ZeroCopyRx(pmd::GuestBufferPool& p) noexcept : pool(p) {}
     pmd::GuestBufferPool& pool;
@@ -133,6 +138,12 @@ struct ZeroCopyRx {
     // may still hold (the posts before it are done, and so may be some after it).
     std::uint32_t nic_head = 0, post_tail = 0;
     std::array<ZcPost, kRingSize> posts{};
+    // Each post slot's own mbuf header (by post sequence & kRingMask): taken from the pool at
+    // the queue's first post (all at once: have_headers), bound to each buffer the slot
+    // posts, given back at zc_finish. A post's header is thus never on the pool's free list,
+    // and stays bound, while the queue is attached.
+    std::array<rte_mbuf*, kRingSize> headers{};
+    bool have_headers = false;
     std::array<ZcAnswer, kRingSize> answers{};
     std::array<MapGroup, kRingSize> groups{};
 };

@@ -261,6 +261,7 @@ private:
     void zc_group_filled(GuestQueue* q, std::int16_t g);
     void zc_release(GuestQueue* q, ZcPost& p);
     void zc_release_round(GuestQueue* q, std::uint32_t first, std::uint32_t end);
+    void zc_post_overwrite(GuestQueue* q, std::uint32_t seq);
     std::uint32_t zc_answerable(GuestQueue* q);
     void zc_collect_returned(GuestQueue* q);
     void zc_drop_posted(GuestQueue* q);

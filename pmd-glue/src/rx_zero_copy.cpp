@@ -14,7 +14,10 @@
 #include <rte_mbuf.h>
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <span>
+#include <utility>
 
 #include "engine_core.hpp"
 #include "lcore.hpp"
@@ -49,6 +52,34 @@ inline bool take_nic_order(ZeroCopyRx& z, std::uint32_t seq) noexcept {
     return take_nic_order_late(z, seq);
 }
 
+// Each post slot's own header, taken from the pool at the queue's first post (the pool holds
+// them beside the start-up placeholders: engine.cpp sizes it). All or none: a pool that
+// cannot give them all yet (placeholders still out) is asked again at the next post. A kept
+// header is marked bound to its slot from the start, so that whatever a PMD does with it
+// (frees it, returns it unposted) it never reaches the pool's free list (zc_drop_header).
+bool zc_take_headers(ZeroCopyRx& z) noexcept {
+    for (std::uint32_t k = 0; k < kRingSize; ++k) {
+        rte_mbuf* m = z.pool.take_header();
+        if (m == nullptr) {
+            while (k != 0)
+                z.pool.recycle(std::exchange(z.headers[--k], nullptr));
+            return false;
+        }
+        pmd::GuestBufInfo& info = pmd::GuestBufferPool::info(m);
+        info.post = k;
+        info.bound = true;
+        z.headers[k] = m;
+    }
+    z.have_headers = true;
+    return true;
+}
+
+// A bound header that answers no post: a post slot's own header stays with its slot (the
+// slot rebinds it at its next post); any other goes back to the pool.
+void zc_drop_header(ZeroCopyRx& z, rte_mbuf* m) noexcept {
+    if (z.headers[pmd::GuestBufferPool::info(m).post & kRingMask] != m) z.pool.recycle(m);
+}
+
 } // namespace
 
 // --- posting ---------------------------------------------------------------------------------
@@ -66,6 +97,9 @@ bool Lcore::zc_post(GuestQueue* q) {
     const std::uint32_t budget =
         std::min<std::uint32_t>({w.available, depth - z.posted, engine_.opts.burst});
     if (budget == 0) return false;
+    if (!z.have_headers) [[unlikely]] {
+        if (!zc_take_headers(z)) return false;
+    }
 
     // Gather: each request's buffer, recorded as the next post; maps are collected for one
     // call. A post takes at most a burst (EngineOptions::burst <= kMaxBurst), and maps at
@@ -97,10 +131,22 @@ bool Lcore::zc_post(GuestQueue* q) {
             bad_rx_request(q, req);
             return true;
         }
-        rte_mbuf* m = pool.take_header();
-        if (m == nullptr) break;
         const std::uint32_t seq = seq0 + took;
         ZcPost& p = z.posts[seq & kRingMask];
+        // No post that still matters is overwritten (ZeroCopyRx: unreachable while the ring
+        // check holds; the slot's header would reach the NIC twice).
+        // One test for both fields (adjacent in the entry), one branch per post.
+        if ((std::bit_cast<std::uintptr_t>(p.m) | std::bit_cast<std::uintptr_t>(p.page)) != 0)
+            [[unlikely]] {
+            bump(q->counters.c.iott_hits, hits);
+            bump(q->counters.c.iott_misses, misses);
+            zc_release_round(q, seq0, seq0 + took);
+            zc_post_overwrite(q, seq);
+            return true;
+        }
+        // Each post slot keeps one header for good (the NIC returns them in post order),
+        // rebound to each new buffer.
+        rte_mbuf* const m = z.headers[seq & kRingMask];
         RxMode how = mode;
         if (how == RxMode::reuse) {
             std::byte* page = view ? q->view.acquire(req.gref, true) : nullptr;
@@ -121,10 +167,7 @@ bool Lcore::zc_post(GuestQueue* q) {
             continue;
         }
         std::byte* b = pool.take_bounce();
-        if (b == nullptr) {
-            pool.give_header(m);
-            break;
-        }
+        if (b == nullptr) break; // the slot keeps its header
         p = ZcPost{m, b, idx, req.gref, req.id, *start, -1, ZcPost::Source::bounce};
         pool.bind(m, b + *start, pmd::GuestBufKind::bounce, seq, buf_len);
         ready[took] = m;
@@ -174,6 +217,18 @@ bool Lcore::zc_post(GuestQueue* q) {
     (void)pool.push_ready(std::span<rte_mbuf* const>(ready, n_ready));
     z.posted += n_ready;
     return true;
+}
+
+// Post `seq` would overwrite post seq - kRingSize, whose header the pool's FIFO or the NIC
+// still has, or whose buffer is still held (its answer not final): a broken invariant, the
+// queue stops serving.
+void Lcore::zc_post_overwrite(GuestQueue* q, std::uint32_t seq) {
+    const ZcPost& p = q->zc->posts[seq & kRingMask];
+    bump(q->counters.c.rx_post_overwrite);
+    disable(q, "zero-copy RX post would overwrite a live post",
+            Detail("post {} over post {} (request {}, {})", seq, seq - kRingSize, p.idx,
+                   p.m != nullptr ? "its buffer posted" : "its buffer held")
+                .c_str());
 }
 
 // Maps the buffers of this post's map posts (map_reqs_ / map_idx_: post sequences), map_batch
@@ -242,7 +297,7 @@ void Lcore::zc_receive_unposted(GuestQueue* q, rte_mbuf* m) {
     spdlog::error("{} queue {}: NIC returned a buffer that is not posted (post {})", q->name,
                   q->index, info.post);
     if (info.bound)
-        q->zc->pool.recycle(m);
+        zc_drop_header(*q->zc, m);
     else
         rte_pktmbuf_free(m);
 }
@@ -261,7 +316,6 @@ void Lcore::zc_filled_out_of_order(GuestQueue* q) {
 // added once for the burst.
 void Lcore::zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n) {
     ZeroCopyRx& z = *q->zc;
-    pmd::GuestBufferPool& pool = z.pool;
     touch(q);
     std::uint64_t packets = 0, bytes = 0;
     // Where the answered run ends (nothing is published while a burst is received).
@@ -272,9 +326,10 @@ void Lcore::zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n) {
         const pmd::GuestBufInfo& info = pmd::GuestBufferPool::info(m);
         const std::uint32_t seq = info.post;
         ZcPost& p = z.posts[seq & kRingMask];
-        // The post holds this very header only while the pool or the NIC has it; a
-        // placeholder is never bound.
-        if (p.m != m || !info.bound) [[unlikely]] {
+        // The post holds this very header only while the pool or the NIC has it. That is
+        // also "bound": a post's header is its slot's, bound for as long as the slot keeps
+        // it, and a placeholder is never a slot's.
+        if (p.m != m) [[unlikely]] {
             zc_receive_unposted(q, m);
             continue;
         }
@@ -290,8 +345,7 @@ void Lcore::zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n) {
                            std::uint32_t{m->data_off} + len <= m->buf_len &&
                            std::uint32_t{offset} + len <= netif::kPageSize;
         const netif::RxFrame meta = rx_frame_meta(m);
-        p.m = nullptr;
-        pool.recycle(m);
+        p.m = nullptr; // the header stays with its post slot for the slot's next post
         packets += 1;
         bytes += len;
         const RingIdx idx = p.idx;
@@ -371,13 +425,12 @@ void Lcore::zc_group_filled(GuestQueue* q, std::int16_t g) {
 // Releases what a post holds (translation-table count, bounce buffer, header); map groups
 // are unmapped as a whole by their last member or at detach.
 void Lcore::zc_release(GuestQueue* q, ZcPost& p) {
-    ZeroCopyRx& z = *q->zc;
     switch (p.source) {
     case ZcPost::Source::reuse:
         if (q->have_view && p.page != nullptr) q->view.release(p.gref);
         break;
     case ZcPost::Source::bounce:
-        if (p.page != nullptr) z.pool.give_bounce(p.page);
+        if (p.page != nullptr) q->zc->pool.give_bounce(p.page);
         break;
     case ZcPost::Source::map:
     case ZcPost::Source::none:
@@ -385,10 +438,7 @@ void Lcore::zc_release(GuestQueue* q, ZcPost& p) {
     }
     p.page = nullptr;
     p.source = ZcPost::Source::none;
-    if (p.m != nullptr) {
-        z.pool.recycle(p.m);
-        p.m = nullptr;
-    }
+    p.m = nullptr; // the header stays with its post slot (ZeroCopyRx::headers)
 }
 
 // Releases the posts [first, end) of a post round that gave nothing to the NIC.
@@ -431,9 +481,11 @@ void Lcore::zc_collect_returned(GuestQueue* q) {
     ZeroCopyRx& z = *q->zc;
     while (rte_mbuf* m = z.pool.pop_returned()) {
         const std::uint32_t seq = pmd::GuestBufferPool::info(m).post;
-        z.pool.recycle(m);
         ZcPost& p = z.posts[seq & kRingMask];
-        if (p.m != m) continue;
+        if (p.m != m) {
+            zc_drop_header(z, m);
+            continue;
+        }
         (void)take_nic_order(z, seq);
         p.m = nullptr;
         --z.posted;
@@ -449,9 +501,11 @@ void Lcore::zc_drop_posted(GuestQueue* q) {
     ZeroCopyRx& z = *q->zc;
     while (rte_mbuf* m = z.pool.pop_ready()) {
         const std::uint32_t seq = pmd::GuestBufferPool::info(m).post;
-        z.pool.recycle(m);
         ZcPost& p = z.posts[seq & kRingMask];
-        if (p.m != m) continue;
+        if (p.m != m) {
+            zc_drop_header(z, m);
+            continue;
+        }
         p.m = nullptr; // the NIC order passes over it
         --z.posted;
         if (p.source == ZcPost::Source::map) {
@@ -469,6 +523,10 @@ void Lcore::zc_finish(GuestQueue* q) {
     ZeroCopyRx& z = *q->zc;
     for (ZcPost& p : z.posts)
         zc_release(q, p);
+    // The slots' headers go back to the pool (the next queue on it takes its own).
+    for (rte_mbuf*& h : z.headers)
+        if (h != nullptr) z.pool.recycle(std::exchange(h, nullptr));
+    z.have_headers = false;
     for (MapGroup& g : z.groups)
         if (g.used) {
             if (g.mapping) {

@@ -1,7 +1,8 @@
 // The guest-buffer mempool under a real net_tap queue, without the engine: buffers pushed
 // in order are the buffers the kernel's readv() writes, in that order; the frame that lands
 // in the start-up placeholder is recognisable; an empty FIFO is back-pressure; releasing the
-// queue hands the buffer it held back as "returned"; every header comes home. The "guest
+// queue hands the buffer it held back as "returned"; every header comes home; a header the
+// owner keeps is rebound per post and never reaches the free list. The "guest
 // pages" are plain memory here: the point is where the bytes land.
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
@@ -145,6 +146,70 @@ TEST_F(GuestPoolTap, TheNicWritesPostedBuffersInPostingOrder) {
     EXPECT_EQ(c.headers_free, c.headers);
     EXPECT_EQ(c.placeholders_free, c.placeholders);
     EXPECT_EQ(c.ready, 0u);
+}
+
+// The zero-copy pipeline keeps one header per post slot (ZeroCopyRx::headers): the same
+// header is bound and pushed again for each buffer its slot posts, never through the free
+// list; the PMD allocates exactly the posted headers in post order, each with its new
+// buffer; a kept header the PMD frees while bound comes back "returned", never free; the
+// owner gives it back at the end.
+TEST(GuestPool, AKeptHeaderIsReboundForEachPostAndNeverFreedByThePmd) {
+    CT_ASSERT_OK(pmd::init_eal(test_eal()));
+    pmd::GuestPoolConfig gc;
+    gc.name = "ct_pool_kept";
+    gc.headers = 8;
+    auto pool = GuestBufferPool::create(gc);
+    CT_ASSERT_OK(pool);
+    GuestBufferPool& gp = **pool;
+    gp.set_start_mode(false);
+    rte_mempool* mp = gp.mempool();
+    std::unique_ptr<std::byte, PageDeleter> mem(
+        static_cast<std::byte*>(std::aligned_alloc(4096, 4096 * 4)));
+    auto page = [&](unsigned i) { return mem.get() + std::size_t{i} * 4096; };
+
+    rte_mbuf* kept[2] = {gp.take_header(), gp.take_header()};
+    ASSERT_NE(kept[0], nullptr);
+    ASSERT_NE(kept[1], nullptr);
+    ASSERT_NE(kept[0], kept[1]);
+    EXPECT_EQ(gp.counts().headers_free, 6u);
+    for (unsigned post = 0; post < 6; ++post) {
+        rte_mbuf* m = kept[post % 2];
+        // A frame the NIC wrote last time: the next bind rewrites what a PMD reads.
+        m->data_len = 60;
+        m->pkt_len = 60;
+        m->ol_flags = RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+        ASSERT_TRUE(gp.push_ready(m, page(post % 4) + 2048, GuestBufKind::guest, post, 2048));
+        void* got = nullptr;
+        ASSERT_EQ(rte_mempool_get(mp, &got), 0) << "post " << post;
+        ASSERT_EQ(got, m) << "the PMD gets the posted header";
+        EXPECT_EQ(GuestBufferPool::info(m).post, post);
+        EXPECT_TRUE(GuestBufferPool::info(m).bound);
+        EXPECT_EQ(m->buf_addr, page(post % 4) + 2048);
+        EXPECT_EQ(m->buf_len, 2048);
+        EXPECT_EQ(m->data_off, RTE_PKTMBUF_HEADROOM);
+        EXPECT_EQ(m->data_len, 0);
+        EXPECT_EQ(m->pkt_len, 0u);
+        EXPECT_EQ(m->ol_flags, 0u);
+        EXPECT_EQ(gp.counts().headers_free, 6u) << "a kept header never reaches the free list";
+    }
+    void* none = nullptr;
+    EXPECT_LT(rte_mempool_get(mp, &none), 0) << "nothing posted: back-pressure";
+
+    // The PMD gives up a posted buffer: the header comes back returned, still bound.
+    ASSERT_TRUE(gp.push_ready(kept[0], page(0), GuestBufKind::guest, 6));
+    void* got = nullptr;
+    ASSERT_EQ(rte_mempool_get(mp, &got), 0);
+    rte_mempool_put(mp, got);
+    EXPECT_EQ(gp.pop_returned(), kept[0]);
+    EXPECT_EQ(gp.pop_returned(), nullptr);
+    EXPECT_EQ(gp.counts().headers_free, 6u);
+
+    gp.recycle(kept[0]);
+    gp.recycle(kept[1]);
+    const pmd::GuestPoolCounts c = gp.counts();
+    EXPECT_EQ(c.headers_free, c.headers);
+    EXPECT_EQ(c.ready, 0u);
+    EXPECT_EQ(c.returned, 0u);
 }
 
 TEST(PortClassification, CopyingPmdsAreNotZeroCopy) {

@@ -95,6 +95,8 @@ enum class VifRunState : std::uint8_t {
     X(notify_sent, "event-channel notifications sent to the guest")                                \
     X(notify_received, "event-channel notifications received from the guest")                      \
     X(rx_out_of_order, "zero-copy RX buffers a PMD filled out of order (the queue then copies)")   \
+    X(rx_post_overwrite, "zero-copy RX posts refused: their slot held a live post (the vif is "    \
+                         "disabled)")                                                              \
     X(rx_gso_segmented, "GSO frames (a port's large receives) segmented for a frontend without "   \
                         "GSO of their kind or feature-sg")                                         \
     X(local_tx_packets, "frames the guest sent to guests on its port, delivered without the wire") \

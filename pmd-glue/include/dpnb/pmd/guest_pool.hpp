@@ -2,9 +2,11 @@
 // frames straight into a guest's posted RX buffers (docs/datapath.md, "Constraints").
 //
 // A DPDK mempool with its own ops ("dpnb_guest") whose objects are mbuf headers without a
-// data room of their own. The lcore that owns the queue attaches each header to a buffer
-// (a guest page it mapped or found in the translation table, or a daemon "bounce" buffer for
-// copy mode) and pushes it on a FIFO in the order of the guest's RX requests; the PMD's
+// data room of their own. The lcore that owns the queue takes headers from the pool's free
+// list and keeps them (one per post slot of its zero-copy pipeline, for as long as the queue
+// is attached); for each post it binds its slot's header to the buffer (a guest page it
+// mapped or found in the translation table, or a daemon "bounce" buffer for copy mode) and
+// pushes it on a FIFO in the order of the guest's RX requests; the PMD's
 // allocations (rte_pktmbuf_alloc, rte_mempool_get_bulk in its refill) pop that FIFO, so
 // the device receives the buffers in request order. Nothing else is handed out:
 //   * while the queue starts (set_start_mode(true)), an allocation the FIFO cannot satisfy
@@ -96,8 +98,9 @@ public:
     void set_start_mode(bool on) noexcept { start_mode_ = on; }
 
     // --- the owning lcore (inline: the data path calls these per buffer) -------------------
-    rte_mbuf* take_header() noexcept { return static_cast<rte_mbuf*>(free_.pop()); } // or null
-    void give_header(rte_mbuf* m) noexcept { recycle(m); } // an unused (never pushed) header
+    // A header for the owner to keep (bound and pushed again for each buffer it posts), or
+    // null; recycle() gives it back.
+    rte_mbuf* take_header() noexcept { return static_cast<rte_mbuf*>(free_.pop()); }
     // Binds `m` to `buffer` (`buffer_len` bytes: a page, or less for a frontend's sub-page
     // buffers) for the post the owner tags `post` (the lcore: its post sequence) and appends
     // it to the FIFO. The frame lands RTE_PKTMBUF_HEADROOM bytes in. False (nothing changed)
@@ -126,12 +129,14 @@ public:
     // Takes back the oldest header the PMD has not taken yet (detach), still bound.
     rte_mbuf* pop_ready() noexcept { return static_cast<rte_mbuf*>(ready_.pop()); }
     unsigned ready() const noexcept { return ready_.size(); }
-    // Headers the PMD freed while bound, oldest first; still bound (the caller unbinds).
+    // Headers the PMD freed while bound, oldest first; still bound (the owner keeps them).
     rte_mbuf* pop_returned() noexcept { return static_cast<rte_mbuf*>(returned_.pop()); }
-    // A received (or taken back, or returned) bound header is finished: unbind it and put
-    // it back on the free list. Never call rte_pktmbuf_free on a bound header. The buffer
-    // fields stay as they were: nothing reads a free header, and attach() writes every
-    // field a PMD reads before the header is handed out again.
+    // A header the owner took is finished with (the queue leaves): unbind it and put it back
+    // on the free list. Never call rte_pktmbuf_free on a bound header. The buffer fields
+    // stay as they were: nothing reads a free header, and attach() writes every field a PMD
+    // reads before the header is handed out again. A header the owner keeps stays bound
+    // between its posts: a PMD freeing it then puts it on the returned list, never on the
+    // free list.
     void recycle(rte_mbuf* m) noexcept {
         rte_mbuf_refcnt_set(m, 1);
         info(m) = GuestBufInfo{};
