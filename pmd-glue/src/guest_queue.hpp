@@ -121,8 +121,8 @@ struct MapGroup {
 // request at least kRingSize after post s's (one request per post, in ring order; copied
 // frames only take more), and RxBackRing::poll_requests refuses a request kRingSize or more
 // ahead of rsp_prod_pvt, so by then rsp_prod_pvt has passed post s's request; zc_answerable
-// passes only final answers, whose posts hold nothing. zc_post still checks it per post
-// (rx_post_overwrite, the queue disabled): a slot's header must never reach the NIC twice.
+// passes only answers whose posts hold nothing (final; copied: bounce freed). zc_post checks
+// it per post (rx_post_overwrite, the queue disabled): a slot's header must reach the NIC once.
 static_assert(netif::RxBackRing::kSize == kRingSize, "one post slot per RX ring entry");
 struct ZeroCopyRx {
     explicit ZeroCopyRx(pmd::GuestBufferPool& p) noexcept : pool(p) {}
