@@ -207,6 +207,11 @@ dpnb_try_launch() {
     { sub(/ .*/, "", $2); printf "%s%s=%s", n++ ? "," : "", $1, $2 }')"
 }
 dpnb_start() { dpnb_try_start "$@" || fail "dpnetbackd did not start (its log above)"; }
+# iface_tso: "on" or "off", the TCP segmentation offload dom0's stack sees on DPNB_IFACE now.
+# A socket connected while it is off sends MSS-sized packets for its whole life.
+iface_tso() {
+  ethtool -k "$DPNB_IFACE" 2>/dev/null | awk -F': ' '/^tcp-segmentation-offload:/ { sub(/ .*/, "", $2); print $2 }'
+}
 
 # dpnb_start_dedicated [TOML_LINE...]: dpnb0 as the one member of the group "guests" with
 # "dedicated_port" steering: the guest served gets the whole port (its RX queue is its own,
@@ -542,9 +547,10 @@ xfer_tx() {
 }
 
 # xfer_rx DOMID GUEST_IP MIB PORT PREFIX: dom0 sends MIB MiB to the guest (its RX ring);
-# metrics PREFIX_rx, and PREFIX_rx_dom0_{min_rtt,rtt}_ms from dom0's sending socket.
+# metrics PREFIX_rx, PREFIX_rx_dom0_{min_rtt,rtt}_ms from dom0's sending socket and
+# PREFIX_rx_iface_tso (TSO on the interface at the start / the end).
 xfer_rx() {
-  local d=$1 ip=$2 mib=$3 port=$4 p=$5 sum n t0 t1 n0 sampler f=$DPNB_DIR/rx-src-$3.bin
+  local d=$1 ip=$2 mib=$3 port=$4 p=$5 sum n t0 t1 n0 sampler tso0 f=$DPNB_DIR/rx-src-$3.bin
   local tcp_info=$DPNB_DIR/tcp-info-$1-$4.txt
   if [ ! -f "$f" ] || [ -z "${XFER_GEN[dom0/$mib]:-}" ]; then
     head -c $((mib * 1048576)) /dev/urandom > "$f"
@@ -557,6 +563,7 @@ xfer_rx() {
   daemon_begin "$d"
   n0=$(iface_counts tx)
   rm -f "$tcp_info"
+  tso0=$(iface_tso)
   window_begin
   t0=$(now)
   tcp_info_sampler "$ip:$port" "$tcp_info" &
@@ -569,6 +576,9 @@ xfer_rx() {
   daemon_end "${p}rx_" "$d"
   skb_size "${p}rx_dom0_skb_bytes" "$n0" "$(iface_counts tx)"
   tcp_rtt_keys "${p}rx_dom0" "$tcp_info"
+  # TSO on the interface when dom0's socket connected and when it finished: dom0's packets of
+  # about one MSS (*_dom0_skb_bytes) with TSO on mean the socket itself built them small.
+  kv "${p}rx_iface_tso" "${tso0:-none}/$(iface_tso)"
   gcmd_wait "$d" "$n" 300
   read -r got gsum <<<"$REPLY"
   metrics "${p}rx" "$got" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" "$WINDOW_TICKS" "$WINDOW_CTXT"
