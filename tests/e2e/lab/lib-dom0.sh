@@ -225,18 +225,22 @@ tcp_info_sampler() {
   done
 }
 # tcp_rtt_keys PREFIX FILE: PREFIX_min_rtt_ms (the connection's minimum RTT at the last
-# sample) and PREFIX_rtt_ms (the median of the samples' smoothed RTT). Linux sizes a TSO
+# sample), PREFIX_rtt_ms and PREFIX_cwnd (the medians of the samples' smoothed RTT and
+# congestion window, in segments). Linux sizes a TSO
 # packet by the minimum RTT (tcp_tso_autosize: 64 KiB >> (min_rtt / 2^tcp_tso_rtt_log us),
 # plus a millisecond at the pacing rate), so a backend that adds latency gets smaller
 # packets from dom0's stack for the same bytes.
 tcp_rtt_keys() {
   [ -s "$2" ] || return 0
-  local min srtt
+  local min srtt cwnd
   min=$(grep -o 'minrtt:[0-9.]*' "$2" | tail -n 1 | cut -d: -f2)
   srtt=$(grep -o ' rtt:[0-9.]*' "$2" | cut -d: -f2 | sort -g |
     awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
+  cwnd=$(grep -o ' cwnd:[0-9]*' "$2" | cut -d: -f2 | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
   [ -z "$min" ] || kv "$1_min_rtt_ms" "$min"
   [ -z "$srtt" ] || kv "$1_rtt_ms" "$srtt"
+  [ -z "$cwnd" ] || kv "$1_cwnd" "$cwnd"
 }
 
 # wait_pid SECONDS DESCRIPTION PID: waits for a background child; its exit status.

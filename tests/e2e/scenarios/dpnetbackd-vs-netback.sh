@@ -24,8 +24,9 @@
 # the time went, lib-dom0.sh metrics; skb bytes: the mean packet on vifD.0 or dpnb0), for
 # knb _netback_cpu_share (its kernel threads), for dpnb _daemon_cpu_share, _daemon_sys_share,
 # _vhost_cpu_share, _per32_notify, _per32_grant_copy, _per32_sleep; for rx both backends'
-# _dom0_min_rtt_ms and _dom0_rtt_ms (dom0's sending socket, lib-dom0.sh tcp_rtt_keys: the
-# minimum RTT sizes dom0's TSO packets); dom0_tcp_cc and dom0_tso_rtt_log (dom0's sysctls); and
+# _dom0_min_rtt_ms, _dom0_rtt_ms and _dom0_cwnd (dom0's sending socket, lib-dom0.sh
+# tcp_rtt_keys: what bounds the size of dom0's packets) and per round _rx_iface_tso (TSO on
+# the interface at the transfer's start and end); dom0_tcp_cc and dom0_tso_rtt_log; and
 # qN_{tx,rx}_{mbit,dom0_ns_per_byte,dom0_ctxt_per_mib,xen_dom0_ns_per_byte,domu_ns_per_byte,
 # dom0_skb_bytes}_ratio = dpnetbackd's median over netback's (throughput above 1 is faster;
 # CPU per byte below 1 is cheaper; xen_dom0 and domu: dom0's and the guest's vCPU time as
@@ -150,7 +151,7 @@ for vcpus in $GUESTS; do
     done
     if [ "$dir" = rx ]; then
       for b in knb dpnb; do
-        for key in dom0_min_rtt_ms dom0_rtt_ms; do
+        for key in dom0_min_rtt_ms dom0_rtt_ms dom0_cwnd; do
           kv "${q}_${b}_rx_$key" "$(kv_median "r[0-9]*${q}${b}_rx_$key")"
         done
       done
