@@ -157,25 +157,23 @@ double ratio(double a, double b) {
     return b > 0 ? a / b : 0.0;
 }
 
-// What one measured window found.
-// Cycles of the lcores outside their sleep stage between two snapshots, and their idle polls.
-std::pair<std::uint64_t, std::uint64_t> busy_and_idle(const Snapshot& a, const Snapshot& b) {
-    std::uint64_t busy = 0, idle = 0;
+// What the lcores' polls did between two snapshots, summed over lcores: cycles outside the
+// sleep stage, polls that found nothing, polls that found work.
+struct PollTotals {
+    std::uint64_t busy_cycles = 0;
+    std::uint64_t idle_polls = 0;
+    std::uint64_t busy_polls = 0;
+};
+PollTotals poll_totals(const Snapshot& a, const Snapshot& b) {
+    PollTotals t;
     for (std::size_t l = 0; l < b.lcores.size() && l < a.lcores.size(); ++l) {
-        idle += b.lcores[l].idle_polls - a.lcores[l].idle_polls;
+        t.idle_polls += b.lcores[l].idle_polls - a.lcores[l].idle_polls;
+        t.busy_polls += b.lcores[l].busy_polls - a.lcores[l].busy_polls;
         for (std::size_t s = 0; s < b.lcores[l].stages.size(); ++s)
             if (s != static_cast<std::size_t>(engine::Stage::sleep))
-                busy += b.lcores[l].stages[s].cycles - a.lcores[l].stages[s].cycles;
+                t.busy_cycles += b.lcores[l].stages[s].cycles - a.lcores[l].stages[s].cycles;
     }
-    return {busy, idle};
-}
-
-// Polls that found work between two snapshots, over all lcores.
-std::uint64_t busy_polls(const Snapshot& a, const Snapshot& b) {
-    std::uint64_t n = 0;
-    for (std::size_t l = 0; l < b.lcores.size() && l < a.lcores.size(); ++l)
-        n += b.lcores[l].busy_polls - a.lcores[l].busy_polls;
-    return n;
+    return t;
 }
 
 // `empty_poll`: cycles of a poll that finds nothing (calibrated with guests attached and no
@@ -212,14 +210,9 @@ json measure(const Snapshot& a, const Snapshot& b, bool rx_phase, double empty_p
     j["tsc_hz"] = hz;
     // Polls that found no work: the lcore waited for the generator or the guests, a cost of
     // the window that is not the packets' (callgrind charges it to them all the same).
-    {
-        const auto [busy_c, idle_polls] = busy_and_idle(a, b);
-        (void)busy_c;
-        j["idle_polls"] = idle_polls;
-    }
+    const std::uint64_t idle_polls = poll_totals(a, b).idle_polls;
+    j["idle_polls"] = idle_polls;
     if (timing) {
-        const auto [busy2, idle_polls] = busy_and_idle(a, b);
-        (void)busy2;
         j["lcore_cycles_per_packet"] = ratio(static_cast<double>(busy), pkts);
         j["idle_polls_per_packet"] = ratio(static_cast<double>(idle_polls), pkts);
         if (empty_poll > 0) {
@@ -638,12 +631,13 @@ json run_case(const Options& opt, World& w, const std::string& device, const std
                 const Snapshot c1 = snapshot(*eng, 0);
                 const std::string label_idle = idle_label(device, mode_text, size);
                 CALLGRIND_DUMP_STATS_AT(label_idle.c_str());
-                const auto [busy, idle] = busy_and_idle(c0, c1);
-                empty_poll =
-                    idle != 0 ? static_cast<double>(busy) / static_cast<double>(idle) : 0.0;
+                const PollTotals t = poll_totals(c0, c1);
+                empty_poll = t.idle_polls != 0 ? static_cast<double>(t.busy_cycles) /
+                                                     static_cast<double>(t.idle_polls)
+                                               : 0.0;
                 const engine::VifCounters d = sum_delta(c0, c1);
-                out["idle"] = {{"idle_polls", idle},
-                               {"busy_polls", busy_polls(c0, c1)},
+                out["idle"] = {{"idle_polls", t.idle_polls},
+                               {"busy_polls", t.busy_polls},
                                {"packets", d.rx_packets + d.tx_packets}};
             }
             for (const auto& r : rings)
