@@ -26,9 +26,10 @@ kv() {
 # kv_median PATTERN: the median of the values of every key added so far that matches the
 # sed pattern PATTERN (e.g. "r[0-9]*on_tx_mbit": one key over a scenario's rounds); empty
 # when none does.
-kv_median() {
-  printf '%s\n' "${E2E_KV[@]}" | sed -n "s/^$1=//p" | sort -g |
-    awk '{ v[NR] = $1 } END { if (NR) printf "%g", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+kv_median() { printf '%s\n' "${E2E_KV[@]}" | sed -n "s/^$1=//p" | median; }
+# median: the median of the numbers on standard input, one per line; nothing when none.
+median() {
+  sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%g", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
 }
 
 result() {
@@ -234,10 +235,8 @@ tcp_rtt_keys() {
   [ -s "$2" ] || return 0
   local min srtt cwnd
   min=$(grep -o 'minrtt:[0-9.]*' "$2" | tail -n 1 | cut -d: -f2)
-  srtt=$(grep -o ' rtt:[0-9.]*' "$2" | cut -d: -f2 | sort -g |
-    awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
-  cwnd=$(grep -o ' cwnd:[0-9]*' "$2" | cut -d: -f2 | sort -g |
-    awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
+  srtt=$(grep -o ' rtt:[0-9.]*' "$2" | cut -d: -f2 | median)
+  cwnd=$(grep -o ' cwnd:[0-9]*' "$2" | cut -d: -f2 | median)
   [ -z "$min" ] || kv "$1_min_rtt_ms" "$min"
   [ -z "$srtt" ] || kv "$1_rtt_ms" "$srtt"
   [ -z "$cwnd" ] || kv "$1_cwnd" "$cwnd"
