@@ -26,6 +26,8 @@
 #   in MASK, and with the daemon placing them checks that they are there (*_place_check).
 #   E2E_PLACEMENT_ROUNDS, E2E_VS_ROUNDS, E2E_VS_GUESTS: rounds of dpnetbackd-placement and
 #   dpnetbackd-vs-netback, and the latter's guests (their vCPU counts, "1 4").
+#   E2E_RX_SENDER=sendfile: dom0 sends its dom0-to-guest transfers with sendfile(2)
+#   (lab/send-file.py) instead of busybox nc's small writes (lab/lib-dpnb.sh xfer_rx).
 # Exit status: 0 all passed, 1 a scenario failed, 2 usage, 77 the lab's packages are missing
 # (CTest's SKIP_RETURN_CODE; scripts/install-deps.sh e2e installs them).
 set -euo pipefail
@@ -172,6 +174,7 @@ run_group() {
     [ -z "${E2E_PLACEMENT_ROUNDS:-}" ] || printf 'E2E_PLACEMENT_ROUNDS=%q\n' "$E2E_PLACEMENT_ROUNDS"
     [ -z "${E2E_VS_ROUNDS:-}" ] || printf 'E2E_VS_ROUNDS=%q\n' "$E2E_VS_ROUNDS"
     [ -z "${E2E_VS_GUESTS:-}" ] || printf 'E2E_VS_GUESTS=%q\n' "$E2E_VS_GUESTS"
+    [ -z "${E2E_RX_SENDER:-}" ] || printf 'E2E_RX_SENDER=%q\n' "$E2E_RX_SENDER"
     [ -z "${E2E_DPNB_PLACE:-}" ] || printf 'E2E_DPNB_PLACE=%q\n' "$E2E_DPNB_PLACE"
     [ -z "${DPNB_PORT:-}" ] || printf 'DPNB_PORT=%q\n' "$DPNB_PORT"
   } > "$lab/plan"

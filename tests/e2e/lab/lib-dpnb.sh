@@ -548,7 +548,8 @@ xfer_tx() {
 
 # xfer_rx DOMID GUEST_IP MIB PORT PREFIX: dom0 sends MIB MiB to the guest (its RX ring);
 # metrics PREFIX_rx, PREFIX_rx_dom0_{min_rtt,rtt}_ms from dom0's sending socket and
-# PREFIX_rx_iface_tso (TSO on the interface at the start / the end).
+# PREFIX_rx_iface_tso (TSO on the interface at the start / the end). E2E_RX_SENDER=sendfile
+# sends with lab/send-file.py (sendfile(2)) instead of busybox nc's small writes.
 xfer_rx() {
   local d=$1 ip=$2 mib=$3 port=$4 p=$5 sum n t0 t1 n0 sampler tso0 f=$DPNB_DIR/rx-src-$3.bin
   local tcp_info=$DPNB_DIR/tcp-info-$1-$4.txt
@@ -568,7 +569,12 @@ xfer_rx() {
   t0=$(now)
   tcp_info_sampler "$ip:$port" "$tcp_info" &
   sampler=$!
-  timeout 400 busybox nc "$ip" "$port" < "$f" || fail "dom0's sender (nc) to guest $d failed"
+  if [ "${E2E_RX_SENDER:-nc}" = sendfile ]; then
+    timeout 400 python3 "$E2E_ROOT/lab/send-file.py" "$ip" "$port" "$f" ||
+      fail "dom0's sender (sendfile) to guest $d failed"
+  else
+    timeout 400 busybox nc "$ip" "$port" < "$f" || fail "dom0's sender (nc) to guest $d failed"
+  fi
   t1=$(now)
   kill "$sampler" 2>/dev/null
   wait "$sampler" 2>/dev/null
