@@ -157,6 +157,8 @@ netif::RequestWindow Lcore::copy_poll(GuestQueue* q) {
     q->rx_ids[idx & kRingMask] = req.id;
     (void)q->rx.put_response_at(
         idx, netif::rx_data_response(rx_plain_frame_meta(m), false, 0, 1, req.id, {offset, len}));
+    // GrantCopySegment::to_guest's fields, written in place: to_guest zero-fills a whole
+    // segment first and costs 5 instructions more per frame here (callgrind, ring copy RX).
     hv::GrantCopySegment& seg = segs_[n_segs_++];
     seg.source.virt = rte_pktmbuf_mtod(m, void*);
     seg.dest.foreign = {req.gref, offset, q->dom};
