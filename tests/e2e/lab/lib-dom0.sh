@@ -227,10 +227,8 @@ tcp_info_sampler() {
 }
 # tcp_rtt_keys PREFIX FILE: PREFIX_min_rtt_ms (the connection's minimum RTT at the last
 # sample), PREFIX_rtt_ms and PREFIX_cwnd (the medians of the samples' smoothed RTT and
-# congestion window, in segments). Linux sizes a TSO
-# packet by the minimum RTT (tcp_tso_autosize: 64 KiB >> (min_rtt / 2^tcp_tso_rtt_log us),
-# plus a millisecond at the pacing rate), so a backend that adds latency gets smaller
-# packets from dom0's stack for the same bytes.
+# congestion window, in segments): what could bound the size of dom0's packets (TSO
+# autosizing by the minimum RTT, the window), beside what it was (*_dom0_skb_bytes).
 tcp_rtt_keys() {
   [ -s "$2" ] || return 0
   local min srtt cwnd

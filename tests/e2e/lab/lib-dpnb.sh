@@ -207,8 +207,8 @@ dpnb_try_launch() {
     { sub(/ .*/, "", $2); printf "%s%s=%s", n++ ? "," : "", $1, $2 }')"
 }
 dpnb_start() { dpnb_try_start "$@" || fail "dpnetbackd did not start (its log above)"; }
-# iface_tso: "on" or "off", the TCP segmentation offload dom0's stack sees on DPNB_IFACE now.
-# A socket connected while it is off sends MSS-sized packets for its whole life.
+# iface_tso: "on" or "off", the TCP segmentation offload dom0's stack sees on DPNB_IFACE now
+# (a socket takes the interface's offloads when it connects).
 iface_tso() {
   ethtool -k "$DPNB_IFACE" 2>/dev/null | awk -F': ' '/^tcp-segmentation-offload:/ { sub(/ .*/, "", $2); print $2 }'
 }
@@ -547,7 +547,7 @@ xfer_tx() {
 }
 
 # xfer_rx DOMID GUEST_IP MIB PORT PREFIX: dom0 sends MIB MiB to the guest (its RX ring);
-# metrics PREFIX_rx, PREFIX_rx_dom0_{min_rtt,rtt}_ms from dom0's sending socket and
+# metrics PREFIX_rx, PREFIX_rx_dom0_{min_rtt_ms,rtt_ms,cwnd} from dom0's sending socket and
 # PREFIX_rx_iface_tso (TSO on the interface at the start / the end). E2E_RX_SENDER=sendfile
 # sends with lab/send-file.py (sendfile(2)) instead of busybox nc's small writes.
 xfer_rx() {
