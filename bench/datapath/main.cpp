@@ -244,6 +244,8 @@ json measure(const Snapshot& a, const Snapshot& b, bool rx_phase, double empty_p
             {"grant_copy", &LcoreStats::grant_copy_calls},
             {"grant_map", &LcoreStats::grant_map_calls},
             {"grant_unmap", &LcoreStats::grant_unmap_calls},
+            {"dma_map", &LcoreStats::dma_map_calls},
+            {"dma_unmap", &LcoreStats::dma_unmap_calls},
             {"notify", &LcoreStats::notify_calls},
             {"read", &LcoreStats::read_syscalls},
             {"write", &LcoreStats::write_syscalls},

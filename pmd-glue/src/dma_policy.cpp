@@ -27,12 +27,13 @@ constexpr std::uint8_t kVerifiable = bits(D::not_xen, D::pvh, D::hvm);
 constexpr std::uint8_t kNoIommu = bits(K::uio, K::vfio_noiommu);
 
 constexpr std::string_view kZeroCopyDeployment =
-    "a PVH or HVM driver domain with the NIC passed through and bound to uio_pci_generic or "
-    "vfio-pci in no-IOMMU mode (IOVA as PA)";
+    "a PVH or HVM driver domain with the NIC passed through and bound to vfio-pci behind an "
+    "IOMMU, or to uio_pci_generic or vfio-pci in no-IOMMU mode (IOVA as PA)";
 constexpr std::string_view kPvWorks =
-    "a PVH or HVM driver domain with the NIC passed through (uio_pci_generic or vfio-pci in "
-    "no-IOMMU mode: zero copy), or this domain's kernel driver for the NIC behind a virtual "
-    "device: net_af_xdp, net_af_packet or virtio_user on /dev/vhost-net";
+    "a PVH or HVM driver domain with the NIC passed through (vfio-pci behind an IOMMU, "
+    "uio_pci_generic or vfio-pci in no-IOMMU mode: zero copy), or this domain's kernel driver "
+    "for the NIC behind a virtual device: net_af_xdp, net_af_packet or virtio_user on "
+    "/dev/vhost-net";
 
 constexpr std::array kRules = {
     DmaRule{kAll, bit(B::virtual_device), kAll, kAll, DmaVerdict::zero_copy,
@@ -62,10 +63,16 @@ constexpr std::array kRules = {
             "not on Xen: guest pages are the simulator's shared memory, neither pinned nor "
             "known to the device",
             kZeroCopyDeployment},
+    DmaRule{bits(D::pvh, D::hvm), bit(B::pci), bit(K::vfio_iommu), kAll, DmaVerdict::zero_copy,
+            "vfio behind an IOMMU in a PVH/HVM domain: guest pages are DMA-mapped into DPDK's "
+            "vfio container per run of grant-mapped pages (map mode, TX slots) and per static "
+            "grant (reuse), at the address the NIC is given, before it sees them, and unmapped "
+            "before their grants are",
+            "", true},
     DmaRule{kVerifiable, kDevices, bit(K::vfio_iommu), kAll, DmaVerdict::copy_only,
-            "vfio behind an IOMMU: guest pages would have to be DMA-mapped into the container "
-            "(rte_dev_dma_map) before the NIC sees them and unmapped before the response, "
-            "which this build does not do",
+            "vfio behind an IOMMU, on a bus other than PCI or not on Xen (guest pages are the "
+            "simulator's shared memory, neither pinned nor known to the device): guest pages "
+            "are kept from it",
             kZeroCopyDeployment},
     DmaRule{kVerifiable, kDevices, kAll, kAll, DmaVerdict::copy_only,
             "the device is bound to a kernel driver, is on a bus other than PCI, or its "

@@ -25,6 +25,7 @@
 #include <set>
 
 #include "ctrl_server.hpp"
+#include "dpnb/pmd/vfio_dma.hpp"
 #include "engine_core.hpp"
 
 namespace dpnb::engine {
@@ -347,6 +348,16 @@ Status Engine::Impl::init() {
         ps->tso_ipv6 = dc.tso_ipv6;
         ps->tx_maps =
             dc.tx_external_buffers && port_ref.caps().dma->verdict == pmd::DmaVerdict::zero_copy;
+        if (port_ref.caps().dma->dma_map) {
+            if (iommu == nullptr) {
+                owned_iommu = std::make_unique<pmd::VfioDmaMapper>();
+                iommu = owned_iommu.get();
+            }
+            ps->dma = iommu;
+            spdlog::info("port {}: guest pages are DMA-mapped into the device's IOMMU "
+                         "container while the device has them",
+                         pc.name);
+        }
         ps->max_frame = port_ref.setup().max_frame;
         vhost_found(*ps, vhost_before);
         if (pc.steering == pmd::Steering::mac_flow && !port_ref.setup().flow_rules)
@@ -626,7 +637,7 @@ Status Engine::Impl::settle_rx_mode(VifRecord& r, PortState& ps) {
 // Where the vif's RX buffers are looked up: a persistent-grant table of its own when the
 // frontend registers them over the control ring (static grants), else the hypervisor's
 // translation table in reuse mode (map when it has none, or keeps none).
-Status Engine::Impl::open_buffer_table(VifRecord& r, PortState&) {
+Status Engine::Impl::open_buffer_table(VifRecord& r, PortState& ps) {
     const VifSpec& spec = r.spec;
     if (spec.frontend.static_grants) {
         // A table of our own, whatever the hypervisor keeps, since this frontend's
@@ -639,10 +650,18 @@ Status Engine::Impl::open_buffer_table(VifRecord& r, PortState&) {
             return make_error(t.error().code,
                               to_string(spec.id) + ": static grants: " + t.error().message);
         r.static_table = t->get();
+        r.static_table->set_dma_mapper(ps.dma);
         r.iott = std::move(*t);
         return ok();
     }
     if (r.mode != RxMode::reuse) return ok();
+    if (ps.dma != nullptr) {
+        // A table the hypervisor keeps (the simulator's) names pages nobody DMA-maps.
+        r.mode_reason = "the hypervisor's translation table pages are not DMA-mapped for a "
+                        "device behind an IOMMU";
+        r.mode = RxMode::map;
+        return ok();
+    }
     auto t = hv_.open_translation_table(spec.id.dom);
     if (!t) {
         r.mode_reason = "no I/O translation table: " + t.error().message;
@@ -1115,6 +1134,11 @@ Status Engine::Impl::set_rx_mode(const VifId& id, RxMode mode) {
     c->kind = Command::Kind::set_mode;
     c->mode = mode;
     if (mode == RxMode::reuse && !r.iott) {
+        if (ports[r.port_index]->dma != nullptr)
+            return make_error(Errc::unsupported, to_string(id) +
+                                                     ": RX mode reuse needs static grants for a "
+                                                     "device behind an IOMMU: the hypervisor's "
+                                                     "translation table pages are not DMA-mapped");
         auto t = hv_.open_translation_table(id.dom);
         if (!t) return make_error(Errc::unsupported, to_string(id) + ": " + t.error().message);
         if ((*t)->persistent_grants() != nullptr)
@@ -1425,9 +1449,10 @@ Engine::~Engine() = default;
 
 Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options,
                                                hv::BackendHypervisor& hv, const pmd::DmaProbe& dma,
-                                               pmd::CpuPlacement* placement) {
+                                               pmd::CpuPlacement* placement, hv::DmaMapper* iommu) {
     auto impl = std::make_unique<Impl>(options, hv, dma);
     impl->placement = placement != nullptr ? placement : &pmd::system_cpu_placement();
+    impl->iommu = iommu;
     if (Status st = impl->init(); !st) return st.error();
     return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }

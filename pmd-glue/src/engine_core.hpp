@@ -41,6 +41,10 @@ struct PortState {
     // Otherwise every slot is grant-copied (check_tx_maps), and a packet drops when no copy
     // mbuf is left.
     bool tx_maps = true;
+    // The IOMMU the port's device reaches memory through when the DMA policy wants guest
+    // pages DMA-mapped for it (pmd::DmaRule::dma_map: vfio behind an IOMMU), else null: RX
+    // map runs and TX slot runs are mapped into it for as long as the device may have them.
+    hv::DmaMapper* dma = nullptr;
     std::uint32_t max_frame = 0;
     // vhost-net's workers that appeared while the port was opened and started (its vhost
     // devices'), the CPUs they were given, placements that failed (control thread only).
@@ -73,6 +77,10 @@ public:
     // port: the receiving copy pipeline counts them as local (local_rx_*).
     std::uint64_t local_flag = 0;
     pmd::CpuPlacement* placement = nullptr; // IRQs and vhost workers (opts.place_*)
+    // The IOMMU of ports whose guest pages are DMA-mapped (PortState::dma): DPDK's vfio
+    // container (owned_iommu) unless Engine::create was given one.
+    hv::DmaMapper* iommu = nullptr;
+    std::unique_ptr<hv::DmaMapper> owned_iommu;
 
     void ack(Command* cmd) noexcept;
     void raise_event() noexcept;

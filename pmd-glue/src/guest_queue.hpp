@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "dp_common.hpp"
+#include "dpnb/hv/dma_mapper.hpp"
 #include "dpnb/hv/grant_table.hpp"
 #include "dpnb/hv/translation_table.hpp"
 #include "dpnb/netif/features.hpp"
@@ -107,9 +108,10 @@ struct ZcAnswer {
 // Pages mapped by one grant-map call for RX buffers.
 struct MapGroup {
     hv::GrantMapping mapping;
-    std::uint32_t first = 0;   // post sequence of the first member
-    std::uint32_t last = 0;    // post sequence of the last member
-    std::uint16_t pending = 0; // members not filled yet
+    hv::DmaMapper* dma = nullptr; // the IOMMU the run is DMA-mapped in (PortState::dma)
+    std::uint32_t first = 0;      // post sequence of the first member
+    std::uint32_t last = 0;       // post sequence of the last member
+    std::uint16_t pending = 0;    // members not filled yet
     bool used = false;
 };
 
@@ -222,6 +224,7 @@ struct TxPending {
 // Pages mapped by one grant-map call for TX, answered once all are released.
 struct TxGroup {
     hv::GrantMapping mapping;
+    hv::DmaMapper* dma = nullptr; // the IOMMU the run is DMA-mapped in (PortState::dma)
     std::uint16_t outstanding = 0;
     std::int16_t first = -1; // first member (slot index), linked through TxPending::next
     bool used = false;

@@ -648,6 +648,36 @@ void Lcore::do_events() {
     }
 }
 
+bool Lcore::dma_map_run(GuestQueue* q, hv::DmaMapper* dma, const hv::GrantMapping& m) {
+    bump(counters_.dma_map_calls);
+    const std::size_t len = std::size_t{m.count} * hv::kPageSize;
+    if (Status st = dma->map(reinterpret_cast<std::uintptr_t>(m.base), len); !st) [[unlikely]] {
+        bump(counters_.dma_map_failures);
+        DPNB_DP_LOG(q->log, WARN, "{} queue {}: IOMMU map of {} page(s) refused: {}", q->name,
+                    q->index, m.count, st.error().message);
+        return false;
+    }
+    return true;
+}
+
+Status Lcore::unmap_run(GuestQueue* q, hv::DmaMapper*& dma, hv::GrantMapping& m) {
+    if (dma != nullptr) {
+        bump(counters_.dma_unmap_calls);
+        const std::size_t len = std::size_t{m.count} * hv::kPageSize;
+        if (Status st = dma->unmap(reinterpret_cast<std::uintptr_t>(m.base), len); !st)
+            [[unlikely]] {
+            bump(counters_.dma_unmap_failures);
+            DPNB_DP_LOG(q->log, ERROR,
+                        "{} queue {}: IOMMU unmap of {} page(s) refused, their grants stay "
+                        "mapped: {}",
+                        q->name, q->index, m.count, st.error().message);
+            return st;
+        }
+        dma = nullptr;
+    }
+    return grant_unmap(m);
+}
+
 void Lcore::disable(GuestQueue* q, const char* what, const char* detail) {
     if (q->disabled) return;
     q->disabled = true;

@@ -328,6 +328,14 @@ public:
         bump(counters_.grant_unmap_calls);
         return gt_->unmap(mapping);
     }
+    // A run of grant-mapped pages into the IOMMU of the port that gets them (PortState::dma),
+    // with one call, before any buffer of it reaches the PMD. False when refused (counted,
+    // logged per vif): the caller undoes the grant map and falls back.
+    bool dma_map_run(GuestQueue* q, hv::DmaMapper* dma, const hv::GrantMapping& m);
+    // A run's grants unmapped, out of the IOMMU first when it is mapped there (`dma` is then
+    // cleared). When the IOMMU refuses, the grants stay mapped (the device may still reach the
+    // pages) and the error is returned.
+    Status unmap_run(GuestQueue* q, hv::DmaMapper*& dma, hv::GrantMapping& m);
 
 private:
     EngineCore& engine_;

@@ -238,6 +238,15 @@ void Lcore::zc_post_overwrite(GuestQueue* q, std::uint32_t seq) {
 void Lcore::zc_map_posted(GuestQueue* q, std::uint32_t nmap) {
     ZeroCopyRx& z = *q->zc;
     const unsigned batch = std::clamp(engine_.opts.map_batch, 1U, kMaxBurst);
+    hv::DmaMapper* const dma = engine_.ports[q->nic.port_index]->dma;
+    // Posts [start, start + n) get bounce buffers (copied) instead, or none.
+    auto bounce = [&](std::uint32_t start, std::uint32_t n) {
+        for (std::uint32_t k = 0; k < n; ++k) {
+            ZcPost& p = z.posts[map_idx_[start + k] & kRingMask];
+            p.page = z.pool.take_bounce();
+            p.source = p.page != nullptr ? ZcPost::Source::bounce : ZcPost::Source::none;
+        }
+    };
     for (std::uint32_t start = 0; start < nmap; start += batch) {
         const std::uint32_t n = std::min(batch, nmap - start);
         const std::span status(map_status_.data(), n);
@@ -259,16 +268,20 @@ void Lcore::zc_map_posted(GuestQueue* q, std::uint32_t nmap) {
             }
             // Not the guest's fault (or tolerated): these buffers are copied instead; a bad
             // one is then answered in error when its copy fails.
-            for (std::uint32_t k = 0; k < n; ++k) {
-                ZcPost& p = z.posts[map_idx_[start + k] & kRingMask];
-                p.page = z.pool.take_bounce();
-                p.source = p.page != nullptr ? ZcPost::Source::bounce : ZcPost::Source::none;
-            }
+            bounce(start, n);
+            continue;
+        }
+        // Behind an IOMMU the run must be reachable before its buffers reach the PMD; a
+        // refused run is copied instead, as for a failed map.
+        if (dma != nullptr && !dma_map_run(q, dma, mapping)) [[unlikely]] {
+            (void)grant_unmap(mapping);
+            bounce(start, n);
             continue;
         }
         MapGroup& grp = z.groups[static_cast<std::size_t>(g)];
         grp.used = true;
         grp.mapping = mapping;
+        grp.dma = dma;
         grp.pending = static_cast<std::uint16_t>(n);
         grp.first = map_idx_[start];
         grp.last = map_idx_[start + n - 1];
@@ -404,7 +417,7 @@ void Lcore::zc_group_filled(GuestQueue* q, std::int16_t g) {
     MapGroup& grp = z.groups[static_cast<std::size_t>(g)];
     if (--grp.pending != 0) return;
     const std::uint32_t n = grp.mapping.count;
-    if (Status st = grant_unmap(grp.mapping); !st) {
+    if (Status st = unmap_run(q, grp.dma, grp.mapping); !st) {
         disable(q, "unmapping RX buffers failed", st.error().message.c_str());
         return;
     }
@@ -531,7 +544,7 @@ void Lcore::zc_finish(GuestQueue* q) {
         if (g.used) {
             if (g.mapping) {
                 const auto n = g.mapping.count;
-                if (Status st = grant_unmap(g.mapping); !st)
+                if (Status st = unmap_run(q, g.dma, g.mapping); !st)
                     spdlog::error("{} queue {}: unmapping {} RX buffers at detach: {}", q->name,
                                   q->index, n, st.error().message);
                 else

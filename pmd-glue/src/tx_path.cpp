@@ -647,12 +647,20 @@ bool Lcore::tx_map(GuestQueue* q, unsigned n, std::int16_t& group) {
         const std::span status(map_status_.data(), nmap);
         std::fill(status.begin(), status.end(), std::int16_t{0});
         hv::GrantMapping mapping = grant_map(std::span(map_reqs_.data(), nmap), status);
+        hv::DmaMapper* const dma = engine_.ports[q->out_port_index]->dma;
+        // Behind an IOMMU the run must be reachable before any packet of it is staged; a
+        // refused run drops the burst's packets, as a map that names no grant does.
+        if (mapping && dma != nullptr && !dma_map_run(q, dma, mapping)) [[unlikely]] {
+            (void)grant_unmap(mapping);
+            break;
+        }
         if (mapping) {
             std::int16_t g = -1;
             for (std::size_t k = 0; k < q->tx_groups.size() && g < 0; ++k)
                 if (!q->tx_groups[k].used) g = static_cast<std::int16_t>(k);
             if (g < 0) { // cannot happen: a group per burst, at most a ring of slots
-                (void)grant_unmap(mapping);
+                hv::DmaMapper* mapped_in = dma;
+                (void)unmap_run(q, mapped_in, mapping);
                 disable(q, "internal", "no TX map group left");
                 return false;
             }
@@ -660,6 +668,7 @@ bool Lcore::tx_map(GuestQueue* q, unsigned n, std::int16_t& group) {
             grp = TxGroup{};
             grp.used = true;
             grp.mapping = mapping;
+            grp.dma = dma;
             group = g;
             bump(q->counters.c.grant_map_ops, nmap);
             bump(q->counters.c.grant_batches);
@@ -962,7 +971,7 @@ bool Lcore::do_tx_completions(GuestQueue* q) {
 void Lcore::tx_release_group(GuestQueue* q, std::int16_t g) {
     TxGroup& grp = q->tx_groups[static_cast<std::size_t>(g)];
     const std::uint32_t n = grp.mapping.count;
-    if (Status st = grant_unmap(grp.mapping); !st) {
+    if (Status st = unmap_run(q, grp.dma, grp.mapping); !st) {
         disable(q, "unmapping TX buffers failed", st.error().message.c_str());
         return;
     }

@@ -33,10 +33,18 @@ DmaVerdict model(const DmaInputs& in) {
     const bool no_iommu =
         in.binding == DeviceBinding::uio || in.binding == DeviceBinding::vfio_noiommu;
     if (no_iommu && in.iova == IovaMode::va) return DmaVerdict::refused;
-    if (no_iommu && in.bus == DeviceBus::pci &&
-        (in.domain == DomainType::pvh || in.domain == DomainType::hvm))
+    const bool pvh_hvm = in.domain == DomainType::pvh || in.domain == DomainType::hvm;
+    if (no_iommu && in.bus == DeviceBus::pci && pvh_hvm) return DmaVerdict::zero_copy;
+    // Behind an IOMMU: zero copy with the pages DMA-mapped into vfio's container.
+    if (in.binding == DeviceBinding::vfio_iommu && in.bus == DeviceBus::pci && pvh_hvm)
         return DmaVerdict::zero_copy;
     return DmaVerdict::copy_only;
+}
+
+// Which verdicts need guest pages DMA-mapped for the device.
+bool model_dma_map(const DmaInputs& in) {
+    return model(in) == DmaVerdict::zero_copy && in.binding == DeviceBinding::vfio_iommu &&
+           in.bus == DeviceBus::pci;
 }
 
 std::string describe(const DmaInputs& in) {
@@ -64,6 +72,7 @@ TEST(DmaPolicy, EveryCombinationGetsTheMatrixVerdict) {
                     EXPECT_EQ(got.verdict, model(in))
                         << describe(in) << ": " << to_string(got.verdict) << " (" << got.reason
                         << ")";
+                    EXPECT_EQ(got.dma_map, model_dma_map(in)) << describe(in);
                     used.insert(&got);
                     ++n;
                 }
@@ -108,11 +117,22 @@ TEST(DmaPolicy, PassedThroughNicsInPvhAndHvmDomains) {
             EXPECT_EQ(va.verdict, DmaVerdict::refused);
             EXPECT_NE(va.works.find("--iova-mode=pa"), std::string_view::npos);
         }
-        // Behind an IOMMU guest pages would need DMA-mapping into the container: copy.
+        // Behind an IOMMU: zero copy, each run or static grant DMA-mapped into the container
+        // (whatever the IOVA mode: VA maps the address, PA each page's guest-physical one).
         for (IovaMode i : kIovas) {
             const DmaRule& r = decide_dma({d, DeviceBus::pci, DeviceBinding::vfio_iommu, i});
-            EXPECT_EQ(r.verdict, DmaVerdict::copy_only);
-            EXPECT_NE(r.reason.find("rte_dev_dma_map"), std::string_view::npos);
+            EXPECT_EQ(r.verdict, DmaVerdict::zero_copy);
+            EXPECT_TRUE(r.dma_map);
+            EXPECT_NE(r.reason.find("DMA-mapped into DPDK's vfio container"),
+                      std::string_view::npos);
+            EXPECT_NE(r.reason.find("per run"), std::string_view::npos) << r.reason;
+            EXPECT_NE(r.reason.find("per static grant"), std::string_view::npos) << r.reason;
+        }
+        // Other bindings never need the mapper.
+        for (DeviceBinding k : kBindings) {
+            if (k == DeviceBinding::vfio_iommu) continue;
+            for (IovaMode i : kIovas)
+                EXPECT_FALSE(decide_dma({d, DeviceBus::pci, k, i}).dma_map);
         }
         EXPECT_EQ(
             decide_dma({d, DeviceBus::pci, DeviceBinding::kernel_driver, IovaMode::va}).verdict,
@@ -125,6 +145,15 @@ TEST(DmaPolicy, WithoutXenAPciNicCopies) {
         decide_dma({DomainType::not_xen, DeviceBus::pci, DeviceBinding::uio, IovaMode::pa});
     EXPECT_EQ(r.verdict, DmaVerdict::copy_only);
     EXPECT_NE(r.reason.find("simulator"), std::string_view::npos);
+    // Behind an IOMMU too: the simulator's guest memory is not handed to a real device.
+    for (IovaMode i : kIovas) {
+        const DmaRule& v =
+            decide_dma({DomainType::not_xen, DeviceBus::pci, DeviceBinding::vfio_iommu, i});
+        EXPECT_EQ(v.verdict, DmaVerdict::copy_only);
+        EXPECT_FALSE(v.dma_map);
+        EXPECT_NE(v.reason.find("simulator"), std::string_view::npos);
+        EXPECT_NE(v.works.find("vfio-pci behind an IOMMU"), std::string_view::npos);
+    }
 }
 
 TEST(DmaPolicy, UnknownXenDomainRefusesDevices) {

@@ -20,6 +20,7 @@
 //   * a second net_ring port whose peer plays the NIC (rx_peer_fills_pool): it fills the
 //     buffers the engine posted, and map and reuse are zero copy.
 #include <dirent.h>
+#include <poll.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
@@ -43,6 +44,7 @@
 #include <unistd.h>
 #include <utility>
 
+#include "dpnb/hv/dma_mapper.hpp"
 #include "dpnb/hv/sim.hpp"
 #include "dpnb/netfront/toolstack.hpp"
 #include "dpnb/netif/flow_hash.hpp"
@@ -246,12 +248,15 @@ protected:
         ports.insert(ports.end(), extra_ports_.begin(), extra_ports_.end());
         EngineOptions o = engine_options(std::move(ports));
         o.tx_copy_slot_max = tx_copy_slot_max_;
+        o.map_batch = map_batch_;
         o.rx_stall_timeout = rx_stall_timeout_;
         o.ip_anti_spoofing = ip_anti_spoofing_;
         o.eal = eal_;
         o.place_interrupts = place_interrupts_;
         o.place_vhost_workers = place_vhost_workers_;
-        auto e = Engine::create(o, *backend_, pmd::system_dma_probe(), irq_sim_);
+        auto e = Engine::create(o, *backend_,
+                                dma_probe_ != nullptr ? *dma_probe_ : pmd::system_dma_probe(),
+                                irq_sim_, iommu_);
         CT_ASSERT_OK(e);
         engine_ = std::move(*e);
         handshake_ = std::make_unique<BackendHandshake>(*xs_, *engine_);
@@ -431,6 +436,11 @@ protected:
     unsigned pool_mbufs_ = 1023;   // the peer's mbufs, for what the test injects
     std::uint16_t pool_data_room_ = 9216 + RTE_PKTMBUF_HEADROOM;
     std::vector<pmd::PortConfig> extra_ports_; // after the ring port
+    // The DMA policy's view of the ports (the system's when null) and the IOMMU guest pages
+    // are DMA-mapped into for ports behind one (DPDK's vfio container when null).
+    const pmd::DmaProbe* dma_probe_ = nullptr;
+    hv::DmaMapper* iommu_ = nullptr;
+    unsigned map_batch_ = 1;
 
     // Placement through sim_ (the Engine's and the event channels' IRQs) from the next
     // start_engine().
@@ -1231,6 +1241,236 @@ INSTANTIATE_TEST_SUITE_P(
                       PeerFillsCase{RxMode::reuse, netfront::RxMode::reuse, false, "reuse"},
                       PeerFillsCase{RxMode::reuse, netfront::RxMode::reuse, true, "reuse_half"}),
     [](const auto& p) { return std::string(p.param.name); });
+
+// A PCI NIC behind vfio with an IOMMU in an HVM driver domain, played by the net_ring port
+// whose peer fills the posted buffers, with the simulated IOMMU: every buffer the device is
+// handed lies in a DMA-mapped range when it gets it (RX: the pool's buffers the peer takes;
+// TX: the external segments the TX ring carries), map runs cost one IOMMU call each (not one
+// per page), static grants (reuse) are mapped at registration and cost none per packet, a
+// refused IOMMU map bounces RX buffers and drops TX packets without losing any, and nothing
+// stays mapped after detach.
+struct IommuCase {
+    RxMode mode;
+    unsigned map_batch;
+    const char* name;
+};
+void PrintTo(const IommuCase& c, std::ostream* os) {
+    *os << c.name;
+}
+class EngineRingIommu : public EngineRing, public ::testing::WithParamInterface<IommuCase> {};
+
+TEST_P(EngineRingIommu, EveryBufferTheDeviceGetsIsDmaMapped) {
+    const IommuCase ic = GetParam();
+    const bool reuse = ic.mode == RxMode::reuse;
+    pmd::FixedDmaProbe probe;
+    probe.domain = pmd::DomainType::hvm;
+    probe.iova = pmd::IovaMode::va;
+    probe.dev.bus = pmd::DeviceBus::pci;
+    probe.dev.binding = pmd::DeviceBinding::vfio_iommu;
+    probe.dev.kernel_driver = "vfio-pci";
+    hv::SimIommu iommu;
+    dma_probe_ = &probe;
+    iommu_ = &iommu;
+    tx_copy_slot_max_ = 0; // TX slots beyond the header copy are handed over as they are
+    map_batch_ = ic.map_batch;
+
+    const hv::DomId dom = plugged_guest("ringiommu");
+    GuestProcess g(dir_.path(), dom,
+                   GuestOptions{reuse ? netfront::RxMode::reuse : netfront::RxMode::copy});
+    make_ring_port("ctring");
+    if (HasFatalFailure()) return;
+    rte_ring* nic = rte_ring_create("ctio_rx", 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    rte_ring* out = rte_ring_create("ctio_tx", 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(nic, nullptr);
+    ASSERT_NE(out, nullptr);
+    rings_.push_back(nic);
+    rings_.push_back(out);
+    pmd::PortConfig zc;
+    zc.name = "zc";
+    zc.device = ring_ethdev("ctio", nic, out);
+    ASSERT_FALSE(zc.device.empty());
+    zc.steering = pmd::Steering::dedicated_port;
+    zc.rx_peer_fills_pool = true;
+    extra_ports_.push_back(zc);
+    start_engine();
+    if (!engine_) return;
+    rte_mempool* posted = nullptr;
+    for (const PortStatus& ps : engine_->ports()) {
+        EXPECT_EQ(ps.dma, pmd::DmaVerdict::zero_copy) << ps.name << ": " << ps.dma_reason;
+        EXPECT_NE(ps.dma_reason.find("DMA-mapped"), std::string::npos) << ps.dma_reason;
+        if (ps.name == "zc") {
+            EXPECT_TRUE(ps.zero_copy) << ps.copy_reason;
+            ASSERT_EQ(ps.rx_pools.size(), 1u);
+            posted = rte_mempool_lookup(ps.rx_pools[0].c_str());
+        }
+    }
+    ASSERT_NE(posted, nullptr);
+    EXPECT_EQ(iommu.ranges(), 0u) << "nothing of a guest is mapped before it attaches";
+    if (reuse) {
+        handshake_->caps.ctrl_ring = true;
+        handshake_->caps.static_grants = true;
+    }
+    CT_ASSERT_OK(handshake_->connect(dom, 0, "zc", ic.mode));
+    ASSERT_TRUE(g.wait_connected());
+    start_drainer();
+    EXPECT_EQ(engine_->status(VifId{dom, 0})->rx_mode, ic.mode);
+    std::uint32_t registered = 0;
+    if (reuse) {
+        // The control ring is served from next_event(): pump it until the pool is in.
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (std::chrono::steady_clock::now() < deadline && registered < 64) {
+            pollfd p{engine_->events_fd(), POLLIN, 0};
+            (void)::poll(&p, 1, 100);
+            while (engine_->next_event()) {
+            }
+            registered = engine_->status(VifId{dom, 0})->static_grants;
+        }
+        ASSERT_GE(registered, 64u) << "the frontend's RX pool was not registered";
+        EXPECT_GE(iommu.ranges(), registered) << "each static grant's page is DMA-mapped";
+    }
+    auto lcore_sum = [&](std::uint64_t LcoreStats::*field) {
+        std::uint64_t v = 0;
+        for (const LcoreStats& l : engine_->lcore_stats())
+            v += l.*field;
+        return v;
+    };
+    const std::uint64_t rx_calls0 = lcore_sum(&LcoreStats::dma_map_calls);
+    const VifCounters c0 = engine_->status(VifId{dom, 0})->counters;
+
+    // RX: the "NIC" takes each posted buffer; it must be DMA-mapped right then.
+    unsigned unmapped = 0;
+    std::map<std::uint32_t, unsigned> next_index; // per stream
+    auto nic_receive = [&](unsigned count, std::uint32_t stream) {
+        const auto deadline =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(kTimeoutMs);
+        for (unsigned k = 0; k < count; ++k) {
+            const unsigned i = next_index[stream]++;
+            void* obj = nullptr;
+            while (rte_mempool_get(posted, &obj) != 0) {
+                ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no buffer posted";
+                std::this_thread::sleep_for(std::chrono::microseconds(200));
+            }
+            auto* m = static_cast<rte_mbuf*>(obj);
+            const bool bounce = pmd::GuestBufferPool::info(m).kind == pmd::GuestBufKind::bounce;
+            // A bounce buffer is the daemon's DPDK memory, which DPDK maps itself.
+            if (!bounce && !iommu.mapped(m->buf_iova, m->buf_len)) ++unmapped;
+            const auto f =
+                payload_frame(guest_mac(dom), peer_mac(), i, stream, 64 + (i * 97) % 1451);
+            std::memcpy(rte_pktmbuf_mtod(m, void*), f.data(), f.size());
+            m->data_len = static_cast<std::uint16_t>(f.size());
+            m->pkt_len = static_cast<std::uint32_t>(f.size());
+            ASSERT_EQ(rte_ring_sp_enqueue(nic, m), 0);
+        }
+    };
+    constexpr unsigned kFrames = 300;
+    nic_receive(kFrames, 1);
+    if (HasFatalFailure()) return;
+    // With map_batch > 1 the last frames may wait in a group not filled yet: more frames
+    // (stream 6) fill it.
+    for (int k = 0; k < 50 && ic.map_batch > 1; ++k) {
+        auto done = g.wait_received(1, kFrames, 100);
+        if (done && done->received == kFrames) break;
+        nic_receive(ic.map_batch, 6);
+        if (HasFatalFailure()) return;
+    }
+    auto r = g.wait_received(1, kFrames);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->received, kFrames) << r->counters;
+    EXPECT_EQ(r->bad, 0u);
+    EXPECT_EQ(unmapped, 0u) << "buffers handed to the device outside any DMA-mapped range";
+    VifCounters c1 = engine_->status(VifId{dom, 0})->counters;
+    EXPECT_EQ(c1.daemon_copies, 0u);
+    const std::uint64_t rx_calls = lcore_sum(&LcoreStats::dma_map_calls) - rx_calls0;
+    if (reuse) {
+        EXPECT_GE(c1.iott_hits - c0.iott_hits, kFrames - 64) << "from the static grants";
+        EXPECT_LE(rx_calls, c1.grant_map_ops - c0.grant_map_ops) << "only misses map";
+    } else {
+        // One IOMMU call per grant-map run (map_batch pages at most), not one per page.
+        EXPECT_EQ(lcore_sum(&LcoreStats::dma_map_calls), lcore_sum(&LcoreStats::grant_map_calls));
+        if (ic.map_batch > 1) {
+            EXPECT_LT(lcore_sum(&LcoreStats::dma_map_calls), c1.grant_map_ops);
+        }
+        EXPECT_GE(c1.grant_map_ops - c0.grant_map_ops, kFrames);
+    }
+
+    // TX: frames in two slots (crossing a page); the external segments the port's TX ring
+    // carries must be DMA-mapped while the device holds them.
+    auto drain_out = [&](unsigned want, std::vector<std::vector<std::byte>>& got) {
+        unsigned ext = 0;
+        const auto deadline =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(kTimeoutMs);
+        while (got.size() < want && std::chrono::steady_clock::now() < deadline) {
+            void* obj = nullptr;
+            if (rte_ring_sc_dequeue(out, &obj) != 0) {
+                std::this_thread::sleep_for(std::chrono::microseconds(200));
+                continue;
+            }
+            auto* m = static_cast<rte_mbuf*>(obj);
+            for (rte_mbuf* seg = m; seg != nullptr; seg = seg->next) {
+                if (!RTE_MBUF_HAS_EXTBUF(seg)) continue; // daemon memory
+                ++ext;
+                if (!iommu.mapped(seg->buf_iova + seg->data_off, seg->data_len)) ++unmapped;
+            }
+            std::vector<std::byte> f(m->pkt_len);
+            const void* p = rte_pktmbuf_read(m, 0, m->pkt_len, f.data());
+            if (p != f.data()) std::memcpy(f.data(), p, m->pkt_len);
+            got.push_back(std::move(f));
+            rte_pktmbuf_free(m);
+        }
+        return ext;
+    };
+    const std::uint64_t tx_calls0 = lcore_sum(&LcoreStats::dma_map_calls);
+    const std::uint64_t tx_runs0 = lcore_sum(&LcoreStats::grant_map_calls);
+    ASSERT_TRUE(g.send(peer_mac(), 2, 24, 1400, 3500, false));
+    std::vector<std::vector<std::byte>> sent;
+    const unsigned ext = drain_out(24, sent);
+    ASSERT_EQ(sent.size(), 24u);
+    for (unsigned i = 0; i < 24; ++i)
+        EXPECT_TRUE(sent[i] == payload_frame(peer_mac(), guest_mac(dom), i, 2, 1400)) << i;
+    EXPECT_GE(ext, 24u) << "the slots beyond the header copy are the guest's pages";
+    EXPECT_EQ(unmapped, 0u) << "TX segments handed to the device outside any DMA-mapped range";
+    EXPECT_EQ(lcore_sum(&LcoreStats::dma_map_calls) - tx_calls0,
+              lcore_sum(&LcoreStats::grant_map_calls) - tx_runs0)
+        << "one IOMMU map per grant-map run";
+    c1 = engine_->status(VifId{dom, 0})->counters;
+    EXPECT_LT(lcore_sum(&LcoreStats::dma_map_calls) - tx_calls0, 48u) << "not one per page";
+
+    // A refused IOMMU map: TX packets of that run drop (answered in error), RX buffers of
+    // that run are bounced (copied); nothing is lost, and the next runs are mapped again.
+    const std::uint64_t fail0 = lcore_sum(&LcoreStats::dma_map_failures);
+    iommu.fail_next_maps(1);
+    const auto answer = g.send_frame(payload_frame(peer_mac(), guest_mac(dom), 0, 3, 1400), 3500);
+    ASSERT_TRUE(answer.has_value());
+    EXPECT_FALSE(*answer) << "the packet's run could not be DMA-mapped";
+    EXPECT_EQ(lcore_sum(&LcoreStats::dma_map_failures) - fail0, 1u);
+    EXPECT_EQ(engine_->status(VifId{dom, 0})->counters.tx_drop_error - c1.tx_drop_error, 1u);
+    ASSERT_TRUE(g.send(peer_mac(), 4, 4, 1400, 3500, false));
+    sent.clear();
+    (void)drain_out(4, sent);
+    EXPECT_EQ(sent.size(), 4u) << "TX maps again after a refusal";
+    if (!reuse) {
+        iommu.fail_next_maps(1);
+        nic_receive(100, 5);
+        if (HasFatalFailure()) return;
+        auto r5 = g.wait_received(5, 100);
+        ASSERT_TRUE(r5);
+        EXPECT_EQ(r5->received, 100u) << r5->counters;
+        EXPECT_EQ(lcore_sum(&LcoreStats::dma_map_failures) - fail0, 2u);
+    }
+    EXPECT_EQ(unmapped, 0u);
+    EXPECT_TRUE(engine_->status(VifId{dom, 0})->disabled_reason.empty());
+
+    close_and_check(g, dom);
+    EXPECT_EQ(iommu.ranges(), 0u) << "nothing stays DMA-mapped after detach";
+    EXPECT_EQ(iommu.refused(), reuse ? 1u : 2u) << "only the injected refusals";
+    EXPECT_EQ(iommu.map_calls() - iommu.refused(), iommu.unmap_calls());
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, EngineRingIommu,
+                         ::testing::Values(IommuCase{RxMode::map, 1, "map"},
+                                           IommuCase{RxMode::map, 4, "map_batch4"},
+                                           IommuCase{RxMode::reuse, 1, "reuse_static_grants"}),
+                         [](const auto& p) { return std::string(p.param.name); });
 
 TEST_F(EngineRing, RateLimitHoldsTransmitsUntilLifted) {
     const hv::DomId dom = plugged_guest("rateguest");

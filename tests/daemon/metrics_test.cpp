@@ -221,6 +221,14 @@ TEST(Metrics, EveryCounterOfTheCounterTablesIsExported) {
                                 std::to_string(lc.notify_calls)));
     EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_syscalls_total{lcore="1",kind="write"} )" +
                                 std::to_string(lc.write_syscalls)));
+    EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_iommu_calls_total{lcore="1",kind="map"} )" +
+                                std::to_string(lc.dma_map_calls)));
+    EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_iommu_calls_total{lcore="1",kind="unmap"} )" +
+                                std::to_string(lc.dma_unmap_calls)));
+    EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_iommu_failures_total{lcore="1",kind="map"} )" +
+                                std::to_string(lc.dma_map_failures)));
+    EXPECT_TRUE(has_line(t, R"(dpnetback_lcore_iommu_failures_total{lcore="1",kind="unmap"} )" +
+                                std::to_string(lc.dma_unmap_failures)));
 }
 
 TEST(Metrics, LcoreGauges) {

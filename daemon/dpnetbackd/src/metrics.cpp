@@ -90,6 +90,13 @@ constexpr std::string_view kSyscallsHelp =
     "Read- and write-family system calls of the lcore's thread, as the kernel counts them "
     "(syscr and syscw of /proc/PID/task/TID/io): the PMD's (net_tap's readv and writev per "
     "frame, vhost-net kicks), event-channel reads and unmasks, wake-ups.";
+constexpr std::string_view kIommuCallsHelp =
+    "Calls the lcore made to the IOMMU of ports behind vfio with an IOMMU, by kind: one "
+    "VFIO_IOMMU_MAP_DMA or _UNMAP_DMA ioctl each with IOVA as VA, a run of grant-mapped pages "
+    "per call.";
+constexpr std::string_view kIommuFailuresHelp =
+    "IOMMU calls refused, by kind: a refused map copies the run's RX buffers and drops its TX "
+    "packets; a refused unmap leaves the grants mapped and disables the vif.";
 constexpr CounterFamily kLcoreFamilies[] = {
     {"busy_polls", "dpnetback_lcore_polls_total", kPollsHelp, "result", "busy"},
     {"idle_polls", "dpnetback_lcore_polls_total", kPollsHelp, "result", "idle"},
@@ -101,6 +108,11 @@ constexpr CounterFamily kLcoreFamilies[] = {
      "grant_unmap"},
     {"notify_calls", "dpnetback_lcore_hypervisor_calls_total", kHypervisorCallsHelp, "kind",
      "notify"},
+    {"dma_map_calls", "dpnetback_lcore_iommu_calls_total", kIommuCallsHelp, "kind", "map"},
+    {"dma_unmap_calls", "dpnetback_lcore_iommu_calls_total", kIommuCallsHelp, "kind", "unmap"},
+    {"dma_map_failures", "dpnetback_lcore_iommu_failures_total", kIommuFailuresHelp, "kind", "map"},
+    {"dma_unmap_failures", "dpnetback_lcore_iommu_failures_total", kIommuFailuresHelp, "kind",
+     "unmap"},
     {"read_syscalls", "dpnetback_lcore_syscalls_total", kSyscallsHelp, "kind", "read"},
     {"write_syscalls", "dpnetback_lcore_syscalls_total", kSyscallsHelp, "kind", "write"},
 };

@@ -53,6 +53,8 @@ const char* to_string(StaticGrantStatus s) noexcept {
         return "table full";
     case StaticGrantStatus::map_failed:
         return "grant could not be mapped";
+    case StaticGrantStatus::dma_map_failed:
+        return "dma_map_failed";
     case StaticGrantStatus::not_found:
         return "grant reference not registered";
     case StaticGrantStatus::busy:
@@ -160,6 +162,31 @@ bool PersistentGrantTable::try_invalidate(GrantRef ref) {
     return true;
 }
 
+void PersistentGrantTable::set_dma_mapper(DmaMapper* dma) {
+    const std::lock_guard lock(mu_);
+    dma_ = dma;
+}
+
+PersistentGrantTable::DmaCounts PersistentGrantTable::dma_counts() const {
+    const std::lock_guard lock(mu_);
+    return dma_counts_;
+}
+
+bool PersistentGrantTable::unmap_slot(GrantMapping& m) {
+    if (dma_ != nullptr) {
+        ++dma_counts_.unmaps;
+        if (Status st = dma_->unmap(reinterpret_cast<std::uintptr_t>(m.base), kPageSize); !st) {
+            ++dma_counts_.unmap_failures;
+            std::fprintf(stderr,
+                         "dpnetback: persistent grants of dom %u: IOMMU unmap refused (%s); the "
+                         "grant stays mapped\n",
+                         unsigned{guest_}, st.error().message.c_str());
+            return false;
+        }
+    }
+    return mapper_->unmap(m).has_value();
+}
+
 Status PersistentGrantTable::add(std::span<const StaticGrant> grants,
                                  std::span<StaticGrantStatus> status) {
     if (status.size() != grants.size())
@@ -224,6 +251,33 @@ Status PersistentGrantTable::add(std::span<const StaticGrant> grants,
         mapped.push_back(m);
     }
 
+    // 2b. Into the device's IOMMU, each page on its own (removed on its own), before any
+    //     entry is valid; a refusal undoes the whole request.
+    if (dma_ != nullptr) {
+        for (std::size_t i = 0; i < n; ++i) {
+            ++dma_counts_.maps;
+            if (dma_->map(reinterpret_cast<std::uintptr_t>(mapped[i].base), kPageSize)) continue;
+            ++dma_counts_.map_failures;
+            for (std::size_t j = 0; j < n; ++j) {
+                bool unmap_grant = true;
+                if (j < i) {
+                    ++dma_counts_.unmaps;
+                    if (!dma_->unmap(reinterpret_cast<std::uintptr_t>(mapped[j].base), kPageSize)) {
+                        ++dma_counts_.unmap_failures;
+                        unmap_grant = false; // the device may still reach it
+                    }
+                }
+                if (!unmap_grant || !mapper_->unmap(mapped[j]))
+                    leaked_.emplace_back(grants[j].ref, mapped[j]);
+            }
+            fill(StaticGrantStatus::rolled_back);
+            status[i] = StaticGrantStatus::dma_map_failed;
+            return make_error(Errc::io, "persistent grants: the device's IOMMU refused ref " +
+                                            std::to_string(grants[i].ref) + " of dom " +
+                                            std::to_string(guest_));
+        }
+    }
+
     // 3. Publish: the data path sees an entry only once its address is in place.
     for (std::size_t i = 0; i < n; ++i) {
         publish(grants[i].ref, mapped[i], grants[i].readonly);
@@ -262,7 +316,7 @@ Result<std::uint32_t> PersistentGrantTable::remove(std::span<const GrantRef> ref
         valid_.fetch_sub(1, std::memory_order_relaxed);
         GrantMapping m = it->second.mapping;
         slots_.erase(it);
-        if (mapper_->unmap(m)) {
+        if (unmap_slot(m)) {
             status[i] = StaticGrantStatus::ok;
             ++removed;
         } else {
@@ -296,7 +350,7 @@ PersistentGrantCloseReport PersistentGrantTable::close() {
             if (std::atomic_ref<std::uint32_t>(status_[ref]).load(std::memory_order_seq_cst) != 0)
                 return false;
             auto it = slots_.find(ref);
-            if (mapper_->unmap(it->second.mapping)) {
+            if (unmap_slot(it->second.mapping)) {
                 ++report.unmapped;
             } else {
                 ++report.unmap_failures;

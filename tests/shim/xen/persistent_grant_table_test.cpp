@@ -295,6 +295,131 @@ TEST(PersistentGrants, FailedUnmapLeavesTheEntryInvalid) {
     EXPECT_EQ(r.unmapped, 0U);
 }
 
+// The IOMMU of a device behind vfio, checking at each call the order the header promises:
+// a page is DMA-mapped after its grant map and before its entry is valid, and unmapped after
+// its entry is invalid and not in flight, before its grant unmap.
+class OrderCheckingIommu final : public DmaMapper {
+public:
+    explicit OrderCheckingIommu(Fixture& f) : f_(f) {}
+    SimIommu sim;
+    unsigned misordered = 0;
+
+    Status map(std::uintptr_t va, std::size_t len) override {
+        const GrantRef ref = ref_of(va);
+        EXPECT_EQ(len, kPageSize);
+        if (!f_.mapper->is_mapped(ref) || f_.flags(ref) != 0) ++misordered;
+        return sim.map(va, len);
+    }
+    Status unmap(std::uintptr_t va, std::size_t len) override {
+        const GrantRef ref = ref_of(va);
+        if (!f_.mapper->is_mapped(ref) || f_.flags(ref) != 0 ||
+            f_.table->view().in_flight(ref) != 0)
+            ++misordered;
+        return sim.unmap(va, len);
+    }
+
+private:
+    GrantRef ref_of(std::uintptr_t va) const {
+        return static_cast<GrantRef>(
+            (va - reinterpret_cast<std::uintptr_t>(f_.mapper->page_of(0))) / kPageSize);
+    }
+    Fixture& f_;
+};
+
+TEST(PersistentGrants, BehindAnIommuEachEntryIsDmaMappedWhileValid) {
+    Fixture f;
+    OrderCheckingIommu io(f);
+    f.table->set_dma_mapper(&io);
+    ASSERT_TRUE(f.add_rw({1, 2, 3}));
+    EXPECT_EQ(io.sim.map_calls(), 3U) << "one map per static grant";
+    EXPECT_EQ(io.sim.ranges(), 3U);
+    const TranslationTableView v = f.table->view();
+    for (GrantRef r : {1U, 2U, 3U}) {
+        std::byte* p = v.acquire(r, true);
+        ASSERT_NE(p, nullptr);
+        EXPECT_TRUE(io.sim.mapped(reinterpret_cast<std::uintptr_t>(p), kPageSize)) << r;
+        v.release(r);
+    }
+    // No call on lookups: only add, remove and close reach the IOMMU.
+    EXPECT_EQ(io.sim.map_calls(), 3U);
+
+    // In flight: remove refuses and leaves both mappings in place.
+    ASSERT_NE(v.acquire(2, true), nullptr);
+    EXPECT_EQ(f.remove({1, 2}), (std::vector<S>{S::ok, S::busy}));
+    EXPECT_FALSE(io.sim.mapped(reinterpret_cast<std::uintptr_t>(f.mapper->page_of(1)), 1));
+    EXPECT_TRUE(io.sim.mapped(reinterpret_cast<std::uintptr_t>(f.mapper->page_of(2)), 1));
+    v.release(2);
+
+    const PersistentGrantCloseReport r = f.table->close();
+    EXPECT_TRUE(r.clean());
+    EXPECT_EQ(r.unmapped, 2U);
+    EXPECT_EQ(io.sim.ranges(), 0U) << "nothing stays DMA-mapped";
+    EXPECT_EQ(io.sim.unmap_calls(), 3U);
+    EXPECT_EQ(io.sim.refused(), 0U);
+    EXPECT_EQ(io.misordered, 0U);
+    EXPECT_EQ(f.mapper->mapped_pages(), 0U);
+    const auto c = f.table->dma_counts();
+    EXPECT_EQ(c.maps, 3U);
+    EXPECT_EQ(c.unmaps, 3U);
+    EXPECT_EQ(c.map_failures + c.unmap_failures, 0U);
+}
+
+// Passes calls on, and has the IOMMU refuse the `fail_at`-th map.
+class FailNthMap final : public DmaMapper {
+public:
+    FailNthMap(OrderCheckingIommu& inner, unsigned fail_at) : inner_(inner), fail_at_(fail_at) {}
+    Status map(std::uintptr_t va, std::size_t len) override {
+        if (++n_ == fail_at_) inner_.sim.fail_next_maps(1);
+        return inner_.map(va, len);
+    }
+    Status unmap(std::uintptr_t va, std::size_t len) override { return inner_.unmap(va, len); }
+
+private:
+    OrderCheckingIommu& inner_;
+    unsigned fail_at_;
+    unsigned n_ = 0;
+};
+
+TEST(PersistentGrants, ARefusedDmaMapRollsTheWholeAddBack) {
+    Fixture f;
+    OrderCheckingIommu io(f);
+    FailNthMap third(io, 4); // ref 4's map, then the third page of the next request
+    f.table->set_dma_mapper(&third);
+    ASSERT_TRUE(f.add_rw({4}));
+    std::vector<S> out;
+    EXPECT_FALSE(f.add_rw({5, 6, 7, 8}, &out));
+    EXPECT_EQ(out,
+              (std::vector<S>{S::rolled_back, S::rolled_back, S::dma_map_failed, S::rolled_back}));
+    EXPECT_EQ(to_ctrl_status(S::dma_map_failed), to_ctrl_status(S::map_failed));
+    EXPECT_EQ(io.sim.ranges(), 1U) << "only ref 4's page";
+    EXPECT_EQ(f.mapper->mapped_pages(), 1U) << "the request's grants are unmapped";
+    EXPECT_EQ(f.table->valid_entries(), 1U);
+    for (GrantRef r : {5U, 6U, 7U, 8U})
+        EXPECT_EQ(f.table->view().acquire(r, false), nullptr) << r;
+    EXPECT_EQ(f.table->dma_counts().map_failures, 1U);
+    EXPECT_EQ(io.misordered, 0U);
+    EXPECT_EQ(io.sim.unmap_calls(), 2U) << "the request's two DMA-mapped pages";
+    EXPECT_TRUE(f.table->close().clean());
+    EXPECT_EQ(io.sim.ranges(), 0U);
+}
+
+TEST(PersistentGrants, ARefusedDmaUnmapKeepsTheGrantMapped) {
+    Fixture f;
+    OrderCheckingIommu io(f);
+    f.table->set_dma_mapper(&io);
+    ASSERT_TRUE(f.add_rw({1, 2}));
+    io.sim.fail_next_unmaps(1);
+    EXPECT_EQ(f.remove({1}), std::vector<S>{S::unmap_failed});
+    EXPECT_TRUE(f.mapper->is_mapped(1)) << "the device may still reach the page";
+    EXPECT_EQ(f.table->view().acquire(1, false), nullptr) << "but the entry is gone";
+    io.sim.fail_next_unmaps(1);
+    const PersistentGrantCloseReport r = f.table->close();
+    EXPECT_EQ(r.unmap_failures, 1U);
+    EXPECT_TRUE(f.mapper->is_mapped(2));
+    EXPECT_EQ(f.table->dma_counts().unmap_failures, 2U);
+    EXPECT_EQ(io.misordered, 0U);
+}
+
 TEST(PersistentGrants, CloseUnmapsEverythingAndRefusesMore) {
     Fixture f;
     ASSERT_TRUE(f.add_rw({1, 2, 3}));

@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "dpnb/hv/dma_mapper.hpp"
 #include "dpnb/hv/grant_table.hpp"
 #include "dpnb/hv/translation_table.hpp"
 
@@ -44,15 +45,17 @@ struct StaticGrant {
 // Per-entry outcome of add() and remove().
 enum class StaticGrantStatus : std::uint8_t {
     ok,
-    rolled_back,  // add: this entry was fine, but the request as a whole was refused
-    out_of_range, // ref >= ref_limit
-    duplicate,    // add: already registered, or twice in the same request
-    no_space,     // add: the request would exceed max_entries
-    map_failed,   // add: the grant could not be mapped (bad ref, wrong domain, read-only)
-    not_found,    // remove: not registered
-    busy,         // remove: the backend has the buffer in flight; retry later
-    unmap_failed, // remove: gone from the table, but the mapping could not be removed
-    closed,       // the table was closed (the vif disconnected)
+    rolled_back,    // add: this entry was fine, but the request as a whole was refused
+    out_of_range,   // ref >= ref_limit
+    duplicate,      // add: already registered, or twice in the same request
+    no_space,       // add: the request would exceed max_entries
+    map_failed,     // add: the grant could not be mapped (bad ref, wrong domain, read-only)
+    dma_map_failed, // add: mapped, but the device's IOMMU refused the page (rolled back)
+    not_found,      // remove: not registered
+    busy,           // remove: the backend has the buffer in flight; retry later
+    unmap_failed,   // remove: gone from the table, but the mapping (grant or IOMMU) could not
+                    // be removed: the page stays mapped
+    closed,         // the table was closed (the vif disconnected)
 };
 
 const char* to_string(StaticGrantStatus s) noexcept;
@@ -102,6 +105,18 @@ public:
 
     const PersistentGrantLimits& limits() const { return limits_; }
 
+    // The IOMMU of the device the entries' pages are handed to (a NIC behind vfio), or null
+    // (a device that reaches them without one: the default). With one, add() DMA-maps each
+    // page after its grant map and before the entry is valid, and remove()/close() unmap it
+    // once the entry is invalid and not in flight, before the grant unmap: no call on the
+    // data path. Set before the first add(); `dma` must outlive the table.
+    void set_dma_mapper(DmaMapper* dma);
+    // Calls made to the DMA mapper and those that failed (control plane; relaxed reads).
+    struct DmaCounts {
+        std::uint64_t maps = 0, unmaps = 0, map_failures = 0, unmap_failures = 0;
+    };
+    DmaCounts dma_counts() const;
+
     // All or nothing, as XEN_NETIF_CTRL_TYPE_ADD_GREF_MAPPING requires: maps every grant
     // and publishes the entries, or adds none and says per entry why. `status.size()` must
     // equal `grants.size()` (else Errc::invalid_argument, no status written).
@@ -116,7 +131,8 @@ public:
     // On disconnect: invalidates every entry, waits (up to limits.close_timeout) until no
     // buffer is in flight, unmaps everything. Entries still in flight at the deadline stay
     // mapped for the life of the process (never unmap a page the NIC may still write).
-    // After close(), add() answers `closed`; the view stays readable (every lookup misses)
+    // An entry whose IOMMU unmap fails stays grant-mapped too (unmap_failures). After close(),
+    // add() answers `closed`; the view stays readable (every lookup misses)
     // until the table is destroyed. Idempotent: a second call reports nothing new.
     PersistentGrantCloseReport close();
 
@@ -135,8 +151,13 @@ private:
     // The hypervisor half of the race: true when the entry is now invalid and not in flight.
     bool try_invalidate(GrantRef ref);
     void bump_gen(GrantRef ref);
+    // Takes the page of `m` out of the IOMMU (if any) and unmaps its grant; false when either
+    // refused (the grant then stays mapped: the device may still reach the page).
+    bool unmap_slot(GrantMapping& m);
 
     std::unique_ptr<GrantTable> mapper_;
+    DmaMapper* dma_ = nullptr;
+    DmaCounts dma_counts_; // under mu_
     const DomId guest_;
     const PersistentGrantLimits limits_;
     IottEntry* const entries_;
@@ -144,7 +165,7 @@ private:
     const std::size_t entries_bytes_;
     const std::size_t status_bytes_;
 
-    std::mutex mu_; // control plane only
+    mutable std::mutex mu_; // control plane only
     std::unordered_map<GrantRef, Slot> slots_;
     // Left mapped by close() (still in flight) or by a failed unmap; never reused.
     std::vector<std::pair<GrantRef, GrantMapping>> leaked_;

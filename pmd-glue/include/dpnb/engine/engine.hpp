@@ -139,6 +139,12 @@ struct StageTime {
     X(grant_copy_calls, "grant-copy calls into the hypervisor, a batch of segments each")          \
     X(grant_map_calls, "grant-map calls into the hypervisor, a batch of grants each")              \
     X(grant_unmap_calls, "grant-unmap calls into the hypervisor, a mapped batch each")             \
+    X(dma_map_calls, "IOMMU map calls for a port behind vfio with an IOMMU, a run of "             \
+                     "grant-mapped pages each (RX map mode, TX slots)")                            \
+    X(dma_unmap_calls, "IOMMU unmap calls, a mapped run each")                                     \
+    X(dma_map_failures, "IOMMU maps refused: RX buffers bounced (copied), TX packets dropped")     \
+    X(dma_unmap_failures, "IOMMU unmaps refused: the pages stay grant-mapped and the vif is "      \
+                          "disabled")                                                              \
     X(notify_calls, "event-channel notifications the lcore sent to guests")                        \
     X(irq_placement_failures, "event channels whose IRQ the lcore could not move to its CPUs "     \
                               "(none or several new IRQs of its handle's name, or the write "      \
@@ -218,11 +224,12 @@ public:
     // hypervisor handles and launches the poll loops. `dma` tells the domain type and each
     // port's device for the DMA policy: a port it refuses fails create(), one it keeps from
     // guest pages copies. `placement` moves IRQs and vhost workers (EngineOptions::place_*):
-    // the system's when null.
+    // the system's when null. `iommu` DMA-maps guest pages for ports whose device is behind
+    // an IOMMU (pmd::DmaRule::dma_map): DPDK's vfio container when null.
     static Result<std::unique_ptr<Engine>>
     create(const EngineOptions& options, hv::BackendHypervisor& hv,
            const pmd::DmaProbe& dma = pmd::system_dma_probe(),
-           pmd::CpuPlacement* placement = nullptr);
+           pmd::CpuPlacement* placement = nullptr, hv::DmaMapper* iommu = nullptr);
     // shutdown() if not done.
     ~Engine() override;
     Engine(const Engine&) = delete;

@@ -3,7 +3,8 @@
 // own DPDK memory (copy), or none at all (the port is refused). The zero-copy path gives the
 // NIC rte_mem_virt2iova() of a grant-mapped page: right where that is the address the device
 // uses (a virtual device, whose buffers the CPU writes; a PVH/HVM driver domain whose
-// passed-through NIC sees guest-physical addresses), wrong in a PV domain, where
+// passed-through NIC sees guest-physical addresses; behind an IOMMU once the page is
+// DMA-mapped into vfio's container), wrong in a PV domain, where
 // /proc/self/pagemap yields pseudo-physical frames and not the machine addresses a device
 // needs (docs/operations.md, "Deployment matrix").
 //
@@ -60,6 +61,9 @@ struct DmaRule {
     DmaVerdict verdict = DmaVerdict::refused;
     std::string_view reason; // why, in words an operator can act on
     std::string_view works;  // the deployment that gives zero copy (empty for zero_copy)
+    // zero_copy only with every guest page DMA-mapped into the device's IOMMU container
+    // (hv::DmaMapper) before the device sees it, and unmapped before its grant is.
+    bool dma_map = false;
 };
 
 // The rules in the order they are tried.
