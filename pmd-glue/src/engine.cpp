@@ -650,7 +650,9 @@ Status Engine::Impl::open_buffer_table(VifRecord& r, PortState& ps) {
             return make_error(t.error().code,
                               to_string(spec.id) + ": static grants: " + t.error().message);
         r.static_table = t->get();
-        r.static_table->set_dma_mapper(ps.dma);
+        // Behind an IOMMU the registered pages are DMA-mapped while registered, when the
+        // vif's NIC queue may be handed them (a copy vif's device never is).
+        if (r.zero_copy) r.static_table->set_dma_mapper(ps.dma);
         r.iott = std::move(*t);
         return ok();
     }
