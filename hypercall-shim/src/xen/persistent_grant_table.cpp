@@ -54,7 +54,7 @@ const char* to_string(StaticGrantStatus s) noexcept {
     case StaticGrantStatus::map_failed:
         return "grant could not be mapped";
     case StaticGrantStatus::dma_map_failed:
-        return "dma_map_failed";
+        return "the device's IOMMU refused the page";
     case StaticGrantStatus::not_found:
         return "grant reference not registered";
     case StaticGrantStatus::busy:
