@@ -148,8 +148,8 @@ struct VifRecord {
     unsigned lcore = 0;
     std::uint16_t port_index = 0;
     std::optional<std::uint16_t> rx_queue; // dedicated NIC queue
-    rte_flow* flow = nullptr;
-    bool steered = false;       // in the demux table of the port's shared queue
+    pmd::MacRules::Rule flow = nullptr;    // mac_flow: the rule steering its MAC to rx_queue
+    bool steered = false;                  // in the demux table of the port's shared queue
     bool local = false;         // in every lcore's table of the port's guests (local delivery)
     RxMode mode = RxMode::copy; // what attach settled on (VifShared::rx_mode: in effect now)
     bool zero_copy = false;     // rx_queue allocates from a guest pool

@@ -7,7 +7,6 @@
 #include <rte_dev.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
-#include <rte_flow.h>
 #include <rte_mbuf.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -199,6 +198,9 @@ Status Port::probe(const DmaProbe& dma) {
         caps_.driver_caps.rx_buffers = RxBufferUse::in_order;
         caps_.driver_caps.rx_buffers_why = "its peer fills the RX queue's buffers in order";
         caps_.driver_caps.burst_within_ready = false;
+        // A peer that reads the port's MAC rules (a SimMacRules given) steers as a NIC with
+        // flow rules does: a frame no rule matches goes to queue 0, never to a guest's.
+        if (config_.mac_rules) caps_.driver_caps.spreads_unmatched_frames = false;
     }
     if (config_.rx_queues > caps_.max_rx_queues)
         return make_error(Errc::invalid_argument,
@@ -366,68 +368,29 @@ void Port::probe_flow_rules() {
         setup_.flow_reason = "a mac_flow port needs at least two RX queues";
         return;
     }
-    rte_flow_attr attr{};
-    attr.ingress = 1;
-    rte_flow_item_eth spec{};
-    rte_flow_item_eth mask{};
-    spec.hdr.dst_addr = to_ether(netif::MacAddress{{0x02, 0, 0, 0, 0, 1}});
-    std::memset(&mask.hdr.dst_addr, 0xFF, sizeof(mask.hdr.dst_addr));
-    std::array<rte_flow_item, 2> pattern{};
-    pattern[0].type = RTE_FLOW_ITEM_TYPE_ETH;
-    pattern[0].spec = &spec;
-    pattern[0].mask = &mask;
-    pattern[1].type = RTE_FLOW_ITEM_TYPE_END;
-    rte_flow_action_queue queue{};
-    queue.index = 1;
-    std::array<rte_flow_action, 2> actions{};
-    actions[0].type = RTE_FLOW_ACTION_TYPE_QUEUE;
-    actions[0].conf = &queue;
-    actions[1].type = RTE_FLOW_ACTION_TYPE_END;
-    rte_flow_error err{};
-    const int rc = rte_flow_validate(caps_.port_id, &attr, pattern.data(), actions.data(), &err);
-    setup_.flow_rules = rc == 0;
-    if (rc != 0) {
-        setup_.flow_reason = std::string("rte_flow_validate: ") +
-                             (err.message != nullptr ? err.message : err_text(rc).c_str());
+    const Status st = mac_rules().validate(caps_.port_id, 1);
+    setup_.flow_rules = st.has_value();
+    if (!st) {
+        setup_.flow_reason = st.error().message;
         spdlog::warn("port {}: {} refuses MAC steering rules ({}): every guest uses the shared "
                      "queue",
                      config_.name, caps_.driver, setup_.flow_reason);
     }
 }
 
-Result<rte_flow*> Port::add_mac_rule(const netif::MacAddress& mac, std::uint16_t q) {
-    rte_flow_attr attr{};
-    attr.ingress = 1;
-    rte_flow_item_eth spec{};
-    rte_flow_item_eth mask{};
-    spec.hdr.dst_addr = to_ether(mac);
-    std::memset(&mask.hdr.dst_addr, 0xFF, sizeof(mask.hdr.dst_addr));
-    std::array<rte_flow_item, 2> pattern{};
-    pattern[0].type = RTE_FLOW_ITEM_TYPE_ETH;
-    pattern[0].spec = &spec;
-    pattern[0].mask = &mask;
-    pattern[1].type = RTE_FLOW_ITEM_TYPE_END;
-    rte_flow_action_queue queue{};
-    queue.index = q;
-    std::array<rte_flow_action, 2> actions{};
-    actions[0].type = RTE_FLOW_ACTION_TYPE_QUEUE;
-    actions[0].conf = &queue;
-    actions[1].type = RTE_FLOW_ACTION_TYPE_END;
-    rte_flow_error err{};
-    rte_flow* f = rte_flow_create(caps_.port_id, &attr, pattern.data(), actions.data(), &err);
-    if (f == nullptr)
-        return make_error(Errc::unsupported,
-                          "port " + config_.name + ": rte_flow_create(eth dst " + mac_text(mac) +
-                              " -> queue " + std::to_string(q) +
-                              "): " + (err.message != nullptr ? err.message : "refused"));
-    return f;
+Result<MacRules::Rule> Port::add_mac_rule(const netif::MacAddress& mac, std::uint16_t q) {
+    auto rule = mac_rules().add(caps_.port_id, mac, q);
+    if (!rule)
+        return make_error(rule.error().code, "port " + config_.name + ": MAC rule eth dst " +
+                                                 mac_text(mac) + " -> queue " + std::to_string(q) +
+                                                 ": " + rule.error().message);
+    return *rule;
 }
 
-Status Port::remove_rule(rte_flow* flow) {
-    rte_flow_error err{};
-    if (rte_flow_destroy(caps_.port_id, flow, &err) != 0)
-        return make_error(Errc::io, "port " + config_.name + ": rte_flow_destroy: " +
-                                        (err.message != nullptr ? err.message : "failed"));
+Status Port::remove_rule(MacRules::Rule rule) {
+    if (Status st = mac_rules().remove(caps_.port_id, rule); !st)
+        return make_error(st.error().code,
+                          "port " + config_.name + ": removing a MAC rule: " + st.error().message);
     return ok();
 }
 

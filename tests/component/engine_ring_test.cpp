@@ -18,7 +18,11 @@
 //     over IPv4 and IPv6 to a GSO frontend as one packet with its GSO extra, and to frontends
 //     without GSO or without feature-sg as segments with their checksums;
 //   * a second net_ring port whose peer plays the NIC (rx_peer_fills_pool): it fills the
-//     buffers the engine posted, and map and reuse are zero copy.
+//     buffers the engine posted, and map and reuse are zero copy;
+//   * mac_flow steering on a 3-queue net_ring port whose peer plays a NIC with MAC rules
+//     (pmd::SimMacRules): a dedicated zero-copy queue and a rule per guest for as long as
+//     it stays, broadcasts through the default queue, local delivery between guests on
+//     dedicated queues, and a NIC that refuses rules.
 #include <dirent.h>
 #include <poll.h>
 #include <rte_eth_ring.h>
@@ -41,6 +45,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <thread>
+#include <tuple>
 #include <unistd.h>
 #include <utility>
 
@@ -50,6 +55,7 @@
 #include "dpnb/netif/flow_hash.hpp"
 #include "dpnb/pmd/cpu_placement.hpp"
 #include "dpnb/pmd/eal.hpp"
+#include "dpnb/pmd/mac_rules.hpp"
 #include "harness.hpp"
 #include "raw_frontend.hpp"
 
@@ -1477,6 +1483,310 @@ INSTANTIATE_TEST_SUITE_P(Modes, EngineRingIommu,
                                            IommuCase{RxMode::map, 4, "map_batch4"},
                                            IommuCase{RxMode::reuse, 1, "reuse_static_grants"}),
                          [](const auto& p) { return std::string(p.param.name); });
+
+// mac_flow steering on a net_ring port whose peer plays a NIC that steers by MAC
+// (pmd::SimMacRules, the twin of rte_flow): queue 0 is the port's shared default queue,
+// queues 1 and 2 are dedicated. The NIC sends each frame from the wire to the queue its
+// MAC rule names, into the next buffer the engine posted there, or to queue 0 in one of the
+// peer's mbufs where no rule matches (broadcast, unknown unicast), as a NIC with flow rules
+// does. No PMD here has usable MAC rules (net_tap spreads unmatched frames, net_ring and
+// virtio_user have none), so this is where mac_flow's rules, its dedicated zero-copy queues
+// and local delivery into them are exercised.
+class EngineRingMacFlow : public EngineRing {
+protected:
+    static constexpr std::uint16_t kQueues = 3;
+
+    void make_flow_port() {
+        for (std::uint16_t q = 0; q < kQueues; ++q) {
+            rte_ring* r = rte_ring_create(("ctmf_rx" + std::to_string(q)).c_str(), 1024,
+                                          SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+            ASSERT_NE(r, nullptr);
+            rings_.push_back(r);
+            mf_rx_.push_back(r);
+        }
+        std::vector<rte_ring*> tx;
+        for (int i = 0; i < 2; ++i) {
+            rte_ring* t = rte_ring_create(("ctmf_tx" + std::to_string(i)).c_str(), 1024,
+                                          SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+            ASSERT_NE(t, nullptr);
+            rings_.push_back(t);
+            tx.push_back(t);
+            tx_.push_back(t); // the drainer keeps what the flow port sends: the wire
+        }
+        const int port =
+            rte_eth_from_rings("ctmf", mf_rx_.data(), kQueues, tx.data(), 2, SOCKET_ID_ANY);
+        ASSERT_GE(port, 0);
+        mf_port_ = static_cast<std::uint16_t>(port);
+        char ethdev[RTE_ETH_NAME_MAX_LEN];
+        ASSERT_EQ(rte_eth_dev_get_name_by_port(mf_port_, ethdev), 0);
+        pmd::PortConfig mf;
+        mf.name = "mf";
+        mf.device = ethdev;
+        mf.steering = pmd::Steering::mac_flow;
+        mf.rx_queues = kQueues;
+        mf.rx_peer_fills_pool = true;
+        mf.mac_rules = rules_;
+        extra_ports_.push_back(mf);
+    }
+
+    // Two guests on the flow port: `a` in RX mode map (an unmodified frontend's buffers),
+    // `b` in reuse (its translation table); each must get a dedicated queue of its own.
+    void start_two(GuestProcess& ga, hv::DomId a, GuestProcess& gb, hv::DomId b) {
+        make_ring_port("ctring");
+        if (HasFatalFailure()) return;
+        make_flow_port();
+        if (HasFatalFailure()) return;
+        start_engine();
+        if (!engine_) return;
+        CT_ASSERT_OK(handshake_->connect(a, 0, "mf", RxMode::map));
+        CT_ASSERT_OK(handshake_->connect(b, 0, "mf", RxMode::reuse));
+        ASSERT_TRUE(ga.wait_connected());
+        ASSERT_TRUE(gb.wait_connected());
+        start_drainer();
+        for (const PortStatus& ps : engine_->ports())
+            if (ps.name == "mf") {
+                EXPECT_TRUE(ps.flow_rules);
+                EXPECT_TRUE(ps.zero_copy) << ps.copy_reason;
+                ASSERT_EQ(ps.rx_pools.size(), kQueues);
+                for (const std::string& name : ps.rx_pools)
+                    pools_.push_back(rte_mempool_lookup(name.c_str()));
+            }
+        ASSERT_EQ(pools_.size(), kQueues);
+    }
+
+    // The NIC takes a frame from the wire.
+    void nic_receive(const std::vector<std::byte>& frame) {
+        netif::MacAddress dst;
+        std::memcpy(dst.bytes.data(), frame.data(), dst.bytes.size());
+        const std::uint16_t q = rules_->queue_for(mf_port_, dst);
+        ASSERT_LT(q, kQueues);
+        rte_mbuf* m = nullptr;
+        if (q == 0) {
+            m = rte_pktmbuf_alloc(pool_);
+            ASSERT_NE(m, nullptr);
+        } else {
+            void* obj = nullptr;
+            const auto deadline =
+                std::chrono::steady_clock::now() + std::chrono::milliseconds(kTimeoutMs);
+            while (rte_mempool_get(pools_[q], &obj) != 0) {
+                ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+                    << "queue " << q << ": no buffer posted";
+                std::this_thread::sleep_for(std::chrono::microseconds(200));
+            }
+            m = static_cast<rte_mbuf*>(obj);
+        }
+        ASSERT_LE(frame.size() + m->data_off, m->buf_len);
+        std::memcpy(rte_pktmbuf_mtod(m, void*), frame.data(), frame.size());
+        m->data_len = static_cast<std::uint16_t>(frame.size());
+        m->pkt_len = static_cast<std::uint32_t>(frame.size());
+        while (rte_ring_sp_enqueue(mf_rx_[q], m) != 0)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+
+    // `count` payload frames of `stream` to `dst` from the wire, paced by `g`'s receipts.
+    void nic_send(GuestProcess& g, const netif::MacAddress& dst, std::uint32_t stream,
+                  unsigned count, std::uint64_t before = 0) {
+        for (unsigned i = 0; i < count; ++i) {
+            nic_receive(payload_frame(dst, peer_mac(), i, stream, 64 + (i * 97) % 1451));
+            if (HasFatalFailure()) return;
+            if (i % 16 == 15) {
+                ASSERT_TRUE(g.wait_received(stream, before + i + 1));
+            }
+        }
+    }
+
+    // Frames that do not come through a guest's dedicated queue (broadcasts from the default
+    // queue, frames from another guest) are copied into its requests after those posted to
+    // the device, and a frontend takes responses in request order (docs/datapath.md, "RX,
+    // dedicated queue"): they reach the guest once the NIC has filled the buffers posted
+    // before them. Sends frames from the wire to `dst` (stream 9) until `g` has `count`
+    // frames of `stream`; returns how many it took (at most a queue's posts and then some).
+    unsigned fill_until(GuestProcess& g, const netif::MacAddress& dst, std::uint32_t stream,
+                        std::uint64_t count) {
+        unsigned sent = 0;
+        for (; sent < kFillLimit; ++sent) {
+            auto r = g.report(stream);
+            if (r && r->received >= count) return sent;
+            nic_receive(payload_frame(dst, peer_mac(), sent, 9, 100));
+            if (HasFatalFailure()) return sent;
+            if (sent % 8 == 7) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+        auto r = g.wait_received(stream, count, 1000);
+        return r && r->received >= count ? sent : kFillLimit + 1;
+    }
+    static constexpr unsigned kFillLimit = 4 * 64 + 64; // 4 zc_depth's worth and more
+
+    std::shared_ptr<pmd::SimMacRules> rules_ = std::make_shared<pmd::SimMacRules>();
+    std::uint16_t mf_port_ = 0;
+    std::vector<rte_ring*> mf_rx_;
+    std::vector<rte_mempool*> pools_; // per queue: the shared pool, then the guest pools
+};
+
+TEST_F(EngineRingMacFlow, EachGuestGetsItsQueueAndItsRuleUntilItLeaves) {
+    const hv::DomId a = plugged_guest("mfa");
+    const hv::DomId b = plugged_guest("mfb");
+    GuestProcess ga(dir_.path(), a, GuestOptions{netfront::RxMode::copy});
+    GuestProcess gb(dir_.path(), b, GuestOptions{netfront::RxMode::reuse});
+    start_two(ga, a, gb, b);
+    if (HasFatalFailure() || !engine_) return;
+
+    // A queue each, zero copy, a rule each naming it.
+    const VifStatus sa = *engine_->status(VifId{a, 0});
+    const VifStatus sb = *engine_->status(VifId{b, 0});
+    EXPECT_EQ(sa.rx_mode, RxMode::map) << sa.rx_mode_reason;
+    EXPECT_EQ(sb.rx_mode, RxMode::reuse) << sb.rx_mode_reason;
+    ASSERT_TRUE(sa.rx_queue.has_value()) << sa.rx_mode_reason;
+    ASSERT_TRUE(sb.rx_queue.has_value()) << sb.rx_mode_reason;
+    EXPECT_NE(*sa.rx_queue, 0u);
+    EXPECT_NE(*sb.rx_queue, 0u);
+    EXPECT_NE(*sa.rx_queue, *sb.rx_queue);
+    EXPECT_EQ(rules_->rules(mf_port_), 2u);
+    EXPECT_EQ(rules_->queue_for(mf_port_, guest_mac(a)), *sa.rx_queue);
+    EXPECT_EQ(rules_->queue_for(mf_port_, guest_mac(b)), *sb.rx_queue);
+
+    // Each guest's frames land in its own posted buffers.
+    constexpr unsigned kFrames = 96;
+    nic_send(ga, guest_mac(a), 1, kFrames);
+    nic_send(gb, guest_mac(b), 2, kFrames);
+    if (HasFatalFailure()) return;
+    // Broadcasts and unknown unicast reach the default queue: the broadcasts are copied into
+    // both guests' requests behind those posted to the device, the rest is dropped.
+    constexpr unsigned kBroadcasts = 8;
+    for (unsigned i = 0; i < kBroadcasts; ++i) {
+        nic_receive(payload_frame(netif::MacAddress{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
+                                  peer_mac(), i, 3, 200));
+        nic_receive(
+            payload_frame(netif::MacAddress{{0x02, 0, 0, 0, 0x77, 0x77}}, peer_mac(), i, 4, 200));
+    }
+    if (HasFatalFailure()) return;
+    for (auto [g, dom, stream] : {std::tuple{&ga, a, 1U}, std::tuple{&gb, b, 2U}}) {
+        auto own = g->wait_received(stream, kFrames);
+        ASSERT_TRUE(own);
+        EXPECT_EQ(own->received, kFrames) << own->counters;
+        const unsigned fill = fill_until(*g, guest_mac(dom), 3, kBroadcasts);
+        if (HasFatalFailure()) return;
+        EXPECT_LE(fill, kFillLimit) << "guest " << dom << " never got the broadcasts";
+        auto bc = g->report(3);
+        ASSERT_TRUE(bc);
+        EXPECT_EQ(bc->received, kBroadcasts) << bc->counters;
+        EXPECT_EQ(bc->bad, 0u);
+        EXPECT_EQ(bc->foreign, 0u) << "guest " << dom << " got another guest's frames";
+        EXPECT_EQ(g->report(4)->received, 0u) << "unknown unicast reached guest " << dom;
+        const VifCounters c = engine_->status(VifId{dom, 0})->counters;
+        EXPECT_EQ(c.rx_out_of_order, 0u);
+        EXPECT_EQ(c.rx_drop_error + c.rx_bad_request, 0u);
+        // Only the broadcasts were copied; the NIC wrote the rest into the guest's buffers.
+        EXPECT_EQ(c.daemon_copies, kBroadcasts);
+        EXPECT_GE(c.rx_packets, kFrames + kBroadcasts + fill);
+    }
+    EXPECT_GE(engine_->status(VifId{a, 0})->counters.grant_map_ops, kFrames);
+    EXPECT_GE(engine_->status(VifId{b, 0})->counters.iott_hits, kFrames);
+
+    // A leaves (B stays, so not close_and_check, which shuts the engine down): its rule
+    // goes, B keeps its own and its traffic.
+    ASSERT_TRUE(ga.request_close());
+    CT_EXPECT_OK(handshake_->disconnect(a, 0));
+    EXPECT_TRUE(ga.close_result());
+    EXPECT_TRUE(ga.succeeded());
+    EXPECT_EQ(rules_->rules(mf_port_), 1u);
+    EXPECT_EQ(rules_->queue_for(mf_port_, guest_mac(a)), 0u);
+    nic_send(gb, guest_mac(b), 2, 32, kFrames);
+    if (HasFatalFailure()) return;
+    auto more = gb.wait_received(2, kFrames + 32);
+    ASSERT_TRUE(more);
+    EXPECT_EQ(more->received, kFrames + 32);
+    close_and_check(gb, b);
+    EXPECT_EQ(rules_->rules(mf_port_), 0u);
+}
+
+// Local delivery between guests on dedicated zero-copy queues of one port: a frame from A to
+// B never reaches the wire, and B (reuse) takes it as it takes a broadcast, behind the
+// buffers posted to its NIC queue; the other way into A (map) likewise; a multicast frame
+// goes to the wire and to the other guest.
+TEST_F(EngineRingMacFlow, GuestsOnDedicatedQueuesReachEachOtherLocally) {
+    const hv::DomId a = plugged_guest("mfla");
+    const hv::DomId b = plugged_guest("mflb");
+    GuestProcess ga(dir_.path(), a, GuestOptions{netfront::RxMode::copy});
+    GuestProcess gb(dir_.path(), b, GuestOptions{netfront::RxMode::reuse});
+    start_two(ga, a, gb, b);
+    if (HasFatalFailure() || !engine_) return;
+    ASSERT_TRUE(engine_->status(VifId{a, 0})->rx_queue.has_value());
+    ASSERT_TRUE(engine_->status(VifId{b, 0})->rx_queue.has_value());
+
+    // Each receiver takes the other's frames once its NIC has filled the buffers posted
+    // before them (the frontends answer in request order); the senders hear OKAY at once.
+    constexpr unsigned kAb = 40, kBa = 30;
+    ASSERT_TRUE(ga.send(guest_mac(b), 5, kAb, 300));
+    EXPECT_LE(fill_until(gb, guest_mac(b), 5, kAb), kFillLimit);
+    ASSERT_TRUE(gb.send(guest_mac(a), 6, kBa, 1200));
+    EXPECT_LE(fill_until(ga, guest_mac(a), 6, kBa), kFillLimit);
+    const netif::MacAddress group{{0x01, 0x00, 0x5e, 0x00, 0x00, 0x09}};
+    ASSERT_TRUE(ga.send(group, 7, 1, 100));
+    EXPECT_LE(fill_until(gb, guest_mac(b), 7, 1), kFillLimit);
+    if (HasFatalFailure()) return;
+    for (auto [g, stream, count] :
+         {std::tuple{&gb, 5U, kAb}, std::tuple{&ga, 6U, kBa}, std::tuple{&gb, 7U, 1U}}) {
+        auto r = g->report(stream);
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->received, count) << "stream " << stream << ": " << r->counters;
+        EXPECT_EQ(r->bad, 0u);
+        EXPECT_EQ(r->foreign, 0u);
+    }
+
+    // The wire saw the multicast frame only.
+    auto wire = take_sent(1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    auto late = take_sent(0);
+    wire.insert(wire.end(), late.begin(), late.end());
+    unsigned between = 0, multicast = 0;
+    for (const auto& f : wire) {
+        netif::MacAddress dst;
+        std::memcpy(dst.bytes.data(), f.data(), dst.bytes.size());
+        between += dst == guest_mac(a) || dst == guest_mac(b) ? 1 : 0;
+        multicast += dst == group ? 1 : 0;
+    }
+    EXPECT_EQ(between, 0u) << "frames between the guests went to the wire";
+    EXPECT_EQ(multicast, 1u);
+    const VifCounters ca = engine_->status(VifId{a, 0})->counters;
+    const VifCounters cb = engine_->status(VifId{b, 0})->counters;
+    EXPECT_EQ(ca.local_tx_packets, kAb + 1);
+    EXPECT_EQ(cb.local_rx_packets, kAb + 1);
+    EXPECT_EQ(cb.local_tx_packets, kBa);
+    EXPECT_EQ(ca.local_rx_packets, kBa);
+    EXPECT_EQ(ca.local_rx_drops + cb.local_rx_drops, 0u);
+    close_and_check({{&ga, a}, {&gb, b}});
+    EXPECT_EQ(rules_->rules(mf_port_), 0u);
+}
+
+// A NIC that refuses MAC rules: the port says why and every guest shares queue 0 (copy).
+TEST_F(EngineRingMacFlow, ANicWithoutRulesSharesTheDefaultQueue) {
+    rules_->refuse(true);
+    const hv::DomId a = plugged_guest("mfra");
+    GuestProcess ga(dir_.path(), a, GuestOptions{netfront::RxMode::copy});
+    make_ring_port("ctring");
+    make_flow_port();
+    if (HasFatalFailure()) return;
+    start_engine();
+    if (!engine_) return;
+    CT_ASSERT_OK(handshake_->connect(a, 0, "mf", RxMode::map));
+    ASSERT_TRUE(ga.wait_connected());
+    start_drainer();
+    for (const PortStatus& ps : engine_->ports())
+        if (ps.name == "mf") {
+            EXPECT_FALSE(ps.flow_rules);
+        }
+    const VifStatus sa = *engine_->status(VifId{a, 0});
+    EXPECT_FALSE(sa.rx_queue.has_value());
+    EXPECT_EQ(sa.rx_mode, RxMode::copy);
+    EXPECT_NE(sa.rx_mode_reason.find("no MAC steering rules"), std::string::npos)
+        << sa.rx_mode_reason;
+    for (unsigned i = 0; i < 20; ++i)
+        nic_receive(payload_frame(guest_mac(a), peer_mac(), i, 1, 500));
+    auto r = ga.wait_received(1, 20);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->received, 20u);
+    close_and_check(ga, a);
+}
 
 TEST_F(EngineRing, RateLimitHoldsTransmitsUntilLifted) {
     const hv::DomId dom = plugged_guest("rateguest");

@@ -25,10 +25,10 @@
 #include "dpnb/pmd/dma_probe.hpp"
 #include "dpnb/pmd/driver_caps.hpp"
 #include "dpnb/pmd/guest_pool.hpp"
+#include "dpnb/pmd/mac_rules.hpp"
 #include "dpnb/util/result.hpp"
 
 struct rte_mempool;
-struct rte_flow;
 
 namespace dpnb::pmd {
 
@@ -58,6 +58,11 @@ struct PortConfig {
     // serve zero copy. The peer gives every buffer it took back through the ring before a
     // guest on the port detaches (net_ring's stop does not free what its ring holds).
     bool rx_peer_fills_pool = false;
+    // mac_flow: where the port's MAC rules go. Null: rte_flow on the PMD. A test whose
+    // net_ring peer plays a NIC that steers by MAC gives a SimMacRules and reads it (with
+    // rx_peer_fills_pool: the port then counts as a NIC that keeps unmatched frames on
+    // queue 0).
+    std::shared_ptr<MacRules> mac_rules;
     bool rx_checksum = true; // RX checksum offload when the PMD has it
     bool tx_checksum = true; // TX checksum offload when the PMD has it
     bool tso = true;         // TCP segmentation offload when the PMD has it
@@ -153,8 +158,8 @@ public:
     RxInterrupt rx_interrupt(std::uint16_t q) const noexcept;
 
     // mac_flow: frames to `mac` go to RX queue `q`.
-    Result<rte_flow*> add_mac_rule(const netif::MacAddress& mac, std::uint16_t q);
-    Status remove_rule(rte_flow* flow);
+    Result<MacRules::Rule> add_mac_rule(const netif::MacAddress& mac, std::uint16_t q);
+    Status remove_rule(MacRules::Rule rule);
 
     // ixgbe PF: sets VF `vf`'s MAC (dedicated VF ports). Errc::unsupported without the PMD.
     Status set_vf_mac(std::uint16_t vf, const netif::MacAddress& mac);
@@ -169,6 +174,9 @@ private:
     explicit Port(const PortConfig& c) : config_(c) {}
     Status probe(const DmaProbe& dma);
     void probe_flow_rules();
+    MacRules& mac_rules() const noexcept {
+        return config_.mac_rules ? *config_.mac_rules : rte_flow_mac_rules();
+    }
 
     PortConfig config_;
     PortCaps caps_;
