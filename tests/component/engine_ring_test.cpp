@@ -239,6 +239,30 @@ protected:
         ASSERT_NE(pool_, nullptr);
     }
 
+    // A second port, "zc", for one guest (dedicated_port): an RX ring the test's "NIC"
+    // fills with the buffers the engine posted (rx_peer_fills_pool), a TX ring nobody reads;
+    // the peer's rings named after `prefix`, the rings in zc_rx_ and zc_tx_. Added to the next
+    // start_engine().
+    void add_peer_fills_port(const std::string& prefix) {
+        rte_ring* nic = rte_ring_create((prefix + "_rx").c_str(), 1024, SOCKET_ID_ANY,
+                                        RING_F_SP_ENQ | RING_F_SC_DEQ);
+        rte_ring* out = rte_ring_create((prefix + "_tx").c_str(), 1024, SOCKET_ID_ANY,
+                                        RING_F_SP_ENQ | RING_F_SC_DEQ);
+        ASSERT_NE(nic, nullptr);
+        ASSERT_NE(out, nullptr);
+        rings_.push_back(nic);
+        rings_.push_back(out);
+        pmd::PortConfig zc;
+        zc.name = "zc";
+        zc.device = ring_ethdev(prefix, nic, out);
+        ASSERT_FALSE(zc.device.empty());
+        zc.steering = pmd::Steering::dedicated_port;
+        zc.rx_peer_fills_pool = true;
+        extra_ports_.push_back(zc);
+        zc_rx_ = nic;
+        zc_tx_ = out;
+    }
+
     void start_engine() {
         auto bhv = hv::sim::connect_backend(dir_.path());
         CT_ASSERT_OK(bhv);
@@ -442,6 +466,8 @@ protected:
     unsigned pool_mbufs_ = 1023;   // the peer's mbufs, for what the test injects
     std::uint16_t pool_data_room_ = 9216 + RTE_PKTMBUF_HEADROOM;
     std::vector<pmd::PortConfig> extra_ports_; // after the ring port
+    rte_ring* zc_rx_ = nullptr;                // add_peer_fills_port's rings
+    rte_ring* zc_tx_ = nullptr;
     // The DMA policy's view of the ports (the system's when null) and the IOMMU guest pages
     // are DMA-mapped into for ports behind one (DPDK's vfio container when null).
     const pmd::DmaProbe* dma_probe_ = nullptr;
@@ -1167,20 +1193,9 @@ TEST_P(EngineRingPeerFills, FramesLandInThePostedBuffers) {
     GuestProcess g(dir_.path(), dom, GuestOptions{pc.guest, 0, pc.half_pages});
     make_ring_port("ctring");
     if (HasFatalFailure()) return;
-    // The guest's own port: an RX ring the test's "NIC" fills, a TX ring nobody reads.
-    rte_ring* nic = rte_ring_create("ctzc_rx", 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    rte_ring* out = rte_ring_create("ctzc_tx", 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    ASSERT_NE(nic, nullptr);
-    ASSERT_NE(out, nullptr);
-    rings_.push_back(nic);
-    rings_.push_back(out);
-    pmd::PortConfig zc;
-    zc.name = "zc";
-    zc.device = ring_ethdev("ctzc", nic, out);
-    ASSERT_FALSE(zc.device.empty());
-    zc.steering = pmd::Steering::dedicated_port;
-    zc.rx_peer_fills_pool = true;
-    extra_ports_.push_back(zc);
+    add_peer_fills_port("ctzc");
+    if (HasFatalFailure()) return;
+    rte_ring* const nic = zc_rx_;
     start_engine();
     if (!engine_) return;
     CT_ASSERT_OK(handshake_->connect(dom, 0, "zc", pc.mode));
@@ -1285,19 +1300,10 @@ TEST_P(EngineRingIommu, EveryBufferTheDeviceGetsIsDmaMapped) {
                    GuestOptions{reuse ? netfront::RxMode::reuse : netfront::RxMode::copy});
     make_ring_port("ctring");
     if (HasFatalFailure()) return;
-    rte_ring* nic = rte_ring_create("ctio_rx", 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    rte_ring* out = rte_ring_create("ctio_tx", 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    ASSERT_NE(nic, nullptr);
-    ASSERT_NE(out, nullptr);
-    rings_.push_back(nic);
-    rings_.push_back(out);
-    pmd::PortConfig zc;
-    zc.name = "zc";
-    zc.device = ring_ethdev("ctio", nic, out);
-    ASSERT_FALSE(zc.device.empty());
-    zc.steering = pmd::Steering::dedicated_port;
-    zc.rx_peer_fills_pool = true;
-    extra_ports_.push_back(zc);
+    add_peer_fills_port("ctio");
+    if (HasFatalFailure()) return;
+    rte_ring* const nic = zc_rx_;
+    rte_ring* const out = zc_tx_;
     start_engine();
     if (!engine_) return;
     rte_mempool* posted = nullptr;
