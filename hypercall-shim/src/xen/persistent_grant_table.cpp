@@ -259,16 +259,10 @@ Status PersistentGrantTable::add(std::span<const StaticGrant> grants,
             if (dma_->map(reinterpret_cast<std::uintptr_t>(mapped[i].base), kPageSize)) continue;
             ++dma_counts_.map_failures;
             for (std::size_t j = 0; j < n; ++j) {
-                bool unmap_grant = true;
-                if (j < i) {
-                    ++dma_counts_.unmaps;
-                    if (!dma_->unmap(reinterpret_cast<std::uintptr_t>(mapped[j].base), kPageSize)) {
-                        ++dma_counts_.unmap_failures;
-                        unmap_grant = false; // the device may still reach it
-                    }
-                }
-                if (!unmap_grant || !mapper_->unmap(mapped[j]))
-                    leaked_.emplace_back(grants[j].ref, mapped[j]);
+                // The pages before i are in the IOMMU too: out of it first, as remove() does.
+                const bool undone =
+                    j < i ? unmap_slot(mapped[j]) : mapper_->unmap(mapped[j]).has_value();
+                if (!undone) leaked_.emplace_back(grants[j].ref, mapped[j]);
             }
             fill(StaticGrantStatus::rolled_back);
             status[i] = StaticGrantStatus::dma_map_failed;
