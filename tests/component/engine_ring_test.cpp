@@ -1597,13 +1597,17 @@ protected:
 
     // Two guests on the flow port: `a` in RX mode map (an unmodified frontend's buffers),
     // `b` in reuse (its translation table); each must get a dedicated queue of its own.
-    void start_two(GuestProcess& ga, hv::DomId a, GuestProcess& gb, hv::DomId b) {
+    // The engine over the ring port and the port that steers by MAC.
+    void start_ports() {
         make_ring_port("ctring");
         if (HasFatalFailure()) return;
         make_flow_port();
         if (HasFatalFailure()) return;
         start_engine();
-        if (!engine_) return;
+    }
+    void start_two(GuestProcess& ga, hv::DomId a, GuestProcess& gb, hv::DomId b) {
+        start_ports();
+        if (HasFatalFailure() || !engine_) return;
         CT_ASSERT_OK(handshake_->connect(a, 0, "mf", RxMode::map));
         CT_ASSERT_OK(handshake_->connect(b, 0, "mf", RxMode::reuse));
         ASSERT_TRUE(ga.wait_connected());
@@ -1829,11 +1833,8 @@ TEST_F(EngineRingMacFlow, ANicWithoutRulesSharesTheDefaultQueue) {
     rules_->refuse(true);
     const hv::DomId a = plugged_guest("mfra");
     GuestProcess ga(dir_.path(), a, GuestOptions{netfront::RxMode::copy});
-    make_ring_port("ctring");
-    make_flow_port();
-    if (HasFatalFailure()) return;
-    start_engine();
-    if (!engine_) return;
+    start_ports();
+    if (HasFatalFailure() || !engine_) return;
     CT_ASSERT_OK(handshake_->connect(a, 0, "mf", RxMode::map));
     ASSERT_TRUE(ga.wait_connected());
     start_drainer();
