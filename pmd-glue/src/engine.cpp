@@ -199,6 +199,8 @@ private:
     Status pick_lcore(VifRecord& r, PortState& ps);
     Status settle_rx_mode(VifRecord& r, PortState& ps);
     Status open_buffer_table(VifRecord& r, PortState& ps);
+    Result<std::unique_ptr<hv::TranslationTable>> hypervisor_table(hv::DomId dom,
+                                                                   const PortState& ps);
     Status open_control_ring(VifRecord& r, PortState& ps);
     Status map_rings(VifRecord& r, PortState& ps);
     std::unique_ptr<GuestQueue> make_queue(const VifRecord& r, const PortState& ps, std::size_t qi,
@@ -657,27 +659,34 @@ Status Engine::Impl::open_buffer_table(VifRecord& r, PortState& ps) {
         return ok();
     }
     if (r.mode != RxMode::reuse) return ok();
-    if (ps.dma != nullptr) {
-        // A table the hypervisor keeps (the simulator's) names pages nobody DMA-maps.
-        r.mode_reason = "the hypervisor's translation table pages are not DMA-mapped for a "
-                        "device behind an IOMMU";
-        r.mode = RxMode::map;
-        return ok();
-    }
-    auto t = hv_.open_translation_table(spec.id.dom);
+    auto t = hypervisor_table(spec.id.dom, ps);
     if (!t) {
-        r.mode_reason = "no I/O translation table: " + t.error().message;
-        r.mode = RxMode::map;
-    } else if ((*t)->persistent_grants() != nullptr) {
-        // Stock Xen keeps no table: only a frontend that registers its buffers (static
-        // grants) fills one; without them every lookup would miss.
-        r.mode_reason = "the frontend did not negotiate static grants (feature-static-"
-                        "grants), and this hypervisor keeps no translation table";
+        r.mode_reason = t.error().message;
         r.mode = RxMode::map;
     } else {
         r.iott = std::move(*t);
     }
     return ok();
+}
+
+// The translation table the hypervisor keeps for a guest (reuse without static grants), or
+// why there is none to use (Errc::unsupported).
+Result<std::unique_ptr<hv::TranslationTable>> Engine::Impl::hypervisor_table(hv::DomId dom,
+                                                                             const PortState& ps) {
+    // A table the hypervisor keeps (the simulator's) names pages nobody DMA-maps.
+    if (ps.dma != nullptr)
+        return make_error(Errc::unsupported,
+                          "the hypervisor's translation table pages are not DMA-mapped for a "
+                          "device behind an IOMMU (reuse needs static grants there)");
+    auto t = hv_.open_translation_table(dom);
+    if (!t) return make_error(Errc::unsupported, "no I/O translation table: " + t.error().message);
+    // Stock Xen keeps no table: only a frontend that registers its buffers (static grants)
+    // fills one; without them every lookup would miss.
+    if ((*t)->persistent_grants() != nullptr)
+        return make_error(Errc::unsupported,
+                          "the frontend did not negotiate static grants (feature-static-grants), "
+                          "and this hypervisor keeps no translation table");
+    return t;
 }
 
 // The frontend's control ring (static grants), served on the control thread.
@@ -1136,18 +1145,10 @@ Status Engine::Impl::set_rx_mode(const VifId& id, RxMode mode) {
     c->kind = Command::Kind::set_mode;
     c->mode = mode;
     if (mode == RxMode::reuse && !r.iott) {
-        if (ports[r.port_index]->dma != nullptr)
-            return make_error(Errc::unsupported, to_string(id) +
-                                                     ": RX mode reuse needs static grants for a "
-                                                     "device behind an IOMMU: the hypervisor's "
-                                                     "translation table pages are not DMA-mapped");
-        auto t = hv_.open_translation_table(id.dom);
-        if (!t) return make_error(Errc::unsupported, to_string(id) + ": " + t.error().message);
-        if ((*t)->persistent_grants() != nullptr)
-            return make_error(Errc::unsupported,
-                              to_string(id) + ": RX mode reuse needs static grants on this "
-                                              "hypervisor, and the frontend did not negotiate "
-                                              "them (feature-static-grants)");
+        auto t = hypervisor_table(id.dom, *ports[r.port_index]);
+        if (!t)
+            return make_error(t.error().code,
+                              to_string(id) + ": RX mode reuse: " + t.error().message);
         r.iott = std::move(*t);
     }
     if (r.iott) {

@@ -1326,6 +1326,16 @@ TEST_P(EngineRingIommu, EveryBufferTheDeviceGetsIsDmaMapped) {
     ASSERT_TRUE(g.wait_connected());
     start_drainer();
     EXPECT_EQ(engine_->status(VifId{dom, 0})->rx_mode, ic.mode);
+    if (!reuse) {
+        // Without static grants reuse would look buffers up in the hypervisor's table,
+        // whose pages nobody DMA-maps: refused, and the vif keeps its mode.
+        const Status to_reuse = engine_->set_rx_mode(VifId{dom, 0}, RxMode::reuse);
+        ASSERT_FALSE(to_reuse.has_value());
+        EXPECT_EQ(to_reuse.error().code, Errc::unsupported);
+        EXPECT_NE(to_reuse.error().message.find("static grants"), std::string::npos)
+            << to_reuse.error().message;
+        EXPECT_EQ(engine_->status(VifId{dom, 0})->rx_mode, ic.mode);
+    }
     std::uint32_t registered = 0;
     if (reuse) {
         // The control ring is served from next_event(): pump it until the whole pool (a
