@@ -1327,6 +1327,7 @@ TEST_P(EngineRingIommu, EveryBufferTheDeviceGetsIsDmaMapped) {
     start_drainer();
     EXPECT_EQ(engine_->status(VifId{dom, 0})->rx_mode, ic.mode);
     if (!reuse) {
+        EXPECT_FALSE(engine_->status(VifId{dom, 0})->static_grant_iommu.has_value());
         // Without static grants reuse would look buffers up in the hypervisor's table,
         // whose pages nobody DMA-maps: refused, and the vif keeps its mode.
         const Status to_reuse = engine_->set_rx_mode(VifId{dom, 0}, RxMode::reuse);
@@ -1350,6 +1351,10 @@ TEST_P(EngineRingIommu, EveryBufferTheDeviceGetsIsDmaMapped) {
         }
         ASSERT_EQ(registered, netif::kRxRingSize) << "the frontend's RX pool was not registered";
         EXPECT_GE(iommu.ranges(), registered) << "each static grant's page is DMA-mapped";
+        const auto sg = engine_->status(VifId{dom, 0})->static_grant_iommu;
+        ASSERT_TRUE(sg.has_value()) << "the control thread's IOMMU calls are reported";
+        EXPECT_EQ(sg->maps, registered);
+        EXPECT_EQ(sg->map_failures + sg->unmaps + sg->unmap_failures, 0u);
         // A buffer posted before its page was registered may be mid-map on the lcore: a
         // command it answers between two loop iterations waits for that to finish.
         CT_ASSERT_OK(engine_->set_rate(VifId{dom, 0}, std::nullopt));

@@ -90,6 +90,9 @@ TEST(DaemonCtl, EveryCommandTableJsonAndErrors) {
     EXPECT_EQ(sj["domain"], "ctl1");
     EXPECT_EQ(sj["mac"], guest_mac(*d1));
     EXPECT_EQ(sj["data_plane"]["state"], "running");
+    // No device behind an IOMMU here: nothing of the guest's is DMA-mapped.
+    EXPECT_TRUE(sj["data_plane"].contains("static_grant_iommu"));
+    EXPECT_TRUE(sj["data_plane"]["static_grant_iommu"].is_null());
     EXPECT_TRUE(sj["counters"].contains("rx_packets"));
     EXPECT_TRUE(sj["tx_errors"].is_object());
 

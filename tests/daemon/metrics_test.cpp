@@ -55,6 +55,7 @@ MetricsSnapshot sample() {
     st.ctrl_errors[static_cast<std::size_t>(netif::ctrl::CtrlError::mapping_out_of_range) - 1] = 3;
     st.hash.algorithm = netif::hash_alg::kToeplitz;
     st.hash.mapping_size = 64;
+    st.static_grant_iommu = engine::VifStatus::StaticGrantIommu{256, 3, 1, 0};
     a.data_plane = st;
     control::VifInfo b;
     b.id = {2, 1};
@@ -134,6 +135,15 @@ TEST(Metrics, FamiliesAndSamples) {
         t, R"(dpnetback_vif_ctrl_errors_total{vif="vif1.0",reason="mapping_out_of_range"} 3)"));
     EXPECT_TRUE(has_line(
         t, R"(dpnetback_vif_hash_info{vif="vif1.0",algorithm="toeplitz",mapping_size="64"} 1)"));
+    // Static grants behind an IOMMU: the control thread's calls, by kind.
+    EXPECT_TRUE(has_line(
+        t, R"(dpnetback_vif_static_grant_iommu_calls_total{vif="vif1.0",kind="map"} 256)"));
+    EXPECT_TRUE(has_line(
+        t, R"(dpnetback_vif_static_grant_iommu_calls_total{vif="vif1.0",kind="unmap"} 3)"));
+    EXPECT_TRUE(has_line(
+        t, R"(dpnetback_vif_static_grant_iommu_failures_total{vif="vif1.0",kind="map"} 1)"));
+    EXPECT_TRUE(has_line(
+        t, R"(dpnetback_vif_static_grant_iommu_failures_total{vif="vif1.0",kind="unmap"} 0)"));
     // A counter without a family of its own is exported under its own name.
     EXPECT_NE(t.find("dpnetback_vif_rx_out_of_order_total{vif=\"vif1.0\"}"), std::string::npos);
 }

@@ -120,6 +120,13 @@ Json vif_detail(const control::VifInfo& v) {
                             {"cpus", s.queue_irqs[q].cpus},
                             {"placement", s.queue_irqs[q].placement}});
         j["data_plane"]["event_channel_irqs"] = std::move(irqs);
+        if (const auto& d = s.static_grant_iommu)
+            j["data_plane"]["static_grant_iommu"] = {{"maps", d->maps},
+                                                     {"unmaps", d->unmaps},
+                                                     {"map_failures", d->map_failures},
+                                                     {"unmap_failures", d->unmap_failures}};
+        else
+            j["data_plane"]["static_grant_iommu"] = nullptr;
         j["counters"] = counters_json(s.counters);
         Json errors = Json::object();
         const auto table = netif::tx_error_table();

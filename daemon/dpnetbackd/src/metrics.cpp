@@ -316,6 +316,23 @@ void render_vif(Exposition& e, const control::VifInfo& v) {
                       "Control-ring messages answered INVALID_PARAMETER, by reason.",
                       {{"vif", name}, {"reason", reasons[i].name}},
                       static_cast<double>(s.ctrl_errors[i]));
+        if (s.static_grant_iommu) {
+            const engine::VifStatus::StaticGrantIommu& d = *s.static_grant_iommu;
+            const std::string_view ch =
+                "IOMMU calls for the vif's static grants, on the control thread: a map per "
+                "registered page at ADD, an unmap at DEL and at disconnect.";
+            const std::string_view fh =
+                "IOMMU calls for the vif's static grants refused: a refused map fails its ADD "
+                "(nothing of it registered); a refused unmap leaves the page grant-mapped.";
+            for (const auto& [kind, calls, failures] :
+                 {std::tuple{"map", d.maps, d.map_failures},
+                  std::tuple{"unmap", d.unmaps, d.unmap_failures}}) {
+                e.counter("dpnetback_vif_static_grant_iommu_calls_total", ch,
+                          {{"vif", name}, {"kind", kind}}, static_cast<double>(calls));
+                e.counter("dpnetback_vif_static_grant_iommu_failures_total", fh,
+                          {{"vif", name}, {"kind", kind}}, static_cast<double>(failures));
+            }
+        }
         e.gauge("dpnetback_vif_hash_info",
                 "The receive hashing the vif's frontend set over its control ring (always 1).",
                 {{"vif", name},

@@ -186,6 +186,13 @@ struct VifStatus {
     // buffers its frontend has registered over it.
     bool control_ring = false;
     std::uint32_t static_grants = 0;
+    // Behind an IOMMU (a zero-copy queue of a port whose pages are DMA-mapped), the
+    // registered pages' IOMMU maps (at ADD) and unmaps (at DEL and at disconnect), made on
+    // the control thread, and those refused; absent where the pages are not DMA-mapped.
+    struct StaticGrantIommu {
+        std::uint64_t maps = 0, unmaps = 0, map_failures = 0, unmap_failures = 0;
+    };
+    std::optional<StaticGrantIommu> static_grant_iommu;
     // The control ring's messages: answered, NOT_SUPPORTED, INVALID_PARAMETER, the refusals
     // by reason (netif::ctrl::ctrl_error_table() order), and the hash configuration the
     // frontend set, as the vif's queues hold it (algorithm NONE without a control ring).
