@@ -133,13 +133,22 @@ def main():
                 # row by them.
                 extra[key] = {k: case[phase][k] for k in ("drops", "backpressure", "idle_polls")
                               if k in case[phase]}
-    rows, idle_cost = [], {}
+    rows, idle_cost, no_cost = [], {}, {}
     dumps = [parse(d) for d in a.dumps]
     for label, total, split in dumps:
         cal = calibration.get(label)
-        # A calibration window that moved packets or found work is no calibration.
-        if cal and cal.get("idle_polls") and not cal.get("packets") and not cal.get("busy_polls"):
-            idle_cost[label[len("idle "):]] = (total - split["sleep"]) / cal["idle_polls"]
+        if not cal:
+            continue
+        case = label[len("idle "):]
+        # A calibration window that moved packets or found work is no calibration: its
+        # windows get no work_per_packet, and say why.
+        if cal.get("idle_polls") and not cal.get("packets") and not cal.get("busy_polls"):
+            idle_cost[case] = (total - split["sleep"]) / cal["idle_polls"]
+        else:
+            no_cost[case] = (f"calibration window not idle: {cal.get('packets', 0)} packets, "
+                             f"{cal.get('busy_polls', 0)} busy and "
+                             f"{cal.get('idle_polls', 0)} empty polls")
+            print(f"callgrind_split: {label}: {no_cost[case]}", file=sys.stderr)
     for label, total, split in dumps:
         if not label.startswith("window "):
             continue
@@ -158,6 +167,8 @@ def main():
             idle = row["idle_polls"] * cost
             row["idle_poll_instructions"] = cost
             row["work_per_packet"] = max(0.0, total - split["sleep"] - idle) / pk
+        elif f"{device} {mode} {size}" in no_cost:
+            row["work_per_packet_missing"] = no_cost[f"{device} {mode} {size}"]
         rows.append(row)
     rows.sort(key=lambda r: (r["phase"], r["device"], r["size"],
                              ["copy", "map", "reuse"].index(r["mode"])
