@@ -366,6 +366,13 @@ Status Engine::Impl::init() {
             spdlog::warn("port {}: no rte_flow MAC rules: guests share the port's queue(s) and "
                          "copy",
                          pc.name);
+        else if (pc.steering == pmd::Steering::mac_flow && ps->zero_copy)
+            // docs/datapath.md, "Broadcast and multicast": responses go out in request order.
+            spdlog::warn("port {}: a guest on a MAC-steered zero-copy queue gets broadcasts and "
+                         "other guests' frames only behind the buffers posted to its queue: "
+                         "an ARP request for it waits until the wire sends it traffic of its "
+                         "own (a VF or VMDq pool per guest, or RX mode copy, avoids this)",
+                         pc.name);
         ports.push_back(std::move(ps));
     }
     if (Status st = check_tx_maps(); !st) return st;
