@@ -143,6 +143,14 @@ void print_show(const Json& v) {
                                       {"rx_mode_reason", "rx mode reason"},
                                       {"lcore", "lcore"},
                                       {"queues", "queues"}});
+        // Only where the vif's static grants are DMA-mapped for a device behind an IOMMU.
+        if (const Json d = v["data_plane"].value("static_grant_iommu", Json()); d.is_object()) {
+            std::cout << "static-grant iommu calls\n";
+            print_pairs(d, {{"maps", "maps"},
+                            {"map_failures", "maps refused"},
+                            {"unmaps", "unmaps"},
+                            {"unmap_failures", "unmaps refused"}});
+        }
     }
     if (v.contains("data_plane") && v["data_plane"].contains("event_channel_irqs")) {
         // Where dom0's kernel takes each queue's event channels (the lcore's CPUs when placed).
