@@ -1213,11 +1213,9 @@ VifStatus Engine::Impl::status_of(const VifRecord& r) const {
     s.stalled_queues = r.shared->stalled_queues.load(std::memory_order_relaxed);
     s.control_ring = r.ctrl != nullptr;
     s.static_grants = r.static_table != nullptr ? r.static_table->valid_entries() : 0;
-    if (r.static_table != nullptr && r.zero_copy && ports[r.port_index]->dma != nullptr) {
-        const hv::PersistentGrantTable::DmaCounts d = r.static_table->dma_counts();
+    if (const auto d = r.static_table != nullptr ? r.static_table->dma_counts() : std::nullopt)
         s.static_grant_iommu =
-            VifStatus::StaticGrantIommu{d.maps, d.unmaps, d.map_failures, d.unmap_failures};
-    }
+            VifStatus::StaticGrantIommu{d->maps, d->unmaps, d->map_failures, d->unmap_failures};
     s.ctrl_errors.assign(netif::ctrl::kCtrlErrorCount, 0);
     if (r.ctrl) {
         const netif::ctrl::CtrlCounters& m = r.ctrl->counters();

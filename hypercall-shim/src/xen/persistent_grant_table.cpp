@@ -167,8 +167,9 @@ void PersistentGrantTable::set_dma_mapper(DmaMapper* dma) {
     dma_ = dma;
 }
 
-PersistentGrantTable::DmaCounts PersistentGrantTable::dma_counts() const {
+std::optional<PersistentGrantTable::DmaCounts> PersistentGrantTable::dma_counts() const {
     const std::lock_guard lock(mu_);
+    if (dma_ == nullptr) return std::nullopt;
     return dma_counts_;
 }
 

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <unordered_map>
 #include <utility>
@@ -111,11 +112,11 @@ public:
     // once the entry is invalid and not in flight, before the grant unmap: no call on the
     // data path. Set before the first add(); `dma` must outlive the table.
     void set_dma_mapper(DmaMapper* dma);
-    // Calls made to the DMA mapper and those that failed (control plane; relaxed reads).
+    // Calls made to the DMA mapper and those that failed (control plane); none without one.
     struct DmaCounts {
         std::uint64_t maps = 0, unmaps = 0, map_failures = 0, unmap_failures = 0;
     };
-    DmaCounts dma_counts() const;
+    std::optional<DmaCounts> dma_counts() const;
 
     // All or nothing, as XEN_NETIF_CTRL_TYPE_ADD_GREF_MAPPING requires: maps every grant
     // and publishes the entries, or adds none and says per entry why. `status.size()` must
