@@ -424,6 +424,35 @@ TEST(RingOverflow, ProducerBehindConsumerIsReported) {
     EXPECT_TRUE(p.back.poll_requests().overflow);
 }
 
+// The poll loop skips a ring whose has_unconsumed_requests() is false: it must be false
+// exactly where poll_requests() finds neither requests nor an overflow to report, for any
+// req_prod a frontend can write, at every backend state (some requests unanswered, indices
+// about to wrap).
+TEST(RingOverflow, QuickCheckAgreesWithPollRequests) {
+    for (const std::uint32_t start : {0U, 0xFFFFFF00U, 0xFFFFFFF0U}) {
+        for (const std::uint32_t unanswered : {0U, 1U, 100U, 256U}) {
+            TxPair p(start);
+            auto& h = p.page->header();
+            // A backend that took every request up to start + 256 and answered all but
+            // `unanswered` of them.
+            h.req_prod = start + 256;
+            p.back.consume(256);
+            for (std::uint32_t i = 0; i < 256 - unanswered; ++i)
+                ASSERT_TRUE(p.back.put_response(nf::TxResponse{0, 0}));
+            const std::uint32_t cons = p.back.req_cons();
+            for (std::uint32_t d = 0; d < 600; ++d) {
+                for (const std::uint32_t prod : {cons + d, cons - d, cons + 0x80000000U + d}) {
+                    h.req_prod = prod;
+                    const nf::RequestWindow w = p.back.poll_requests();
+                    ASSERT_EQ(p.back.has_unconsumed_requests(), w.available != 0 || w.overflow)
+                        << "start " << start << ", unanswered " << unanswered << ", req_prod "
+                        << prod;
+                }
+            }
+        }
+    }
+}
+
 TEST(RingOverflow, FrontDetectsBackendProducingTooMuch) {
     TxPair p;
     for (std::uint16_t i = 0; i < 3; ++i)

@@ -192,6 +192,16 @@ public:
         return w;
     }
 
+    // RING_HAS_UNCONSUMED_REQUESTS reduced to "is req_prod anywhere but req_cons": one acquire
+    // read, for a poll loop to skip a ring with nothing on it. False implies poll_requests()
+    // would find nothing and no overflow: at prod == cons the only overflow left is
+    // unanswered() > kSize, which consume() after poll_requests() cannot produce. Whatever it
+    // sees, poll_requests() checks.
+    bool has_unconsumed_requests() const noexcept {
+        return detail::shared_index(page_, detail::kReqProdOff).load(std::memory_order_acquire) !=
+               req_cons_;
+    }
+
     // Copies request `idx` (masked into the ring) out of shared memory once.
     Request copy_request(RingIdx idx) const noexcept {
         return detail::load_words<Request>(slot(idx));
