@@ -354,6 +354,17 @@ struct GuestQueue {
     QueueCounters counters;
     LogLimiter log;
 
+    // The poll loop's look at a queue before it calls a stage (Lcore::run): one read of
+    // req_prod each, so that an idle queue costs an empty poll a few loads, not a call.
+    // do_guest_tx and zc_post do nothing when these are false.
+    bool tx_may_have_work() const noexcept {
+        return !disabled && !detaching && (rate.on || tx.has_unconsumed_requests());
+    }
+    bool zc_may_post(unsigned depth) const noexcept {
+        return zc != nullptr && !disabled && !detaching && zc->posted < depth &&
+               rx.has_unconsumed_requests();
+    }
+
     bool accepts_multicast(const std::uint8_t* dst) const noexcept {
         if (!mcast->enabled) return true;
         for (unsigned i = 0; i < mcast->n; ++i)

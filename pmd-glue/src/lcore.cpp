@@ -166,7 +166,7 @@ Status Lcore::init(hv::BackendHypervisor& hv, unsigned tx_mbufs) {
                               std::string("lcore TX copy pool: ") + rte_strerror(rte_errno));
     }
 
-    port_paused_.assign(engine_.ports.size(), false);
+    port_paused_.assign(engine_.ports.size(), 0);
     local_.assign(engine_.ports.size(), LocalPort{});
     local_flag_ = engine_.local_flag;
     tx_stage_.assign(engine_.ports.size(), TxStage{});
@@ -244,6 +244,41 @@ std::uint64_t Lcore::missing_mbufs() const {
 
 // --- the loop ------------------------------------------------------------------------------
 
+unsigned Lcore::zc_post_depth() const noexcept {
+    return std::min<unsigned>(engine_.opts.zc_depth, kRingSize);
+}
+
+// A NIC queue's burst, here beside the loop that polls it on every pass (an empty poll's
+// largest part): the frames go on in receive_nic_burst (rx_path.cpp).
+[[gnu::always_inline]] inline bool Lcore::do_nic_rx(NicRx& nic) {
+    const bool woke = std::exchange(nic.woke, false);
+    if (port_paused_[nic.port_index]) return false;
+    unsigned want = engine_.opts.burst;
+    if (nic.burst_within_ready) {
+        // net_tap readv()s a frame into its head buffer and only then allocates the
+        // replacement; when the guest pool is empty it drops the frame (rx_nombuf) and, since
+        // it returned fewer frames than asked, marks its RX trigger (a signal the kernel
+        // raises per queued frame) as seen, so later bursts return 0 without reading until
+        // the next signal. Under a flood the tun queue is full, the kernel drops new frames
+        // without signalling, and the queue stalls for good although the guest re-posts.
+        // Asking for no more frames than posted buffers keeps every replacement allocation
+        // satisfiable: frames the guest has no buffer for wait in the tun queue, as in a NIC
+        // whose descriptor ring ran dry.
+        want = std::min(want, nic.q->nic.pool->ready());
+        if (want == 0) return false;
+    }
+    rte_mbuf* pkts[kMaxBurst];
+    const std::uint16_t n =
+        rte_eth_rx_burst(nic.port_id, nic.queue, pkts, static_cast<std::uint16_t>(want));
+    if (n == 0) {
+        if (woke) nic.woke_empty = true;
+        return false;
+    }
+    nic.woke_empty = false;
+    receive_nic_burst(nic, pkts, n);
+    return true;
+}
+
 // Empty polls before sleeping again when the work after a wake-up came at once and stopped:
 // one event (a frame at low rate, a guest's kick), not a stream. Spinning idle_polls after
 // each such event cost more than the event itself (about 250 empty polls per frame at
@@ -256,6 +291,7 @@ int Lcore::run() {
     tid_.store(::gettid(), std::memory_order_release);
     const unsigned full_spin = engine_.opts.idle_polls;
     const unsigned short_spin_polls = std::min(kShortSpin, full_spin);
+    const unsigned zc_depth = zc_post_depth();
     unsigned idle = 0;
     unsigned polls_since_wake = 0;
     bool short_spin = false; // since the last wake-up, work came only in its first polls
@@ -274,7 +310,7 @@ int Lcore::run() {
             DPNB_STAGE(clock_, Stage::guest_tx);
             bool sent = false;
             for (GuestQueue* q : queues_)
-                if (!q->disabled && !q->detaching) sent |= do_guest_tx(q);
+                if (q->tx_may_have_work()) sent |= do_guest_tx(q);
             if (n_tx_stage_ports_ != 0) tx_flush_all();
             work |= sent;
         }
@@ -286,12 +322,12 @@ int Lcore::run() {
         }
         {
             DPNB_STAGE(clock_, Stage::rx_deliver);
-            work |= do_rx_round();
+            if (n_touched_ != 0 || n_copy_free_ != 0) work |= do_rx_round();
         }
         {
             DPNB_STAGE(clock_, Stage::rx_post);
             for (GuestQueue* q : queues_)
-                if (q->zc) work |= zc_post(q);
+                if (q->zc_may_post(zc_depth)) work |= zc_post(q);
         }
         for (std::size_t i = 0; i < detaching_.size();) {
             if (try_finish_detach(detaching_[i])) {
@@ -442,7 +478,7 @@ void Lcore::handle(Command* cmd) {
     case Command::Kind::port_pause:
     case Command::Kind::port_resume:
         if (cmd->port_index < port_paused_.size())
-            port_paused_[cmd->port_index] = cmd->kind == Command::Kind::port_pause;
+            port_paused_[cmd->port_index] = cmd->kind == Command::Kind::port_pause ? 1 : 0;
         engine_.ack(cmd);
         return;
     case Command::Kind::stop:
@@ -746,7 +782,7 @@ void Lcore::sleep_when_idle() {
         } else if (q->tx_blocked) {
             timeout_us = std::min(timeout_us, poll_us);
         }
-        if (q->zc && q->zc->posted < engine_.opts.zc_depth) {
+        if (q->zc && q->zc->posted < zc_post_depth()) {
             if (q->rx.final_check_for_requests()) return;
             if (!q->rx_notify) timeout_us = std::min(timeout_us, poll_us);
         }

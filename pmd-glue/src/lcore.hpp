@@ -206,6 +206,7 @@ private:
     bool do_tx_completions(GuestQueue* q);
     bool do_guest_tx(GuestQueue* q);
     bool do_nic_rx(NicRx& nic);
+    void receive_nic_burst(NicRx& nic, rte_mbuf** pkts, std::uint16_t n);
     bool do_inbox();
     bool do_rx_round();
     void sleep_when_idle();
@@ -253,6 +254,8 @@ private:
 
     // --- the zero-copy pipeline (rx_zero_copy.cpp) ------------------------------------------
     bool zc_post(GuestQueue* q);
+    // Buffers a zero-copy queue keeps posted to its NIC queue (EngineOptions::zc_depth).
+    unsigned zc_post_depth() const noexcept;
     void zc_map_posted(GuestQueue* q, std::uint32_t nmap);
     void zc_receive(GuestQueue* q, rte_mbuf** frames, unsigned n);
     void zc_receive_unposted(GuestQueue* q, rte_mbuf* m);
@@ -371,7 +374,7 @@ private:
     // The mbuf flag that marks a frame from a guest on the same port (EngineCore::local_flag).
     std::uint64_t local_flag_ = 0;
     std::vector<Command*> detaching_;
-    std::vector<bool> port_paused_;
+    std::vector<std::uint8_t> port_paused_; // by port index; bytes: one load per test
 
     // --- per-round scratch: fixed capacities (no allocation on the data path) ---------------
     // Queues with RX work this round (each once: GuestQueue::rx_touched).

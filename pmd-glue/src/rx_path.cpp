@@ -63,31 +63,9 @@ void Lcore::touch(GuestQueue* q) noexcept {
 
 // --- receiving -------------------------------------------------------------------------------
 
-bool Lcore::do_nic_rx(NicRx& nic) {
-    const bool woke = std::exchange(nic.woke, false);
-    if (port_paused_[nic.port_index]) return false;
-    unsigned want = engine_.opts.burst;
-    if (nic.burst_within_ready) {
-        // net_tap readv()s a frame into its head buffer and only then allocates the
-        // replacement; when the guest pool is empty it drops the frame (rx_nombuf) and, since
-        // it returned fewer frames than asked, marks its RX trigger (a signal the kernel
-        // raises per queued frame) as seen, so later bursts return 0 without reading until
-        // the next signal. Under a flood the tun queue is full, the kernel drops new frames
-        // without signalling, and the queue stalls for good although the guest re-posts.
-        // Asking for no more frames than posted buffers keeps every replacement allocation
-        // satisfiable: frames the guest has no buffer for wait in the tun queue, as in a NIC
-        // whose descriptor ring ran dry.
-        want = std::min(want, nic.q->nic.pool->ready());
-        if (want == 0) return false;
-    }
-    rte_mbuf* pkts[kMaxBurst];
-    const std::uint16_t n =
-        rte_eth_rx_burst(nic.port_id, nic.queue, pkts, static_cast<std::uint16_t>(want));
-    if (n == 0) {
-        if (woke) nic.woke_empty = true;
-        return false;
-    }
-    nic.woke_empty = false;
+// A burst do_nic_rx (lcore.cpp) got: to the demux on a shared queue, else to its guest
+// queue's pipeline.
+void Lcore::receive_nic_burst(NicRx& nic, rte_mbuf** pkts, std::uint16_t n) {
     if (nic.q == nullptr) {
         if (Demux* d = demux_for(nic.port_index); d != nullptr)
             demux(*d, pkts, n);
@@ -99,7 +77,6 @@ bool Lcore::do_nic_rx(NicRx& nic) {
         for (std::uint16_t i = 0; i < n; ++i)
             queue_frame(nic.q, pkts[i]);
     }
-    return true;
 }
 
 // Frames of a burst often go to one guest: a destination the burst looked up already is not

@@ -87,7 +87,7 @@ void zc_drop_header(ZeroCopyRx& z, rte_mbuf* m) noexcept {
 bool Lcore::zc_post(GuestQueue* q) {
     if (q->disabled || q->detaching) return false;
     ZeroCopyRx& z = *q->zc;
-    const unsigned depth = std::min<unsigned>(engine_.opts.zc_depth, kRingSize);
+    const unsigned depth = zc_post_depth();
     if (z.posted >= depth) return false;
     const netif::RequestWindow w = q->rx.poll_requests();
     if (w.overflow) {
