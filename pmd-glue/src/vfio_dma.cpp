@@ -19,6 +19,13 @@ Error vfio_error(const char* what, std::uintptr_t va, std::size_t len) {
                       err);
 }
 
+// A page whose IOVA rte_mem_virt2iova cannot give (IOVA as PA): rte_errno says nothing then.
+Error no_iova_error(const char* what, std::uintptr_t va) {
+    return make_error(Errc::io, std::string(what) + ": no IOVA for the page at " +
+                                    std::to_string(va) +
+                                    " (not mapped, or /proc/self/pagemap unreadable)");
+}
+
 bool iova_is_va() {
     return rte_eal_iova_mode() == RTE_IOVA_VA;
 }
@@ -37,11 +44,8 @@ Status VfioDmaMapper::map(std::uintptr_t va, std::size_t len) {
             iova != RTE_BAD_IOVA && rte_vfio_container_dma_map(RTE_VFIO_DEFAULT_CONTAINER_FD,
                                                                va + off, iova, hv::kPageSize) == 0;
         if (mapped) continue;
-        Error e = iova == RTE_BAD_IOVA
-                      ? make_error(Errc::io, "vfio DMA map: no IOVA for the page at " +
-                                                 std::to_string(va + off) +
-                                                 " (not mapped, or /proc/self/pagemap unreadable)")
-                      : vfio_error("vfio DMA map", va + off, hv::kPageSize);
+        Error e = iova == RTE_BAD_IOVA ? no_iova_error("vfio DMA map", va + off)
+                                       : vfio_error("vfio DMA map", va + off, hv::kPageSize);
         if (off != 0) (void)unmap(va, off); // what this call mapped goes
         return e;
     }
@@ -57,9 +61,10 @@ Status VfioDmaMapper::unmap(std::uintptr_t va, std::size_t len) {
     Status result = ok();
     for (std::size_t off = 0; off < len; off += hv::kPageSize) {
         const rte_iova_t iova = rte_mem_virt2iova(reinterpret_cast<const void*>(va + off));
-        if (iova == RTE_BAD_IOVA ||
-            rte_vfio_container_dma_unmap(RTE_VFIO_DEFAULT_CONTAINER_FD, va + off, iova,
-                                         hv::kPageSize) != 0)
+        if (iova == RTE_BAD_IOVA)
+            result = no_iova_error("vfio DMA unmap", va + off);
+        else if (rte_vfio_container_dma_unmap(RTE_VFIO_DEFAULT_CONTAINER_FD, va + off, iova,
+                                              hv::kPageSize) != 0)
             result = vfio_error("vfio DMA unmap", va + off, hv::kPageSize);
     }
     return result;
