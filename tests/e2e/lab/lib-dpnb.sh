@@ -607,7 +607,8 @@ ping_g2g() {
 
 # xfer_g2g FROM TO TO_IP PORT PREFIX: guest FROM sends E2E_XFER_MIB MiB (16 by default) to
 # guest TO; checks size and sha256; metrics PREFIX (dom0's CPU counts whatever dom0 did for
-# it: the daemon's lcores, or netback and the bridge).
+# it: the daemon's lcores, or netback and the bridge) and, when the daemon serves them,
+# daemon_end's PREFIX_ keys (its CPU share, calls per 32 of the sender's packets).
 xfer_g2g() {
   local s=$1 r=$2 ip=$3 port=$4 p=$5 mib=${E2E_XFER_MIB:-16} sum n secs got gsum
   watch_guest "$s"
@@ -616,11 +617,13 @@ xfer_g2g() {
   gcmd_send "$r" "recv $port"
   n=$REPLY
   guest_wait "$r" "ready-$n" 120
+  daemon_begin "$s"
   window_begin
   gcmd_watch "$s" 600 "send $ip $port"
   gcmd_watch_end "$s"
   window_end
   secs=$REPLY
+  daemon_end "${p}_" "$s"
   gcmd_wait "$r" "$n" 300
   read -r got gsum <<<"$REPLY"
   metrics "$p" "$got" "$secs" "$WINDOW_TICKS" "$WINDOW_CTXT"

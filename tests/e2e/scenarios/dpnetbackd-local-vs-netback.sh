@@ -13,7 +13,9 @@
 # Which backend goes first alternates per round. Each transfer is E2E_XFER_MIB MiB (16 by
 # default) with sha256 at both ends and dom0's CPU measured in a window that holds only it.
 #
-# Keys: per round rR{knb,dpnb}_{ab,ba}_* (metrics()) and rRdpnb_{a,b}_local_rx (frames the
+# Keys: per round rR{knb,dpnb}_{ab,ba}_* (metrics(); on the daemon's legs also its CPU share
+# and calls per 32 of the sender's packets, daemon_end's _daemon_cpu_share, _per32_*: what
+# to compare between a slow leg and a fast one) and rRdpnb_{a,b}_local_rx (frames the
 # daemon delivered locally to each guest in that round, checked against the transfer's
 # size); the medians over the rounds {knb,dpnb}_{ab,ba}_{mbit,dom0_ns_per_byte,
 # xen_dom0_ns_per_byte,domu_ns_per_byte} and {ab,ba}_{same}_ratio = dpnetbackd's median over
