@@ -264,3 +264,18 @@ bridge_up() {
   ip link set "$1" up || return 1
   ip addr replace "$2" dev "$1"
 }
+
+# netback_leg_begin BRIDGE ADDRESS/PREFIX / netback_leg_end BRIDGE: the in-kernel netback and
+# a bridge for one leg of a comparison that moves vifs between backends, and both gone
+# after it (dpnetbackd-vs-netback, dpnetbackd-local-vs-netback), so that neither backend's
+# idle presence costs the other's windows.
+module_gone() { ! grep -q "^$1 " /proc/modules; }
+rmmod_netback() { module_gone xen_netback || rmmod xen-netback 2>/dev/null; module_gone xen_netback; }
+netback_leg_begin() {
+  modprobe xen-netback || fail "modprobe xen-netback"
+  bridge_up "$1" "$2" || fail "bridge $1"
+}
+netback_leg_end() {
+  ip link del "$1" || fail "ip link del $1"
+  wait_for 60 "xen-netback unloaded" rmmod_netback
+}

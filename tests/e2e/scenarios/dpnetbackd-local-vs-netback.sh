@@ -35,10 +35,8 @@ MAC_A=00:16:3e:e2:e0:51
 MAC_B=00:16:3e:e2:e0:52
 
 [ "$DPNB_PORT" = vhost ] || fail "dpnetbackd-local-vs-netback runs on the vhost port (DPNB_PORT=vhost)"
-! grep -q '^xen_netback ' /proc/modules || fail "xen-netback is loaded before the first round"
+module_gone xen_netback || fail "xen-netback is loaded before the first round"
 
-module_gone() { ! grep -q "^$1 " /proc/modules; }
-rmmod_netback() { module_gone xen_netback || rmmod xen-netback 2>/dev/null; module_gone xen_netback; }
 
 guest_create e2e-lvs-a dpnetbackd-guest
 A=$E2E_DOMID
@@ -86,8 +84,7 @@ transfers() {
 # leg_knb PREFIX: netback and a bridge serve both guests for one transfer each way.
 leg_knb() {
   local d
-  modprobe xen-netback || fail "modprobe xen-netback"
-  bridge_up xenbr0 "$DOM0_IP/24" || fail "bridge xenbr0"
+  netback_leg_begin xenbr0 "$DOM0_IP/24"
   for d in $A $B; do
     timeout 180 xl network-attach "$d" "mac=${MAC[$d]}" bridge=xenbr0 \
       "script=$E2E_ROOT/lab/vif-bridge-lab" || fail "xl network-attach $d (netback)"
@@ -95,8 +92,7 @@ leg_knb() {
   vifs_up "$1"
   transfers "$1"
   vifs_down
-  ip link del xenbr0 || fail "ip link del xenbr0"
-  wait_for 60 "xen-netback unloaded" rmmod_netback
+  netback_leg_end xenbr0
 }
 
 # leg_dpnb PREFIX: dpnetbackd serves both guests for one transfer each way; the frames between

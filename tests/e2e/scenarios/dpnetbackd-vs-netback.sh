@@ -48,11 +48,10 @@ MAC=00:16:3e:e2:e0:61
 BE_ROOT=/local/domain/0/backend/vif
 
 [ "$DPNB_PORT" = vhost ] || fail "dpnetbackd-vs-netback compares the vhost port (DPNB_PORT=vhost)"
-! grep -q '^xen_netback ' /proc/modules || fail "xen-netback is loaded before the first round"
+module_gone xen_netback || fail "xen-netback is loaded before the first round"
 # The lab knob pins by hand; the daemon places its own wake-ups here (its default).
 unset E2E_DPNB_PIN
 
-module_gone() { ! grep -q "^$1 " /proc/modules; }
 # vif_up DOMID PREFIX: the re-attached vif (handle 0 again: libxl takes the lowest free one)
 # Connected on both sides, the guest's interface up, ARP warm both ways (one ping each way).
 vif_up() {
@@ -74,8 +73,7 @@ vif_down() {
 # leg_knb DOMID PREFIX: the in-kernel netback serves the guest for one transfer each way.
 leg_knb() {
   local d=$1 p=$2
-  modprobe xen-netback || fail "modprobe xen-netback"
-  bridge_up xenbr0 "$DOM0_IP/24" || fail "bridge xenbr0"
+  netback_leg_begin xenbr0 "$DOM0_IP/24"
   timeout 180 xl network-attach "$d" "mac=$MAC" bridge=xenbr0 "script=$E2E_ROOT/lab/vif-bridge-lab" ||
     fail "xl network-attach $d (netback)"
   vif_up "$d" "$p"
@@ -87,10 +85,8 @@ leg_knb() {
   xfer_rx "$d" "$GUEST_IP" "$MIB" $((PORT++)) "$p"
   DPNB_IFACE=dpnb0
   vif_down "$d"
-  ip link del xenbr0 || fail "ip link del xenbr0"
-  wait_for 60 "xen-netback unloaded" rmmod_netback
+  netback_leg_end xenbr0
 }
-rmmod_netback() { module_gone xen_netback || rmmod xen-netback 2>/dev/null; module_gone xen_netback; }
 
 # leg_dpnb DOMID PREFIX: dpnetbackd serves the guest for one transfer each way.
 DPNB_CONFIGURED=0
